@@ -1,0 +1,184 @@
+# etraced: one non-recursive Makefile (STYLE §11). Output goes to $(BUILD)/.
+# Variables: REAL=float|double  WERROR=0|1  SANITIZE=address,undefined|thread  BUILD=dir
+#            PREFIX DESTDIR  V=1 (verbose)  ARCH (default -march=native)
+
+BUILD    ?= build
+REAL     ?= float
+WERROR   ?= 1
+SANITIZE ?=
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+ARCH     ?= -march=native
+CC       ?= gcc
+PYTHON   ?= /usr/bin/python3
+SHARED   ?= ../shared
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+        -Wdouble-promotion -Wvla -Wformat=2 -Wimplicit-fallthrough -Wundef
+CFLAGS_ALL := -std=c11 -O2 -g $(ARCH) $(WARN) -ffp-contract=off -fno-math-errno \
+              -D_GNU_SOURCE -fPIC -MMD -MP -Idaemon/engine -Idaemon -Iclients -I$(BUILD)/gen
+ifeq ($(WERROR),1)
+CFLAGS_ALL += -Werror
+endif
+ifeq ($(REAL),double)
+CFLAGS_ALL += -DREAL_DOUBLE
+else ifneq ($(REAL),float)
+$(error REAL must be float or double)
+endif
+ifneq ($(SANITIZE),)
+CFLAGS_ALL += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS_ALL += -fsanitize=$(SANITIZE)
+endif
+CFLAGS_ALL += $(CFLAGS)
+LDFLAGS_ALL += $(LDFLAGS)
+
+ENGINE_LIBS := -lyaml -lm
+DAEMON_LIBS := -luv -lzmq -lprotobuf-c -lcyaml -lsystemd -lpthread $(ENGINE_LIBS)
+
+# ---- sources -------------------------------------------------------------------------
+ENGINE_SRC  := $(sort $(wildcard daemon/engine/*.c))
+DAEMON_SRC  := $(sort $(wildcard daemon/*.c))
+DAEMON_LIB_SRC := $(filter-out daemon/main.c,$(DAEMON_SRC))
+PROTO       := $(wildcard proto/etrace.proto)
+CLIENT_SRC  := $(wildcard clients/etrace_client.c)
+CTL_SRC     := $(wildcard clients/etracectl.c clients/ctl_*.c)
+SUPPORT_SRC := $(sort $(wildcard tests/support/*.c))
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+ENGINE_OBJ  := $(call obj,$(ENGINE_SRC))
+DAEMON_OBJ  := $(call obj,$(DAEMON_LIB_SRC))
+SUPPORT_OBJ := $(call obj,$(SUPPORT_SRC))
+ifneq ($(PROTO),)
+PROTO_C     := $(BUILD)/gen/etrace.pb-c.c
+PROTO_H     := $(BUILD)/gen/etrace.pb-c.h
+PROTO_OBJ   := $(BUILD)/obj/gen/etrace.pb-c.o
+endif
+
+LIBENGINE   := $(BUILD)/libengine.a
+LIBDAEMON   := $(BUILD)/libdaemon.a
+ETRACED     := $(BUILD)/etraced
+ifneq ($(CLIENT_SRC),)
+LIBCLIENT   := $(BUILD)/libetrace-client.a $(BUILD)/libetrace-client.so
+ETRACECTL   := $(BUILD)/etracectl
+endif
+
+ENGINE_TESTS := $(patsubst tests/engine/%.c,$(BUILD)/tests/engine/%,$(sort $(wildcard tests/engine/*_test.c)))
+DAEMON_TESTS := $(patsubst tests/daemon/%.c,$(BUILD)/tests/daemon/%,$(sort $(wildcard tests/daemon/*_test.c)))
+INTEG_TESTS  := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(sort $(wildcard tests/integration/*_test.c)))
+BENCHES      := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(sort $(wildcard tests/bench/*_bench.c)))
+FUZZ_DRIVERS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(sort $(wildcard tests/fuzz/*_fuzz.c)))
+
+BINS := $(ETRACED) $(LIBCLIENT) $(ETRACECTL)
+
+.PHONY: all deps run test test-long test-engine test-daemon test-asan bench bench-deps plots \
+        install uninstall clean format format-check tidy asan ubsan tsan fuzz coverage \
+        check-layers help reference tests
+
+all: $(BINS)
+
+# ---- rules ---------------------------------------------------------------------------
+$(BUILD)/obj/%.o: %.c $(PROTO_H)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(filter-out -Wpedantic -Wmissing-prototypes -Wundef,$(CFLAGS_ALL)) -c $< -o $@
+
+$(PROTO_C) $(PROTO_H): $(PROTO)
+	@mkdir -p $(BUILD)/gen
+	@$(if $(Q),echo "  PROTOC  $<")
+	$(Q)protoc-c --proto_path=proto --c_out=$(BUILD)/gen $<
+
+$(LIBENGINE): $(ENGINE_OBJ)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(LIBDAEMON): $(DAEMON_OBJ) $(PROTO_OBJ)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(ETRACED): $(call obj,daemon/main.c) $(LIBDAEMON) $(LIBENGINE)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(DAEMON_LIBS)
+
+$(BUILD)/libetrace-client.a: $(call obj,$(CLIENT_SRC)) $(PROTO_OBJ)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/libetrace-client.so: $(call obj,$(CLIENT_SRC)) $(PROTO_OBJ)
+	$(Q)$(CC) $(LDFLAGS_ALL) -shared -o $@ $^ -lzmq -lprotobuf-c
+
+$(ETRACECTL): $(call obj,$(CTL_SRC)) $(BUILD)/libetrace-client.a
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ -lzmq -lprotobuf-c -lm
+
+$(BUILD)/tests/engine/%: $(BUILD)/obj/tests/engine/%.o $(SUPPORT_OBJ) $(LIBENGINE)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ -lcmocka $(ENGINE_LIBS)
+
+$(BUILD)/tests/daemon/%: $(BUILD)/obj/tests/daemon/%.o $(SUPPORT_OBJ) $(LIBDAEMON) $(LIBENGINE)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ -lcmocka $(DAEMON_LIBS)
+
+$(BUILD)/tests/integration/%: $(BUILD)/obj/tests/integration/%.o $(SUPPORT_OBJ) $(BUILD)/libetrace-client.a $(LIBDAEMON) $(LIBENGINE)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ -lcmocka $(DAEMON_LIBS)
+
+$(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(SUPPORT_OBJ) $(LIBENGINE)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(ENGINE_LIBS)
+
+# ---- the targets of STYLE §11 --------------------------------------------------------
+help:
+	@echo "make deps        install Debian packages (apt-get) and build everything"
+	@echo "make run         the demo: etraced run on models/lif-delta-demo.yaml, then the daemon"
+	@echo "make test        build and run every test suite (with timings)"
+	@echo "make test-long   the long-running suites"
+	@echo "make bench       benchmarks: table on stdout, JSON lines in build/bench/results.jsonl"
+	@echo "make bench-deps  install the optional benchmark baselines (python3-torch, OpenBLAS)"
+	@echo "make plots       regenerate the examples' plots"
+	@echo "make install     install under DESTDIR/PREFIX; make uninstall removes it"
+	@echo "make asan|ubsan|tsan   run the tests under a sanitizer"
+	@echo "make fuzz        run the libFuzzer targets (clang)"
+	@echo "make coverage    line coverage of the tests (gcov)"
+	@echo "make format|format-check|tidy   clang-format and clang-tidy"
+	@echo "make check-layers   prove the engine includes no libuv/ZeroMQ/protobuf-c and reads no clock"
+	@echo "make clean       remove build/"
+	@echo "variables: REAL=float|double WERROR=0 SANITIZE=... BUILD=dir PREFIX DESTDIR V=1"
+
+DEB_PACKAGES := build-essential pkg-config libyaml-dev libcmocka-dev libuv1-dev libzmq3-dev \
+    libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libcyaml-dev libsystemd-dev \
+    python3 python3-numpy python3-zmq python3-protobuf clang libclang-rt-14-dev tmux
+
+deps:
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEB_PACKAGES)
+	$(MAKE) all tests
+
+tests: $(ENGINE_TESTS) $(DAEMON_TESTS) $(INTEG_TESTS) $(FUZZ_DRIVERS)
+
+run: all
+	$(Q)sh tests/support/demo.sh $(BUILD)
+
+test: all tests
+	$(Q)sh tests/support/run-suites.sh $(BUILD) $(ENGINE_TESTS) $(DAEMON_TESTS) $(INTEG_TESTS) \
+	    -- $(MAKE) REAL=double
+	
+test-asan:
+	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/asan SANITIZE=address,undefined \
+	    $(patsubst $(BUILD)/%,$(BUILD)/asan/%,$(ENGINE_TESTS))
+
+check-layers:
+	$(Q)sh tests/support/check-layers.sh
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
