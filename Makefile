@@ -42,12 +42,20 @@ ENGINE_LIBS := -lyaml -lm
 DAEMON_LIBS := -luv -lzmq -lprotobuf-c -lcyaml -lsystemd -lpthread $(ENGINE_LIBS)
 
 # ---- sources -------------------------------------------------------------------------
-ENGINE_SRC  := $(sort $(wildcard daemon/engine/*.c))
-DAEMON_SRC  := $(sort $(wildcard daemon/*.c))
-DAEMON_LIB_SRC := $(filter-out daemon/main.c,$(DAEMON_SRC))
-PROTO       := $(wildcard proto/etrace.proto)
-CLIENT_SRC  := $(wildcard clients/etrace_client.c)
-CTL_SRC     := $(wildcard clients/etracectl.c clients/ctl_*.c)
+# Explicit lists: a file joins the build when its module is ready. The daemon, proto and
+# client lists live in daemon.mk.
+ENGINE_MODULES := mem err real_env rng npy cell expr model param op_dense op_sparse op_elem \
+                  trace signal optim engine report
+ENGINE_SRC  := $(wildcard $(patsubst %,daemon/engine/%.c,$(ENGINE_MODULES)))
+ENGINE_TEST_NAMES := mem npy rng param expr model engine op trace signal optim
+DAEMON_SRC  :=
+PROTO       :=
+CLIENT_SRC  :=
+CTL_SRC     :=
+DAEMON_TEST_NAMES :=
+INTEG_TEST_NAMES  :=
+-include daemon.mk
+DAEMON_LIB_SRC := $(filter-out daemon/main.c,$(DAEMON_SRC)) daemon/offline.c
 SUPPORT_SRC := $(sort $(wildcard tests/support/*.c))
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
@@ -69,9 +77,10 @@ LIBCLIENT   := $(BUILD)/libetrace-client.a $(BUILD)/libetrace-client.so
 ETRACECTL   := $(BUILD)/etracectl
 endif
 
-ENGINE_TESTS := $(patsubst tests/engine/%.c,$(BUILD)/tests/engine/%,$(sort $(wildcard tests/engine/*_test.c)))
-DAEMON_TESTS := $(patsubst tests/daemon/%.c,$(BUILD)/tests/daemon/%,$(sort $(wildcard tests/daemon/*_test.c)))
-INTEG_TESTS  := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(sort $(wildcard tests/integration/*_test.c)))
+have = $(foreach n,$(2),$(if $(wildcard tests/$(1)/$(n)_test.c),$(BUILD)/tests/$(1)/$(n)_test))
+ENGINE_TESTS := $(call have,engine,$(ENGINE_TEST_NAMES))
+DAEMON_TESTS := $(call have,daemon,$(DAEMON_TEST_NAMES))
+INTEG_TESTS  := $(call have,integration,$(INTEG_TEST_NAMES))
 BENCHES      := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(sort $(wildcard tests/bench/*_bench.c)))
 FUZZ_DRIVERS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(sort $(wildcard tests/fuzz/*_fuzz.c)))
 

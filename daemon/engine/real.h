@@ -6,6 +6,10 @@
 
 #include <tgmath.h>
 
+/* <tgmath.h> brings <complex.h>, whose macro I would take the name of every I (the
+ * pre-synaptic size) in the engine; C11 7.3.1 allows undefining it. */
+#undef I
+
 #if defined(REAL_DOUBLE)
 typedef double real;
 #define R(x) (x)

@@ -1,0 +1,1209 @@
+/* The engine: compile a model description into buffers and programs, then tick.
+ *
+ * Compile allocates everything: the parameters (param.c), one arena for every per-tick
+ * buffer (states, outputs, derivatives, traces, accumulators, optimizer state), and the
+ * cell programs (expr.c). A tick (DESIGN §4.4) then only reads and writes those:
+ *   1. inputs and signals for this tick;
+ *   2. forward pass in cell order (DESIGN §2.1), each cell's program giving the new
+ *      states and the derivative blocks;
+ *   3. readouts, the policy's action, the loss and dL/d(readout);
+ *   4. the within-tick backward pass giving g = dL/dh for every cell (DESIGN §4.1);
+ *   5. traces and this tick's gradient per projection (trace.c), the reward eligibility;
+ *   6. the optimizer step every K ticks (optim.c); the finiteness checks. */
+#include "engine.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#endif
+
+#include "expr.h"
+#include "op.h"
+#include "optim.h"
+#include "param.h"
+#include "rng.h"
+#include "signal.h"
+#include "trace.h"
+
+/* A cell at run time. Double-buffered states and outputs: `cur` indexes this tick's. */
+struct ecell {
+    int n, K, S;
+    struct expr_prog *prog;
+    real *h[2];      /* [K][n] hidden states: h[cur] this tick, h[!cur] the previous */
+    real *out[2];    /* [n] outputs, same buffering */
+    real *init;      /* [K] initial state values */
+    real *slot;      /* [S][n] summed projection inputs */
+    real *jac;       /* [K][K][n] d h_new / d h_old */
+    real *dslot;     /* [K][S][n] d h_new / d slot */
+    real *dout;      /* [K][n] d out / d h_new */
+    real *g;         /* [K][n] dL/dh this tick */
+    real *dl;        /* [n] dL/d out this tick */
+    int has_dl;      /* a loss reached this cell in this tick */
+    int bad;         /* a state, output or trace went non-finite in this tick */
+    int is_spiking;
+    double spikes;   /* summed outputs since the last rate read */
+    uint64_t rate_ticks;
+};
+
+/* A projection at run time. */
+struct eproj {
+    const struct model_proj *d;
+    enum engine_rule rule;
+    int64_t I, O, count; /* count: number of weight values */
+    int cell, K, n;      /* target cell, its K and size */
+    int reads_now;       /* some source is a cell computed earlier in this tick */
+    struct param w;      /* values (+ CSR) and bias; owned */
+    real *w0, *b0;       /* values at load, for drift */
+    real *x;             /* [I] pre-synaptic vector of this tick */
+    real *y;             /* [O] */
+    real *Dcol;          /* [K][K][O] column view of the target's jac */
+    real *fcol;          /* [K][O] column view of d h / d slot */
+    real *gcol;          /* [K][O] column view of g */
+    real *q;             /* [O] column factor, and dL/dy in the backward pass */
+    real *scratch;       /* [K][O] */
+    real *E, *Eb;        /* D-RTRL traces: weight [K][count-shaped], bias [K][O] */
+    real *ex, *ef;       /* ES traces: [I], [K][O] */
+    real *acc_w, *acc_b; /* partial gradient sums */
+    real *m_w, *v_w, *m_b, *v_b; /* optimizer state */
+    real *e_w, *e_b;     /* reward eligibility */
+    real *gt_w, *gt_b;   /* this tick's gradient, when its sum is tracked */
+    double *sum_w, *sum_b; /* float64 sums of per-tick gradients (track_grad_sum) */
+    int64_t trace_bytes;
+    int opw, opb;        /* indices into engine.oparams, or -1 */
+};
+
+struct einput {
+    int size;
+    enum model_input_kind kind;
+    real *value;        /* [size] what the next tick reads (held for analog) */
+    int n_events;       /* spikes queued for the next tick */
+};
+
+struct ereadout {
+    int cell, size;
+    int target_kind;    /* 0 none pending, 1 values, 2 class */
+    int cls;
+    real *target;       /* [size] */
+    real *action;       /* [size] policy readouts only */
+};
+
+struct engine {
+    const struct mem *mem;
+    struct model_desc *d;  /* owned */
+    int n_inputs, n_cells, n_projs, n_readouts;
+    struct einput *inputs;
+    struct ecell *cells;
+    struct eproj *projs;
+    struct ereadout *readouts;
+    void *arena;           /* one block for every per-tick buffer */
+    size_t arena_bytes;
+    size_t param_bytes;
+    void *scratch;         /* expr evaluation scratch, shared by the cells */
+    int cur;               /* buffer index of this tick */
+    int need_derivs;       /* some projection keeps a trace or learns */
+    int track;             /* track_grad_sum */
+    struct optim_param *oparams; /* every learning tensor, for optim_step */
+    int n_oparams;
+    struct optim_cfg ocfg;
+    /* engine state (DESIGN §4.5) */
+    uint64_t tick;
+    uint64_t es_n;
+    uint64_t steps;
+    uint64_t updates_refused, state_resets;
+    enum engine_learn learn;
+    double lr;
+    double reward_pending, reward_baseline, last_reward;
+    double last_loss;
+    int last_valid;
+    struct rng policy_rng;
+    real *xi;              /* [size] gaussian exploration */
+    real *probs;           /* [size] softmax */
+    real *dl_tmp;          /* [largest readout] one loss's derivative */
+    int held_action;
+    real lambda_x, lambda_f;
+};
+
+/* ---- small helpers ------------------------------------------------------------------ */
+
+static void
+fill(real *p, int64_t n, real v)
+{
+    for (int64_t i = 0; i < n; i++)
+        p[i] = v;
+}
+
+static int
+has_bad(const real *p, int64_t n)
+{
+    int bad = 0;
+    for (int64_t i = 0; i < n; i++)
+        bad |= (p[i] - p[i] != R(0.0));
+    return bad;
+}
+
+void
+engine_set_fp_env(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    /* FTZ (bit 15) and DAZ (bit 6): subnormals never slow a silent model down. */
+    _mm_setcsr(_mm_getcsr() | 0x8040);
+#endif
+}
+
+/* ---- compile -------------------------------------------------------------------------- */
+
+static enum engine_rule
+choose_rule(const struct model_desc *d, const struct model_proj *p, int64_t count)
+{
+    const struct model_learning *l = &d->learning;
+    if (!l->present || l->signal == MODEL_SIGNAL_NONE || p->learn == MODEL_LEARN_FROZEN)
+        return ENGINE_RULE_FROZEN;
+    if (p->learn == MODEL_LEARN_INSTANT)
+        return ENGINE_RULE_INSTANT;
+    if (p->op == MODEL_OP_ELEMWISE)
+        return ENGINE_RULE_D_RTRL; /* exact, and costs K*O like ES */
+    switch (l->algorithm) {
+    case MODEL_ALGO_D_RTRL:
+        return ENGINE_RULE_D_RTRL;
+    case MODEL_ALGO_ES_D_RTRL:
+        return ENGINE_RULE_ES;
+    case MODEL_ALGO_HYBRID: {
+        int64_t K = d->cells[p->to_cell].n_states;
+        /* D-RTRL where K*P <= budget * (I + K*O) */
+        return K * count <= (int64_t)l->hybrid_budget * (p->in_size + K * p->out_size)
+                   ? ENGINE_RULE_D_RTRL
+                   : ENGINE_RULE_ES;
+    }
+    }
+    return ENGINE_RULE_FROZEN;
+}
+
+/* The arena is laid out twice: once with base NULL to size it, once to carve it. */
+struct carver {
+    char *base;
+    size_t off;
+};
+
+static real *
+carve(struct carver *c, int64_t n)
+{
+    size_t bytes = ((size_t)n * sizeof(real) + 63) & ~(size_t)63;
+    real *p = c->base ? (real *)(c->base + c->off) : NULL;
+    c->off += bytes;
+    return p;
+}
+
+static double *
+carve_d(struct carver *c, int64_t n)
+{
+    return (double *)carve(c, n * (int64_t)(sizeof(double) / sizeof(real)));
+}
+
+static void
+layout(struct engine *e, struct carver *c)
+{
+    const struct model_learning *l = &e->d->learning;
+    for (int i = 0; i < e->n_inputs; i++)
+        e->inputs[i].value = carve(c, e->inputs[i].size);
+    for (int ci = 0; ci < e->n_cells; ci++) {
+        struct ecell *cl = &e->cells[ci];
+        int64_t n = cl->n, K = cl->K, S = cl->S;
+        for (int b = 0; b < 2; b++) {
+            cl->h[b] = carve(c, K * n);
+            cl->out[b] = carve(c, n);
+        }
+        cl->init = carve(c, K);
+        cl->slot = carve(c, S * n);
+        if (e->need_derivs) {
+            cl->jac = carve(c, K * K * n);
+            cl->dslot = carve(c, K * S * n);
+            cl->dout = carve(c, K * n);
+            cl->g = carve(c, K * n);
+            cl->dl = carve(c, n);
+        }
+    }
+    for (int pi = 0; pi < e->n_projs; pi++) {
+        struct eproj *p = &e->projs[pi];
+        int64_t I = p->I, O = p->O, K = p->K;
+        int has_b = p->w.bias != NULL;
+        int learns = p->rule != ENGINE_RULE_FROZEN;
+        p->x = carve(c, I);
+        p->y = carve(c, O);
+        p->w0 = carve(c, p->count);
+        p->b0 = has_b ? carve(c, O) : NULL;
+        if (e->need_derivs) {
+            p->Dcol = carve(c, K * K * O);
+            p->fcol = carve(c, K * O);
+            p->gcol = carve(c, K * O);
+            p->q = carve(c, O);
+            p->scratch = carve(c, K * O);
+        }
+        size_t before = c->off;
+        if (p->rule == ENGINE_RULE_D_RTRL) {
+            p->E = carve(c, K * p->count);
+            p->Eb = has_b ? carve(c, K * O) : NULL;
+        } else if (p->rule == ENGINE_RULE_ES) {
+            p->ex = carve(c, I);
+            p->ef = carve(c, K * O);
+        }
+        p->trace_bytes = (int64_t)(c->off - before);
+        if (!learns)
+            continue;
+        p->acc_w = carve(c, p->count);
+        p->acc_b = has_b ? carve(c, O) : NULL;
+        if (l->optimizer != MODEL_OPTIM_SGD) {
+            p->m_w = carve(c, p->count);
+            p->m_b = has_b ? carve(c, O) : NULL;
+        }
+        if (l->optimizer == MODEL_OPTIM_ADAM) {
+            p->v_w = carve(c, p->count);
+            p->v_b = has_b ? carve(c, O) : NULL;
+        }
+        if (l->signal == MODEL_SIGNAL_REWARD) {
+            p->e_w = carve(c, p->count);
+            p->e_b = has_b ? carve(c, O) : NULL;
+        }
+        if (e->track) {
+            p->gt_w = carve(c, p->count);
+            p->gt_b = has_b ? carve(c, O) : NULL;
+            p->sum_w = carve_d(c, p->count);
+            p->sum_b = has_b ? carve_d(c, O) : NULL;
+        }
+    }
+    for (int r = 0; r < e->n_readouts; r++) {
+        struct ereadout *ro = &e->readouts[r];
+        ro->target = carve(c, ro->size);
+        ro->action = carve(c, ro->size);
+    }
+    int64_t pol = 1;
+    if (l->present && l->signal == MODEL_SIGNAL_REWARD)
+        pol = e->readouts[l->policy_readout].size;
+    e->xi = carve(c, pol);
+    e->probs = carve(c, pol);
+    int64_t largest = 1;
+    for (int r = 0; r < e->n_readouts; r++)
+        if (e->readouts[r].size > largest)
+            largest = e->readouts[r].size;
+    e->dl_tmp = carve(c, largest);
+}
+
+/* Estimates the bytes a model will need before anything large is allocated: parameters,
+ * their copies, traces, accumulators and optimizer state. Sparse files count as dense
+ * (an upper bound); random sparse as prob * I * O. */
+static double
+estimate_bytes(const struct model_desc *d)
+{
+    double total = 0.0;
+    for (int i = 0; i < d->n_cells; i++) {
+        const struct model_cell *c = &d->cells[i];
+        double K = c->n_states, S = c->n_slots;
+        total += (double)c->size * (4 * K + 2 + S + K * K + K * S + 2 * K + 1);
+    }
+    for (int i = 0; i < d->n_projs; i++) {
+        const struct model_proj *p = &d->projs[i];
+        double count = p->op == MODEL_OP_ELEMWISE ? (double)p->out_size
+                                                  : (double)p->in_size * p->out_size;
+        if (p->op == MODEL_OP_SPARSE && p->weight.kind == MODEL_TENSOR_RANDOM)
+            count *= p->weight.prob;
+        double K = d->cells[p->to_cell].n_states;
+        double per = 2 + 4; /* values, W0, accumulator, moments, eligibility */
+        if (d->learning.present && p->op != MODEL_OP_ELEMWISE &&
+            d->learning.algorithm == MODEL_ALGO_D_RTRL && p->learn == MODEL_LEARN_TRACE)
+            per += K;
+        total += count * per;
+    }
+    return total * (double)sizeof(real);
+}
+
+static int
+check_memory(const struct model_desc *d, struct err *err)
+{
+    double need = estimate_bytes(d);
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    double have = (pages > 0 && page > 0) ? (double)pages * (double)page : 0.0;
+    if (have > 0.0 && need > have)
+        return err_setf(err, ERR_MODEL,
+                        "%s: model: the resident estimate (%.3g GiB) exceeds physical "
+                        "memory (%.3g GiB)",
+                        d->path, need / 1073741824.0, have / 1073741824.0),
+               -1;
+    return 0;
+}
+
+static void
+reset_cell_states(struct engine *e, struct ecell *cl)
+{
+    for (int b = 0; b < 2; b++) {
+        for (int k = 0; k < cl->K; k++)
+            fill(cl->h[b] + (int64_t)k * cl->n, cl->n, cl->init[k]);
+        /* The output of the initial states: every built-in's is 0 there. */
+        fill(cl->out[b], cl->n, R(0.0));
+    }
+    (void)e;
+}
+
+static void
+reset_proj_traces(struct eproj *p)
+{
+    int64_t K = p->K;
+    if (p->E)
+        fill(p->E, K * p->count, R(0.0));
+    if (p->Eb)
+        fill(p->Eb, K * p->O, R(0.0));
+    if (p->ex)
+        fill(p->ex, p->I, R(0.0));
+    if (p->ef)
+        fill(p->ef, K * p->O, R(0.0));
+    if (p->e_w)
+        fill(p->e_w, p->count, R(0.0));
+    if (p->e_b)
+        fill(p->e_b, p->O, R(0.0));
+}
+
+int
+engine_compile(struct model_desc *d, const struct engine_opts *opts,
+               struct engine **out, struct err *err)
+{
+    const struct mem *m = opts && opts->mem ? opts->mem : mem_default();
+    struct model_fs disk_fs;
+    char dir[4096];
+    const struct model_fs *fs = opts ? opts->fs : NULL;
+    if (!fs) {
+        model_dirname(d->path, dir, sizeof dir);
+        disk_fs = model_fs_disk(dir);
+        fs = &disk_fs;
+    }
+    if (check_memory(d, err))
+        return -1;
+    struct engine *e = mem_calloc(m, 1, sizeof *e);
+    if (!e)
+        goto nomem;
+    e->mem = m;
+    e->d = d;
+    e->track = opts ? opts->track_grad_sum : 0;
+    e->n_inputs = d->n_inputs;
+    e->n_cells = d->n_cells;
+    e->n_projs = d->n_projs;
+    e->n_readouts = d->n_readouts;
+    e->inputs = mem_calloc(m, (size_t)d->n_inputs + 1, sizeof *e->inputs);
+    e->cells = mem_calloc(m, (size_t)d->n_cells + 1, sizeof *e->cells);
+    e->projs = mem_calloc(m, (size_t)d->n_projs + 1, sizeof *e->projs);
+    e->readouts = mem_calloc(m, (size_t)d->n_readouts + 1, sizeof *e->readouts);
+    e->oparams = mem_calloc(m, 2 * (size_t)d->n_projs + 1, sizeof *e->oparams);
+    if (!e->inputs || !e->cells || !e->projs || !e->readouts || !e->oparams)
+        goto nomem;
+    const struct model_learning *l = &d->learning;
+    e->learn = l->present && l->signal != MODEL_SIGNAL_NONE ? ENGINE_LEARN_ON : ENGINE_LEARN_OFF;
+    e->lr = l->present ? l->lr : 0.0;
+    e->lambda_x = (real)l->lambda_x;
+    e->lambda_f = (real)l->lambda_f;
+    e->ocfg = (struct optim_cfg){l->optimizer, l->momentum, l->beta1, l->beta2,
+                                 l->eps,       l->weight_decay, l->clip_norm};
+    for (int i = 0; i < d->n_inputs; i++) {
+        e->inputs[i].size = d->inputs[i].size;
+        e->inputs[i].kind = d->inputs[i].kind;
+    }
+    for (int i = 0; i < d->n_readouts; i++) {
+        e->readouts[i].cell = d->readouts[i].cell;
+        e->readouts[i].size = d->cells[d->readouts[i].cell].size;
+    }
+    size_t scratch_bytes = 0;
+    for (int i = 0; i < d->n_cells; i++) {
+        const struct model_cell *mc = &d->cells[i];
+        struct ecell *cl = &e->cells[i];
+        cl->n = mc->size;
+        cl->K = mc->n_states;
+        cl->S = mc->n_slots;
+        cl->is_spiking = mc->is_spiking;
+        struct expr_error xe;
+        if (expr_prog_compile(mc, d->dt, m, &cl->prog, &xe)) {
+            err_setf(err, ERR_EXPR, "%s:%d:%d: cells.%s: %s", d->path, mc->pos.line,
+                     mc->pos.col, mc->name, xe.msg);
+            goto fail;
+        }
+        size_t sb = expr_prog_scratch_bytes(cl->prog);
+        if (sb > scratch_bytes)
+            scratch_bytes = sb;
+    }
+    for (int i = 0; i < d->n_projs; i++) {
+        const struct model_proj *mp = &d->projs[i];
+        struct eproj *p = &e->projs[i];
+        p->d = mp;
+        if (param_load(d, mp, fs, m, &p->w, err))
+            goto fail;
+        p->I = mp->in_size;
+        p->O = mp->out_size;
+        p->count = p->w.count;
+        p->cell = mp->to_cell;
+        p->K = d->cells[mp->to_cell].n_states;
+        p->n = d->cells[mp->to_cell].size;
+        p->rule = choose_rule(d, mp, p->count);
+        for (int s = 0; s < mp->n_from; s++)
+            if (!mp->from[s].is_input && mp->from[s].index < mp->to_cell)
+                p->reads_now = 1;
+        if (p->rule != ENGINE_RULE_FROZEN)
+            e->need_derivs = 1;
+        e->param_bytes += (size_t)p->count * sizeof(real);
+        if (p->w.bias)
+            e->param_bytes += (size_t)p->O * sizeof(real);
+    }
+    struct carver c = {NULL, 0};
+    layout(e, &c);
+    e->arena_bytes = c.off;
+    e->arena = mem_alloc(m, c.off);
+    e->scratch = mem_alloc(m, scratch_bytes);
+    if (!e->arena || !e->scratch)
+        goto nomem;
+    memset(e->arena, 0, c.off);
+    c = (struct carver){e->arena, 0};
+    layout(e, &c);
+    for (int i = 0; i < d->n_cells; i++) {
+        struct ecell *cl = &e->cells[i];
+        for (int k = 0; k < cl->K; k++)
+            cl->init[k] = (real)d->cells[i].state_init[k];
+        reset_cell_states(e, cl);
+    }
+    for (int i = 0; i < d->n_projs; i++) {
+        struct eproj *p = &e->projs[i];
+        memcpy(p->w0, p->w.values, (size_t)p->count * sizeof(real));
+        if (p->b0)
+            memcpy(p->b0, p->w.bias, (size_t)p->O * sizeof(real));
+        p->opw = p->opb = -1;
+        if (p->rule == ENGINE_RULE_FROZEN)
+            continue;
+        p->opw = e->n_oparams;
+        p->opb = p->w.bias ? e->n_oparams + 1 : -1;
+        e->oparams[e->n_oparams++] = (struct optim_param){
+            .n = p->count, .w = p->w.values, .acc = p->acc_w, .m = p->m_w, .v = p->v_w};
+        if (p->w.bias)
+            e->oparams[e->n_oparams++] = (struct optim_param){
+                .n = p->O, .w = p->w.bias, .acc = p->acc_b, .m = p->m_b, .v = p->v_b};
+    }
+    if (l->present && l->signal == MODEL_SIGNAL_REWARD) {
+        char name[256];
+        snprintf(name, sizeof name, "policy.%s", d->readouts[l->policy_readout].name);
+        rng_seed(&e->policy_rng, d->seed, name);
+    }
+    e->last_valid = 1;
+    *out = e;
+    return 0;
+nomem:
+    err_setf(err, ERR_NOMEM, "%s: out of memory compiling the model", d->path);
+fail:
+    if (e) {
+        e->d = NULL; /* the caller keeps the description on failure */
+        engine_free(&e);
+    }
+    return -1;
+}
+
+void
+engine_free(struct engine **pe)
+{
+    struct engine *e = *pe;
+    if (!e)
+        return;
+    const struct mem *m = e->mem;
+    for (int i = 0; e->cells && i < e->n_cells; i++)
+        expr_prog_free(&e->cells[i].prog, m);
+    for (int i = 0; e->projs && i < e->n_projs; i++)
+        param_fini(&e->projs[i].w, m);
+    mem_free(m, &e->inputs);
+    mem_free(m, &e->cells);
+    mem_free(m, &e->projs);
+    mem_free(m, &e->readouts);
+    mem_free(m, &e->oparams);
+    mem_free(m, &e->arena);
+    mem_free(m, &e->scratch);
+    model_free(&e->d, m);
+    mem_free(m, pe);
+}
+
+const struct model_desc *
+engine_model(const struct engine *e)
+{
+    return e->d;
+}
+
+/* ---- inputs and signals ------------------------------------------------------------ */
+
+void
+engine_set_input(struct engine *e, int input, const real *values)
+{
+    struct einput *in = &e->inputs[input];
+    memcpy(in->value, values, (size_t)in->size * sizeof(real));
+}
+
+int
+engine_add_spikes(struct engine *e, int input, const int32_t *idx, int n)
+{
+    struct einput *in = &e->inputs[input];
+    int dropped = 0;
+    for (int k = 0; k < n; k++) {
+        if (in->n_events >= in->size) {
+            dropped++;
+            continue;
+        }
+        in->n_events++;
+        in->value[idx[k]] = R(1.0);
+    }
+    return dropped;
+}
+
+int
+engine_set_target(struct engine *e, int readout, const real *values)
+{
+    struct ereadout *r = &e->readouts[readout];
+    int superseded = r->target_kind != 0;
+    memcpy(r->target, values, (size_t)r->size * sizeof(real));
+    r->target_kind = 1;
+    return superseded;
+}
+
+int
+engine_set_target_class(struct engine *e, int readout, int cls)
+{
+    struct ereadout *r = &e->readouts[readout];
+    int superseded = r->target_kind != 0;
+    r->cls = cls;
+    r->target_kind = 2;
+    return superseded;
+}
+
+void
+engine_add_reward(struct engine *e, double reward)
+{
+    e->reward_pending += reward;
+}
+
+/* ---- the tick --------------------------------------------------------------------------- */
+
+/* The value a projection reads from a source cell: this tick's output for a cell listed
+ * before the target, else the previous tick's (DESIGN §2.1). */
+static const real *
+source_values(const struct engine *e, const struct model_source *s, int target_cell)
+{
+    if (s->is_input)
+        return e->inputs[s->index].value;
+    const struct ecell *cl = &e->cells[s->index];
+    return s->index < target_cell ? cl->out[e->cur] : cl->out[!e->cur];
+}
+
+static void
+proj_forward(struct engine *e, struct eproj *p)
+{
+    const struct model_proj *d = p->d;
+    for (int s = 0; s < d->n_from; s++)
+        memcpy(p->x + d->from[s].offset, source_values(e, &d->from[s], p->cell),
+               (size_t)d->from[s].size * sizeof(real));
+    switch (d->op) {
+    case MODEL_OP_DENSE:
+        op_dense_forward(p->I, p->O, p->y, p->w.values, p->x, p->w.bias);
+        break;
+    case MODEL_OP_SPARSE:
+        op_sparse_forward(p->I, p->O, p->y, p->w.indptr, p->w.indices, p->w.values, p->x,
+                          p->w.bias);
+        break;
+    case MODEL_OP_ELEMWISE:
+        op_elem_forward(p->O, p->y, p->w.values, p->x, p->w.bias);
+        break;
+    }
+    /* Column block b of y feeds slot to_slots[b] of the target cell. */
+    struct ecell *cl = &e->cells[p->cell];
+    for (int b = 0; b < d->n_to_slots; b++) {
+        real *slot = cl->slot + (int64_t)d->to_slots[b] * cl->n;
+        const real *yb = p->y + (int64_t)b * cl->n;
+        for (int64_t o = 0; o < cl->n; o++)
+            slot[o] += yb[o];
+    }
+}
+
+/* Gathers the target cell's derivative blocks as per-column views of projection p. */
+static void
+gather_columns(const struct engine *e, struct eproj *p)
+{
+    const struct ecell *cl = &e->cells[p->cell];
+    const struct model_proj *d = p->d;
+    int64_t n = cl->n, K = cl->K, S = cl->S, O = p->O;
+    for (int b = 0; b < d->n_to_slots; b++) {
+        int64_t s = d->to_slots[b], off = (int64_t)b * n;
+        for (int64_t k = 0; k < K; k++) {
+            memcpy(p->fcol + k * O + off, cl->dslot + (k * S + s) * n, (size_t)n * sizeof(real));
+            for (int64_t j = 0; j < K; j++)
+                memcpy(p->Dcol + (k * K + j) * O + off, cl->jac + (k * K + j) * n,
+                       (size_t)n * sizeof(real));
+        }
+    }
+}
+
+static void
+gather_g(const struct engine *e, struct eproj *p)
+{
+    const struct ecell *cl = &e->cells[p->cell];
+    int64_t n = cl->n, O = p->O;
+    for (int b = 0; b < p->d->n_to_slots; b++)
+        for (int64_t k = 0; k < cl->K; k++)
+            memcpy(p->gcol + k * O + (int64_t)b * n, cl->g + k * n, (size_t)n * sizeof(real));
+}
+
+static void
+cell_forward(struct engine *e, int ci)
+{
+    struct ecell *cl = &e->cells[ci];
+    memset(cl->slot, 0, (size_t)cl->S * (size_t)cl->n * sizeof(real));
+    for (int pi = 0; pi < e->n_projs; pi++)
+        if (e->projs[pi].cell == ci)
+            proj_forward(e, &e->projs[pi]);
+    expr_prog_eval(cl->prog, (size_t)cl->n, cl->h[e->cur], cl->out[e->cur], cl->jac,
+                   cl->dslot, cl->dout, cl->h[!e->cur], cl->slot, e->need_derivs, e->scratch);
+    cl->bad = has_bad(cl->h[e->cur], (int64_t)cl->K * cl->n) | has_bad(cl->out[e->cur], cl->n);
+    if (cl->is_spiking) {
+        double s = 0.0;
+        for (int64_t o = 0; o < cl->n; o++)
+            s += (double)cl->out[e->cur][o];
+        cl->spikes += s;
+        cl->rate_ticks++;
+    }
+    if (e->need_derivs) {
+        cl->has_dl = 0;
+        memset(cl->dl, 0, (size_t)cl->n * sizeof(real));
+        for (int pi = 0; pi < e->n_projs; pi++)
+            if (e->projs[pi].cell == ci)
+                gather_columns(e, &e->projs[pi]);
+    }
+}
+
+static int
+learning_active(const struct engine *e)
+{
+    return e->learn != ENGINE_LEARN_OFF && e->need_derivs;
+}
+
+/* The policy's action and, when learning, d log pi / d o into the readout's dL/dout
+ * (DESIGN §4.3). Returns 1 when it set a learning signal. */
+static int
+policy_act(struct engine *e)
+{
+    const struct model_learning *l = &e->d->learning;
+    struct ereadout *r = &e->readouts[l->policy_readout];
+    struct ecell *cl = &e->cells[r->cell];
+    const real *o = cl->out[e->cur];
+    int64_t n = r->size;
+    int learning = learning_active(e);
+    int sample = learning || l->explore_when_frozen;
+    if (l->policy_kind == MODEL_POLICY_GAUSSIAN) {
+        if (!sample) {
+            memcpy(r->action, o, (size_t)n * sizeof(real));
+            return 0;
+        }
+        double rho = exp(-e->d->dt / l->tau_explore);
+        double k = l->sigma * sqrt(1.0 - rho * rho);
+        for (int64_t i = 0; i < n; i++) {
+            /* xi = rho xi + sigma sqrt(1 - rho^2) z: an OU process of stationary std sigma */
+            e->xi[i] = (real)(rho * (double)e->xi[i] + k * rng_normal(&e->policy_rng));
+            r->action[i] = o[i] + e->xi[i];
+        }
+        if (!learning)
+            return 0;
+        real inv_var = (real)(1.0 / (l->sigma * l->sigma));
+        for (int64_t i = 0; i < n; i++)
+            cl->dl[i] += (r->action[i] - o[i]) * inv_var;
+        cl->has_dl = 1;
+        return 1;
+    }
+    if (!sample) {
+        r->action[0] = (real)signal_argmax(n, o);
+        return 0;
+    }
+    if (e->tick % (uint64_t)l->action_hold != 0) {
+        r->action[0] = (real)e->held_action; /* held: log pi counts once per sample */
+        return 0;
+    }
+    signal_softmax(n, e->probs, o);
+#if defined(REAL_DOUBLE)
+    e->held_action = rng_categorical_d(&e->policy_rng, (int)n, e->probs);
+#else
+    e->held_action = rng_categorical_f(&e->policy_rng, (int)n, e->probs);
+#endif
+    r->action[0] = (real)e->held_action;
+    if (!learning)
+        return 0;
+    for (int64_t i = 0; i < n; i++) /* d log pi(a) / d o = onehot(a) - softmax(o) */
+        cl->dl[i] += (i == e->held_action ? R(1.0) : R(0.0)) - e->probs[i];
+    cl->has_dl = 1;
+    return 1;
+}
+
+/* The loss of this tick's targets; dL/dout into the readout cells when learning.
+ * Several target readouts: their losses (and derivatives) are summed. */
+static double
+targets_loss(struct engine *e)
+{
+    double loss = 0.0;
+    int learning = learning_active(e) && e->d->learning.signal == MODEL_SIGNAL_TARGET;
+    for (int r = 0; r < e->n_readouts; r++) {
+        struct ereadout *ro = &e->readouts[r];
+        if (!ro->target_kind)
+            continue;
+        struct ecell *cl = &e->cells[ro->cell];
+        const real *y = cl->out[e->cur];
+        real *dl = learning ? e->dl_tmp : NULL;
+        if (ro->target_kind == 2)
+            loss += signal_cross_entropy(ro->size, dl, y, ro->cls);
+        else
+            loss += signal_mse(ro->size, dl, y, ro->target);
+        if (learning) {
+            for (int64_t o = 0; o < ro->size; o++)
+                cl->dl[o] += dl[o];
+            cl->has_dl = 1;
+        }
+        ro->target_kind = 0;
+    }
+    return loss;
+}
+
+/* The within-tick backward pass (DESIGN §4.1): in reverse cell order, g = dout * dL/dout,
+ * then dL/dy of every projection that read a value computed in this tick, and W^T of it
+ * into that source's dL/dout. Previous-tick values are constants. */
+static void
+backward(struct engine *e)
+{
+    for (int ci = e->n_cells - 1; ci >= 0; ci--) {
+        struct ecell *cl = &e->cells[ci];
+        if (!cl->has_dl)
+            continue;
+        for (int64_t k = 0; k < cl->K; k++)
+            for (int64_t o = 0; o < cl->n; o++)
+                cl->g[k * cl->n + o] = cl->dout[k * cl->n + o] * cl->dl[o];
+        for (int pi = 0; pi < e->n_projs; pi++) {
+            struct eproj *p = &e->projs[pi];
+            if (p->cell != ci || !p->reads_now)
+                continue;
+            gather_g(e, p);
+            /* dL/dy[o] = sum_k g[k,o] f[k,o] */
+            trace_column_factor(p->O, p->K, p->q, p->gcol, p->fcol, R(1.0));
+            for (int s = 0; s < p->d->n_from; s++) {
+                const struct model_source *src = &p->d->from[s];
+                if (src->is_input || src->index >= ci)
+                    continue;
+                struct ecell *sc = &e->cells[src->index];
+                switch (p->d->op) {
+                case MODEL_OP_DENSE:
+                    op_dense_backward(src->size, p->O, sc->dl,
+                                      p->w.values + (int64_t)src->offset * p->O, p->q);
+                    break;
+                case MODEL_OP_SPARSE:
+                    op_sparse_backward(src->offset, src->size, sc->dl, p->w.indptr,
+                                       p->w.indices, p->w.values, p->q);
+                    break;
+                case MODEL_OP_ELEMWISE:
+                    op_elem_backward(src->size, sc->dl, p->w.values + src->offset,
+                                     p->q + src->offset);
+                    break;
+                }
+                sc->has_dl = 1;
+            }
+        }
+    }
+}
+
+/* Advances projection p's traces and adds this tick's gradient into dw/db (NULL: none).
+ * Returns non-zero when a trace went non-finite. */
+static int
+proj_traces(struct engine *e, struct eproj *p, real *dw, real *db)
+{
+    const real *g = dw ? p->gcol : NULL;
+    int64_t I = p->I, O = p->O;
+    int K = p->K, bad = 0;
+    enum model_op op = p->d->op;
+    switch (p->rule) {
+    case ENGINE_RULE_FROZEN:
+        break;
+    case ENGINE_RULE_D_RTRL:
+        if (op == MODEL_OP_DENSE)
+            bad |= trace_drtrl_dense(I, O, K, p->E, dw, p->scratch, p->Dcol, p->fcol, g, p->x);
+        else if (op == MODEL_OP_SPARSE)
+            bad |= trace_drtrl_sparse(I, O, p->count, K, p->E, dw, p->w.indptr, p->w.indices,
+                                      p->Dcol, p->fcol, g, p->x);
+        else
+            bad |= trace_drtrl_elem(O, K, p->E, dw, p->Dcol, p->fcol, g, p->x);
+        if (p->Eb) /* the bias: E_b = D E_b + f */
+            bad |= trace_drtrl_elem(O, K, p->Eb, db, p->Dcol, p->fcol, g, NULL);
+        break;
+    case ENGINE_RULE_ES: {
+        bad |= trace_es_input(I, p->ex, e->lambda_x, p->x);
+        bad |= trace_es_hidden(O, K, p->ef, e->lambda_f, p->Dcol, p->fcol);
+        if (!dw)
+            break;
+        /* c = 1 - lambda_f^(n+1), 1 once n >= 1000 (braintrace 0.2's cap) */
+        double c = e->es_n < 1000 ? 1.0 - pow((double)e->lambda_f, (double)(e->es_n + 1)) : 1.0;
+        trace_column_factor(O, K, p->q, g, p->ef, (real)(1.0 / c));
+        if (op == MODEL_OP_DENSE)
+            trace_outer_dense(I, O, dw, p->ex, p->q);
+        else
+            trace_outer_sparse(I, dw, p->w.indptr, p->w.indices, p->ex, p->q);
+        if (db)
+            trace_outer_elem(O, db, NULL, p->q);
+        break;
+    }
+    case ENGINE_RULE_INSTANT:
+        if (!dw)
+            break;
+        trace_column_factor(O, K, p->q, g, p->fcol, R(1.0));
+        if (op == MODEL_OP_DENSE)
+            trace_outer_dense(I, O, dw, p->x, p->q);
+        else if (op == MODEL_OP_SPARSE)
+            trace_outer_sparse(I, dw, p->w.indptr, p->w.indices, p->x, p->q);
+        else
+            trace_outer_elem(O, dw, p->x, p->q);
+        if (db)
+            trace_outer_elem(O, db, NULL, p->q);
+        break;
+    }
+    return bad;
+}
+
+/* acc += a * src; sum += a * src (sum may be NULL). */
+static void
+add_scaled(int64_t n, real *acc, double *sum, real a, const real *src)
+{
+    if (!acc)
+        return;
+    for (int64_t i = 0; i < n; i++) {
+        real v = a * src[i];
+        acc[i] += v;
+        if (sum)
+            sum[i] += (double)v;
+    }
+}
+
+static void
+learn_tick(struct engine *e, double reward)
+{
+    int learning = learning_active(e);
+    int is_reward = e->d->learning.signal == MODEL_SIGNAL_REWARD;
+    real gamma = R(0.0), adv = R(0.0);
+    if (learning && is_reward) {
+        gamma = (real)exp(-e->d->dt / e->d->learning.tau_e);
+        adv = (real)(-(reward - e->reward_baseline)); /* handed over: -(r - b) e */
+    }
+    for (int pi = 0; pi < e->n_projs; pi++) {
+        struct eproj *p = &e->projs[pi];
+        if (p->rule == ENGINE_RULE_FROZEN)
+            continue;
+        int has_g = learning && e->cells[p->cell].has_dl;
+        real *dw = NULL, *db = NULL;
+        if (learning && is_reward) {
+            /* e = gamma e + G: decay first, the kernels add G */
+            for (int64_t i = 0; i < p->count; i++)
+                p->e_w[i] *= gamma;
+            for (int64_t i = 0; p->e_b && i < p->O; i++)
+                p->e_b[i] *= gamma;
+            if (has_g) {
+                dw = p->e_w;
+                db = p->e_b;
+            }
+        } else if (has_g && e->track) {
+            dw = p->gt_w;
+            db = p->gt_b;
+            memset(dw, 0, (size_t)p->count * sizeof(real));
+            if (db)
+                memset(db, 0, (size_t)p->O * sizeof(real));
+        } else if (has_g) {
+            dw = p->acc_w;
+            db = p->acc_b;
+        }
+        if (has_g)
+            gather_g(e, p);
+        if (proj_traces(e, p, dw, db))
+            e->cells[p->cell].bad = 1;
+        if (learning && is_reward) {
+            add_scaled(p->count, p->acc_w, p->sum_w, adv, p->e_w);
+            add_scaled(p->O, p->acc_b, p->sum_b, adv, p->e_b);
+        } else if (has_g && e->track) {
+            add_scaled(p->count, p->acc_w, p->sum_w, R(1.0), p->gt_w);
+            add_scaled(p->O, db ? p->acc_b : NULL, p->sum_b, R(1.0), p->gt_b);
+        }
+    }
+    if (learning && is_reward) {
+        double beta = exp(-e->d->dt / e->d->learning.tau_baseline);
+        e->reward_baseline = beta * e->reward_baseline + (1.0 - beta) * reward;
+    }
+}
+
+static void
+reset_bad_cells(struct engine *e)
+{
+    int valid = 1;
+    for (int ci = 0; ci < e->n_cells; ci++) {
+        struct ecell *cl = &e->cells[ci];
+        if (!cl->bad)
+            continue;
+        reset_cell_states(e, cl);
+        for (int pi = 0; pi < e->n_projs; pi++)
+            if (e->projs[pi].cell == ci)
+                reset_proj_traces(&e->projs[pi]);
+        e->state_resets++;
+        valid = 0;
+    }
+    e->last_valid = valid;
+}
+
+void
+engine_tick(struct engine *e)
+{
+    e->cur = !e->cur;
+    double reward = e->reward_pending;
+    e->reward_pending = 0.0;
+    for (int ci = 0; ci < e->n_cells; ci++)
+        cell_forward(e, ci);
+    const struct model_learning *l = &e->d->learning;
+    double loss = 0.0;
+    if (l->present && l->signal == MODEL_SIGNAL_REWARD) {
+        policy_act(e);
+        loss = reward;
+    }
+    loss += targets_loss(e);
+    e->last_loss = loss;
+    e->last_reward = reward;
+    if (e->need_derivs) {
+        if (learning_active(e))
+            backward(e);
+        learn_tick(e, reward);
+        e->es_n++;
+        if (e->learn == ENGINE_LEARN_ON && (e->tick + 1) % (uint64_t)l->update_every == 0) {
+            if (optim_step(&e->ocfg, e->lr, e->steps + 1, e->n_oparams, e->oparams))
+                e->steps++;
+            else
+                e->updates_refused++;
+        }
+    }
+    reset_bad_cells(e);
+    for (int i = 0; i < e->n_inputs; i++) {
+        struct einput *in = &e->inputs[i];
+        if (in->kind == MODEL_INPUT_SPIKES && in->n_events) {
+            memset(in->value, 0, (size_t)in->size * sizeof(real));
+            in->n_events = 0;
+        }
+    }
+    e->tick++;
+}
+
+/* ---- results, control, introspection ------------------------------------------------ */
+
+uint64_t
+engine_tick_count(const struct engine *e)
+{
+    return e->tick;
+}
+
+const real *
+engine_readout_values(const struct engine *e, int r)
+{
+    return e->cells[e->readouts[r].cell].out[e->cur];
+}
+
+const real *
+engine_readout_action(const struct engine *e, int r)
+{
+    const struct model_learning *l = &e->d->learning;
+    if (!l->present || l->signal != MODEL_SIGNAL_REWARD || l->policy_readout != r)
+        return NULL;
+    return e->readouts[r].action;
+}
+
+int
+engine_last_valid(const struct engine *e)
+{
+    return e->last_valid;
+}
+
+double
+engine_last_loss(const struct engine *e)
+{
+    return e->last_loss;
+}
+
+void
+engine_set_learn(struct engine *e, enum engine_learn mode)
+{
+    e->learn = mode;
+}
+
+enum engine_learn
+engine_get_learn(const struct engine *e)
+{
+    return e->learn;
+}
+
+void
+engine_set_lr(struct engine *e, double lr)
+{
+    e->lr = lr;
+}
+
+double
+engine_get_lr(const struct engine *e)
+{
+    return e->lr;
+}
+
+void
+engine_reset(struct engine *e, int states, int traces)
+{
+    if (states) {
+        for (int ci = 0; ci < e->n_cells; ci++)
+            reset_cell_states(e, &e->cells[ci]);
+        int64_t n = 1;
+        if (e->d->learning.present && e->d->learning.signal == MODEL_SIGNAL_REWARD)
+            n = e->readouts[e->d->learning.policy_readout].size;
+        fill(e->xi, n, R(0.0));
+    }
+    if (traces) {
+        for (int pi = 0; pi < e->n_projs; pi++)
+            reset_proj_traces(&e->projs[pi]);
+        e->es_n = 0;
+    }
+}
+
+int
+engine_n_inputs(const struct engine *e)
+{
+    return e->n_inputs;
+}
+
+int
+engine_n_readouts(const struct engine *e)
+{
+    return e->n_readouts;
+}
+
+int
+engine_n_projs(const struct engine *e)
+{
+    return e->n_projs;
+}
+
+int
+engine_n_cells(const struct engine *e)
+{
+    return e->n_cells;
+}
+
+int
+engine_readout_size(const struct engine *e, int r)
+{
+    return e->readouts[r].size;
+}
+
+int
+engine_input_size(const struct engine *e, int i)
+{
+    return e->inputs[i].size;
+}
+
+void
+engine_param(const struct engine *e, int pi, struct engine_param_view *v)
+{
+    const struct eproj *p = &e->projs[pi];
+    *v = (struct engine_param_view){
+        .name = p->d->name,
+        .op = p->d->op,
+        .rule = p->rule,
+        .in_size = p->I,
+        .out_size = p->O,
+        .count = p->count,
+        .weight = p->w.values,
+        .bias = p->w.bias,
+        .indptr = p->w.indptr,
+        .indices = p->w.indices,
+        .grad_sum_w = p->sum_w,
+        .grad_sum_b = p->sum_b,
+        .trace_bytes = p->trace_bytes,
+    };
+}
+
+real *
+engine_weight_mut(struct engine *e, int pi)
+{
+    return e->projs[pi].w.values;
+}
+
+real *
+engine_bias_mut(struct engine *e, int pi)
+{
+    return e->projs[pi].w.bias;
+}
+
+void
+engine_counters(const struct engine *e, struct engine_counters *c)
+{
+    c->updates_refused = e->updates_refused;
+    c->state_resets = e->state_resets;
+    c->steps = e->steps;
+    c->es_n = e->es_n;
+}
+
+static double
+norm_sq(int64_t n, const real *a, const real *b)
+{
+    double s = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = b ? (double)a[i] - (double)b[i] : (double)a[i];
+        s += d * d;
+    }
+    return s;
+}
+
+void
+engine_proj_norms(struct engine *e, int pi, struct engine_norms *nm)
+{
+    struct eproj *p = &e->projs[pi];
+    double w = norm_sq(p->count, p->w.values, NULL), dr = norm_sq(p->count, p->w.values, p->w0);
+    if (p->w.bias) {
+        w += norm_sq(p->O, p->w.bias, NULL);
+        dr += norm_sq(p->O, p->w.bias, p->b0);
+    }
+    double delta = 0.0, grad = 0.0;
+    int idx[2] = {p->opw, p->opb};
+    for (int k = 0; k < 2; k++) {
+        if (idx[k] < 0)
+            continue;
+        delta += e->oparams[idx[k]].delta_sq;
+        grad += e->oparams[idx[k]].grad_sq;
+        e->oparams[idx[k]].delta_sq = 0.0; /* ||delta W|| is per reading period */
+    }
+    double tr = 0.0;
+    if (p->E)
+        tr += norm_sq((int64_t)p->K * p->count, p->E, NULL);
+    if (p->Eb)
+        tr += norm_sq((int64_t)p->K * p->O, p->Eb, NULL);
+    if (p->ex)
+        tr += norm_sq(p->I, p->ex, NULL) + norm_sq((int64_t)p->K * p->O, p->ef, NULL);
+    *nm = (struct engine_norms){sqrt(w), sqrt(dr), sqrt(delta), sqrt(grad), sqrt(tr)};
+}
+
+double
+engine_cell_rate(struct engine *e, int ci)
+{
+    struct ecell *cl = &e->cells[ci];
+    if (!cl->is_spiking)
+        return -1.0;
+    double r = cl->rate_ticks ? cl->spikes / ((double)cl->rate_ticks * cl->n) : 0.0;
+    cl->spikes = 0.0;
+    cl->rate_ticks = 0;
+    return r;
+}
+
+size_t
+engine_resident_bytes(const struct engine *e)
+{
+    size_t idx = e->param_bytes; /* values and biases; CSR indices counted below */
+    for (int pi = 0; pi < e->n_projs; pi++)
+        if (e->projs[pi].w.indptr)
+            idx += (size_t)(e->projs[pi].I + 1) * 8 + (size_t)e->projs[pi].count * 4;
+    return e->arena_bytes + idx;
+}

@@ -1,0 +1,155 @@
+/* The engine: a compiled model and its tick. The only engine header the daemon includes.
+ * Engine layer: no sockets, no clock, no allocation or system call inside engine_tick.
+ * Every function is called from the thread that owns the engine (the tick thread in the
+ * daemon) unless its comment says otherwise. */
+#ifndef ETRACE_ENGINE_H
+#define ETRACE_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "err.h"
+#include "mem.h"
+#include "model.h"
+#include "real.h"
+
+struct engine; /* opaque: one compiled model with all its state */
+
+enum engine_learn {
+    ENGINE_LEARN_OFF,        /* traces update; nothing accumulated or applied */
+    ENGINE_LEARN_ON,         /* DESIGN §4.4 applied */
+    ENGINE_LEARN_ACCUMULATE  /* gradients summed, never applied (etraced run --align) */
+};
+
+/* The rule a projection uses after `algorithm`, `learn:` and the elemwise override. */
+enum engine_rule { ENGINE_RULE_FROZEN, ENGINE_RULE_INSTANT, ENGINE_RULE_D_RTRL, ENGINE_RULE_ES };
+
+struct engine_opts {
+    const struct mem *mem;   /* NULL: mem_default() */
+    const struct model_fs *fs; /* NULL: files relative to the model path on disk */
+    int track_grad_sum;      /* keep the float64 sum of every tick's gradient (etraced run) */
+};
+
+/* Compiles model d. On success the engine owns d (engine_free frees it); on failure the
+ * caller still owns it. Loads weights, sizes every buffer, allocates everything the
+ * ticks will ever use.
+ * Returns 0 and *out, or -1 with e set (model-file errors as FILE:LINE:COL: FIELD: ...;
+ * ERR_NOMEM; a resident estimate over physical memory is rejected before allocating). */
+int engine_compile(struct model_desc *d, const struct engine_opts *opts,
+                   struct engine **out, struct err *e);
+
+/* Frees an engine and everything it owns; accepts NULL; sets *eng to NULL. */
+void engine_free(struct engine **eng);
+
+/* The model description the engine was compiled from (owned by the engine). */
+const struct model_desc *engine_model(const struct engine *eng);
+
+/* ---- inputs and signals for the next tick (DESIGN §5.3) ---------------------------- */
+
+/* Holds analog input `input`'s value (values[size]) until replaced (zero-order hold). */
+void engine_set_input(struct engine *eng, int input, const real *values);
+
+/* Adds spike events for the next tick on a spikes input (index in [0, size), duplicates
+ * are one spike). Returns the number of events that did not fit (at most `size` events
+ * per tick); out-of-range indices must be rejected by the caller. */
+int engine_add_spikes(struct engine *eng, int input, const int32_t *idx, int n);
+
+/* Sets the target of readout r for the next tick only (mse: values[size]). Returns 1 if it
+ * replaced a pending target (superseded), else 0. */
+int engine_set_target(struct engine *eng, int readout, const real *values);
+
+/* Sets a class-index target (cross_entropy) for the next tick; same return. */
+int engine_set_target_class(struct engine *eng, int readout, int cls);
+
+/* Adds a reward to the next tick's sum. */
+void engine_add_reward(struct engine *eng, double reward);
+
+/* ---- the tick ------------------------------------------------------------------------ */
+
+/* Runs one tick (DESIGN §4.4): forward pass, readouts, loss, traces, learning, the
+ * finiteness checks. No allocation, no system call. The calling thread must have FTZ/DAZ
+ * set (engine_set_fp_env). */
+void engine_tick(struct engine *eng);
+
+/* Sets FTZ and DAZ on the calling thread (x86 MXCSR; a no-op elsewhere). */
+void engine_set_fp_env(void);
+
+/* ---- results of the last tick -------------------------------------------------------- */
+
+uint64_t engine_tick_count(const struct engine *eng);   /* ticks executed so far */
+const real *engine_readout_values(const struct engine *eng, int readout); /* [size] */
+/* The action of a reward policy readout: [size] (gaussian) or [1] the index (softmax);
+ * NULL for other readouts. */
+const real *engine_readout_action(const struct engine *eng, int readout);
+int engine_last_valid(const struct engine *eng);        /* 0 when a cell was reset */
+double engine_last_loss(const struct engine *eng);      /* summed loss (reward: r^t) */
+
+/* ---- control, between ticks ----------------------------------------------------------- */
+
+void engine_set_learn(struct engine *eng, enum engine_learn mode);
+enum engine_learn engine_get_learn(const struct engine *eng);
+void engine_set_lr(struct engine *eng, double lr);
+double engine_get_lr(const struct engine *eng);
+/* reset states (hidden states, previous outputs, exploration) and/or traces (traces,
+ * reward eligibility, n = 0), DESIGN §4.5. */
+void engine_reset(struct engine *eng, int states, int traces);
+
+/* ---- introspection ----------------------------------------------------------------- */
+
+int engine_n_inputs(const struct engine *eng);
+int engine_n_readouts(const struct engine *eng);
+int engine_n_projs(const struct engine *eng);
+int engine_n_cells(const struct engine *eng);
+int engine_readout_size(const struct engine *eng, int readout);
+int engine_input_size(const struct engine *eng, int input);
+
+struct engine_param_view {
+    const char *name;     /* projection name */
+    enum model_op op;
+    enum engine_rule rule;
+    int64_t in_size, out_size;   /* I, O */
+    int64_t count;        /* weight values: I*O, nnz or O */
+    const real *weight;   /* [count], dense row-major [I][O], sparse CSR order */
+    const real *bias;     /* [O] or NULL */
+    const int64_t *indptr;   /* sparse: [I+1] */
+    const int32_t *indices;  /* sparse: [nnz] */
+    const double *grad_sum_w; /* track_grad_sum: [count] sum of per-tick gradients, else NULL */
+    const double *grad_sum_b; /* [O] or NULL */
+    int64_t trace_bytes;  /* memory of this projection's traces */
+};
+
+/* A read-only view of projection p's parameters (valid until the next tick or free). */
+void engine_param(const struct engine *eng, int p, struct engine_param_view *v);
+
+/* Writable weights of projection p (for tests and hot swap): [count] and [O] or NULL. */
+real *engine_weight_mut(struct engine *eng, int p);
+real *engine_bias_mut(struct engine *eng, int p);
+
+struct engine_counters {
+    uint64_t updates_refused; /* optimizer steps refused as non-finite */
+    uint64_t state_resets;    /* cells reset after a non-finite state */
+    uint64_t steps;           /* optimizer steps applied */
+    uint64_t es_n;            /* ticks since the traces were last reset */
+};
+void engine_counters(const struct engine *eng, struct engine_counters *c);
+
+/* Per-projection norms for stats (weight and bias together): ||W||, ||W - W0|| (drift since
+ * load), ||delta W|| of the steps applied since the previous call (reading resets it),
+ * ||gradient|| of the last step, ||traces||. O(parameters): between ticks only. */
+struct engine_norms {
+    double w, drift, delta, grad, trace;
+};
+void engine_proj_norms(struct engine *eng, int p, struct engine_norms *n);
+
+/* Firing rate of cell c over the ticks since the last call (spiking cells; else -1). */
+double engine_cell_rate(struct engine *eng, int c);
+
+/* Total bytes allocated by the compiled engine (the resident estimate). */
+size_t engine_resident_bytes(const struct engine *eng);
+
+/* Writes the compile report of DESIGN §6 (text, or one JSON object with json != 0) to f.
+ * expand: also print every cell's equations. */
+void engine_report(const struct engine *eng, FILE *f, int json, int expand);
+
+#endif

@@ -1,0 +1,46 @@
+/* The linear operators of projections (DESIGN §2.3): dense, sparse (CSR over
+ * pre-synaptic rows) and elemwise; forward (y = x W + b) and the within-tick backward
+ * (dx += W dy). Engine layer. Kernels are pure: length first, then outputs, then inputs.
+ * Forward kernels sum rows in increasing i; the event-driven variants skip rows whose
+ * x[i] is 0 and so give the same bits as the plain ones (adding 0 * w changes nothing). */
+#ifndef ETRACE_OP_H
+#define ETRACE_OP_H
+
+#include <stdint.h>
+
+#include "real.h"
+
+/* y[o] = b[o] (0 without b) + sum_i x[i] w[i][o], rows with x[i] == 0 skipped.
+ * w: [n_in][n_out] row-major; x: [n_in]; b: [n_out] or NULL; y: [n_out]. */
+void op_dense_forward(int64_t n_in, int64_t n_out, real *y, const real *w, const real *x,
+                      const real *b);
+
+/* The same sum over every row (the reference the event-driven path is tested against). */
+void op_dense_forward_plain(int64_t n_in, int64_t n_out, real *y, const real *w,
+                            const real *x, const real *b);
+
+/* dx[i] += sum_o w[i][o] dy[o] for rows i in [0, n_rows) of w ([n_rows][n_out] view). */
+void op_dense_backward(int64_t n_rows, int64_t n_out, real *dx, const real *w,
+                       const real *dy);
+
+/* Sparse CSR: indptr [n_in+1], indices [nnz] (post-synaptic o), v [nnz].
+ * y[o] = b[o] + sum over rows i with x[i] != 0 of x[i] v[k], k in row i, in CSR order. */
+void op_sparse_forward(int64_t n_in, int64_t n_out, real *y, const int64_t *indptr,
+                       const int32_t *indices, const real *v, const real *x, const real *b);
+
+/* The same over every row. */
+void op_sparse_forward_plain(int64_t n_in, int64_t n_out, real *y, const int64_t *indptr,
+                             const int32_t *indices, const real *v, const real *x,
+                             const real *b);
+
+/* dx[i] += sum_k v[k] dy[indices[k]] for rows [row0, row0 + n_rows). */
+void op_sparse_backward(int64_t row0, int64_t n_rows, real *dx, const int64_t *indptr,
+                        const int32_t *indices, const real *v, const real *dy);
+
+/* Elemwise: y[o] = x[o] w[o] + b[o]. */
+void op_elem_forward(int64_t n, real *y, const real *w, const real *x, const real *b);
+
+/* dx[o] += w[o] dy[o]. */
+void op_elem_backward(int64_t n, real *dx, const real *w, const real *dy);
+
+#endif
