@@ -73,6 +73,7 @@ struct eproj {
     double *sum_w, *sum_b; /* float64 sums of per-tick gradients (track_grad_sum) */
     int64_t trace_bytes;
     int opw, opb;        /* indices into engine.oparams, or -1 */
+    int reaches_loss;    /* DESIGN §4.1: a within-tick path from the target cell to a loss */
 };
 
 struct einput {
@@ -333,6 +334,27 @@ check_memory(const struct model_desc *d, struct err *err)
     return 0;
 }
 
+/* reach[c]: a within-tick path from cell c's states to a loss exists (DESIGN §4.1). A loss
+ * sits at every readout under `target` and at the policy readout under `reward`; a path
+ * leaves c through a projection into a later cell, which reads c in the same tick. */
+static void
+reach_loss(const struct model_desc *d, int *reach)
+{
+    const struct model_learning *l = &d->learning;
+    for (int r = 0; r < d->n_readouts; r++)
+        if (!l->present || l->signal != MODEL_SIGNAL_REWARD || l->policy_readout == r)
+            reach[d->readouts[r].cell] = 1;
+    for (int c = d->n_cells - 1; c >= 0; c--)
+        for (int p = 0; p < d->n_projs && !reach[c]; p++) {
+            const struct model_proj *mp = &d->projs[p];
+            if (mp->to_cell <= c || !reach[mp->to_cell])
+                continue;
+            for (int s = 0; s < mp->n_from; s++)
+                if (!mp->from[s].is_input && mp->from[s].index == c)
+                    reach[c] = 1;
+        }
+}
+
 static void
 reset_cell_states(struct engine *e, struct ecell *cl)
 {
@@ -450,6 +472,13 @@ engine_compile(struct model_desc *d, const struct engine_opts *opts,
         if (p->w.bias)
             e->param_bytes += (size_t)p->O * sizeof(real);
     }
+    int *reach = mem_calloc(m, (size_t)d->n_cells + 1, sizeof *reach);
+    if (!reach)
+        goto nomem;
+    reach_loss(d, reach);
+    for (int i = 0; i < d->n_projs; i++)
+        e->projs[i].reaches_loss = reach[e->projs[i].cell];
+    mem_free(m, &reach);
     struct carver c = {NULL, 0};
     layout(e, &c);
     e->arena_bytes = c.off;
@@ -1123,6 +1152,7 @@ engine_param(const struct engine *e, int pi, struct engine_param_view *v)
         .grad_sum_w = p->sum_w,
         .grad_sum_b = p->sum_b,
         .trace_bytes = p->trace_bytes,
+        .reaches_loss = p->reaches_loss,
     };
 }
 

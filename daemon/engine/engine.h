@@ -117,6 +117,7 @@ struct engine_param_view {
     const double *grad_sum_w; /* track_grad_sum: [count] sum of per-tick gradients, else NULL */
     const double *grad_sum_b; /* [O] or NULL */
     int64_t trace_bytes;  /* memory of this projection's traces */
+    int reaches_loss;     /* a within-tick path from its target cell to a loss exists */
 };
 
 /* A read-only view of projection p's parameters (valid until the next tick or free). */

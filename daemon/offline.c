@@ -1,0 +1,565 @@
+/* etraced compile and etraced run: the engine driven from files (DESIGN §6). */
+#include "offline.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "engine.h"
+#include "npy.h"
+
+static int
+load_model(const char *path, struct model_desc **d)
+{
+    struct err e;
+    err_clear(&e);
+    if (model_load_file(path, mem_default(), d, &e)) {
+        fprintf(stderr, "etraced: %s\n", e.msg);
+        return 1;
+    }
+    return 0;
+}
+
+static int
+compile_model(const char *path, int track, struct engine **eng)
+{
+    struct model_desc *d;
+    if (load_model(path, &d))
+        return 1;
+    struct err e;
+    err_clear(&e);
+    struct engine_opts o = {.track_grad_sum = track};
+    if (engine_compile(d, &o, eng, &e)) {
+        fprintf(stderr, "etraced: %s\n", e.msg);
+        model_free(&d, mem_default());
+        return 1;
+    }
+    return 0;
+}
+
+int
+offline_compile_main(int argc, char **argv)
+{
+    const char *model = NULL;
+    int json = 0, expand = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0)
+            json = 1;
+        else if (strcmp(argv[i], "--expand") == 0)
+            expand = 1;
+        else if (argv[i][0] != '-' && !model)
+            model = argv[i];
+        else {
+            fprintf(stderr, "etraced compile: unknown argument '%s'\n", argv[i]);
+            return 64;
+        }
+    }
+    if (!model) {
+        fprintf(stderr, "usage: etraced compile MODEL [--expand] [--json]\n");
+        return 64;
+    }
+    struct engine *eng;
+    if (compile_model(model, 0, &eng))
+        return 1;
+    engine_report(eng, stdout, json, expand);
+    engine_free(&eng);
+    return 0;
+}
+
+/* ---- run --------------------------------------------------------------------------- */
+
+enum { MAX_FILES = 64 };
+
+struct named_file {
+    const char *name; /* input or readout name */
+    const char *path;
+    int index;        /* input or readout index */
+    struct npy a;
+    double *v;        /* the array as doubles */
+    int64_t rows, cols;
+};
+
+struct run {
+    const char *model, *out_dir, *reward_path, *replay;
+    struct named_file inputs[MAX_FILES], targets[MAX_FILES];
+    int n_inputs, n_targets;
+    struct named_file reward;
+    int64_t ticks; /* -1: from the files */
+    int learn;     /* -1 default, else enum engine_learn */
+    int align;
+};
+
+static int
+split_named(const char *arg, const char *flag, struct named_file *f)
+{
+    const char *eq = strchr(arg, '=');
+    if (!eq || eq == arg || !eq[1]) {
+        fprintf(stderr, "etraced run: %s wants NAME=FILE.npy, got '%s'\n", flag, arg);
+        return 64;
+    }
+    size_t n = (size_t)(eq - arg);
+    char *name = malloc(n + 1);
+    if (!name)
+        return 1;
+    memcpy(name, arg, n);
+    name[n] = '\0';
+    f->name = name;
+    f->path = eq + 1;
+    return 0;
+}
+
+static int
+parse_run_args(int argc, char **argv, struct run *r)
+{
+    memset(r, 0, sizeof *r);
+    r->ticks = -1;
+    r->learn = -1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int rc;
+        if (strcmp(a, "--input") == 0 && v) {
+            if (r->n_inputs == MAX_FILES)
+                return fprintf(stderr, "etraced run: too many --input\n"), 64;
+            if ((rc = split_named(v, a, &r->inputs[r->n_inputs++])))
+                return rc;
+            i++;
+        } else if (strcmp(a, "--target") == 0 && v) {
+            if (r->n_targets == MAX_FILES)
+                return fprintf(stderr, "etraced run: too many --target\n"), 64;
+            if ((rc = split_named(v, a, &r->targets[r->n_targets++])))
+                return rc;
+            i++;
+        } else if (strcmp(a, "--reward") == 0 && v) {
+            r->reward_path = v;
+            i++;
+        } else if (strcmp(a, "--ticks") == 0 && v) {
+            char *end;
+            errno = 0;
+            long long t = strtoll(v, &end, 10);
+            if (errno || *end || t < 0)
+                return fprintf(stderr, "etraced run: --ticks wants a count, got '%s'\n", v), 64;
+            r->ticks = t;
+            i++;
+        } else if (strcmp(a, "--learn") == 0 && v) {
+            if (strcmp(v, "on") == 0)
+                r->learn = ENGINE_LEARN_ON;
+            else if (strcmp(v, "off") == 0)
+                r->learn = ENGINE_LEARN_OFF;
+            else if (strcmp(v, "accumulate") == 0)
+                r->learn = ENGINE_LEARN_ACCUMULATE;
+            else
+                return fprintf(stderr, "etraced run: --learn on|off|accumulate\n"), 64;
+            i++;
+        } else if (strcmp(a, "--align") == 0) {
+            r->align = 1;
+        } else if (strcmp(a, "--out") == 0 && v) {
+            r->out_dir = v;
+            i++;
+        } else if (strcmp(a, "--replay") == 0 && v) {
+            r->replay = v;
+            i++;
+        } else if (a[0] != '-' && !r->model) {
+            r->model = a;
+        } else {
+            fprintf(stderr, "etraced run: unknown or incomplete argument '%s'\n", a);
+            return 64;
+        }
+    }
+    if (!r->out_dir)
+        return fprintf(stderr, "etraced run: --out DIR is required\n"), 64;
+    if (r->replay)
+        return fprintf(stderr, "etraced run: --replay is not supported yet\n"), 1;
+    if (!r->model)
+        return fprintf(stderr, "etraced run: MODEL is required\n"), 64;
+    return 0;
+}
+
+/* Loads f->path as a float array of [rows, cols] (1-D: cols 1). */
+static int
+load_table(struct named_file *f, const char *what)
+{
+    struct err e;
+    err_clear(&e);
+    if (npy_load_file(f->path, mem_default(), &f->a, &e)) {
+        fprintf(stderr, "etraced run: %s %s: %s\n", what, f->path, e.msg);
+        return 1;
+    }
+    if (f->a.ndim < 1 || f->a.ndim > 2) {
+        fprintf(stderr, "etraced run: %s: %s has %d dimensions, expected [T, size]\n", what,
+                f->path, f->a.ndim);
+        return 1;
+    }
+    f->rows = f->a.shape[0];
+    f->cols = f->a.ndim == 2 ? f->a.shape[1] : 1;
+    f->v = malloc((size_t)(f->a.count ? f->a.count : 1) * sizeof(double));
+    if (!f->v)
+        return fprintf(stderr, "etraced run: out of memory\n"), 1;
+    if (npy_to_double(&f->a, f->v) != 0) {
+        fprintf(stderr, "etraced run: %s: %s is not float32 or float64\n", what, f->path);
+        return 1;
+    }
+    return 0;
+}
+
+static void
+free_table(struct named_file *f)
+{
+    npy_fini(&f->a, mem_default());
+    free(f->v);
+    free((char *)f->name);
+    f->v = NULL;
+    f->name = NULL;
+}
+
+static int
+mkdir_p(const char *dir)
+{
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", dir);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0777) && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    if (mkdir(buf, 0777) && errno != EEXIST)
+        return -1;
+    return 0;
+}
+
+static int
+write_npy(const char *dir, const char *sub, const char *name, const char *suffix,
+          enum npy_dtype t, int ndim, const int64_t *shape, const void *data)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, sub);
+    if (mkdir_p(path)) {
+        fprintf(stderr, "etraced run: cannot create %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    snprintf(path, sizeof path, "%s/%s/%s%s.npy", dir, sub, name, suffix);
+    struct err e;
+    err_clear(&e);
+    if (npy_write_file(path, t, ndim, shape, data, &e)) {
+        fprintf(stderr, "etraced run: %s\n", e.msg);
+        return 1;
+    }
+    return 0;
+}
+
+#if defined(REAL_DOUBLE)
+#define NPY_REAL NPY_F64
+#else
+#define NPY_REAL NPY_F32
+#endif
+
+static int
+write_params(struct engine *eng, const char *dir, int grads)
+{
+    for (int p = 0; p < engine_n_projs(eng); p++) {
+        struct engine_param_view v;
+        engine_param(eng, p, &v);
+        int64_t shape[2] = {v.in_size, v.out_size};
+        int64_t n1[1] = {v.count}, o1[1] = {v.out_size};
+        int rc = 0;
+        if (v.op == MODEL_OP_DENSE)
+            rc |= write_npy(dir, "params", v.name, ".weight", NPY_REAL, 2, shape, v.weight);
+        else
+            rc |= write_npy(dir, "params", v.name, ".weight", NPY_REAL, 1, n1, v.weight);
+        if (v.bias)
+            rc |= write_npy(dir, "params", v.name, ".bias", NPY_REAL, 1, o1, v.bias);
+        if (v.op == MODEL_OP_SPARSE) {
+            int64_t *ind = malloc((size_t)(v.count ? v.count : 1) * sizeof *ind);
+            if (!ind)
+                return 1;
+            for (int64_t k = 0; k < v.count; k++)
+                ind[k] = v.indices[k];
+            int64_t ip1[1] = {v.in_size + 1};
+            rc |= write_npy(dir, "params", v.name, ".indices", NPY_I64, 1, n1, ind);
+            rc |= write_npy(dir, "params", v.name, ".indptr", NPY_I64, 1, ip1, v.indptr);
+            free(ind);
+        }
+        if (grads && v.grad_sum_w) {
+            if (v.op == MODEL_OP_DENSE)
+                rc |= write_npy(dir, "grads", v.name, ".weight", NPY_F64, 2, shape, v.grad_sum_w);
+            else
+                rc |= write_npy(dir, "grads", v.name, ".weight", NPY_F64, 1, n1, v.grad_sum_w);
+            if (v.grad_sum_b)
+                rc |= write_npy(dir, "grads", v.name, ".bias", NPY_F64, 1, o1, v.grad_sum_b);
+        }
+        if (rc)
+            return 1;
+    }
+    return 0;
+}
+
+static double
+now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Checks the files against the model and settles T. */
+static int
+check_files(struct run *r, struct engine *eng, int64_t *T_out)
+{
+    const struct model_desc *d = engine_model(eng);
+    int64_t T = r->ticks, common = -1;
+    int differ = 0;
+    for (int i = 0; i < d->n_inputs; i++) {
+        int found = 0;
+        for (int k = 0; k < r->n_inputs; k++)
+            found |= strcmp(r->inputs[k].name, d->inputs[i].name) == 0;
+        if (!found)
+            return fprintf(stderr, "etraced run: no --input for input '%s'\n", d->inputs[i].name), 1;
+    }
+    struct named_file *all[2 * MAX_FILES + 1];
+    int n_all = 0;
+    for (int k = 0; k < r->n_inputs; k++) {
+        struct named_file *f = &r->inputs[k];
+        f->index = model_find_input(d, f->name);
+        if (f->index < 0)
+            return fprintf(stderr, "etraced run: --input %s: the model has no input '%s'\n",
+                           f->path, f->name), 1;
+        if (load_table(f, "--input"))
+            return 1;
+        if (f->a.ndim != 2 || f->cols != d->inputs[f->index].size)
+            return fprintf(stderr, "etraced run: --input %s: shape must be [T, %d]\n", f->path,
+                           d->inputs[f->index].size), 1;
+        all[n_all++] = f;
+    }
+    for (int k = 0; k < r->n_targets; k++) {
+        struct named_file *f = &r->targets[k];
+        f->index = model_find_readout(d, f->name);
+        if (f->index < 0)
+            return fprintf(stderr, "etraced run: --target %s: the model has no readout '%s'\n",
+                           f->path, f->name), 1;
+        if (load_table(f, "--target"))
+            return 1;
+        int size = engine_readout_size(eng, f->index);
+        int ce = d->learning.present && d->learning.loss == MODEL_LOSS_CROSS_ENTROPY;
+        if (ce ? f->cols != 1 : (f->a.ndim != 2 || f->cols != size))
+            return fprintf(stderr, "etraced run: --target %s: shape must be %s\n", f->path,
+                           ce ? "[T] or [T, 1] (class indices)" : "[T, readout size]"), 1;
+        all[n_all++] = f;
+    }
+    if (r->reward_path) {
+        r->reward.path = r->reward_path;
+        if (load_table(&r->reward, "--reward"))
+            return 1;
+        if (r->reward.cols != 1)
+            return fprintf(stderr, "etraced run: --reward %s: shape must be [T]\n", r->reward.path), 1;
+        all[n_all++] = &r->reward;
+    }
+    for (int k = 0; k < n_all; k++) {
+        if (common >= 0 && all[k]->rows != common)
+            differ = 1;
+        if (common < 0 || all[k]->rows < common)
+            common = all[k]->rows;
+    }
+    if (T < 0) {
+        if (n_all == 0)
+            return fprintf(stderr, "etraced run: no input files: give --ticks N\n"), 64;
+        if (differ)
+            return fprintf(stderr, "etraced run: the files have different row counts: give "
+                                   "--ticks N\n"), 1;
+        T = common;
+    }
+    for (int k = 0; k < n_all; k++)
+        if (all[k]->rows < T)
+            return fprintf(stderr, "etraced run: %s has %lld rows, fewer than the %lld ticks\n",
+                           all[k]->path, (long long)all[k]->rows, (long long)T), 1;
+    *T_out = T;
+    return 0;
+}
+
+int
+offline_run_main(int argc, char **argv)
+{
+    struct run r;
+    int rc = parse_run_args(argc, argv, &r);
+    if (rc)
+        return rc;
+    struct model_desc *probe;
+    if (load_model(r.model, &probe))
+        return 1;
+    int has_learning = probe->learning.present;
+    int has_signal = has_learning && probe->learning.signal != MODEL_SIGNAL_NONE;
+    model_free(&probe, mem_default());
+    if (r.learn < 0)
+        r.learn = has_learning ? ENGINE_LEARN_ON : ENGINE_LEARN_OFF;
+    if (r.learn != ENGINE_LEARN_OFF && !has_learning) {
+        fprintf(stderr, "etraced run: --learn on/accumulate needs a `learning:` section in %s\n",
+                r.model);
+        return 1;
+    }
+    if (r.align) {
+        fprintf(stderr, "etraced run: --align is not supported yet\n");
+        return 1;
+    }
+    int track = r.learn != ENGINE_LEARN_OFF && has_signal;
+    struct engine *eng;
+    if (compile_model(r.model, track, &eng))
+        return 1;
+    engine_set_learn(eng, (enum engine_learn)r.learn);
+    const struct model_desc *d = engine_model(eng);
+    int64_t T = 0;
+    real *outs[MAX_FILES] = {0}, *acts[MAX_FILES] = {0};
+    double *loss = NULL;
+    real *row = NULL;
+    int32_t *spk = NULL;
+    rc = 1;
+    if (check_files(&r, eng, &T))
+        goto done;
+    int n_ro = engine_n_readouts(eng);
+    if (n_ro > MAX_FILES) {
+        fprintf(stderr, "etraced run: more than %d readouts\n", MAX_FILES);
+        goto done;
+    }
+    int max_size = 1;
+    for (int i = 0; i < d->n_inputs; i++)
+        if (d->inputs[i].size > max_size)
+            max_size = d->inputs[i].size;
+    for (int k = 0; k < n_ro; k++)
+        if (engine_readout_size(eng, k) > max_size)
+            max_size = engine_readout_size(eng, k);
+    row = malloc((size_t)max_size * sizeof *row);
+    spk = malloc((size_t)max_size * sizeof *spk);
+    loss = calloc((size_t)(T ? T : 1), sizeof *loss);
+    if (!row || !spk || !loss)
+        goto oom;
+    for (int k = 0; k < n_ro; k++) {
+        outs[k] = calloc((size_t)(T ? T : 1) * (size_t)engine_readout_size(eng, k), sizeof(real));
+        acts[k] = calloc((size_t)(T ? T : 1) * (size_t)engine_readout_size(eng, k), sizeof(real));
+        if (!outs[k] || !acts[k])
+            goto oom;
+    }
+    engine_set_fp_env();
+    double t0 = now_s();
+    for (int64_t t = 0; t < T; t++) {
+        for (int k = 0; k < r.n_inputs; k++) {
+            struct named_file *f = &r.inputs[k];
+            const double *src = f->v + t * f->cols;
+            if (d->inputs[f->index].kind == MODEL_INPUT_SPIKES) {
+                int n = 0;
+                for (int64_t c = 0; c < f->cols; c++)
+                    if (src[c] != 0.0)
+                        spk[n++] = (int32_t)c;
+                engine_add_spikes(eng, f->index, spk, n);
+            } else {
+                for (int64_t c = 0; c < f->cols; c++)
+                    row[c] = (real)src[c];
+                engine_set_input(eng, f->index, row);
+            }
+        }
+        for (int k = 0; k < r.n_targets; k++) {
+            struct named_file *f = &r.targets[k];
+            const double *src = f->v + t * f->cols;
+            if (d->learning.present && d->learning.loss == MODEL_LOSS_CROSS_ENTROPY) {
+                if (src[0] >= 0.0) {
+                    int size = engine_readout_size(eng, f->index);
+                    if (src[0] != floor(src[0]) || src[0] >= size) {
+                        fprintf(stderr, "etraced run: %s: row %lld: class %g is not an index "
+                                        "below %d\n", f->path, (long long)t, src[0], size);
+                        goto done;
+                    }
+                    engine_set_target_class(eng, f->index, (int)src[0]);
+                }
+                continue;
+            }
+            int64_t n_nan = 0;
+            for (int64_t c = 0; c < f->cols; c++)
+                n_nan += isnan(src[c]) ? 1 : 0;
+            if (n_nan == f->cols)
+                continue; /* an all-NaN row: no target at this tick */
+            if (n_nan) {
+                fprintf(stderr, "etraced run: %s: row %lld is partly NaN\n", f->path, (long long)t);
+                goto done;
+            }
+            for (int64_t c = 0; c < f->cols; c++)
+                row[c] = (real)src[c];
+            engine_set_target(eng, f->index, row);
+        }
+        if (r.reward_path)
+            engine_add_reward(eng, r.reward.v[t]);
+        engine_tick(eng);
+        loss[t] = engine_last_loss(eng);
+        for (int k = 0; k < n_ro; k++) {
+            int size = engine_readout_size(eng, k);
+            memcpy(outs[k] + t * size, engine_readout_values(eng, k), (size_t)size * sizeof(real));
+            const real *act = engine_readout_action(eng, k);
+            if (act)
+                memcpy(acts[k] + t * size, act, (size_t)size * sizeof(real));
+        }
+    }
+    double elapsed = now_s() - t0;
+    if (mkdir_p(r.out_dir)) {
+        fprintf(stderr, "etraced run: cannot create %s: %s\n", r.out_dir, strerror(errno));
+        goto done;
+    }
+    int is_reward = d->learning.present && d->learning.signal == MODEL_SIGNAL_REWARD;
+    for (int k = 0; k < n_ro; k++) {
+        int64_t shape[2] = {T, engine_readout_size(eng, k)};
+        if (write_npy(r.out_dir, "outputs", d->readouts[k].name, "", NPY_REAL, 2, shape, outs[k]))
+            goto done;
+        if (is_reward && engine_readout_action(eng, k)) {
+            int gauss = d->learning.policy_kind == MODEL_POLICY_GAUSSIAN;
+            if (!gauss)
+                for (int64_t t = 0; t < T; t++)
+                    acts[k][t] = acts[k][t * shape[1]];
+            if (write_npy(r.out_dir, "outputs", d->readouts[k].name, ".action", NPY_REAL,
+                          gauss ? 2 : 1, shape, acts[k]))
+                goto done;
+        }
+    }
+    int64_t tshape[1] = {T};
+    if (write_npy(r.out_dir, ".", "loss", "", NPY_F64, 1, tshape, loss))
+        goto done;
+    if (write_params(eng, r.out_dir, track))
+        goto done;
+    double mean_loss = 0.0;
+    for (int64_t t = 0; t < T; t++)
+        mean_loss += loss[t];
+    struct engine_counters cnt;
+    engine_counters(eng, &cnt);
+    printf("etraced run: %s, %lld ticks in %.3f s (%.2f us/tick), mean loss %.6g, steps %llu, "
+           "refused %llu, resets %llu\n",
+           d->name, (long long)T, elapsed, T ? 1e6 * elapsed / (double)T : 0.0,
+           T ? mean_loss / (double)T : 0.0, (unsigned long long)cnt.steps,
+           (unsigned long long)cnt.updates_refused, (unsigned long long)cnt.state_resets);
+    for (int c = 0; c < engine_n_cells(eng); c++) {
+        double rate = engine_cell_rate(eng, c);
+        if (rate >= 0.0)
+            printf("  firing rate %s: %.4f spikes/neuron/tick\n", d->cells[c].name, rate);
+    }
+    printf("  wrote %s/\n", r.out_dir);
+    rc = 0;
+    goto done;
+oom:
+    fprintf(stderr, "etraced run: out of memory\n");
+done:
+    for (int k = 0; k < MAX_FILES; k++) {
+        free(outs[k]);
+        free(acts[k]);
+    }
+    for (int k = 0; k < r.n_inputs; k++)
+        free_table(&r.inputs[k]);
+    for (int k = 0; k < r.n_targets; k++)
+        free_table(&r.targets[k]);
+    if (r.reward_path)
+        free_table(&r.reward);
+    free(loss);
+    free(row);
+    free(spk);
+    engine_free(&eng);
+    return rc;
+}

@@ -1,0 +1,12 @@
+/* The offline subcommands of etraced (DESIGN §6): compile and run. Shell layer: the
+ * engine with files instead of sockets. Called from main() with argv[0] the subcommand. */
+#ifndef ETRACE_OFFLINE_H
+#define ETRACE_OFFLINE_H
+
+/* `etraced compile MODEL [--expand] [--json]`. Returns the exit code (0, 1, 64). */
+int offline_compile_main(int argc, char **argv);
+
+/* `etraced run MODEL --input NAME=F.npy ... --out DIR [...]`. Returns the exit code. */
+int offline_run_main(int argc, char **argv);
+
+#endif
