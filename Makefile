@@ -54,6 +54,8 @@ CLIENT_SRC  :=
 CTL_SRC     :=
 DAEMON_TEST_NAMES :=
 INTEG_TEST_NAMES  :=
+INTEG_SCRIPTS     :=
+LONG_SUITES       :=
 -include daemon.mk
 DAEMON_LIB_SRC := $(filter-out daemon/main.c,$(DAEMON_SRC)) daemon/offline.c
 SUPPORT_SRC := $(sort $(wildcard tests/support/*.c))
@@ -86,6 +88,7 @@ FUZZ_DRIVERS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(sort $(wildcard test
 
 BINS := $(ETRACED) $(LIBCLIENT) $(ETRACECTL)
 
+.PHONY: engine-tests
 .PHONY: all deps run test test-long test-engine test-daemon test-asan bench bench-deps plots \
         install uninstall clean format format-check tidy asan ubsan tsan fuzz coverage \
         check-layers help reference tests
@@ -176,13 +179,33 @@ tests: $(ENGINE_TESTS) $(DAEMON_TESTS) $(INTEG_TESTS) $(FUZZ_DRIVERS)
 run: all
 	$(Q)sh tests/support/demo.sh $(BUILD)
 
+# Every suite, each timed by run-suites.sh: the engine tests in float, in double (where the
+# finite-difference and BPTT identities are checked tightly) and under ASan+UBSan; the
+# daemon and integration tests; the reference cases; the layer check.
+suite = $(foreach t,$(2),$(1)/$(notdir $(t)):ETRACE_SRC=. $(t))
+REF_SUITE := $(if $(wildcard $(SHARED)/reference/compare.py),reference:$(PYTHON) $(SHARED)/reference/compare.py --project . --etraced $(BUILD)/etraced)
+
 test: all tests
-	$(Q)sh tests/support/run-suites.sh $(BUILD) $(ENGINE_TESTS) $(DAEMON_TESTS) $(INTEG_TESTS) \
-	    -- $(MAKE) REAL=double
-	
-test-asan:
-	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/asan SANITIZE=address,undefined \
-	    $(patsubst $(BUILD)/%,$(BUILD)/asan/%,$(ENGINE_TESTS))
+	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/double REAL=double engine-tests
+	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/asan SANITIZE=address,undefined engine-tests
+	$(Q)sh tests/support/run-suites.sh \
+	    $(call suite,engine,$(ENGINE_TESTS)) \
+	    $(call suite,engine-double,$(patsubst $(BUILD)/%,$(BUILD)/double/%,$(ENGINE_TESTS))) \
+	    $(call suite,engine-asan,$(patsubst $(BUILD)/%,$(BUILD)/asan/%,$(ENGINE_TESTS))) \
+	    $(call suite,daemon,$(DAEMON_TESTS)) \
+	    $(call suite,integration,$(INTEG_TESTS)) \
+	    $(INTEG_SCRIPTS) \
+	    $(REF_SUITE) \
+	    "check-layers:sh tests/support/check-layers.sh"
+
+engine-tests: $(ENGINE_TESTS)
+
+test-long: all tests
+	$(Q)sh tests/support/run-suites.sh $(LONG_SUITES)
+
+bench: all $(BENCHES)
+	$(Q)mkdir -p $(BUILD)/bench
+	$(Q)for b in $(BENCHES); do echo "== $$b"; $$b $(BUILD)/bench/results.jsonl || exit 1; done
 
 check-layers:
 	$(Q)sh tests/support/check-layers.sh
