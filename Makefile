@@ -45,9 +45,9 @@ DAEMON_LIBS := -luv -lzmq -lprotobuf-c -lcyaml -lsystemd -lpthread $(ENGINE_LIBS
 # Explicit lists: a file joins the build when its module is ready. The daemon, proto and
 # client lists live in daemon.mk.
 ENGINE_MODULES := mem err real_env rng npy cell expr model param op_dense op_sparse op_elem \
-                  trace signal optim engine report
+                  trace signal optim bptt engine report
 ENGINE_SRC  := $(wildcard $(patsubst %,daemon/engine/%.c,$(ENGINE_MODULES)))
-ENGINE_TEST_NAMES := mem npy rng param expr model engine op trace signal optim
+ENGINE_TEST_NAMES := mem npy rng param expr model engine op trace signal optim oracle learn
 DAEMON_SRC  :=
 PROTO       :=
 CLIENT_SRC  :=
@@ -183,7 +183,7 @@ run: all
 # finite-difference and BPTT identities are checked tightly) and under ASan+UBSan; the
 # daemon and integration tests; the reference cases; the layer check.
 suite = $(foreach t,$(2),$(1)/$(notdir $(t)):ETRACE_SRC=. $(t))
-REF_SUITE := $(if $(wildcard $(SHARED)/reference/compare.py),reference:$(PYTHON) $(SHARED)/reference/compare.py --project . --etraced $(BUILD)/etraced)
+REF_SUITE := $(if $(wildcard $(SHARED)/reference/compare.py),reference:$(PYTHON) $(SHARED)/reference/compare.py --project . --etraced $(BUILD)/etraced "align-bptt:$(PYTHON) tests/support/align-check.py $(BUILD)/etraced $(SHARED)/reference/cases")
 
 test: all tests
 	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/double REAL=double engine-tests

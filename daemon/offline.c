@@ -300,6 +300,64 @@ write_params(struct engine *eng, const char *dir, int grads)
     return 0;
 }
 
+/* align.json: per projection, the cosine and norm ratio of the online gradient (weight
+ * and bias together) to the exact BPTT gradient; the BPTT gradients go to grads_bptt/. */
+static int
+write_align(struct engine *eng, const char *dir)
+{
+    if (engine_align_finish(eng)) {
+        fprintf(stderr, "etraced run: --align: no tick was recorded\n");
+        return 1;
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/align.json", dir);
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "etraced run: cannot write %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    fprintf(f, "{");
+    int first = 1, rc = 0;
+    for (int p = 0; p < engine_n_projs(eng); p++) {
+        struct engine_param_view v;
+        engine_param(eng, p, &v);
+        if (!v.grad_sum_w)
+            continue;
+        const double *bw, *bb;
+        engine_align_grad(eng, p, &bw, &bb);
+        double dot = 0.0, na = 0.0, nb = 0.0;
+        for (int64_t k = 0; k < v.count; k++) {
+            dot += v.grad_sum_w[k] * bw[k];
+            na += v.grad_sum_w[k] * v.grad_sum_w[k];
+            nb += bw[k] * bw[k];
+        }
+        for (int64_t k = 0; bb && v.grad_sum_b && k < v.out_size; k++) {
+            dot += v.grad_sum_b[k] * bb[k];
+            na += v.grad_sum_b[k] * v.grad_sum_b[k];
+            nb += bb[k] * bb[k];
+        }
+        double cosine = (na > 0.0 && nb > 0.0) ? dot / (sqrt(na) * sqrt(nb)) : 0.0;
+        double ratio = nb > 0.0 ? sqrt(na) / sqrt(nb) : 0.0;
+        fprintf(f, "%s\"%s\": {\"cosine\": %.17g, \"norm_ratio\": %.17g}", first ? "" : ", ",
+                v.name, cosine, ratio);
+        printf("  align %-12s cosine %.6f  norm_ratio %.6f\n", v.name, cosine, ratio);
+        first = 0;
+        int64_t shape[2] = {v.in_size, v.out_size}, n1[1] = {v.count}, o1[1] = {v.out_size};
+        if (v.op == MODEL_OP_DENSE)
+            rc |= write_npy(dir, "grads_bptt", v.name, ".weight", NPY_F64, 2, shape, bw);
+        else
+            rc |= write_npy(dir, "grads_bptt", v.name, ".weight", NPY_F64, 1, n1, bw);
+        if (bb)
+            rc |= write_npy(dir, "grads_bptt", v.name, ".bias", NPY_F64, 1, o1, bb);
+    }
+    fprintf(f, "}\n");
+    if (fclose(f)) {
+        fprintf(stderr, "etraced run: cannot write %s\n", path);
+        return 1;
+    }
+    return rc;
+}
+
 static double
 now_s(void)
 {
@@ -402,9 +460,9 @@ offline_run_main(int argc, char **argv)
                 r.model);
         return 1;
     }
-    if (r.align) {
-        fprintf(stderr, "etraced run: --align is not supported yet\n");
-        return 1;
+    if (r.align && r.learn != ENGINE_LEARN_ACCUMULATE) {
+        fprintf(stderr, "etraced run: --align needs --learn accumulate\n");
+        return 64;
     }
     int track = r.learn != ENGINE_LEARN_OFF && has_signal;
     struct engine *eng;
@@ -420,6 +478,14 @@ offline_run_main(int argc, char **argv)
     rc = 1;
     if (check_files(&r, eng, &T))
         goto done;
+    if (r.align) {
+        struct err e;
+        err_clear(&e);
+        if (engine_align_begin(eng, T, &e)) {
+            fprintf(stderr, "etraced run: %s\n", e.msg);
+            goto done;
+        }
+    }
     int n_ro = engine_n_readouts(eng);
     if (n_ro > MAX_FILES) {
         fprintf(stderr, "etraced run: more than %d readouts\n", MAX_FILES);
@@ -525,6 +591,8 @@ offline_run_main(int argc, char **argv)
     if (write_npy(r.out_dir, ".", "loss", "", NPY_F64, 1, tshape, loss))
         goto done;
     if (write_params(eng, r.out_dir, track))
+        goto done;
+    if (r.align && write_align(eng, r.out_dir))
         goto done;
     double mean_loss = 0.0;
     for (int64_t t = 0; t < T; t++)

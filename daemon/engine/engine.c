@@ -20,6 +20,8 @@
 #include <xmmintrin.h>
 #endif
 
+#include "bptt.h"
+#include "engine_int.h"
 #include "expr.h"
 #include "op.h"
 #include "optim.h"
@@ -27,105 +29,6 @@
 #include "rng.h"
 #include "signal.h"
 #include "trace.h"
-
-/* A cell at run time. Double-buffered states and outputs: `cur` indexes this tick's. */
-struct ecell {
-    int n, K, S;
-    struct expr_prog *prog;
-    real *h[2];      /* [K][n] hidden states: h[cur] this tick, h[!cur] the previous */
-    real *out[2];    /* [n] outputs, same buffering */
-    real *init;      /* [K] initial state values */
-    real *slot;      /* [S][n] summed projection inputs */
-    real *jac;       /* [K][K][n] d h_new / d h_old */
-    real *dslot;     /* [K][S][n] d h_new / d slot */
-    real *dout;      /* [K][n] d out / d h_new */
-    real *g;         /* [K][n] dL/dh this tick */
-    real *dl;        /* [n] dL/d out this tick */
-    int has_dl;      /* a loss reached this cell in this tick */
-    int bad;         /* a state, output or trace went non-finite in this tick */
-    int is_spiking;
-    double spikes;   /* summed outputs since the last rate read */
-    uint64_t rate_ticks;
-};
-
-/* A projection at run time. */
-struct eproj {
-    const struct model_proj *d;
-    enum engine_rule rule;
-    int64_t I, O, count; /* count: number of weight values */
-    int cell, K, n;      /* target cell, its K and size */
-    int reads_now;       /* some source is a cell computed earlier in this tick */
-    struct param w;      /* values (+ CSR) and bias; owned */
-    real *w0, *b0;       /* values at load, for drift */
-    real *x;             /* [I] pre-synaptic vector of this tick */
-    real *y;             /* [O] */
-    real *Dcol;          /* [K][K][O] column view of the target's jac */
-    real *fcol;          /* [K][O] column view of d h / d slot */
-    real *gcol;          /* [K][O] column view of g */
-    real *q;             /* [O] column factor, and dL/dy in the backward pass */
-    real *scratch;       /* [K][O] */
-    real *E, *Eb;        /* D-RTRL traces: weight [K][count-shaped], bias [K][O] */
-    real *ex, *ef;       /* ES traces: [I], [K][O] */
-    real *acc_w, *acc_b; /* partial gradient sums */
-    real *m_w, *v_w, *m_b, *v_b; /* optimizer state */
-    real *e_w, *e_b;     /* reward eligibility */
-    real *gt_w, *gt_b;   /* this tick's gradient, when its sum is tracked */
-    double *sum_w, *sum_b; /* float64 sums of per-tick gradients (track_grad_sum) */
-    int64_t trace_bytes;
-    int opw, opb;        /* indices into engine.oparams, or -1 */
-    int reaches_loss;    /* DESIGN §4.1: a within-tick path from the target cell to a loss */
-};
-
-struct einput {
-    int size;
-    enum model_input_kind kind;
-    real *value;        /* [size] what the next tick reads (held for analog) */
-    int n_events;       /* spikes queued for the next tick */
-};
-
-struct ereadout {
-    int cell, size;
-    int target_kind;    /* 0 none pending, 1 values, 2 class */
-    int cls;
-    real *target;       /* [size] */
-    real *action;       /* [size] policy readouts only */
-};
-
-struct engine {
-    const struct mem *mem;
-    struct model_desc *d;  /* owned */
-    int n_inputs, n_cells, n_projs, n_readouts;
-    struct einput *inputs;
-    struct ecell *cells;
-    struct eproj *projs;
-    struct ereadout *readouts;
-    void *arena;           /* one block for every per-tick buffer */
-    size_t arena_bytes;
-    size_t param_bytes;
-    void *scratch;         /* expr evaluation scratch, shared by the cells */
-    int cur;               /* buffer index of this tick */
-    int need_derivs;       /* some projection keeps a trace or learns */
-    int track;             /* track_grad_sum */
-    struct optim_param *oparams; /* every learning tensor, for optim_step */
-    int n_oparams;
-    struct optim_cfg ocfg;
-    /* engine state (DESIGN §4.5) */
-    uint64_t tick;
-    uint64_t es_n;
-    uint64_t steps;
-    uint64_t updates_refused, state_resets;
-    enum engine_learn learn;
-    double lr;
-    double reward_pending, reward_baseline, last_reward;
-    double last_loss;
-    int last_valid;
-    struct rng policy_rng;
-    real *xi;              /* [size] gaussian exploration */
-    real *probs;           /* [size] softmax */
-    real *dl_tmp;          /* [largest readout] one loss's derivative */
-    int held_action;
-    real lambda_x, lambda_f;
-};
 
 /* ---- small helpers ------------------------------------------------------------------ */
 
@@ -536,6 +439,7 @@ engine_free(struct engine **pe)
     if (!e)
         return;
     const struct mem *m = e->mem;
+    bptt_free(e);
     for (int i = 0; e->cells && i < e->n_cells; i++)
         expr_prog_free(&e->cells[i].prog, m);
     for (int i = 0; e->projs && i < e->n_projs; i++)
@@ -997,6 +901,8 @@ engine_tick(struct engine *e)
     }
     loss += targets_loss(e);
     e->last_loss = loss;
+    if (e->tape)
+        bptt_record(e);
     e->last_reward = reward;
     if (e->need_derivs) {
         if (learning_active(e))
@@ -1236,4 +1142,26 @@ engine_resident_bytes(const struct engine *e)
         if (e->projs[pi].w.indptr)
             idx += (size_t)(e->projs[pi].I + 1) * 8 + (size_t)e->projs[pi].count * 4;
     return e->arena_bytes + idx;
+}
+
+int
+engine_align_begin(struct engine *e, int64_t T, struct err *err)
+{
+    if (e->learn != ENGINE_LEARN_ACCUMULATE || !e->d->learning.present ||
+        e->d->learning.signal != MODEL_SIGNAL_TARGET)
+        return err_setf(err, ERR_USAGE, "--align needs --learn accumulate and signal: target"),
+               -1;
+    return bptt_new(e, T, err);
+}
+
+int
+engine_align_finish(struct engine *e)
+{
+    return bptt_backward(e);
+}
+
+void
+engine_align_grad(const struct engine *e, int p, const double **w, const double **b)
+{
+    bptt_grad(e, p, w, b);
 }

@@ -146,6 +146,18 @@ void engine_proj_norms(struct engine *eng, int p, struct engine_norms *n);
 /* Firing rate of cell c over the ticks since the last call (spiking cells; else -1). */
 double engine_cell_rate(struct engine *eng, int c);
 
+/* ---- offline: exact BPTT for `etraced run --align` ---------------------------------- */
+
+/* Starts recording T ticks for an exact BPTT of sum_t L^t (allocates the tape). Needs
+ * ENGINE_LEARN_ACCUMULATE and signal: target. Returns 0, or -1 with e set. */
+int engine_align_begin(struct engine *eng, int64_t T, struct err *e);
+
+/* Runs the backward pass over what was recorded. Returns 0, or -1 if nothing was. */
+int engine_align_finish(struct engine *eng);
+
+/* The BPTT gradient of projection p: w [count], b [O] or NULL; owned by the engine. */
+void engine_align_grad(const struct engine *eng, int p, const double **w, const double **b);
+
 /* Total bytes allocated by the compiled engine (the resident estimate). */
 size_t engine_resident_bytes(const struct engine *eng);
 
