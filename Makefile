@@ -182,8 +182,8 @@ run: all
 # Every suite, each timed by run-suites.sh: the engine tests in float, in double (where the
 # finite-difference and BPTT identities are checked tightly) and under ASan+UBSan; the
 # daemon and integration tests; the reference cases; the layer check.
-suite = $(foreach t,$(2),$(1)/$(notdir $(t)):ETRACE_SRC=. $(t))
-REF_SUITE := $(if $(wildcard $(SHARED)/reference/compare.py),reference:$(PYTHON) $(SHARED)/reference/compare.py --project . --etraced $(BUILD)/etraced "align-bptt:$(PYTHON) tests/support/align-check.py $(BUILD)/etraced $(SHARED)/reference/cases")
+suite = $(foreach t,$(2),'$(1)/$(notdir $(t)):ETRACE_SRC=. $(t)')
+REF_SUITE := $(if $(wildcard $(SHARED)/reference/compare.py),'reference:$(PYTHON) $(SHARED)/reference/compare.py --project . --etraced $(BUILD)/etraced' 'align-bptt:$(PYTHON) tests/support/align-check.py $(BUILD)/etraced $(SHARED)/reference/cases')
 
 test: all tests
 	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/double REAL=double engine-tests

@@ -4,6 +4,9 @@
 
 #include <string.h>
 
+#include "mem.h"
+#include "model.h"
+
 #define LIF_S_OLD "spike((v - v_th) / (v_th - v_reset))"
 #define LIF_UPDATE_V "v_rest + r * i + (v_r - v_rest - r * i) * exp(-dt / tau) + delta"
 
@@ -131,4 +134,104 @@ const struct cell_builtin *
 cell_builtin_at(int i)
 {
     return &builtins[i];
+}
+
+static int
+expr_set(struct model_expr *x, const char *name, const char *text, struct model_pos pos,
+         const struct mem *m)
+{
+    x->name = mem_strdup(m, name);
+    x->text = mem_strdup(m, text);
+    x->pos = pos;
+    return x->name && x->text ? 0 : -1;
+}
+
+static void
+expr_fini(struct model_expr *x, const struct mem *m)
+{
+    mem_free(m, &x->name);
+    mem_free(m, &x->text);
+}
+
+int
+cell_expand(const struct cell_builtin *b, int reset_hard, const struct mem *m,
+            struct model_cell *c)
+{
+    c->model = mem_strdup(m, b->model);
+    if (!c->model)
+        goto fail;
+    c->n_states = b->n_states;
+    for (int k = 0; k < b->n_states; k++) {
+        c->state_names[k] = mem_strdup(m, b->state_names[k]);
+        c->state_init[k] = b->state_init[k];
+        if (!c->state_names[k])
+            goto fail;
+    }
+    c->n_slots = b->n_slots;
+    for (int s = 0; s < b->n_slots; s++)
+        if (!(c->slot_names[s] = mem_strdup(m, b->slot_names[s])))
+            goto fail;
+    if (b->n_params > 0) {
+        c->param_names = mem_calloc(m, (size_t)b->n_params, sizeof *c->param_names);
+        c->param_values = mem_calloc(m, (size_t)b->n_params, sizeof *c->param_values);
+        if (!c->param_names || !c->param_values)
+            goto fail;
+        c->n_params = b->n_params;
+        for (int i = 0; i < b->n_params; i++) {
+            c->param_values[i] = b->param_defaults[i];
+            if (!(c->param_names[i] = mem_strdup(m, b->param_names[i])))
+                goto fail;
+        }
+    }
+    if (b->n_defines > 0) {
+        c->defines = mem_calloc(m, (size_t)b->n_defines, sizeof *c->defines);
+        if (!c->defines)
+            goto fail;
+        c->n_defines = b->n_defines;
+        for (int i = 0; i < b->n_defines; i++) {
+            const char *text = reset_hard && b->define_hard[i] ? b->define_hard[i]
+                                                               : b->define_soft[i];
+            if (expr_set(&c->defines[i], b->define_names[i], text, c->pos, m))
+                goto fail;
+        }
+    }
+    for (int k = 0; k < b->n_states; k++)
+        if (expr_set(&c->updates[k], b->state_names[k], b->update[k], c->pos, m))
+            goto fail;
+    if (expr_set(&c->output, "output", b->output, c->pos, m))
+        goto fail;
+    /* DESIGN §3: the default surrogate; sigma is gaussian's default, unused by relu. */
+    c->surrogate.kind = MODEL_SURR_RELU;
+    c->surrogate.alpha = 0.3;
+    c->surrogate.width = 1.0;
+    c->surrogate.sigma = 0.5;
+    c->is_spiking = strstr(b->output, "spike(") != NULL;
+    return 0;
+fail:
+    cell_fini(c, m);
+    return -1;
+}
+
+void
+cell_fini(struct model_cell *c, const struct mem *m)
+{
+    mem_free(m, &c->name);
+    mem_free(m, &c->model);
+    for (int k = 0; k < MODEL_MAX_K; k++) {
+        mem_free(m, &c->state_names[k]);
+        expr_fini(&c->updates[k], m);
+    }
+    for (int s = 0; s < MODEL_MAX_SLOTS; s++)
+        mem_free(m, &c->slot_names[s]);
+    if (c->param_names)
+        for (int i = 0; i < c->n_params; i++)
+            mem_free(m, &c->param_names[i]);
+    mem_free(m, &c->param_names);
+    mem_free(m, &c->param_values);
+    if (c->defines)
+        for (int i = 0; i < c->n_defines; i++)
+            expr_fini(&c->defines[i], m);
+    mem_free(m, &c->defines);
+    expr_fini(&c->output, m);
+    memset(c, 0, sizeof *c);
 }

@@ -12,11 +12,11 @@
 #include "real.h"
 
 struct param {
-    int64_t count;     /* values: I*O dense, nnz sparse, O elemwise */
-    real *values;      /* [count]; dense row-major [I][O]; sparse in CSR order */
-    int64_t *indptr;   /* sparse only: [I + 1]; else NULL */
-    int32_t *indices;  /* sparse only: [nnz] post-synaptic o, strictly increasing per row */
-    real *bias;        /* [O], or NULL without a bias */
+    int64_t count;    /* values: I*O dense, nnz sparse, O elemwise */
+    real *values;     /* [count]; dense row-major [I][O]; sparse in CSR order */
+    int64_t *indptr;  /* sparse only: [I + 1]; else NULL */
+    int32_t *indices; /* sparse only: [nnz] post-synaptic o, strictly increasing per row */
+    real *bias;       /* [O], or NULL without a bias */
 };
 
 /* Materialises projection p of model d. Files are read through fs (relative to the
@@ -25,17 +25,26 @@ struct param {
  * rng_seed(spec seed, p->name) for the keep draws, row-major, then values from the
  * projection's substream. Checks dtype, shape, indices in range and sorted, no
  * duplicate COO entries, and rejects sizes over 2^31 - 1 before allocating.
- * Returns 0 (out filled, arrays allocated with m) or -1 with e =
- * "PATH:LINE:COL: projections.NAME.weight: message". */
-int param_load(const struct model_desc *d, const struct model_proj *p,
-               const struct model_fs *fs, const struct mem *m, struct param *out,
-               struct err *e);
+ * Initialisers: normal = mean + std * rng_normal, uniform = low + (high - low) *
+ * rng_uniform, each value computed in double and rounded to real once; zeros, ones and
+ * constant draw nothing. fan_in: I dense, 1 elemwise, sparse weights the number of
+ * weights stored into column o (0 -> 1); fan_out: O (1 elemwise). A bias has its
+ * projection's fans, with the dense fan_in I for a sparse projection (a bias feeds every
+ * neuron whatever the structure). Values that are not finite once rounded to real (in a
+ * file or from an initialiser) are errors. A random structure draws one uniform per
+ * (i, o), so more than 2^33 pairs is rejected as absurd.
+ * Returns 0 (out filled, arrays allocated with m) or -1 with out untouched and e =
+ * "PATH:LINE:COL: projections.NAME.weight: message" (or .bias; LINE:COL of the weight's
+ * or bias's mapping); the code is ERR_MODEL for shape, dtype, index and value errors,
+ * and the fs's or the .npy parser's code (ERR_IO, ERR_NPY, ERR_NOMEM) otherwise. */
+int param_load(const struct model_desc *d, const struct model_proj *p, const struct model_fs *fs,
+               const struct mem *m, struct param *out, struct err *e);
 
 /* Frees the arrays of a param (accepts a zeroed one). */
 void param_fini(struct param *a, const struct mem *m);
 
-/* fan_in and fan_out of DESIGN §2.3 for weight or bias initialisers of projection p;
- * for sparse, fan_in is the number of stored weights into the neuron (pass the CSR). */
+/* The fan_in a dense-shaped tensor of p uses (DESIGN §2.3): I for dense, and for a
+ * sparse projection's bias; 1 for elemwise. (Sparse weights use per-column counts.) */
 double param_fan_in_dense(const struct model_proj *p);
 
 #endif
