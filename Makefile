@@ -88,7 +88,7 @@ FUZZ_DRIVERS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(sort $(wildcard test
 
 BINS := $(ETRACED) $(LIBCLIENT) $(ETRACECTL)
 
-.PHONY: engine-tests
+.PHONY: engine-tests test-sanitized
 .PHONY: all deps run test test-long test-engine test-daemon test-asan bench bench-deps plots \
         install uninstall clean format format-check tidy asan ubsan tsan fuzz coverage \
         check-layers help reference tests
@@ -143,7 +143,7 @@ $(BUILD)/tests/integration/%: $(BUILD)/obj/tests/integration/%.o $(SUPPORT_OBJ) 
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ -lcmocka $(DAEMON_LIBS)
 
-$(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(SUPPORT_OBJ) $(LIBENGINE)
+$(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(call obj,tests/bench/benchutil.c) $(SUPPORT_OBJ) $(LIBENGINE)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(ENGINE_LIBS)
 
@@ -206,6 +206,35 @@ test-long: all tests
 bench: all $(BENCHES)
 	$(Q)mkdir -p $(BUILD)/bench
 	$(Q)for b in $(BENCHES); do echo "== $$b"; $$b $(BUILD)/bench/results.jsonl || exit 1; done
+
+bench-deps:
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-torch libopenblas0-openmp
+
+# The test suites under a sanitizer, each in its own build directory.
+asan:
+	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/asan SANITIZE=address,undefined test-sanitized
+ubsan:
+	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/ubsan SANITIZE=undefined test-sanitized
+tsan:
+	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/tsan SANITIZE=thread test-sanitized
+test-sanitized: all tests
+	$(Q)sh tests/support/run-suites.sh $(call suite,engine,$(ENGINE_TESTS)) \
+	    $(call suite,daemon,$(DAEMON_TESTS))
+
+coverage:
+	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/coverage CFLAGS="--coverage -O0" \
+	    LDFLAGS=--coverage test-sanitized
+	$(Q)gcov -o $(BUILD)/coverage/obj/daemon/engine daemon/engine/*.c 2>/dev/null | \
+	    grep -A1 "^File 'daemon" | grep -v "^--"
+
+FORMAT_FILES = $(wildcard daemon/*.[ch] daemon/engine/*.[ch] clients/*.[ch] tests/*/*.[ch])
+format:
+	clang-format -i $(FORMAT_FILES)
+format-check:
+	clang-format --dry-run --Werror $(FORMAT_FILES)
+tidy:
+	clang-tidy $(ENGINE_SRC) -- -std=c11 -D_GNU_SOURCE -Idaemon/engine
 
 check-layers:
 	$(Q)sh tests/support/check-layers.sh
