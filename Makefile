@@ -21,7 +21,7 @@ endif
 
 WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
         -Wdouble-promotion -Wvla -Wformat=2 -Wimplicit-fallthrough -Wundef
-CFLAGS_ALL := -std=c11 -O2 -g $(ARCH) $(WARN) -ffp-contract=off -fno-math-errno \
+CFLAGS_ALL := -std=c11 -O2 -g $(ARCH) $(WARN) -ffp-contract=off -fno-math-errno -fvect-cost-model=dynamic \
               -D_GNU_SOURCE -fPIC -MMD -MP -Idaemon/engine -Idaemon -Iclients -I$(BUILD)/gen
 ifeq ($(WERROR),1)
 CFLAGS_ALL += -Werror
@@ -96,7 +96,7 @@ BINS := $(ETRACED) $(LIBCLIENT) $(ETRACECTL)
 all: $(BINS)
 
 # ---- rules ---------------------------------------------------------------------------
-$(BUILD)/obj/%.o: %.c $(PROTO_H)
+$(BUILD)/obj/%.o: %.c $(PROTO_H) Makefile
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CFLAGS_ALL) -c $< -o $@

@@ -403,16 +403,32 @@ engine_compile(struct model_desc *d, const struct engine_opts *opts,
         memcpy(p->w0, p->w.values, (size_t)p->count * sizeof(real));
         if (p->b0)
             memcpy(p->b0, p->w.bias, (size_t)p->O * sizeof(real));
-        p->opw = p->opb = -1;
-        if (p->rule == ENGINE_RULE_FROZEN)
-            continue;
-        p->opw = e->n_oparams;
-        p->opb = p->w.bias ? e->n_oparams + 1 : -1;
-        e->oparams[e->n_oparams++] = (struct optim_param){
-            .n = p->count, .w = p->w.values, .acc = p->acc_w, .m = p->m_w, .v = p->v_w};
-        if (p->w.bias)
+    }
+    /* The fused rank-one path computes exactly what the accumulator path does for these
+     * settings; it only moves fewer bytes. */
+    e->fused = l->present && l->signal == MODEL_SIGNAL_TARGET &&
+               l->optimizer == MODEL_OPTIM_SGD && l->update_every == 1 &&
+               !(l->clip_norm > 0.0) && l->weight_decay == 0.0 && !e->track;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < d->n_projs; i++) {
+            struct eproj *p = &e->projs[i];
+            if (pass == 0) {
+                p->opw = p->opb = -1;
+                p->rank1 = e->fused && (p->rule == ENGINE_RULE_ES || p->rule == ENGINE_RULE_INSTANT);
+                p->w_bound = -1.0;
+            }
+            if (p->rule == ENGINE_RULE_FROZEN || p->rank1 != pass)
+                continue;
+            p->opw = e->n_oparams;
+            p->opb = p->w.bias ? e->n_oparams + 1 : -1;
             e->oparams[e->n_oparams++] = (struct optim_param){
-                .n = p->O, .w = p->w.bias, .acc = p->acc_b, .m = p->m_b, .v = p->v_b};
+                .n = p->count, .w = p->w.values, .acc = p->acc_w, .m = p->m_w, .v = p->v_w};
+            if (p->w.bias)
+                e->oparams[e->n_oparams++] = (struct optim_param){
+                    .n = p->O, .w = p->w.bias, .acc = p->acc_b, .m = p->m_b, .v = p->v_b};
+        }
+        if (pass == 0)
+            e->n_oparams_acc = e->n_oparams;
     }
     if (l->present && l->signal == MODEL_SIGNAL_REWARD) {
         char name[256];
@@ -774,6 +790,11 @@ proj_traces(struct engine *e, struct eproj *p, real *dw, real *db)
         /* c = 1 - lambda_f^(n+1), 1 once n >= 1000 (braintrace 0.2's cap) */
         double c = e->es_n < 1000 ? 1.0 - pow((double)e->lambda_f, (double)(e->es_n + 1)) : 1.0;
         trace_column_factor(O, K, p->q, g, p->ef, (real)(1.0 / c));
+        if (p->rank1) {
+            p->pending = 1;
+            p->pend_a = p->ex;
+            break;
+        }
         if (op == MODEL_OP_DENSE)
             trace_outer_dense(I, O, dw, p->ex, p->q);
         else
@@ -786,6 +807,11 @@ proj_traces(struct engine *e, struct eproj *p, real *dw, real *db)
         if (!dw)
             break;
         trace_column_factor(O, K, p->q, g, p->fcol, R(1.0));
+        if (p->rank1) {
+            p->pending = 1;
+            p->pend_a = p->x;
+            break;
+        }
         if (op == MODEL_OP_DENSE)
             trace_outer_dense(I, O, dw, p->x, p->q);
         else if (op == MODEL_OP_SPARSE)
@@ -885,6 +911,87 @@ reset_bad_cells(struct engine *e)
     e->last_valid = valid;
 }
 
+static double
+max_abs(int64_t n, const real *a)
+{
+    real m = R(0.0);
+    for (int64_t i = 0; i < n; i++) {
+        real v = fabs(a[i]);
+        m = v > m ? v : m;
+    }
+    return (double)m;
+}
+
+/* Whether projection p's pending rank-one step is certainly finite: |w - lr a q| <=
+ * w_bound + lr max|a| max|q|, kept far below the largest real. */
+static int
+rank1_safe(struct eproj *p, double lr)
+{
+    if (p->w_bound < 0.0) {
+        p->w_bound = max_abs(p->count, p->w.values);
+        if (p->w.bias) {
+            double b = max_abs(p->O, p->w.bias);
+            p->w_bound = b > p->w_bound ? b : p->w_bound;
+        }
+    }
+    double amax = max_abs(p->I, p->pend_a), qmax = max_abs(p->O, p->q);
+    double step = lr * (p->w.bias && amax < 1.0 ? qmax : amax * qmax);
+    if (!(p->w_bound + step < 1e30)) /* also false for NaN */
+        return 0;
+    p->w_bound += step;
+    return 1;
+}
+
+static void
+rank1_apply(struct engine *e, struct eproj *p, real lr)
+{
+    if (p->d->op == MODEL_OP_DENSE)
+        optim_sgd_rank1_dense(p->I, p->O, p->w.values, p->pend_a, p->q, lr, R(0.0));
+    else
+        optim_sgd_rank1_sparse(p->I, p->w.values, p->w.indptr, p->w.indices, p->pend_a, p->q,
+                               lr, R(0.0));
+    if (p->w.bias)
+        optim_sgd_rank1_elem(p->O, p->w.bias, NULL, p->q, lr, R(0.0));
+    /* ||a (x) q||^2 = ||a||^2 ||q||^2; the bias adds ||q||^2 */
+    double a2 = 0.0, q2 = 0.0;
+    for (int64_t i = 0; i < p->I; i++)
+        a2 += (double)p->pend_a[i] * (double)p->pend_a[i];
+    for (int64_t o = 0; o < p->O; o++)
+        q2 += (double)p->q[o] * (double)p->q[o];
+    struct optim_param *ow = &e->oparams[p->opw];
+    ow->grad_sq = a2 * q2;
+    ow->delta_sq += (double)lr * (double)lr * ow->grad_sq;
+    if (p->opb >= 0) {
+        e->oparams[p->opb].grad_sq = q2;
+        e->oparams[p->opb].delta_sq += (double)lr * (double)lr * q2;
+    }
+}
+
+/* The optimizer step on the last K ticks' gradients: all or nothing over every parameter
+ * (DESIGN §4.4). Accumulated parameters are checked value by value; fused rank-one ones
+ * by their bound. */
+static void
+optimizer_step(struct engine *e)
+{
+    struct optim_plan plan;
+    int ok = optim_check(&e->ocfg, e->lr, e->steps + 1, e->n_oparams_acc, e->oparams, &plan);
+    for (int pi = 0; ok && pi < e->n_projs; pi++)
+        if (e->projs[pi].pending)
+            ok = rank1_safe(&e->projs[pi], e->lr);
+    if (ok) {
+        optim_apply(&e->ocfg, &plan, e->n_oparams_acc, e->oparams);
+        for (int pi = 0; pi < e->n_projs; pi++)
+            if (e->projs[pi].pending)
+                rank1_apply(e, &e->projs[pi], plan.lr);
+        e->steps++;
+    } else {
+        optim_discard(e->n_oparams_acc, e->oparams);
+        e->updates_refused++;
+    }
+    for (int pi = 0; pi < e->n_projs; pi++)
+        e->projs[pi].pending = 0;
+}
+
 void
 engine_tick(struct engine *e)
 {
@@ -909,12 +1016,11 @@ engine_tick(struct engine *e)
             backward(e);
         learn_tick(e, reward);
         e->es_n++;
-        if (e->learn == ENGINE_LEARN_ON && (e->tick + 1) % (uint64_t)l->update_every == 0) {
-            if (optim_step(&e->ocfg, e->lr, e->steps + 1, e->n_oparams, e->oparams))
-                e->steps++;
-            else
-                e->updates_refused++;
-        }
+        if (e->learn == ENGINE_LEARN_ON && (e->tick + 1) % (uint64_t)l->update_every == 0)
+            optimizer_step(e);
+        else
+            for (int pi = 0; pi < e->n_projs; pi++)
+                e->projs[pi].pending = 0;
     }
     reset_bad_cells(e);
     for (int i = 0; i < e->n_inputs; i++) {
@@ -1065,12 +1171,14 @@ engine_param(const struct engine *e, int pi, struct engine_param_view *v)
 real *
 engine_weight_mut(struct engine *e, int pi)
 {
+    e->projs[pi].w_bound = -1.0; /* the caller may write anything */
     return e->projs[pi].w.values;
 }
 
 real *
 engine_bias_mut(struct engine *e, int pi)
 {
+    e->projs[pi].w_bound = -1.0;
     return e->projs[pi].w.bias;
 }
 

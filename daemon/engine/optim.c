@@ -1,98 +1,235 @@
-/* The optimizer step: a first pass computes the gradient norm (for clip_norm and stats)
- * and checks every candidate value; only a finite step is written in the second pass.
- * Both passes run the same arithmetic, so what is checked is what is written. */
+/* The optimizer step. A first pass reads every gradient and weight, computes each
+ * candidate value and only checks it (and sums the gradient's square for stats); the
+ * second pass recomputes the same candidates and writes them. Both passes run the same
+ * arithmetic, so what is checked is what is written. Each optimizer has its own loops, so
+ * they vectorise (no switch inside a loop). */
 #include "optim.h"
 
 #include <math.h>
 #include <string.h>
 
-/* The candidate update of element j; writes the new w, m, v through the pointers. */
-static inline void
-candidate(const struct optim_cfg *c, const struct optim_param *p, int64_t j, real lr,
-          real scale, real wd, real bc1, real bc2_sqrt, int first, real *w_new, real *m_new,
-          real *v_new)
+/* Non-zero when x is Inf or NaN: x - x is 0 for every finite x. */
+#define NONFINITE(x) ((x) - (x) != R(0.0))
+
+/* The sum of squares of a[0..n) in double, in 8 interleaved partial sums (fixed order, so
+ * the result is reproducible) that the compiler can keep in one vector register. */
+static double
+sum_sq(int64_t n, const real *a)
 {
-    real w = p->w[j];
-    real g = p->acc[j] * scale;
-    if (wd != R(0.0))
-        g += wd * w; /* L2 weight decay */
-    switch (c->kind) {
+    double s[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++)
+            s[k] += (double)a[i + k] * (double)a[i + k];
+    for (; i < n; i++)
+        s[0] += (double)a[i] * (double)a[i];
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
+
+/* g = acc * scale + wd * w (the clipped gradient with L2 decay) */
+static inline real
+grad_of(const struct optim_plan *k, real acc, real w)
+{
+    real g = acc * k->scale;
+    return k->wd != R(0.0) ? g + k->wd * w : g;
+}
+
+static int
+check_param(enum model_optim kind, const struct optim_plan *k, const struct optim_param *p)
+{
+    const real *restrict w = p->w, *restrict acc = p->acc;
+    int bad = 0;
+    switch (kind) {
     case MODEL_OPTIM_SGD:
-        *w_new = w - lr * g;
+        for (int64_t j = 0; j < p->n; j++) {
+            real c = w[j] - k->lr * grad_of(k, acc[j], w[j]);
+            bad |= NONFINITE(c);
+        }
         break;
-    case MODEL_OPTIM_MOMENTUM: {
-        real mu = (real)c->momentum;
-        real b = first ? g : mu * p->m[j] + g; /* buf = mu buf + g; buf = g at step 1 */
-        *m_new = b;
-        *w_new = w - lr * b;
+    case MODEL_OPTIM_MOMENTUM:
+        for (int64_t j = 0; j < p->n; j++) {
+            real g = grad_of(k, acc[j], w[j]);
+            real b = k->first ? g : k->mu * p->m[j] + g;
+            real c = w[j] - k->lr * b;
+            bad |= NONFINITE(b) | NONFINITE(c);
+        }
+        break;
+    case MODEL_OPTIM_ADAM:
+        for (int64_t j = 0; j < p->n; j++) {
+            real g = grad_of(k, acc[j], w[j]);
+            real m = k->b1 * p->m[j] + (R(1.0) - k->b1) * g;
+            real v = k->b2 * p->v[j] + (R(1.0) - k->b2) * g * g;
+            real c = w[j] - k->step_size * m / (sqrt(v) / k->bc2_sqrt + k->eps);
+            bad |= NONFINITE(m) | NONFINITE(v) | NONFINITE(c);
+        }
         break;
     }
-    case MODEL_OPTIM_ADAM: {
-        real b1 = (real)c->beta1, b2 = (real)c->beta2;
-        real m = b1 * p->m[j] + (R(1.0) - b1) * g;
-        real v = b2 * p->v[j] + (R(1.0) - b2) * g * g;
-        *m_new = m;
-        *v_new = v;
-        /* PyTorch: w -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps) */
-        real denom = sqrt(v) / bc2_sqrt + (real)c->eps;
-        *w_new = w - (lr / bc1) * m / denom;
+    return bad;
+}
+
+/* Writes the step; returns sum (w_new - w_old)^2 in double for the drift stats. */
+static double
+apply_param(enum model_optim kind, const struct optim_plan *k, struct optim_param *p)
+{
+    real *restrict w = p->w, *restrict acc = p->acc;
+    double d2 = 0.0;
+    switch (kind) {
+    case MODEL_OPTIM_SGD:
+        /* w -= lr g */
+        for (int64_t j = 0; j < p->n; j++) {
+            real d = k->lr * grad_of(k, acc[j], w[j]);
+            w[j] -= d;
+            acc[j] = R(0.0);
+        }
+        break;
+    case MODEL_OPTIM_MOMENTUM:
+        /* buf = mu buf + g (buf = g at the first step); w -= lr buf */
+        for (int64_t j = 0; j < p->n; j++) {
+            real g = grad_of(k, acc[j], w[j]);
+            real b = k->first ? g : k->mu * p->m[j] + g;
+            p->m[j] = b;
+            w[j] -= k->lr * b;
+            acc[j] = R(0.0);
+        }
+        break;
+    case MODEL_OPTIM_ADAM:
+        /* m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+         * w -= (lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps)   (PyTorch's form) */
+        for (int64_t j = 0; j < p->n; j++) {
+            real g = grad_of(k, acc[j], w[j]);
+            real m = k->b1 * p->m[j] + (R(1.0) - k->b1) * g;
+            real v = k->b2 * p->v[j] + (R(1.0) - k->b2) * g * g;
+            p->m[j] = m;
+            p->v[j] = v;
+            w[j] -= k->step_size * m / (sqrt(v) / k->bc2_sqrt + k->eps);
+            acc[j] = R(0.0);
+        }
         break;
     }
+    (void)d2;
+    return 0.0;
+}
+
+int
+optim_check(const struct optim_cfg *c, double lr, uint64_t step, int n_params,
+            struct optim_param *ps, struct optim_plan *plan)
+{
+    double norm_sq = 0.0;
+    for (int i = 0; i < n_params; i++) {
+        ps[i].grad_sq = sum_sq(ps[i].n, ps[i].acc);
+        norm_sq += ps[i].grad_sq;
     }
+    *plan = (struct optim_plan){
+        .lr = (real)lr,
+        .scale = R(1.0),
+        .wd = (real)c->weight_decay,
+        .mu = (real)c->momentum,
+        .b1 = (real)c->beta1,
+        .b2 = (real)c->beta2,
+        .eps = (real)c->eps,
+        .step_size = (real)(lr / (1.0 - pow(c->beta1, (double)step))),
+        .bc2_sqrt = (real)sqrt(1.0 - pow(c->beta2, (double)step)),
+        .first = step == 1,
+    };
+    if (c->clip_norm > 0.0) {
+        double norm = sqrt(norm_sq);
+        if (norm > c->clip_norm) /* min(1, clip / (norm + 1e-6)) */
+            plan->scale = (real)(c->clip_norm / (norm + 1e-6));
+    }
+    int ok = isfinite(norm_sq) && isfinite(lr);
+    for (int i = 0; ok && i < n_params; i++)
+        ok = !check_param(c->kind, plan, &ps[i]);
+    return ok;
+}
+
+void
+optim_apply(const struct optim_cfg *c, const struct optim_plan *plan, int n_params,
+            struct optim_param *ps)
+{
+    for (int i = 0; i < n_params; i++) {
+        /* ||delta W||^2 for stats: lr^2 ||clipped gradient||^2 (exact for sgd without
+         * weight decay; the same figure for the other optimizers) */
+        ps[i].delta_sq += (double)plan->lr * (double)plan->lr * (double)plan->scale *
+                          (double)plan->scale * ps[i].grad_sq;
+        apply_param(c->kind, plan, &ps[i]);
+    }
+}
+
+void
+optim_discard(int n_params, struct optim_param *ps)
+{
+    for (int i = 0; i < n_params; i++)
+        memset(ps[i].acc, 0, (size_t)ps[i].n * sizeof *ps[i].acc);
 }
 
 int
 optim_step(const struct optim_cfg *c, double lr, uint64_t step, int n_params,
            struct optim_param *ps)
 {
-    double norm_sq = 0.0;
-    for (int k = 0; k < n_params; k++) {
-        double s = 0.0;
-        for (int64_t j = 0; j < ps[k].n; j++)
-            s += (double)ps[k].acc[j] * (double)ps[k].acc[j];
-        ps[k].grad_sq = s;
-        norm_sq += s;
-    }
-    real scale = R(1.0);
-    if (c->clip_norm > 0.0) {
-        double norm = sqrt(norm_sq);
-        if (norm > c->clip_norm) /* min(1, clip / (norm + 1e-6)) */
-            scale = (real)(c->clip_norm / (norm + 1e-6));
-    }
-    real rlr = (real)lr, wd = (real)c->weight_decay;
-    real bc1 = (real)(1.0 - pow(c->beta1, (double)step));
-    real bc2_sqrt = (real)sqrt(1.0 - pow(c->beta2, (double)step));
-    int first = step == 1;
-    int ok = isfinite(norm_sq) && isfinite(lr);
-    for (int k = 0; ok && k < n_params; k++) {
-        const struct optim_param *p = &ps[k];
-        int bad = 0;
-        for (int64_t j = 0; j < p->n; j++) {
-            real w = R(0.0), m = R(0.0), v = R(0.0);
-            candidate(c, p, j, rlr, scale, wd, bc1, bc2_sqrt, first, &w, &m, &v);
-            bad |= (w - w != R(0.0)) | (m - m != R(0.0)) | (v - v != R(0.0));
-        }
-        ok = !bad;
-    }
-    if (ok) {
-        for (int k = 0; k < n_params; k++) {
-            struct optim_param *p = &ps[k];
-            double dsq = 0.0;
-            for (int64_t j = 0; j < p->n; j++) {
-                real w = R(0.0), m = R(0.0), v = R(0.0);
-                candidate(c, p, j, rlr, scale, wd, bc1, bc2_sqrt, first, &w, &m, &v);
-                double d = (double)w - (double)p->w[j];
-                dsq += d * d;
-                p->w[j] = w;
-                if (p->m)
-                    p->m[j] = m;
-                if (p->v)
-                    p->v[j] = v;
-            }
-            p->delta_sq += dsq;
-        }
-    }
-    for (int k = 0; k < n_params; k++)
-        memset(ps[k].acc, 0, (size_t)ps[k].n * sizeof *ps[k].acc);
+    struct optim_plan plan;
+    int ok = optim_check(c, lr, step, n_params, ps, &plan);
+    if (ok)
+        optim_apply(c, &plan, n_params, ps);
+    else
+        optim_discard(n_params, ps);
     return ok;
+}
+
+/* The fused rank-one sgd steps below compute exactly what the accumulator path computes
+ * for one tick (acc = a[i] q[o], rows with a[i] == 0 left at 0), without the accumulator. */
+
+void
+optim_sgd_rank1_dense(int64_t n_in, int64_t n_out, real *restrict w, const real *restrict a,
+                      const real *restrict q, real lr, real wd)
+{
+    for (int64_t i = 0; i < n_in; i++) {
+        real ai = a[i];
+        real *restrict row = w + i * n_out;
+        if (ai == R(0.0)) {
+            if (wd != R(0.0))
+                for (int64_t o = 0; o < n_out; o++)
+                    row[o] -= lr * (R(0.0) + wd * row[o]);
+            continue;
+        }
+        if (wd == R(0.0))
+            for (int64_t o = 0; o < n_out; o++)
+                row[o] -= lr * (ai * q[o]);
+        else
+            for (int64_t o = 0; o < n_out; o++)
+                row[o] -= lr * (ai * q[o] + wd * row[o]);
+    }
+}
+
+void
+optim_sgd_rank1_sparse(int64_t n_in, real *restrict w, const int64_t *indptr,
+                       const int32_t *indices, const real *restrict a, const real *restrict q,
+                       real lr, real wd)
+{
+    for (int64_t i = 0; i < n_in; i++) {
+        real ai = a[i];
+        if (ai == R(0.0)) {
+            if (wd != R(0.0))
+                for (int64_t k = indptr[i]; k < indptr[i + 1]; k++)
+                    w[k] -= lr * (R(0.0) + wd * w[k]);
+            continue;
+        }
+        if (wd == R(0.0))
+            for (int64_t k = indptr[i]; k < indptr[i + 1]; k++)
+                w[k] -= lr * (ai * q[indices[k]]);
+        else
+            for (int64_t k = indptr[i]; k < indptr[i + 1]; k++)
+                w[k] -= lr * (ai * q[indices[k]] + wd * w[k]);
+    }
+}
+
+void
+optim_sgd_rank1_elem(int64_t n, real *restrict w, const real *restrict a,
+                     const real *restrict q, real lr, real wd)
+{
+    /* the accumulator path adds a[o] q[o] (q[o] alone for a bias) to a zero accumulator */
+    for (int64_t o = 0; o < n; o++) {
+        real g = a ? a[o] * q[o] : q[o];
+        w[o] -= lr * (wd == R(0.0) ? g : g + wd * w[o]);
+    }
 }

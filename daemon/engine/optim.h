@@ -30,6 +30,37 @@ struct optim_param {
     double grad_sq;  /* sum of acc^2 at the last step (stats) */
 };
 
+/* The coefficients of one step, fixed by optim_check. */
+struct optim_plan {
+    real lr, scale, wd, mu, b1, b2, eps;
+    real step_size; /* adam: lr / (1 - b1^s) */
+    real bc2_sqrt;  /* adam: sqrt(1 - b2^s) */
+    int first;      /* s == 1: momentum's buffer starts at g */
+};
+
+/* Computes the gradient norms (grad_sq), the clip scale and the plan, and checks every
+ * candidate value without writing. Returns 1 when the whole step is finite. */
+int optim_check(const struct optim_cfg *c, double lr, uint64_t step, int n_params,
+                struct optim_param *ps, struct optim_plan *plan);
+
+/* Writes a checked step and zeroes the accumulators; adds to delta_sq. */
+void optim_apply(const struct optim_cfg *c, const struct optim_plan *plan, int n_params,
+                 struct optim_param *ps);
+
+/* Zeroes the accumulators of a refused step. */
+void optim_discard(int n_params, struct optim_param *ps);
+
+/* Fused sgd steps for a rank-one gradient a (x) q (one tick of ES or the instant rule):
+ * w -= lr (a[i] q[o] + wd w), bit for bit what the accumulator path computes.
+ * dense w: [n_in][n_out]; sparse: CSR; elem: w[o] -= lr (a[o] q[o] + wd w[o]), a NULL
+ * meaning 1 (a bias). The caller has established that every result is finite. */
+void optim_sgd_rank1_dense(int64_t n_in, int64_t n_out, real *w, const real *a, const real *q,
+                           real lr, real wd);
+void optim_sgd_rank1_sparse(int64_t n_in, real *w, const int64_t *indptr,
+                            const int32_t *indices, const real *a, const real *q, real lr,
+                            real wd);
+void optim_sgd_rank1_elem(int64_t n, real *w, const real *a, const real *q, real lr, real wd);
+
 /* Applies one step with learning rate lr; `step` is the 1-based index of this step.
  * Returns 1 when applied, 0 when refused (every w, m, v unchanged); acc is zeroed
  * either way (a refused gradient is discarded). */
