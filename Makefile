@@ -47,7 +47,7 @@ DAEMON_LIBS := -luv -lzmq -lprotobuf-c -lcyaml -lsystemd -lpthread $(ENGINE_LIBS
 ENGINE_MODULES := mem err real_env rng npy cell expr model param op_dense op_sparse op_elem \
                   trace signal optim bptt engine report
 ENGINE_SRC  := $(wildcard $(patsubst %,daemon/engine/%.c,$(ENGINE_MODULES)))
-ENGINE_TEST_NAMES := mem npy rng param expr model engine op trace signal optim oracle learn
+ENGINE_TEST_NAMES := mem npy rng param expr model engine op trace signal optim fused oracle learn
 DAEMON_SRC  :=
 PROTO       :=
 CLIENT_SRC  :=

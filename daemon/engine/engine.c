@@ -143,7 +143,7 @@ layout(struct engine *e, struct carver *c)
             p->fcol = carve(c, K * O);
             p->gcol = carve(c, K * O);
             p->q = carve(c, O);
-            p->scratch = carve(c, K * O);
+            p->scratch = carve(c, 2 * K * O);
         }
         size_t before = c->off;
         if (p->rule == ENGINE_RULE_D_RTRL) {
@@ -282,6 +282,7 @@ reset_proj_traces(struct eproj *p)
         fill(p->ex, p->I, R(0.0));
     if (p->ef)
         fill(p->ef, K * p->O, R(0.0));
+    p->e_max = 0.0;
     if (p->e_w)
         fill(p->e_w, p->count, R(0.0));
     if (p->e_b)
@@ -409,26 +410,19 @@ engine_compile(struct model_desc *d, const struct engine_opts *opts,
     e->fused = l->present && l->signal == MODEL_SIGNAL_TARGET &&
                l->optimizer == MODEL_OPTIM_SGD && l->update_every == 1 &&
                !(l->clip_norm > 0.0) && l->weight_decay == 0.0 && !e->track;
-    for (int pass = 0; pass < 2; pass++) {
-        for (int i = 0; i < d->n_projs; i++) {
-            struct eproj *p = &e->projs[i];
-            if (pass == 0) {
-                p->opw = p->opb = -1;
-                p->rank1 = e->fused && (p->rule == ENGINE_RULE_ES || p->rule == ENGINE_RULE_INSTANT);
-                p->w_bound = -1.0;
-            }
-            if (p->rule == ENGINE_RULE_FROZEN || p->rank1 != pass)
-                continue;
-            p->opw = e->n_oparams;
-            p->opb = p->w.bias ? e->n_oparams + 1 : -1;
+    for (int i = 0; i < d->n_projs; i++) {
+        struct eproj *p = &e->projs[i];
+        p->opw = p->opb = -1;
+        p->w_bound = -1.0;
+        if (p->rule == ENGINE_RULE_FROZEN)
+            continue;
+        p->opw = e->n_oparams;
+        p->opb = p->w.bias ? e->n_oparams + 1 : -1;
+        e->oparams[e->n_oparams++] = (struct optim_param){
+            .n = p->count, .w = p->w.values, .acc = p->acc_w, .m = p->m_w, .v = p->v_w};
+        if (p->w.bias)
             e->oparams[e->n_oparams++] = (struct optim_param){
-                .n = p->count, .w = p->w.values, .acc = p->acc_w, .m = p->m_w, .v = p->v_w};
-            if (p->w.bias)
-                e->oparams[e->n_oparams++] = (struct optim_param){
-                    .n = p->O, .w = p->w.bias, .acc = p->acc_b, .m = p->m_b, .v = p->v_b};
-        }
-        if (pass == 0)
-            e->n_oparams_acc = e->n_oparams;
+                .n = p->O, .w = p->w.bias, .acc = p->acc_b, .m = p->m_b, .v = p->v_b};
     }
     if (l->present && l->signal == MODEL_SIGNAL_REWARD) {
         char name[256];
@@ -759,38 +753,53 @@ backward(struct engine *e)
     }
 }
 
-/* Advances projection p's traces and adds this tick's gradient into dw/db (NULL: none).
+/* How a tick's gradient leaves proj_traces: not at all (traces only), added to dw/db, or
+ * as the fused sgd step (D-RTRL straight into the weights; ES and instant left pending as
+ * a rank-one a (x) q for the step). */
+enum grad_mode { GRAD_NONE, GRAD_ACC, GRAD_FUSED };
+
+/* Advances projection p's traces and delivers this tick's gradient as `mode` says.
  * Returns non-zero when a trace went non-finite. */
 static int
-proj_traces(struct engine *e, struct eproj *p, real *dw, real *db)
+proj_traces(struct engine *e, struct eproj *p, enum grad_mode mode, real *dw, real *db)
 {
-    const real *g = dw ? p->gcol : NULL;
+    const real *g = mode != GRAD_NONE ? p->gcol : NULL;
+    real *aw = mode == GRAD_ACC ? dw : NULL, *ab = mode == GRAD_ACC ? db : NULL;
+    real *ww = mode == GRAD_FUSED ? p->w.values : NULL;
+    real *wb = mode == GRAD_FUSED ? p->w.bias : NULL;
+    real lr = (real)e->lr;
     int64_t I = p->I, O = p->O;
     int K = p->K, bad = 0;
     enum model_op op = p->d->op;
     switch (p->rule) {
     case ENGINE_RULE_FROZEN:
         break;
-    case ENGINE_RULE_D_RTRL:
+    case ENGINE_RULE_D_RTRL: {
+        double m;
         if (op == MODEL_OP_DENSE)
-            bad |= trace_drtrl_dense(I, O, K, p->E, dw, p->scratch, p->Dcol, p->fcol, g, p->x);
+            m = trace_drtrl_dense(I, O, K, p->E, aw, ww, lr, p->scratch, p->Dcol, p->fcol, g, p->x);
         else if (op == MODEL_OP_SPARSE)
-            bad |= trace_drtrl_sparse(I, O, p->count, K, p->E, dw, p->w.indptr, p->w.indices,
-                                      p->Dcol, p->fcol, g, p->x);
+            m = trace_drtrl_sparse(I, O, p->count, K, p->E, aw, ww, lr, p->w.indptr,
+                                   p->w.indices, p->Dcol, p->fcol, g, p->x);
         else
-            bad |= trace_drtrl_elem(O, K, p->E, dw, p->Dcol, p->fcol, g, p->x);
-        if (p->Eb) /* the bias: E_b = D E_b + f */
-            bad |= trace_drtrl_elem(O, K, p->Eb, db, p->Dcol, p->fcol, g, NULL);
+            m = trace_drtrl_elem(O, K, p->E, aw, ww, lr, p->Dcol, p->fcol, g, p->x);
+        if (p->Eb) { /* the bias: E_b = D E_b + f */
+            double mb = trace_drtrl_elem(O, K, p->Eb, ab, wb, lr, p->Dcol, p->fcol, g, NULL);
+            m = mb > m ? mb : m;
+        }
+        p->e_max = m;
+        bad |= !(m < (double)INFINITY);
         break;
+    }
     case ENGINE_RULE_ES: {
         bad |= trace_es_input(I, p->ex, e->lambda_x, p->x);
         bad |= trace_es_hidden(O, K, p->ef, e->lambda_f, p->Dcol, p->fcol);
-        if (!dw)
+        if (mode == GRAD_NONE)
             break;
         /* c = 1 - lambda_f^(n+1), 1 once n >= 1000 (braintrace 0.2's cap) */
         double c = e->es_n < 1000 ? 1.0 - pow((double)e->lambda_f, (double)(e->es_n + 1)) : 1.0;
         trace_column_factor(O, K, p->q, g, p->ef, (real)(1.0 / c));
-        if (p->rank1) {
+        if (mode == GRAD_FUSED) {
             p->pending = 1;
             p->pend_a = p->ex;
             break;
@@ -804,10 +813,10 @@ proj_traces(struct engine *e, struct eproj *p, real *dw, real *db)
         break;
     }
     case ENGINE_RULE_INSTANT:
-        if (!dw)
+        if (mode == GRAD_NONE)
             break;
         trace_column_factor(O, K, p->q, g, p->fcol, R(1.0));
-        if (p->rank1) {
+        if (mode == GRAD_FUSED) {
             p->pending = 1;
             p->pend_a = p->x;
             break;
@@ -877,7 +886,7 @@ learn_tick(struct engine *e, double reward)
         }
         if (has_g)
             gather_g(e, p);
-        if (proj_traces(e, p, dw, db))
+        if (proj_traces(e, p, dw ? GRAD_ACC : GRAD_NONE, dw, db))
             e->cells[p->cell].bad = 1;
         if (learning && is_reward) {
             add_scaled(p->count, p->acc_w, p->sum_w, adv, p->e_w);
@@ -914,18 +923,16 @@ reset_bad_cells(struct engine *e)
 static double
 max_abs(int64_t n, const real *a)
 {
-    real m = R(0.0);
+    real_bits m = 0;
     for (int64_t i = 0; i < n; i++) {
-        real v = fabs(a[i]);
-        m = v > m ? v : m;
+        real_bits b = real_abs_bits(a[i]);
+        m = b > m ? b : m;
     }
-    return (double)m;
+    return real_from_abs_bits(m);
 }
 
-/* Whether projection p's pending rank-one step is certainly finite: |w - lr a q| <=
- * w_bound + lr max|a| max|q|, kept far below the largest real. */
-static int
-rank1_safe(struct eproj *p, double lr)
+static double
+weight_bound(struct eproj *p)
 {
     if (p->w_bound < 0.0) {
         p->w_bound = max_abs(p->count, p->w.values);
@@ -934,12 +941,28 @@ rank1_safe(struct eproj *p, double lr)
             p->w_bound = b > p->w_bound ? b : p->w_bound;
         }
     }
-    double amax = max_abs(p->I, p->pend_a), qmax = max_abs(p->O, p->q);
-    double step = lr * (p->w.bias && amax < 1.0 ? qmax : amax * qmax);
-    if (!(p->w_bound + step < 1e30)) /* also false for NaN */
-        return 0;
-    p->w_bound += step;
-    return 1;
+    return p->w_bound;
+}
+
+/* An upper bound of |lr * gradient| for any weight or bias of p in this tick's fused step:
+ * D-RTRL: |E_new| <= K max|D| max|E_old| + max|f| max|x| (x = 1 for a bias), and the
+ * gradient sums K products with g; rank one: max|a| max|q| (max|q| for a bias). */
+static double
+fused_step_bound(const struct engine *e, const struct eproj *p)
+{
+    int64_t O = p->O, K = p->K;
+    if (p->rule == ENGINE_RULE_D_RTRL) {
+        double xmax = max_abs(p->I, p->x);
+        if (p->w.bias && xmax < 1.0)
+            xmax = 1.0;
+        double enew = (double)K * max_abs(K * K * O, p->Dcol) * p->e_max +
+                      max_abs(K * O, p->fcol) * xmax;
+        return e->lr * (double)K * max_abs(K * O, p->gcol) * enew * 1.001;
+    }
+    double amax = max_abs(p->I, p->pend_a), qmax = max_abs(O, p->q);
+    if (p->w.bias && amax < 1.0)
+        amax = 1.0;
+    return e->lr * amax * qmax * 1.001;
 }
 
 static void
@@ -947,9 +970,11 @@ rank1_apply(struct engine *e, struct eproj *p, real lr)
 {
     if (p->d->op == MODEL_OP_DENSE)
         optim_sgd_rank1_dense(p->I, p->O, p->w.values, p->pend_a, p->q, lr, R(0.0));
-    else
+    else if (p->d->op == MODEL_OP_SPARSE)
         optim_sgd_rank1_sparse(p->I, p->w.values, p->w.indptr, p->w.indices, p->pend_a, p->q,
                                lr, R(0.0));
+    else /* the instant rule on an elemwise weight */
+        optim_sgd_rank1_elem(p->O, p->w.values, p->pend_a, p->q, lr, R(0.0));
     if (p->w.bias)
         optim_sgd_rank1_elem(p->O, p->w.bias, NULL, p->q, lr, R(0.0));
     /* ||a (x) q||^2 = ||a||^2 ||q||^2; the bias adds ||q||^2 */
@@ -967,29 +992,78 @@ rank1_apply(struct engine *e, struct eproj *p, real lr)
     }
 }
 
-/* The optimizer step on the last K ticks' gradients: all or nothing over every parameter
- * (DESIGN §4.4). Accumulated parameters are checked value by value; fused rank-one ones
- * by their bound. */
+/* The optimizer step on the last K ticks' accumulated gradients: all or nothing over
+ * every parameter (DESIGN §4.4). */
 static void
 optimizer_step(struct engine *e)
 {
     struct optim_plan plan;
-    int ok = optim_check(&e->ocfg, e->lr, e->steps + 1, e->n_oparams_acc, e->oparams, &plan);
-    for (int pi = 0; ok && pi < e->n_projs; pi++)
-        if (e->projs[pi].pending)
-            ok = rank1_safe(&e->projs[pi], e->lr);
-    if (ok) {
-        optim_apply(&e->ocfg, &plan, e->n_oparams_acc, e->oparams);
-        for (int pi = 0; pi < e->n_projs; pi++)
-            if (e->projs[pi].pending)
-                rank1_apply(e, &e->projs[pi], plan.lr);
+    if (optim_check(&e->ocfg, e->lr, e->steps + 1, e->n_oparams, e->oparams, &plan)) {
+        optim_apply(&e->ocfg, &plan, e->n_oparams, e->oparams);
         e->steps++;
     } else {
-        optim_discard(e->n_oparams_acc, e->oparams);
+        optim_discard(e->n_oparams, e->oparams);
         e->updates_refused++;
     }
     for (int pi = 0; pi < e->n_projs; pi++)
-        e->projs[pi].pending = 0;
+        e->projs[pi].w_bound = -1.0; /* the weights moved outside the fused path */
+}
+
+/* One tick of learning on the fused path (sgd, K = 1, no clip or decay, target signal, no
+ * gradient sums). Every projection's step is bounded first from this tick's trace inputs;
+ * when every bound keeps every weight far from overflow the steps are written directly,
+ * D-RTRL's inside its trace pass and the rank-one ones after, which computes bit for bit
+ * what the accumulator path computes while moving a third of the bytes. When a bound
+ * fails, this tick takes the accumulator path and its exact all-or-nothing check. */
+static void
+fused_learn_tick(struct engine *e)
+{
+    int ok = isfinite(e->lr);
+    for (int pi = 0; pi < e->n_projs; pi++) {
+        struct eproj *p = &e->projs[pi];
+        if (p->rule == ENGINE_RULE_FROZEN)
+            continue;
+        p->has_g = e->cells[p->cell].has_dl;
+        if (!p->has_g) {
+            if (proj_traces(e, p, GRAD_NONE, NULL, NULL))
+                e->cells[p->cell].bad = 1;
+            continue;
+        }
+        gather_g(e, p);
+        if (p->rule != ENGINE_RULE_D_RTRL && proj_traces(e, p, GRAD_FUSED, NULL, NULL))
+            e->cells[p->cell].bad = 1;
+        p->step_bound = fused_step_bound(e, p);
+        ok = ok && weight_bound(p) + p->step_bound < 1e30; /* false for NaN too */
+    }
+    for (int pi = 0; pi < e->n_projs; pi++) {
+        struct eproj *p = &e->projs[pi];
+        if (p->rule == ENGINE_RULE_FROZEN || !p->has_g)
+            continue;
+        if (ok) {
+            if (p->rule == ENGINE_RULE_D_RTRL && proj_traces(e, p, GRAD_FUSED, NULL, NULL))
+                e->cells[p->cell].bad = 1;
+            if (p->pending)
+                rank1_apply(e, p, (real)e->lr);
+            p->w_bound += p->step_bound;
+        } else if (p->rule == ENGINE_RULE_D_RTRL) {
+            if (proj_traces(e, p, GRAD_ACC, p->acc_w, p->acc_b))
+                e->cells[p->cell].bad = 1;
+        } else if (p->pending) {
+            if (p->d->op == MODEL_OP_DENSE)
+                trace_outer_dense(p->I, p->O, p->acc_w, p->pend_a, p->q);
+            else if (p->d->op == MODEL_OP_SPARSE)
+                trace_outer_sparse(p->I, p->acc_w, p->w.indptr, p->w.indices, p->pend_a, p->q);
+            else
+                trace_outer_elem(p->O, p->acc_w, p->pend_a, p->q);
+            if (p->acc_b)
+                trace_outer_elem(p->O, p->acc_b, NULL, p->q);
+        }
+        p->pending = 0;
+    }
+    if (ok)
+        e->steps++;
+    else
+        optimizer_step(e);
 }
 
 void
@@ -1014,13 +1088,14 @@ engine_tick(struct engine *e)
     if (e->need_derivs) {
         if (learning_active(e))
             backward(e);
-        learn_tick(e, reward);
+        if (e->fused && e->learn == ENGINE_LEARN_ON) {
+            fused_learn_tick(e);
+        } else {
+            learn_tick(e, reward);
+            if (e->learn == ENGINE_LEARN_ON && (e->tick + 1) % (uint64_t)l->update_every == 0)
+                optimizer_step(e);
+        }
         e->es_n++;
-        if (e->learn == ENGINE_LEARN_ON && (e->tick + 1) % (uint64_t)l->update_every == 0)
-            optimizer_step(e);
-        else
-            for (int pi = 0; pi < e->n_projs; pi++)
-                e->projs[pi].pending = 0;
     }
     reset_bad_cells(e);
     for (int i = 0; i < e->n_inputs; i++) {

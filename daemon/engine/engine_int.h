@@ -56,10 +56,13 @@ struct eproj {
     int64_t trace_bytes;
     int opw, opb;        /* indices into engine.oparams, or -1 */
     int reaches_loss;    /* DESIGN §4.1: a within-tick path from the target cell to a loss */
-    int rank1;           /* sgd steps fused with the rank-one ES/instant gradient */
-    int pending;         /* rank1: this tick's gradient a (x) q awaits the step */
-    const real *pend_a;  /* rank1: the row factor (e_x or x); q holds the column factor */
-    double w_bound;      /* rank1: an upper bound of |w| and |b|; < 0 when unknown */
+    /* the fused sgd path (engine.fused) */
+    int has_g;           /* this tick has a learning signal for the target cell */
+    int pending;         /* ES/instant: this tick's gradient a (x) q awaits the step */
+    const real *pend_a;  /* the row factor of that gradient (e_x or x); q is the column one */
+    double w_bound;      /* an upper bound of |w| and |b|; < 0 when unknown */
+    double step_bound;   /* an upper bound of this tick's |lr * gradient| */
+    double e_max;        /* D-RTRL: max|E| over the traces after the last tick */
 };
 
 struct einput {
@@ -92,10 +95,10 @@ struct engine {
     int cur;               /* buffer index of this tick */
     int need_derivs;       /* some projection keeps a trace or learns */
     int track;             /* track_grad_sum */
-    struct optim_param *oparams; /* every learning tensor: those stepped through their
-                                    accumulator first (n_oparams_acc), then the rank1 ones */
-    int n_oparams, n_oparams_acc;
-    int fused;             /* sgd, K = 1, no clip, no decay, target: rank1 steps possible */
+    struct optim_param *oparams; /* every learning tensor, for optim_step */
+    int n_oparams;
+    int fused;             /* sgd, K = 1, no clip, no decay, target, no gradient sums: each
+                              tick's step is fused into the trace pass (fused_learn_tick) */
     struct optim_cfg ocfg;
     /* engine state (DESIGN §4.5) */
     uint64_t tick;

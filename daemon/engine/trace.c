@@ -4,81 +4,101 @@
 
 #include <string.h>
 
-int
-trace_drtrl_dense(int64_t n_in, int64_t n_out, int K, real *E, real *acc, real *scratch,
-                  const real *D, const real *f, const real *g, const real *x)
+/* Where a D-RTRL kernel puts sum_k g[k] E[k] of each weight: nowhere (traces only), added
+ * to an accumulator, or straight into the weight as an sgd step (the fused path). */
+enum sink { SINK_NONE, SINK_ACC, SINK_SGD };
+
+static enum sink
+sink_of(const real *g, const real *acc, const real *w)
 {
-    int bad = 0;
+    if (!g)
+        return SINK_NONE;
+    return acc ? SINK_ACC : (w ? SINK_SGD : SINK_NONE);
+}
+
+/* dst[o] += gs[o] (accumulate) or dst[o] -= lr * gs[o] (sgd), as the accumulator path
+ * would compute: acc = 0 + gs, w - lr * (acc * 1). */
+static inline void
+sink_row(enum sink sk, int64_t n, real *restrict dst, const real *restrict gs, real lr)
+{
+    if (sk == SINK_ACC)
+        for (int64_t o = 0; o < n; o++)
+            dst[o] += gs[o];
+    else if (sk == SINK_SGD)
+        for (int64_t o = 0; o < n; o++)
+            dst[o] -= lr * gs[o];
+}
+
+double
+trace_drtrl_dense(int64_t n_in, int64_t n_out, int K, real *E, real *acc, real *w, real lr,
+                  real *scratch, const real *D, const real *f, const real *g, const real *x)
+{
+    real_bits m = 0;
     const int64_t plane = n_in * n_out; /* E[k] is one [n_in][n_out] plane */
+    enum sink sk = sink_of(g, acc, w);
+    real *dst = sk == SINK_ACC ? acc : w;
     if (K == 1) {
         for (int64_t i = 0; i < n_in; i++) {
-            real *e = E + i * n_out;
+            real *restrict e = E + i * n_out;
             real xi = x[i];
-            /* E = D E + f x;  acc += g E */
+            /* E = D E + f x */
             for (int64_t o = 0; o < n_out; o++) {
                 e[o] = D[o] * e[o] + f[o] * xi;
-                bad |= (e[o] - e[o] != R(0.0));
+                real_bits b = real_abs_bits(e[o]);
+                m = b > m ? b : m;
             }
-            if (acc) {
-                real *a = acc + i * n_out;
+            /* acc += g E, or w -= lr g E */
+            real *restrict d = dst + i * n_out;
+            if (sk == SINK_ACC)
                 for (int64_t o = 0; o < n_out; o++)
-                    a[o] += g[o] * e[o];
-            }
+                    d[o] += g[o] * e[o];
+            else if (sk == SINK_SGD)
+                for (int64_t o = 0; o < n_out; o++)
+                    d[o] -= lr * (g[o] * e[o]);
         }
-        return bad;
+        return real_from_abs_bits(m);
     }
+    real *old = scratch, *gs = scratch + (int64_t)K * n_out;
     for (int64_t i = 0; i < n_in; i++) {
         real xi = x[i];
         for (int j = 0; j < K; j++)
-            memcpy(scratch + j * n_out, E + j * plane + i * n_out,
-                   (size_t)n_out * sizeof *scratch);
+            memcpy(old + j * n_out, E + j * plane + i * n_out, (size_t)n_out * sizeof *old);
         for (int k = 0; k < K; k++) {
-            real *e = E + k * plane + i * n_out;
+            real *restrict e = E + k * plane + i * n_out;
             const real *dk = D + (int64_t)k * K * n_out;
             /* E[k] = sum_j D[k,j] E_old[j] + f[k] x */
             for (int64_t o = 0; o < n_out; o++)
-                e[o] = dk[o] * scratch[o];
+                e[o] = dk[o] * old[o];
             for (int j = 1; j < K; j++)
                 for (int64_t o = 0; o < n_out; o++)
-                    e[o] += dk[j * n_out + o] * scratch[j * n_out + o];
+                    e[o] += dk[j * n_out + o] * old[j * n_out + o];
             for (int64_t o = 0; o < n_out; o++) {
                 e[o] += f[k * n_out + o] * xi;
-                bad |= (e[o] - e[o] != R(0.0));
+                real_bits b = real_abs_bits(e[o]);
+                m = b > m ? b : m;
             }
         }
-        if (acc) {
-            real *a = acc + i * n_out;
-            for (int k = 0; k < K; k++) {
-                const real *e = E + k * plane + i * n_out;
-                const real *gk = g + k * n_out;
-                for (int64_t o = 0; o < n_out; o++)
-                    a[o] += gk[o] * e[o];
-            }
-        }
+        if (sk == SINK_NONE)
+            continue;
+        /* gs = sum_k g[k] E[k], the first product alone as the accumulator would have it */
+        for (int64_t o = 0; o < n_out; o++)
+            gs[o] = g[o] * E[i * n_out + o];
+        for (int k = 1; k < K; k++)
+            for (int64_t o = 0; o < n_out; o++)
+                gs[o] += g[k * n_out + o] * E[k * plane + i * n_out + o];
+        sink_row(sk, n_out, dst + i * n_out, gs, lr);
     }
-    return bad;
+    return real_from_abs_bits(m);
 }
 
-int
+double
 trace_drtrl_sparse(int64_t n_in, int64_t n_out, int64_t nnz, int K, real *E, real *acc,
-                   const int64_t *indptr, const int32_t *indices, const real *D, const real *f,
-                   const real *g, const real *x)
+                   real *w, real lr, const int64_t *indptr, const int32_t *indices,
+                   const real *D, const real *f, const real *g, const real *x)
 {
-    int bad = 0;
-    if (K == 1) {
-        for (int64_t i = 0; i < n_in; i++) {
-            real xi = x[i];
-            /* E = D E + f x;  acc += g E, on the row's nonzeros */
-            for (int64_t p = indptr[i]; p < indptr[i + 1]; p++) {
-                int32_t o = indices[p];
-                E[p] = D[o] * E[p] + f[o] * xi;
-                bad |= (E[p] - E[p] != R(0.0));
-                if (acc)
-                    acc[p] += g[o] * E[p];
-            }
-        }
-        return bad;
-    }
+    real_bits m = 0;
+    enum sink sk = sink_of(g, acc, w);
+    real *dst = sk == SINK_ACC ? acc : w;
     real old[8];
     for (int64_t i = 0; i < n_in; i++) {
         real xi = x[i];
@@ -88,59 +108,58 @@ trace_drtrl_sparse(int64_t n_in, int64_t n_out, int64_t nnz, int K, real *E, rea
                 old[j] = E[j * nnz + p];
             real gsum = R(0.0);
             for (int k = 0; k < K; k++) {
+                /* E[k] = sum_j D[k,j] E_old[j] + f[k] x, on the row's nonzeros */
                 const real *dk = D + (int64_t)k * K * n_out;
                 real e = dk[o] * old[0];
                 for (int j = 1; j < K; j++)
                     e += dk[j * n_out + o] * old[j];
                 e += f[k * n_out + o] * xi;
                 E[k * nnz + p] = e;
-                bad |= (e - e != R(0.0));
-                if (acc)
-                    gsum += g[k * n_out + o] * e;
+                real_bits b = real_abs_bits(e);
+                m = b > m ? b : m;
+                if (sk != SINK_NONE)
+                    gsum = k == 0 ? g[o] * e : gsum + g[k * n_out + o] * e;
             }
-            if (acc)
-                acc[p] += gsum;
+            if (sk == SINK_ACC)
+                dst[p] += gsum;
+            else if (sk == SINK_SGD)
+                dst[p] -= lr * gsum;
         }
     }
-    return bad;
+    return real_from_abs_bits(m);
 }
 
-int
-trace_drtrl_elem(int64_t n, int K, real *E, real *acc, const real *D, const real *f,
-                 const real *g, const real *x)
+double
+trace_drtrl_elem(int64_t n, int K, real *E, real *acc, real *w, real lr, const real *D,
+                 const real *f, const real *g, const real *x)
 {
-    int bad = 0;
-    if (K == 1) {
-        /* E = D E + f x;  acc += g E */
-        for (int64_t o = 0; o < n; o++) {
-            E[o] = D[o] * E[o] + (x ? f[o] * x[o] : f[o]);
-            bad |= (E[o] - E[o] != R(0.0));
-        }
-        if (acc)
-            for (int64_t o = 0; o < n; o++)
-                acc[o] += g[o] * E[o];
-        return bad;
-    }
+    real_bits m = 0;
+    enum sink sk = sink_of(g, acc, w);
+    real *dst = sk == SINK_ACC ? acc : w;
     real old[8];
     for (int64_t o = 0; o < n; o++) {
         for (int j = 0; j < K; j++)
             old[j] = E[j * n + o];
         real gsum = R(0.0);
         for (int k = 0; k < K; k++) {
+            /* E[k] = sum_j D[k,j] E_old[j] + f[k] x (x = 1 for a bias) */
             const real *dk = D + (int64_t)k * K * n;
             real e = dk[o] * old[0];
             for (int j = 1; j < K; j++)
                 e += dk[j * n + o] * old[j];
             e += x ? f[k * n + o] * x[o] : f[k * n + o];
             E[k * n + o] = e;
-            bad |= (e - e != R(0.0));
-            if (acc)
-                gsum += g[k * n + o] * e;
+            real_bits b = real_abs_bits(e);
+            m = b > m ? b : m;
+            if (sk != SINK_NONE)
+                gsum = k == 0 ? g[o] * e : gsum + g[k * n + o] * e;
         }
-        if (acc)
-            acc[o] += gsum;
+        if (sk == SINK_ACC)
+            dst[o] += gsum;
+        else if (sk == SINK_SGD)
+            dst[o] -= lr * gsum;
     }
-    return bad;
+    return real_from_abs_bits(m);
 }
 
 int

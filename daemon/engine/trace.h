@@ -15,22 +15,26 @@
 
 #include "real.h"
 
-/* D-RTRL, dense weight: E [K][n_in][n_out];
- *   E[k,i,o] = sum_j D[k,j,o] E[j,i,o] + f[k,o] x[i];  acc[i,o] += sum_k g[k,o] E[k,i,o].
- * scratch: [K][n_out] (used when K > 1). */
-int trace_drtrl_dense(int64_t n_in, int64_t n_out, int K, real *E, real *acc, real *scratch,
-                       const real *D, const real *f, const real *g, const real *x);
+/* The D-RTRL kernels put this tick's gradient sum_k g[k,o] E[k,...] into `acc` (+=), or,
+ * with acc NULL and w given, apply it as an sgd step w -= lr * gradient (the fused path:
+ * bit for bit the accumulator path's step); with g NULL only the traces advance. They
+ * return max|E| over the new traces (Inf when one is non-finite).
+ *
+ * Dense: E [K][n_in][n_out]; E[k,i,o] = sum_j D[k,j,o] E[j,i,o] + f[k,o] x[i].
+ * scratch: [2K][n_out]. */
+double trace_drtrl_dense(int64_t n_in, int64_t n_out, int K, real *E, real *acc, real *w,
+                         real lr, real *scratch, const real *D, const real *f, const real *g,
+                         const real *x);
 
-/* D-RTRL, sparse weight: E [K][nnz] on the pattern's nonzeros (CSR rows = i). */
-int trace_drtrl_sparse(int64_t n_in, int64_t n_out, int64_t nnz, int K, real *E, real *acc,
-                        const int64_t *indptr, const int32_t *indices, const real *D,
+/* Sparse: E [K][nnz] on the pattern's nonzeros (CSR rows = i). */
+double trace_drtrl_sparse(int64_t n_in, int64_t n_out, int64_t nnz, int K, real *E, real *acc,
+                          real *w, real lr, const int64_t *indptr, const int32_t *indices,
+                          const real *D, const real *f, const real *g, const real *x);
+
+/* Elemwise weight or bias: E [K][n]; E[k,o] = sum_j D[k,j,o] E[j,o] + f[k,o] x[o]
+ * (x NULL: x = 1, the bias). */
+double trace_drtrl_elem(int64_t n, int K, real *E, real *acc, real *w, real lr, const real *D,
                         const real *f, const real *g, const real *x);
-
-/* D-RTRL, elemwise weight or bias: E [K][n];
- *   E[k,o] = sum_j D[k,j,o] E[j,o] + f[k,o] x[o] (x NULL: x = 1, the bias);
- *   acc[o] += sum_k g[k,o] E[k,o]. */
-int trace_drtrl_elem(int64_t n, int K, real *E, real *acc, const real *D, const real *f,
-                      const real *g, const real *x);
 
 /* ES-D-RTRL input side: ex[i] = lambda_x ex[i] + x[i]. */
 int trace_es_input(int64_t n_in, real *ex, real lambda_x, const real *x);
