@@ -84,7 +84,7 @@ dense_bench(FILE *out, const char *dir, int N, int d_rtrl, int quick)
              "  - {name: out, model: linear, size: 2}\n"
              "projections:\n"
              "  - {name: w_rec, from: [x, hidden], to: hidden.i, weight: {init: kaiming_normal, "
-             "scale: 0.5}}\n"
+             "scale: 1.0}, bias: {init: constant, value: 0.9}}\n"
              "  - {name: w_out, from: hidden, to: out, weight: {init: kaiming_normal}}\n"
              "readouts:\n  - {name: y, cell: out}\n"
              "learning:\n  algorithm: %s\n  decay_or_rank: 0.9\n  signal: target\n"
