@@ -20,7 +20,7 @@ signal_mse(int64_t n, real *dl, const real *y, const real *t)
 static double
 log_sum_exp(int64_t n, const real *y, double *max_out)
 {
-    double mx = -INFINITY;
+    double mx = -(double)INFINITY;
     for (int64_t o = 0; o < n; o++)
         if ((double)y[o] > mx)
             mx = (double)y[o];
