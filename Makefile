@@ -22,7 +22,8 @@ endif
 WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
         -Wdouble-promotion -Wvla -Wformat=2 -Wimplicit-fallthrough -Wundef
 CFLAGS_ALL := -std=c11 -O2 -g $(ARCH) $(WARN) -ffp-contract=off -fno-math-errno \
-              -D_GNU_SOURCE -fPIC -MMD -MP -Idaemon/engine -Idaemon -Iclients -I$(BUILD)/gen
+              -D_GNU_SOURCE -fPIC -MMD -MP -Idaemon/engine -Idaemon -Iclients -I$(BUILD)/gen \
+              -Itests/support -Itests/bench
 # gcc 12's -O2 vectorises only loops with no remainder; the dynamic cost model vectorises
 # the kernels' loops too (element-wise, so results are the same bits).
 ifeq ($(findstring clang,$(CC)),)

@@ -10,6 +10,8 @@
 #define LIF_S_OLD "spike((v - v_th) / (v_th - v_reset))"
 #define LIF_UPDATE_V "v_rest + r * i + (v_r - v_rest - r * i) * exp(-dt / tau) + delta"
 
+/* The table keeps DESIGN §3's grouping of fields, which clang-format would split. */
+/* clang-format off */
 static const struct cell_builtin builtins[] = {
     {
         .model = "lif",
@@ -114,6 +116,7 @@ static const struct cell_builtin builtins[] = {
         .output = "o",
     },
 };
+/* clang-format on */
 
 const struct cell_builtin *
 cell_builtin_find(const char *model)
@@ -154,8 +157,7 @@ expr_fini(struct model_expr *x, const struct mem *m)
 }
 
 int
-cell_expand(const struct cell_builtin *b, int reset_hard, const struct mem *m,
-            struct model_cell *c)
+cell_expand(const struct cell_builtin *b, int reset_hard, const struct mem *m, struct model_cell *c)
 {
     c->model = mem_strdup(m, b->model);
     if (!c->model)
@@ -189,8 +191,8 @@ cell_expand(const struct cell_builtin *b, int reset_hard, const struct mem *m,
             goto fail;
         c->n_defines = b->n_defines;
         for (int i = 0; i < b->n_defines; i++) {
-            const char *text = reset_hard && b->define_hard[i] ? b->define_hard[i]
-                                                               : b->define_soft[i];
+            const char *text =
+                reset_hard && b->define_hard[i] ? b->define_hard[i] : b->define_soft[i];
             if (expr_set(&c->defines[i], b->define_names[i], text, c->pos, m))
                 goto fail;
         }

@@ -7,7 +7,8 @@ static void
 init_y(int64_t n_out, real *y, const real *b)
 {
     if (b)
-        memcpy(y, b, (size_t)n_out * sizeof *y);
+        for (int64_t o = 0; o < n_out; o++)
+            y[o] = b[o] + R(0.0); /* -0 + 0 = +0: the same bits whichever rows are skipped */
     else
         memset(y, 0, (size_t)n_out * sizeof *y);
 }

@@ -58,8 +58,8 @@ check_param(enum model_optim kind, const struct optim_plan *k, const struct opti
     case MODEL_OPTIM_ADAM:
         for (int64_t j = 0; j < p->n; j++) {
             real g = grad_of(k, acc[j], w[j]);
-            real m = k->b1 * p->m[j] + (R(1.0) - k->b1) * g;
-            real v = k->b2 * p->v[j] + (R(1.0) - k->b2) * g * g;
+            real m = k->b1 * p->m[j] + k->one_b1 * g;
+            real v = k->b2 * p->v[j] + k->one_b2 * g * g;
             real c = w[j] - k->step_size * m / (sqrt(v) / k->bc2_sqrt + k->eps);
             bad |= NONFINITE(m) | NONFINITE(v) | NONFINITE(c);
         }
@@ -98,8 +98,8 @@ apply_param(enum model_optim kind, const struct optim_plan *k, struct optim_para
          * w -= (lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps)   (PyTorch's form) */
         for (int64_t j = 0; j < p->n; j++) {
             real g = grad_of(k, acc[j], w[j]);
-            real m = k->b1 * p->m[j] + (R(1.0) - k->b1) * g;
-            real v = k->b2 * p->v[j] + (R(1.0) - k->b2) * g * g;
+            real m = k->b1 * p->m[j] + k->one_b1 * g;
+            real v = k->b2 * p->v[j] + k->one_b2 * g * g;
             p->m[j] = m;
             p->v[j] = v;
             w[j] -= k->step_size * m / (sqrt(v) / k->bc2_sqrt + k->eps);
@@ -127,6 +127,8 @@ optim_check(const struct optim_cfg *c, double lr, uint64_t step, int n_params,
         .mu = (real)c->momentum,
         .b1 = (real)c->beta1,
         .b2 = (real)c->beta2,
+        .one_b1 = (real)(1.0 - c->beta1), /* as PyTorch: 1 - beta in double, then rounded */
+        .one_b2 = (real)(1.0 - c->beta2),
         .eps = (real)c->eps,
         .step_size = (real)(lr / (1.0 - pow(c->beta1, (double)step))),
         .bc2_sqrt = (real)sqrt(1.0 - pow(c->beta2, (double)step)),

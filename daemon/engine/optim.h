@@ -33,6 +33,7 @@ struct optim_param {
 /* The coefficients of one step, fixed by optim_check. */
 struct optim_plan {
     real lr, scale, wd, mu, b1, b2, eps;
+    real one_b1, one_b2; /* adam: 1 - b1, 1 - b2 computed in double */
     real step_size; /* adam: lr / (1 - b1^s) */
     real bc2_sqrt;  /* adam: sqrt(1 - b2^s) */
     int first;      /* s == 1: momentum's buffer starts at g */

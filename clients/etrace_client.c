@@ -1,0 +1,611 @@
+/* libetrace-client (see etrace_client.h). */
+#include "etrace_client.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+struct etrace_client {
+    void *zctx;           /* owned */
+    void *ctl;            /* DEALER, owned */
+    void *in;             /* PUSH, owned, NULL until the first send */
+    char *input_ep;       /* owned */
+    int timeout_ms;
+    uint64_t next_id;
+    char err[512];
+};
+
+struct etrace_sub {
+    void *zctx; /* owned */
+    void *sock; /* SUB, owned */
+};
+
+static void
+seterr(etrace_client_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+seterr(etrace_client_t *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err, sizeof(c->err), fmt, ap);
+    va_end(ap);
+}
+
+int
+etrace_default_endpoint(const char *name, char *buf, size_t len)
+{
+    const char *rd = getenv("RUNTIME_DIRECTORY"), *xdg = getenv("XDG_RUNTIME_DIR");
+    int n;
+    if (rd && *rd)
+        n = snprintf(buf, len, "ipc://%s/%s", rd, name);
+    else if (xdg && *xdg)
+        n = snprintf(buf, len, "ipc://%s/etraced/%s", xdg, name);
+    else if (geteuid() == 0)
+        n = snprintf(buf, len, "ipc:///run/etraced/%s", name);
+    else
+        n = snprintf(buf, len, "ipc:///tmp/etraced-%u/%s", (unsigned)geteuid(), name);
+    return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+etrace_client_t *
+etrace_client_new(const char *control_ep, const char *input_ep, int timeout_ms)
+{
+    char def[4200];
+    int zero = 0;
+    etrace_client_t *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->timeout_ms = timeout_ms > 0 ? timeout_ms : 5000;
+    c->next_id = ((uint64_t)getpid() << 32) | ((uint64_t)time(NULL) & 0xffff) << 16;
+    c->zctx = zmq_ctx_new();
+    if (!c->zctx)
+        goto fail;
+    if (!input_ep && etrace_default_endpoint("input", def, sizeof(def)) == 0)
+        input_ep = def;
+    if (!(c->input_ep = strdup(input_ep ? input_ep : "")))
+        goto fail;
+    if (!control_ep && etrace_default_endpoint("control", def, sizeof(def)) == 0)
+        control_ep = def;
+    c->ctl = zmq_socket(c->zctx, ZMQ_DEALER);
+    if (!c->ctl)
+        goto fail;
+    zmq_setsockopt(c->ctl, ZMQ_LINGER, &zero, sizeof(zero));
+    zmq_setsockopt(c->ctl, ZMQ_SNDTIMEO, &c->timeout_ms, sizeof(c->timeout_ms));
+    if (zmq_connect(c->ctl, control_ep)) {
+        seterr(c, "control endpoint %s: %s", control_ep, zmq_strerror(zmq_errno()));
+        /* Kept: every request then fails with this message. */
+        zmq_close(c->ctl);
+        c->ctl = NULL;
+    }
+    return c;
+fail:
+    etrace_client_free(&c);
+    return NULL;
+}
+
+void
+etrace_client_free(etrace_client_t **cp)
+{
+    etrace_client_t *c = cp ? *cp : NULL;
+    if (!c)
+        return;
+    if (c->ctl)
+        zmq_close(c->ctl);
+    if (c->in)
+        zmq_close(c->in);
+    if (c->zctx)
+        zmq_ctx_term(c->zctx);
+    free(c->input_ep);
+    free(c);
+    *cp = NULL;
+}
+
+const char *
+etrace_client_error(const etrace_client_t *c)
+{
+    return c->err;
+}
+
+void
+etrace_reply_free(Etrace__Reply *reply)
+{
+    if (reply)
+        etrace__reply__free_unpacked(reply, NULL);
+}
+
+static int64_t
+now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits for the Reply with id `id` (any id when match is 0). */
+static int
+wait_reply(etrace_client_t *c, uint64_t id, int match, Etrace__Reply **reply)
+{
+    int64_t deadline = now_ms() + c->timeout_ms;
+    for (;;) {
+        int64_t left = deadline - now_ms();
+        if (left < 0)
+            left = 0;
+        zmq_pollitem_t it = {c->ctl, 0, ZMQ_POLLIN, 0};
+        int rc = zmq_poll(&it, 1, (long)left);
+        if (rc < 0 && zmq_errno() == EINTR)
+            continue;
+        if (rc <= 0) {
+            seterr(c, "no answer from the daemon within %d ms", c->timeout_ms);
+            return ETRACE_ETIMEOUT;
+        }
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, c->ctl, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            continue;
+        }
+        /* A REQ-style empty delimiter may precede the body; the body is the last part. */
+        while (zmq_msg_more(&m)) {
+            zmq_msg_close(&m);
+            zmq_msg_init(&m);
+            if (zmq_msg_recv(&m, c->ctl, 0) < 0)
+                break;
+        }
+        Etrace__Reply *r = etrace__reply__unpack(NULL, zmq_msg_size(&m), zmq_msg_data(&m));
+        zmq_msg_close(&m);
+        if (!r) {
+            seterr(c, "the daemon's answer is not a Reply");
+            return ETRACE_ESYS;
+        }
+        if (match && r->id != id) {
+            etrace__reply__free_unpacked(r, NULL); /* an answer to a request we gave up on */
+            continue;
+        }
+        *reply = r;
+        if (r->error && r->error->code != ETRACE__ERROR__CODE__NONE) {
+            const char *code = "error";
+            const ProtobufCEnumValue *ev =
+                protobuf_c_enum_descriptor_get_value(&etrace__error__code__descriptor,
+                                                     (int)r->error->code);
+            if (ev)
+                code = ev->name;
+            seterr(c, "%s: %s", code, r->error->message ? r->error->message : "");
+            return ETRACE_EREPLY;
+        }
+        return ETRACE_OK;
+    }
+}
+
+static int
+send_bytes(etrace_client_t *c, void *sock, const void *data, size_t len)
+{
+    if (zmq_send(sock, data, len, 0) < 0) {
+        int e = zmq_errno();
+        seterr(c, "cannot send: %s", e == EAGAIN ? "no daemon (timed out)" : zmq_strerror(e));
+        return e == EAGAIN ? ETRACE_ETIMEOUT : ETRACE_ESYS;
+    }
+    return ETRACE_OK;
+}
+
+int
+etrace_request(etrace_client_t *c, Etrace__Request *req, Etrace__Reply **reply)
+{
+    *reply = NULL;
+    if (!c->ctl)
+        return ETRACE_ESYS;
+    req->id = ++c->next_id;
+    size_t len = etrace__request__get_packed_size(req);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf) {
+        seterr(c, "out of memory");
+        return ETRACE_ESYS;
+    }
+    etrace__request__pack(req, buf);
+    int rc = send_bytes(c, c->ctl, buf, len);
+    free(buf);
+    if (rc)
+        return rc;
+    return wait_reply(c, req->id, 1, reply);
+}
+
+int
+etrace_request_raw(etrace_client_t *c, const void *data, size_t len, Etrace__Reply **reply)
+{
+    *reply = NULL;
+    if (!c->ctl)
+        return ETRACE_ESYS;
+    int rc = send_bytes(c, c->ctl, data, len);
+    if (rc)
+        return rc;
+    return wait_reply(c, 0, 0, reply);
+}
+
+static int
+simple(etrace_client_t *c, Etrace__Request__CommandCase cmd, Etrace__Reply **reply)
+{
+    Etrace__Request req = ETRACE__REQUEST__INIT;
+    Etrace__Empty empty = ETRACE__EMPTY__INIT;
+    req.command_case = cmd;
+    req.status = &empty; /* every Empty command shares the union's storage */
+    return etrace_request(c, &req, reply);
+}
+
+int
+etrace_status(etrace_client_t *c, Etrace__Reply **reply)
+{
+    return simple(c, ETRACE__REQUEST__COMMAND_STATUS, reply);
+}
+
+int
+etrace_stats(etrace_client_t *c, Etrace__Reply **reply)
+{
+    return simple(c, ETRACE__REQUEST__COMMAND_STATS, reply);
+}
+
+int
+etrace_pause(etrace_client_t *c, Etrace__Reply **reply)
+{
+    return simple(c, ETRACE__REQUEST__COMMAND_PAUSE, reply);
+}
+
+int
+etrace_resume(etrace_client_t *c, Etrace__Reply **reply)
+{
+    return simple(c, ETRACE__REQUEST__COMMAND_RESUME, reply);
+}
+
+int
+etrace_export(etrace_client_t *c, Etrace__Reply **reply)
+{
+    return simple(c, ETRACE__REQUEST__COMMAND_EXPORT, reply);
+}
+
+int
+etrace_shutdown(etrace_client_t *c, Etrace__Reply **reply)
+{
+    return simple(c, ETRACE__REQUEST__COMMAND_SHUTDOWN, reply);
+}
+
+int
+etrace_learn(etrace_client_t *c, int on, Etrace__Reply **reply)
+{
+    Etrace__Request req = ETRACE__REQUEST__INIT;
+    Etrace__Learn l = ETRACE__LEARN__INIT;
+    l.on = on != 0;
+    req.command_case = ETRACE__REQUEST__COMMAND_LEARN;
+    req.learn = &l;
+    return etrace_request(c, &req, reply);
+}
+
+int
+etrace_lr(etrace_client_t *c, double lr, Etrace__Reply **reply)
+{
+    Etrace__Request req = ETRACE__REQUEST__INIT;
+    Etrace__Lr l = ETRACE__LR__INIT;
+    l.lr = lr;
+    req.command_case = ETRACE__REQUEST__COMMAND_LR;
+    req.lr = &l;
+    return etrace_request(c, &req, reply);
+}
+
+int
+etrace_reset(etrace_client_t *c, Etrace__Reset__What what, Etrace__Reply **reply)
+{
+    Etrace__Request req = ETRACE__REQUEST__INIT;
+    Etrace__Reset r = ETRACE__RESET__INIT;
+    r.what = what;
+    req.command_case = ETRACE__REQUEST__COMMAND_RESET;
+    req.reset = &r;
+    return etrace_request(c, &req, reply);
+}
+
+int
+etrace_step(etrace_client_t *c, const Etrace__Input *in, int reset_before, Etrace__Reply **reply)
+{
+    Etrace__Request req = ETRACE__REQUEST__INIT;
+    Etrace__Step s = ETRACE__STEP__INIT;
+    s.input = (Etrace__Input *)(uintptr_t)in;
+    s.reset_before = reset_before != 0;
+    req.command_case = ETRACE__REQUEST__COMMAND_STEP;
+    req.step = &s;
+    return etrace_request(c, &req, reply);
+}
+
+/* ---- export files ----------------------------------------------------------------------- */
+
+static int
+write_npy(const char *path, const char *descr, const Etrace__Tensor *t, const void *data,
+          size_t elem, size_t n, char *err, size_t err_len)
+{
+    char shape[128] = "", header[256];
+    size_t off = 0;
+    for (size_t i = 0; i < t->n_shape; i++)
+        off += (size_t)snprintf(shape + off, sizeof(shape) - off, "%lld%s",
+                                (long long)t->shape[i], t->n_shape == 1 ? "," : (i + 1 < t->n_shape ? ", " : ""));
+    int hl = snprintf(header, sizeof(header),
+                      "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }", descr, shape);
+    /* magic(6) + version(2) + len(2) + header, padded with spaces to 64, ending '\n'. */
+    size_t total = 10 + (size_t)hl + 1;
+    size_t pad = (64 - total % 64) % 64;
+    FILE *f = fopen(path, "wb");
+    if (!f) {
+        snprintf(err, err_len, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    uint16_t hlen = (uint16_t)((size_t)hl + pad + 1);
+    fwrite("\x93NUMPY\x01\x00", 1, 8, f);
+    fputc(hlen & 0xff, f);
+    fputc(hlen >> 8, f);
+    fwrite(header, 1, (size_t)hl, f);
+    for (size_t i = 0; i < pad; i++)
+        fputc(' ', f);
+    fputc('\n', f);
+    if (n)
+        fwrite(data, elem, n, f);
+    if (fclose(f)) {
+        snprintf(err, err_len, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int
+etrace_export_write(const Etrace__ExportResult *exp, const char *dir, char *err,
+                    size_t err_len)
+{
+    char path[4096];
+    if (mkdir(dir, 0777) && errno != EEXIST) {
+        snprintf(err, err_len, "%s: %s", dir, strerror(errno));
+        return -1;
+    }
+    snprintf(path, sizeof(path), "%s/params", dir);
+    if (mkdir(path, 0777) && errno != EEXIST) {
+        snprintf(err, err_len, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    for (size_t i = 0; i < exp->n_tensors; i++) {
+        const Etrace__Tensor *t = exp->tensors[i];
+        if (!t->name || strchr(t->name, '/') || !strcmp(t->name, "..")) {
+            snprintf(err, err_len, "tensor %zu: bad name", i);
+            return -1;
+        }
+        snprintf(path, sizeof(path), "%s/params/%s.npy", dir, t->name);
+        int rc;
+        if (t->n_ints)
+            rc = write_npy(path, "<i8", t, t->ints, 8, t->n_ints, err, err_len);
+        else if (t->n_values64)
+            rc = write_npy(path, "<f8", t, t->values64, 8, t->n_values64, err, err_len);
+        else
+            rc = write_npy(path, "<f4", t, t->values, 4, t->n_values, err, err_len);
+        if (rc)
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- input ------------------------------------------------------------------------------- */
+
+static int
+input_socket(etrace_client_t *c)
+{
+    int zero = 0, hwm = 100000;
+    if (c->in)
+        return 0;
+    c->in = zmq_socket(c->zctx, ZMQ_PUSH);
+    if (!c->in) {
+        seterr(c, "input socket: %s", zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    zmq_setsockopt(c->in, ZMQ_LINGER, &zero, sizeof(zero));
+    zmq_setsockopt(c->in, ZMQ_SNDHWM, &hwm, sizeof(hwm));
+    zmq_setsockopt(c->in, ZMQ_SNDTIMEO, &c->timeout_ms, sizeof(c->timeout_ms));
+    if (zmq_connect(c->in, c->input_ep)) {
+        seterr(c, "input endpoint %s: %s", c->input_ep, zmq_strerror(zmq_errno()));
+        zmq_close(c->in);
+        c->in = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+int
+etrace_send_raw(etrace_client_t *c, const void *data, size_t len)
+{
+    if (input_socket(c))
+        return ETRACE_ESYS;
+    return send_bytes(c, c->in, data, len);
+}
+
+int
+etrace_send_input(etrace_client_t *c, const Etrace__Input *in)
+{
+    uint8_t stack[4096];
+    size_t len = etrace__input__get_packed_size(in);
+    uint8_t *buf = len <= sizeof(stack) ? stack : malloc(len);
+    if (!buf) {
+        seterr(c, "out of memory");
+        return ETRACE_ESYS;
+    }
+    etrace__input__pack(in, buf);
+    int rc = etrace_send_raw(c, buf, len);
+    if (buf != stack)
+        free(buf);
+    return rc;
+}
+
+int
+etrace_send_frame(etrace_client_t *c, const char *name, const float *values, size_t n,
+                  uint64_t seq)
+{
+    Etrace__Input in = ETRACE__INPUT__INIT;
+    Etrace__Frame f = ETRACE__FRAME__INIT, *fp = &f;
+    f.name = (char *)(uintptr_t)name;
+    f.values = (float *)(uintptr_t)values;
+    f.n_values = n;
+    f.seq = seq;
+    in.frames = &fp;
+    in.n_frames = 1;
+    return etrace_send_input(c, &in);
+}
+
+int
+etrace_send_spikes(etrace_client_t *c, const char *name, const int32_t *idx, size_t n,
+                   uint64_t seq)
+{
+    Etrace__Input in = ETRACE__INPUT__INIT;
+    Etrace__Frame f = ETRACE__FRAME__INIT, *fp = &f;
+    f.name = (char *)(uintptr_t)name;
+    f.spikes = (int32_t *)(uintptr_t)idx;
+    f.n_spikes = n;
+    f.seq = seq;
+    in.frames = &fp;
+    in.n_frames = 1;
+    return etrace_send_input(c, &in);
+}
+
+int
+etrace_send_target(etrace_client_t *c, const char *readout, const float *values, size_t n)
+{
+    Etrace__Input in = ETRACE__INPUT__INIT;
+    Etrace__Signal s = ETRACE__SIGNAL__INIT, *sp = &s;
+    Etrace__Signal__Target t = ETRACE__SIGNAL__TARGET__INIT;
+    t.values = (float *)(uintptr_t)values;
+    t.n_values = n;
+    s.readout = (char *)(uintptr_t)readout;
+    s.kind_case = ETRACE__SIGNAL__KIND_TARGET;
+    s.target = &t;
+    in.signals = &sp;
+    in.n_signals = 1;
+    return etrace_send_input(c, &in);
+}
+
+int
+etrace_send_class(etrace_client_t *c, const char *readout, int class_index)
+{
+    Etrace__Input in = ETRACE__INPUT__INIT;
+    Etrace__Signal s = ETRACE__SIGNAL__INIT, *sp = &s;
+    s.readout = (char *)(uintptr_t)readout;
+    s.kind_case = ETRACE__SIGNAL__KIND_CLASS_INDEX;
+    s.class_index = class_index;
+    in.signals = &sp;
+    in.n_signals = 1;
+    return etrace_send_input(c, &in);
+}
+
+int
+etrace_send_reward(etrace_client_t *c, float reward)
+{
+    Etrace__Input in = ETRACE__INPUT__INIT;
+    Etrace__Signal s = ETRACE__SIGNAL__INIT, *sp = &s;
+    s.kind_case = ETRACE__SIGNAL__KIND_REWARD;
+    s.reward = reward;
+    in.signals = &sp;
+    in.n_signals = 1;
+    return etrace_send_input(c, &in);
+}
+
+/* ---- subscribers ------------------------------------------------------------------------- */
+
+etrace_sub_t *
+etrace_sub_new(const char *endpoint, const char *topic)
+{
+    char def[4200];
+    int zero = 0, hwm = 100000;
+    etrace_sub_t *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    if (!topic)
+        topic = "";
+    if (!endpoint &&
+        etrace_default_endpoint(strcmp(topic, "stats") ? "output" : "stats", def, sizeof(def)) ==
+            0)
+        endpoint = def;
+    s->zctx = zmq_ctx_new();
+    s->sock = s->zctx ? zmq_socket(s->zctx, ZMQ_SUB) : NULL;
+    if (!s->sock) {
+        etrace_sub_free(&s);
+        return NULL;
+    }
+    zmq_setsockopt(s->sock, ZMQ_LINGER, &zero, sizeof(zero));
+    zmq_setsockopt(s->sock, ZMQ_RCVHWM, &hwm, sizeof(hwm));
+    zmq_setsockopt(s->sock, ZMQ_SUBSCRIBE, topic, strlen(topic));
+    if (zmq_connect(s->sock, endpoint)) {
+        etrace_sub_free(&s);
+        return NULL;
+    }
+    return s;
+}
+
+void
+etrace_sub_free(etrace_sub_t **sp)
+{
+    etrace_sub_t *s = sp ? *sp : NULL;
+    if (!s)
+        return;
+    if (s->sock)
+        zmq_close(s->sock);
+    if (s->zctx)
+        zmq_ctx_term(s->zctx);
+    free(s);
+    *sp = NULL;
+}
+
+/* Receives [topic][body]; returns the body in m (open), or a code. */
+static int
+sub_recv(etrace_sub_t *s, int timeout_ms, zmq_msg_t *m)
+{
+    zmq_pollitem_t it = {s->sock, 0, ZMQ_POLLIN, 0};
+    int rc;
+    do
+        rc = zmq_poll(&it, 1, timeout_ms);
+    while (rc < 0 && zmq_errno() == EINTR);
+    if (rc <= 0)
+        return ETRACE_ETIMEOUT;
+    zmq_msg_init(m);
+    if (zmq_msg_recv(m, s->sock, 0) < 0) {
+        zmq_msg_close(m);
+        return ETRACE_ESYS;
+    }
+    while (zmq_msg_more(m)) {
+        zmq_msg_close(m);
+        zmq_msg_init(m);
+        if (zmq_msg_recv(m, s->sock, 0) < 0) {
+            zmq_msg_close(m);
+            return ETRACE_ESYS;
+        }
+    }
+    return ETRACE_OK;
+}
+
+int
+etrace_sub_recv_output(etrace_sub_t *s, int timeout_ms, Etrace__Output **out)
+{
+    zmq_msg_t m;
+    *out = NULL;
+    int rc = sub_recv(s, timeout_ms, &m);
+    if (rc)
+        return rc;
+    *out = etrace__output__unpack(NULL, zmq_msg_size(&m), zmq_msg_data(&m));
+    zmq_msg_close(&m);
+    return *out ? ETRACE_OK : ETRACE_EREPLY;
+}
+
+int
+etrace_sub_recv_stats(etrace_sub_t *s, int timeout_ms, Etrace__Stats **out)
+{
+    zmq_msg_t m;
+    *out = NULL;
+    int rc = sub_recv(s, timeout_ms, &m);
+    if (rc)
+        return rc;
+    *out = etrace__stats__unpack(NULL, zmq_msg_size(&m), zmq_msg_data(&m));
+    zmq_msg_close(&m);
+    return *out ? ETRACE_OK : ETRACE_EREPLY;
+}

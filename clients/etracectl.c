@@ -1,0 +1,649 @@
+/* etracectl: the command-line client of etraced (DESIGN §7). Client layer.
+ * Exit codes: 0 ok; 1 an error reply or invalid input; 2 the daemon did not answer;
+ * 64 usage. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl_json.h"
+#include "etrace_client.h"
+
+enum { EXIT_REPLY = 1, EXIT_NO_ANSWER = 2, EXIT_USAGE = 64, MAX_ITEMS = 64 };
+
+struct opts {
+    const char *ep[4]; /* input, output, control, stats */
+    int timeout_ms;
+    int json;
+};
+
+static const char *const ep_names[4] = {"input", "output", "control", "stats"};
+
+static int
+usage(void)
+{
+    fprintf(stderr,
+            "usage: etracectl [--control EP] [--input EP] [--stats EP] [--output EP]\n"
+            "                 [--config FILE] [--timeout MS] [--json] COMMAND\n"
+            "commands:\n"
+            "  status                      model, clock, period, tick, learning, lr, uptime\n"
+            "  stats [--watch [--count N]] the latest Stats, or each one as published\n"
+            "  pause | resume              stop / restart ticking (state kept)\n"
+            "  learn on|off                switch learning\n"
+            "  lr VALUE                    set the learning rate\n"
+            "  reset [states|traces|all]   reset (default all)\n"
+            "  step [--input NAME=v1,...] [--spikes NAME=i1,...] [--target R=v1,...|CLASS]\n"
+            "       [--reward X] [--reset] one lockstep tick; prints the Outputs\n"
+            "  send [--input NAME=v1,...] [--spikes NAME=i1,...]   one Input\n"
+            "  target READOUT=v1,...|CLASS one target (a bare integer is a class index)\n"
+            "  reward X                    one reward\n"
+            "  export DIR                  the weights, written as DIR/params/*.npy\n"
+            "  shutdown                    stop the daemon\n"
+            "exit codes: 0 ok, 1 error reply or invalid input, 2 no answer, 64 usage\n");
+    return EXIT_USAGE;
+}
+
+static int
+rc_exit(int rc)
+{
+    return rc == ETRACE_OK ? 0 : rc == ETRACE_ETIMEOUT ? EXIT_NO_ANSWER : EXIT_REPLY;
+}
+
+/* ---- --config: the endpoints: section of a daemon config ------------------------------ */
+
+static void
+trim(char *s)
+{
+    char *h = strchr(s, '#');
+    if (h)
+        *h = '\0';
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r'))
+        s[--n] = '\0';
+    if (n >= 2 && (s[0] == '"' || s[0] == '\'') && s[n - 1] == s[0]) {
+        memmove(s, s + 1, n - 2);
+        s[n - 2] = '\0';
+    }
+}
+
+static void
+set_ep(char **store, const char *key, const char *val)
+{
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(key, ep_names[i]) && !store[i])
+            store[i] = strdup(val);
+}
+
+/* Reads endpoints.{input,output,control,stats} from a daemon config (block or flow style). */
+static int
+read_config_endpoints(const char *path, char **store)
+{
+    FILE *f = fopen(path, "r");
+    char line[1024];
+    int in_block = 0;
+    if (!f) {
+        fprintf(stderr, "etracectl: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    while (fgets(line, sizeof(line), f)) {
+        if (!strncmp(line, "endpoints:", 10)) {
+            char *rest = line + 10, *open = strchr(rest, '{');
+            in_block = !open;
+            if (open) {
+                char *close = strchr(open, '}');
+                if (close)
+                    *close = '\0';
+                for (char *tok = strtok(open + 1, ","); tok; tok = strtok(NULL, ",")) {
+                    char *colon = strchr(tok, ':');
+                    if (!colon)
+                        continue;
+                    *colon = '\0';
+                    char *k = tok, *v = colon + 1;
+                    while (*k == ' ')
+                        k++;
+                    while (*v == ' ')
+                        v++;
+                    trim(k);
+                    trim(v);
+                    set_ep(store, k, v);
+                }
+            }
+            continue;
+        }
+        if (in_block) {
+            if (line[0] != ' ' && line[0] != '\t' && line[0] != '\n' && line[0] != '#') {
+                in_block = 0;
+                continue;
+            }
+            char *k = line;
+            while (*k == ' ' || *k == '\t')
+                k++;
+            char *colon = strchr(k, ':');
+            if (!colon)
+                continue;
+            *colon = '\0';
+            char *v = colon + 1;
+            while (*v == ' ')
+                v++;
+            trim(k);
+            trim(v);
+            set_ep(store, k, v);
+        }
+    }
+    fclose(f);
+    return 0;
+}
+
+/* ---- printing ------------------------------------------------------------------------- */
+
+static void
+print_status(const Etrace__Status *s)
+{
+    printf("model        %s (hash %016llx)\n", s->model_name, (unsigned long long)s->model_hash);
+    printf("clock        %s\n", s->clock == ETRACE__STATUS__CLOCK__LOCKSTEP ? "lockstep" : "timer");
+    if (s->period_ns != s->dt_ns)
+        printf("period       %.3f us (dt %.3f us)\n", (double)s->period_ns / 1e3,
+               (double)s->dt_ns / 1e3);
+    else
+        printf("period       %.3f us\n", (double)s->period_ns / 1e3);
+    printf("tick         %llu\n", (unsigned long long)s->tick);
+    printf("period_index %llu\n", (unsigned long long)s->period_index);
+    printf("state        %s\n", s->paused ? "paused" : "running");
+    printf("learning     %s%s\n", s->learning ? "on" : "off",
+           s->has_learning ? "" : " (the model has no learning section)");
+    printf("lr           %g\n", s->lr);
+    printf("uptime       %.3f s\n", (double)s->uptime_ns / 1e9);
+    printf("pid          %u\n", s->pid);
+}
+
+static void
+print_pct(const char *name, const Etrace__Percentiles *p)
+{
+    if (!p) {
+        printf("%-10s (none)\n", name);
+        return;
+    }
+    printf("%-10s n %llu  p50 %.1f us  p99 %.1f us  p99.9 %.1f us  max %.1f us\n", name,
+           (unsigned long long)p->count, (double)p->p50_ns / 1e3, (double)p->p99_ns / 1e3,
+           (double)p->p999_ns / 1e3, (double)p->max_ns / 1e3);
+}
+
+static void
+print_stats(const Etrace__Stats *s)
+{
+    printf("stats #%llu  tick %llu  period_index %llu  period %.1f us  %s\n",
+           (unsigned long long)s->seq, (unsigned long long)s->tick,
+           (unsigned long long)s->period_index, (double)s->period_ns / 1e3,
+           s->paused ? "paused" : "running");
+    print_pct("tick time", s->tick_time);
+    print_pct("lateness", s->lateness);
+    printf("overruns %llu  skipped %llu  invalid_ticks %llu\n", (unsigned long long)s->overruns,
+           (unsigned long long)s->skipped, (unsigned long long)s->invalid_ticks);
+    printf("learning %s  lr %g  loss_avg %g  reward_avg %g  steps %llu  updates_refused %llu  "
+           "state_resets %llu\n",
+           s->learning ? "on" : "off", s->lr, s->loss_avg, s->reward_avg,
+           (unsigned long long)s->optimizer_steps, (unsigned long long)s->updates_refused,
+           (unsigned long long)s->state_resets);
+    for (size_t i = 0; i < s->n_sockets; i++) {
+        const Etrace__SocketStats *k = s->sockets[i];
+        printf("socket %-8s accepted %llu  undecodable %llu  wrong_size %llu  unknown_name %llu"
+               "  non_finite %llu  oversized %llu  unknown_command %llu  bad_argument %llu"
+               "  peer_dropped %llu  dropped %llu\n",
+               k->name, (unsigned long long)k->accepted, (unsigned long long)k->undecodable,
+               (unsigned long long)k->wrong_size, (unsigned long long)k->unknown_name,
+               (unsigned long long)k->non_finite, (unsigned long long)k->oversized,
+               (unsigned long long)k->unknown_command, (unsigned long long)k->bad_argument,
+               (unsigned long long)k->peer_dropped, (unsigned long long)k->dropped);
+    }
+    for (size_t i = 0; i < s->n_inputs; i++)
+        printf("input %-10s frames %llu  superseded %llu  dropped_overflow %llu  stale_ticks "
+               "%llu\n",
+               s->inputs[i]->name, (unsigned long long)s->inputs[i]->frames,
+               (unsigned long long)s->inputs[i]->superseded,
+               (unsigned long long)s->inputs[i]->dropped_overflow,
+               (unsigned long long)s->inputs[i]->stale_ticks);
+    for (size_t i = 0; i < s->n_readouts; i++)
+        printf("readout %-8s targets %llu  superseded %llu\n", s->readouts[i]->name,
+               (unsigned long long)s->readouts[i]->targets,
+               (unsigned long long)s->readouts[i]->superseded);
+    for (size_t i = 0; i < s->n_projections; i++) {
+        const Etrace__ProjectionStats *p = s->projections[i];
+        printf("proj %-12s |W| %.6g  |W-W0| %.6g  |dW| %.6g  |grad| %.6g  |trace| %.6g\n",
+               p->name, p->w_norm, p->drift_norm, p->delta_norm, p->grad_norm, p->trace_norm);
+    }
+    for (size_t i = 0; i < s->n_cells; i++)
+        printf("cell %-12s rate %.6g\n", s->cells[i]->name, s->cells[i]->rate);
+}
+
+static void
+print_output(const Etrace__Output *o)
+{
+    printf("%s tick %llu%s:", o->readout, (unsigned long long)o->tick, o->valid ? "" : " INVALID");
+    for (size_t i = 0; i < o->n_values; i++)
+        printf(" %.9g", (double)o->values[i]);
+    if (o->n_action) {
+        printf("  action:");
+        for (size_t i = 0; i < o->n_action; i++)
+            printf(" %.9g", (double)o->action[i]);
+    }
+    printf("  loss %.9g\n", o->loss);
+}
+
+/* Prints a Reply: JSON, or the text of its result. */
+static void
+print_reply(const struct opts *o, const Etrace__Reply *r)
+{
+    if (!r)
+        return;
+    if (o->json) {
+        ctl_json_print(stdout, &r->base);
+        return;
+    }
+    switch (r->result_case) {
+    case ETRACE__REPLY__RESULT_STATUS:
+        print_status(r->status);
+        break;
+    case ETRACE__REPLY__RESULT_STATS:
+        print_stats(r->stats);
+        break;
+    case ETRACE__REPLY__RESULT_STEP:
+        for (size_t i = 0; i < r->step->n_outputs; i++)
+            print_output(r->step->outputs[i]);
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- arguments ------------------------------------------------------------------------- */
+
+/* Parses "v1,v2,..." into floats (at most max). Returns the count, or -1. */
+static long
+parse_floats(const char *s, float *out, long max)
+{
+    long n = 0;
+    const char *p = s;
+    if (!*p)
+        return 0;
+    for (;;) {
+        char *end;
+        errno = 0;
+        double v = strtod(p, &end);
+        if (end == p || errno || n >= max)
+            return -1;
+        out[n++] = (float)v;
+        if (*end == '\0')
+            return n;
+        if (*end != ',')
+            return -1;
+        p = end + 1;
+    }
+}
+
+static long
+parse_ints(const char *s, int32_t *out, long max)
+{
+    long n = 0;
+    const char *p = s;
+    if (!*p)
+        return 0;
+    for (;;) {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || n >= max || v < INT32_MIN || v > INT32_MAX)
+            return -1;
+        out[n++] = (int32_t)v;
+        if (*end == '\0')
+            return n;
+        if (*end != ',')
+            return -1;
+        p = end + 1;
+    }
+}
+
+static int
+is_class_text(const char *s)
+{
+    if (*s == '-')
+        s++;
+    if (!*s)
+        return 0;
+    for (; *s; s++)
+        if (*s < '0' || *s > '9')
+            return 0;
+    return 1;
+}
+
+/* An Input assembled from command-line items. */
+struct input_build {
+    Etrace__Input in;
+    Etrace__Frame frames[MAX_ITEMS], *frames_p[MAX_ITEMS];
+    Etrace__Signal signals[MAX_ITEMS], *signals_p[MAX_ITEMS];
+    Etrace__Signal__Target targets[MAX_ITEMS];
+    void *bufs[2 * MAX_ITEMS];
+    int n_bufs;
+};
+
+static void
+build_init(struct input_build *b)
+{
+    memset(b, 0, sizeof(*b));
+    etrace__input__init(&b->in);
+    b->in.frames = b->frames_p;
+    b->in.signals = b->signals_p;
+}
+
+static void
+build_fini(struct input_build *b)
+{
+    for (int i = 0; i < b->n_bufs; i++)
+        free(b->bufs[i]);
+}
+
+/* NAME=v1,... -> name (in place) and the values text. */
+static char *
+split_eq(char *arg)
+{
+    char *eq = strchr(arg, '=');
+    if (!eq || eq == arg)
+        return NULL;
+    *eq = '\0';
+    return eq + 1;
+}
+
+static int
+add_frame(struct input_build *b, char *arg, int spikes)
+{
+    char *vals = split_eq(arg);
+    if (!vals || b->in.n_frames >= MAX_ITEMS)
+        return -1;
+    size_t max = strlen(vals) / 2 + 2;
+    Etrace__Frame *f = &b->frames[b->in.n_frames];
+    etrace__frame__init(f);
+    f->name = arg;
+    void *buf = malloc(max * 4);
+    if (!buf)
+        return -1;
+    b->bufs[b->n_bufs++] = buf;
+    long n = spikes ? parse_ints(vals, buf, (long)max) : parse_floats(vals, buf, (long)max);
+    if (n < 0)
+        return -1;
+    if (spikes) {
+        f->spikes = buf;
+        f->n_spikes = (size_t)n;
+    } else {
+        f->values = buf;
+        f->n_values = (size_t)n;
+    }
+    b->frames_p[b->in.n_frames++] = f;
+    return 0;
+}
+
+static int
+add_target(struct input_build *b, char *arg)
+{
+    char *vals = split_eq(arg);
+    if (!vals || b->in.n_signals >= MAX_ITEMS)
+        return -1;
+    Etrace__Signal *s = &b->signals[b->in.n_signals];
+    etrace__signal__init(s);
+    s->readout = arg;
+    if (is_class_text(vals)) {
+        s->kind_case = ETRACE__SIGNAL__KIND_CLASS_INDEX;
+        s->class_index = atoi(vals);
+    } else {
+        size_t max = strlen(vals) / 2 + 2;
+        float *buf = malloc(max * sizeof(float));
+        if (!buf)
+            return -1;
+        b->bufs[b->n_bufs++] = buf;
+        long n = parse_floats(vals, buf, (long)max);
+        if (n < 0)
+            return -1;
+        Etrace__Signal__Target *t = &b->targets[b->in.n_signals];
+        etrace__signal__target__init(t);
+        t->values = buf;
+        t->n_values = (size_t)n;
+        s->kind_case = ETRACE__SIGNAL__KIND_TARGET;
+        s->target = t;
+    }
+    b->signals_p[b->in.n_signals++] = s;
+    return 0;
+}
+
+static int
+add_reward(struct input_build *b, const char *text)
+{
+    char *end;
+    double v = strtod(text, &end);
+    if (end == text || *end || b->in.n_signals >= MAX_ITEMS)
+        return -1;
+    Etrace__Signal *s = &b->signals[b->in.n_signals];
+    etrace__signal__init(s);
+    s->kind_case = ETRACE__SIGNAL__KIND_REWARD;
+    s->reward = (float)v;
+    b->signals_p[b->in.n_signals++] = s;
+    return 0;
+}
+
+/* ---- commands ----------------------------------------------------------------------------- */
+
+static int
+finish(const struct opts *o, etrace_client_t *c, int rc, Etrace__Reply **rp)
+{
+    Etrace__Reply *r = *rp; /* read after the request ran: rp, not *rp, is the argument */
+    if (rc == ETRACE_OK)
+        print_reply(o, r);
+    else if (o->json && r)
+        ctl_json_print(stdout, &r->base);
+    if (rc != ETRACE_OK)
+        fprintf(stderr, "etracectl: %s\n", etrace_client_error(c));
+    etrace_reply_free(r);
+    return rc_exit(rc);
+}
+
+static int
+cmd_stats_watch(const struct opts *o, long count)
+{
+    etrace_sub_t *s = etrace_sub_new(o->ep[3], "stats");
+    int rc = 0;
+    if (!s) {
+        fprintf(stderr, "etracectl: cannot subscribe to the stats socket\n");
+        return EXIT_REPLY;
+    }
+    for (long n = 0; count <= 0 || n < count; n++) {
+        Etrace__Stats *st = NULL;
+        int r = etrace_sub_recv_stats(s, o->timeout_ms > 0 ? 3 * o->timeout_ms : 15000, &st);
+        if (r == ETRACE_ETIMEOUT) {
+            fprintf(stderr, "etracectl: no Stats from the daemon\n");
+            rc = EXIT_NO_ANSWER;
+            break;
+        }
+        if (r) {
+            fprintf(stderr, "etracectl: a stats message was not a Stats\n");
+            continue;
+        }
+        if (o->json)
+            ctl_json_print(stdout, &st->base);
+        else {
+            print_stats(st);
+            printf("\n");
+        }
+        fflush(stdout);
+        etrace__stats__free_unpacked(st, NULL);
+    }
+    etrace_sub_free(&s);
+    return rc;
+}
+
+static int
+run_command(const struct opts *o, etrace_client_t *c, int argc, char **argv)
+{
+    const char *cmd = argv[0];
+    Etrace__Reply *r = NULL;
+    int rc = ETRACE_OK;
+
+    if (!strcmp(cmd, "status") && argc == 1)
+        return finish(o, c, etrace_status(c, &r), &r);
+    if (!strcmp(cmd, "stats")) {
+        long count = 0;
+        int watch = 0;
+        for (int i = 1; i < argc; i++) {
+            if (!strcmp(argv[i], "--watch"))
+                watch = 1;
+            else if (!strcmp(argv[i], "--count") && i + 1 < argc)
+                count = atol(argv[++i]);
+            else
+                return usage();
+        }
+        if (watch)
+            return cmd_stats_watch(o, count);
+        rc = etrace_stats(c, &r);
+        return finish(o, c, rc, &r);
+    }
+    if (!strcmp(cmd, "pause") && argc == 1)
+        return finish(o, c, etrace_pause(c, &r), &r);
+    if (!strcmp(cmd, "resume") && argc == 1)
+        return finish(o, c, etrace_resume(c, &r), &r);
+    if (!strcmp(cmd, "shutdown") && argc == 1)
+        return finish(o, c, etrace_shutdown(c, &r), &r);
+    if (!strcmp(cmd, "learn") && argc == 2) {
+        if (strcmp(argv[1], "on") && strcmp(argv[1], "off"))
+            return usage();
+        rc = etrace_learn(c, !strcmp(argv[1], "on"), &r);
+        return finish(o, c, rc, &r);
+    }
+    if (!strcmp(cmd, "lr") && argc == 2) {
+        char *end;
+        double lr = strtod(argv[1], &end);
+        if (end == argv[1] || *end)
+            return usage();
+        rc = etrace_lr(c, lr, &r);
+        return finish(o, c, rc, &r);
+    }
+    if (!strcmp(cmd, "reset") && argc <= 2) {
+        Etrace__Reset__What w = ETRACE__RESET__WHAT__ALL;
+        if (argc == 2 && !strcmp(argv[1], "states"))
+            w = ETRACE__RESET__WHAT__STATES;
+        else if (argc == 2 && !strcmp(argv[1], "traces"))
+            w = ETRACE__RESET__WHAT__TRACES;
+        else if (argc == 2 && strcmp(argv[1], "all"))
+            return usage();
+        rc = etrace_reset(c, w, &r);
+        return finish(o, c, rc, &r);
+    }
+    if (!strcmp(cmd, "export") && argc == 2) {
+        char err[512];
+        rc = etrace_export(c, &r);
+        if (rc == ETRACE_OK && r->result_case == ETRACE__REPLY__RESULT_EXPORT) {
+            if (etrace_export_write(r->export, argv[1], err, sizeof(err))) {
+                fprintf(stderr, "etracectl: %s\n", err);
+                etrace_reply_free(r);
+                return EXIT_REPLY;
+            }
+            if (!o->json)
+                printf("%zu tensors as of tick %llu written to %s/params\n",
+                       r->export->n_tensors, (unsigned long long)r->export->tick, argv[1]);
+        }
+        return finish(o, c, rc, &r);
+    }
+    if (!strcmp(cmd, "step") || !strcmp(cmd, "send") || !strcmp(cmd, "target") ||
+        !strcmp(cmd, "reward")) {
+        struct input_build b;
+        int reset = 0, bad = 0;
+        build_init(&b);
+        if (!strcmp(cmd, "target")) {
+            bad = argc != 2 || add_target(&b, argv[1]);
+        } else if (!strcmp(cmd, "reward")) {
+            bad = argc != 2 || add_reward(&b, argv[1]);
+        } else {
+            for (int i = 1; i < argc && !bad; i++) {
+                if (!strcmp(argv[i], "--input") && i + 1 < argc)
+                    bad = add_frame(&b, argv[++i], 0);
+                else if (!strcmp(argv[i], "--spikes") && i + 1 < argc)
+                    bad = add_frame(&b, argv[++i], 1);
+                else if (!strcmp(cmd, "step") && !strcmp(argv[i], "--target") && i + 1 < argc)
+                    bad = add_target(&b, argv[++i]);
+                else if (!strcmp(cmd, "step") && !strcmp(argv[i], "--reward") && i + 1 < argc)
+                    bad = add_reward(&b, argv[++i]);
+                else if (!strcmp(cmd, "step") && !strcmp(argv[i], "--reset"))
+                    reset = 1;
+                else
+                    bad = 1;
+            }
+            if (!strcmp(cmd, "send") && !b.in.n_frames)
+                bad = 1;
+        }
+        if (bad) {
+            build_fini(&b);
+            return usage();
+        }
+        if (!strcmp(cmd, "step")) {
+            rc = etrace_step(c, &b.in, reset, &r);
+            build_fini(&b);
+            return finish(o, c, rc, &r);
+        }
+        rc = etrace_send_input(c, &b.in);
+        build_fini(&b);
+        if (rc)
+            fprintf(stderr, "etracectl: %s\n", etrace_client_error(c));
+        return rc_exit(rc);
+    }
+    return usage();
+}
+
+int
+main(int argc, char **argv)
+{
+    struct opts o = {{NULL, NULL, NULL, NULL}, 5000, 0};
+    char *from_cfg[4] = {NULL, NULL, NULL, NULL};
+    const char *cfg = NULL;
+    int i = 1, rc;
+
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        const char *a = argv[i];
+        int found = 0;
+        for (int k = 0; k < 4; k++) {
+            char flag[16];
+            snprintf(flag, sizeof(flag), "--%s", ep_names[k]);
+            if (!strcmp(a, flag) && i + 1 < argc) {
+                o.ep[k] = argv[++i];
+                found = 1;
+            }
+        }
+        if (found)
+            continue;
+        if (!strcmp(a, "--config") && i + 1 < argc)
+            cfg = argv[++i];
+        else if (!strcmp(a, "--timeout") && i + 1 < argc)
+            o.timeout_ms = atoi(argv[++i]);
+        else if (!strcmp(a, "--json"))
+            o.json = 1;
+        else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage();
+            return 0;
+        } else
+            return usage();
+    }
+    if (i >= argc || o.timeout_ms <= 0)
+        return usage();
+    if (cfg) {
+        if (read_config_endpoints(cfg, from_cfg))
+            return EXIT_REPLY;
+        for (int k = 0; k < 4; k++)
+            if (!o.ep[k])
+                o.ep[k] = from_cfg[k];
+    }
+    etrace_client_t *c = etrace_client_new(o.ep[2], o.ep[0], o.timeout_ms);
+    if (!c) {
+        fprintf(stderr, "etracectl: out of memory\n");
+        return EXIT_REPLY;
+    }
+    rc = run_command(&o, c, argc - i, argv + i);
+    etrace_client_free(&c);
+    for (int k = 0; k < 4; k++)
+        free(from_cfg[k]);
+    return rc;
+}

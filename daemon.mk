@@ -1,0 +1,16 @@
+# daemon.mk: the daemon shell, the wire protocol and the C client (issue 5), included by the
+# top Makefile. Lists only; the rules are the Makefile's, except the daemon bench's link.
+DAEMON_SRC := daemon/main.c daemon/daemon.c daemon/config.c daemon/spsc.c daemon/hist.c \
+              daemon/wire.c daemon/ticker.c daemon/endpoint.c daemon/control.c \
+              daemon/stats.c daemon/sdnotify.c daemon/log.c
+PROTO      := proto/etrace.proto
+CLIENT_SRC := clients/etrace_client.c
+CTL_SRC    := clients/etracectl.c clients/ctl_json.c
+DAEMON_TEST_NAMES := spsc hist config
+INTEG_TEST_NAMES  := daemon
+
+# The daemon bench talks to a running etraced through the client library.
+$(BUILD)/bench/daemon_bench: $(BUILD)/obj/tests/bench/daemon_bench.o \
+        $(BUILD)/obj/tests/bench/benchutil.o $(BUILD)/libetrace-client.a
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ -lzmq -lprotobuf-c -lm

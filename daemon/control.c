@@ -1,0 +1,593 @@
+/* Control requests (see control.h). */
+#include "control.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "stats.h"
+
+/* Everything a Reply may point into, freed after packing. */
+struct reply_buf {
+    Etrace__Reply reply;
+    Etrace__Error error;
+    Etrace__Status status;
+    struct stats_msg stats;
+    Etrace__StepResult step;
+    Etrace__Output *outs;          /* [n_readouts] */
+    Etrace__Output **outs_p;
+    float *floats;                 /* readout values and actions */
+    Etrace__ExportResult exp;
+    Etrace__Tensor *tensors;       /* [4 * n_projs] */
+    Etrace__Tensor **tensors_p;
+    int64_t *shapes;               /* [2 * 4 * n_projs] */
+    char msg[256];
+};
+
+enum start_rc {
+    START_DONE,    /* the reply is built */
+    START_TICK,    /* a tick command was queued; the reply comes with its result */
+    START_WAIT     /* parked elsewhere (stats before the first snapshot) */
+};
+
+/* One call in progress: the request and where its reply goes. */
+struct call {
+    struct daemon *d;
+    const Etrace__Request *req;
+    struct reply_buf *rb;
+    zmq_msg_t *env;   /* the envelope parts */
+    int n_env;
+    int stop_after;   /* shutdown: stop once the reply is sent */
+};
+
+typedef enum start_rc (*start_fn)(struct call *c);
+
+struct handler {
+    Etrace__Request__CommandCase command;
+    const char *name;
+    start_fn start;
+};
+
+/* ---- replies ---------------------------------------------------------------------------- */
+
+static void
+reply_error(struct reply_buf *rb, Etrace__Error__Code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+reply_error(struct reply_buf *rb, Etrace__Error__Code code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(rb->msg, sizeof(rb->msg), fmt, ap);
+    va_end(ap);
+    etrace__error__init(&rb->error);
+    rb->error.code = code;
+    rb->error.message = rb->msg;
+    rb->reply.error = &rb->error;
+    rb->reply.result_case = ETRACE__REPLY__RESULT__NOT_SET;
+}
+
+static void
+reply_status(struct daemon *d, struct reply_buf *rb, const struct tick_status *ts)
+{
+    Etrace__Status *s = &rb->status;
+    etrace__status__init(s);
+    s->model_name = d->lay.model_name;
+    s->model_hash = d->lay.model_hash;
+    s->clock = d->cfg.clock == CONFIG_CLOCK_LOCKSTEP ? ETRACE__STATUS__CLOCK__LOCKSTEP
+                                                     : ETRACE__STATUS__CLOCK__TIMER;
+    s->period_ns = d->period_ns;
+    s->dt_ns = d->dt_ns;
+    s->tick = ts->tick;
+    s->period_index = ts->period_index;
+    s->learning = ts->learn == ENGINE_LEARN_ON;
+    s->lr = ts->lr;
+    s->uptime_ns = ticker_now_ns() - d->start_ns;
+    s->paused = ts->paused != 0;
+    s->has_learning = d->lay.has_learning != 0;
+    s->pid = (uint32_t)getpid();
+    rb->reply.result_case = ETRACE__REPLY__RESULT_STATUS;
+    rb->reply.status = s;
+}
+
+static void
+reply_buf_fini(struct reply_buf *rb)
+{
+    stats_msg_fini(&rb->stats);
+    free(rb->outs);
+    free(rb->outs_p);
+    free(rb->floats);
+    free(rb->tensors);
+    free(rb->tensors_p);
+    free(rb->shapes);
+}
+
+/* Packs and sends rb's reply with envelope env (moved). */
+static void
+send_reply(struct daemon *d, zmq_msg_t *env, int n_env, struct reply_buf *rb)
+{
+    size_t len = etrace__reply__get_packed_size(&rb->reply);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf) {
+        log_warning("control: out of memory for a reply of %zu bytes", len);
+        for (int i = 0; i < n_env; i++)
+            zmq_msg_close(&env[i]);
+        return;
+    }
+    etrace__reply__pack(&rb->reply, buf);
+    endpoint_send_reply(&d->ep[CONFIG_EP_CONTROL], env, n_env, buf, len);
+    free(buf);
+}
+
+/* ---- handlers --------------------------------------------------------------------------- */
+
+static enum start_rc
+start_status(struct call *c)
+{
+    struct tick_status ts = ticker_status(&c->d->tick);
+    reply_status(c->d, c->rb, &ts);
+    return START_DONE;
+}
+
+static int
+fill_stats(struct daemon *d, struct reply_buf *rb)
+{
+    const struct tick_stats *s = d->stats_last;
+    if (stats_build(&rb->stats, d, s, 0, d->stats_seq ? d->stats_seq - 1 : 0))
+        return -1;
+    rb->reply.result_case = ETRACE__REPLY__RESULT_STATS;
+    rb->reply.stats = &rb->stats.msg;
+    return 0;
+}
+
+static enum start_rc
+start_stats(struct call *c)
+{
+    struct daemon *d = c->d;
+    if (d->stats_last) {
+        if (fill_stats(d, c->rb))
+            reply_error(c->rb, ETRACE__ERROR__CODE__INTERNAL, "out of memory");
+        return START_DONE;
+    }
+    /* No snapshot yet: park the request until the first one arrives. */
+    if (d->n_stats_waiting >= DAEMON_MAX_PENDING) {
+        reply_error(c->rb, ETRACE__ERROR__CODE__BUSY, "too many requests in flight");
+        return START_DONE;
+    }
+    struct daemon_pending *p = &d->stats_waiting[d->n_stats_waiting++];
+    memset(p, 0, sizeof(*p));
+    p->in_use = 1;
+    p->req_id = c->req->id;
+    p->command = c->req->command_case;
+    for (int i = 0; i < c->n_env; i++) {
+        zmq_msg_init(&p->env[i]);
+        zmq_msg_move(&p->env[i], &c->env[i]);
+    }
+    p->n_env = c->n_env;
+    daemon_request_stats(d);
+    return START_WAIT;
+}
+
+/* Queues a simple tick command for this call. */
+static enum start_rc
+queue(struct call *c, struct tick_cmd *cmd, void *buf)
+{
+    struct daemon_pending *p = daemon_pending_new(c->d);
+    if (!p) {
+        free(buf);
+        reply_error(c->rb, ETRACE__ERROR__CODE__BUSY, "too many requests in flight");
+        return START_DONE;
+    }
+    cmd->serial = p->serial;
+    if (ticker_send(&c->d->tick, cmd, NULL, 0)) {
+        free(buf);
+        daemon_pending_free(p);
+        reply_error(c->rb, ETRACE__ERROR__CODE__BUSY, "command queue full");
+        return START_DONE;
+    }
+    p->req_id = c->req->id;
+    p->command = c->req->command_case;
+    p->buf = buf;
+    for (int i = 0; i < c->n_env; i++) {
+        zmq_msg_init(&p->env[i]);
+        zmq_msg_move(&p->env[i], &c->env[i]);
+    }
+    p->n_env = c->n_env;
+    return START_TICK;
+}
+
+static enum start_rc
+start_pause(struct call *c)
+{
+    struct tick_cmd cmd = {.type = TICK_CMD_PAUSE};
+    return queue(c, &cmd, NULL);
+}
+
+static enum start_rc
+start_resume(struct call *c)
+{
+    struct tick_cmd cmd = {.type = TICK_CMD_RESUME};
+    return queue(c, &cmd, NULL);
+}
+
+static enum start_rc
+start_learn(struct call *c)
+{
+    struct tick_cmd cmd = {.type = TICK_CMD_LEARN};
+    cmd.arg.on = c->req->learn->on;
+    if (cmd.arg.on && !c->d->lay.has_learning) {
+        c->d->ep[CONFIG_EP_CONTROL].c.rejected[WIRE_REJECT_BAD_ARGUMENT]++;
+        reply_error(c->rb, ETRACE__ERROR__CODE__BAD_ARGUMENT,
+                    "learn on: model '%s' has no learning section", c->d->lay.model_name);
+        return START_DONE;
+    }
+    return queue(c, &cmd, NULL);
+}
+
+static enum start_rc
+start_lr(struct call *c)
+{
+    struct tick_cmd cmd = {.type = TICK_CMD_LR};
+    cmd.arg.lr = c->req->lr->lr;
+    if (!isfinite(cmd.arg.lr) || cmd.arg.lr < 0.0) {
+        c->d->ep[CONFIG_EP_CONTROL].c.rejected[isfinite(cmd.arg.lr) ? WIRE_REJECT_BAD_ARGUMENT
+                                                                    : WIRE_REJECT_NON_FINITE]++;
+        reply_error(c->rb,
+                    isfinite(cmd.arg.lr) ? ETRACE__ERROR__CODE__BAD_ARGUMENT
+                                         : ETRACE__ERROR__CODE__NON_FINITE,
+                    "lr %g: must be finite and >= 0", cmd.arg.lr);
+        return START_DONE;
+    }
+    return queue(c, &cmd, NULL);
+}
+
+static enum start_rc
+start_reset(struct call *c)
+{
+    struct tick_cmd cmd = {.type = TICK_CMD_RESET};
+    switch (c->req->reset->what) {
+    case ETRACE__RESET__WHAT__STATES:
+        cmd.arg.reset.states = 1;
+        break;
+    case ETRACE__RESET__WHAT__TRACES:
+        cmd.arg.reset.traces = 1;
+        break;
+    case ETRACE__RESET__WHAT__ALL:
+        cmd.arg.reset.states = cmd.arg.reset.traces = 1;
+        break;
+    default:
+        c->d->ep[CONFIG_EP_CONTROL].c.rejected[WIRE_REJECT_BAD_ARGUMENT]++;
+        reply_error(c->rb, ETRACE__ERROR__CODE__BAD_ARGUMENT,
+                    "reset: unknown part %d (all, states or traces)", (int)c->req->reset->what);
+        return START_DONE;
+    }
+    return queue(c, &cmd, NULL);
+}
+
+static enum start_rc
+start_step(struct call *c)
+{
+    struct daemon *d = c->d;
+    static const Etrace__Input empty = ETRACE__INPUT__INIT;
+    const Etrace__Input *in = c->req->step->input ? c->req->step->input : &empty;
+    char err[200];
+    size_t bytes = 0;
+
+    if (d->cfg.clock != CONFIG_CLOCK_LOCKSTEP) {
+        reply_error(c->rb, ETRACE__ERROR__CODE__WRONG_MODE,
+                    "step needs clock: lockstep (this daemon runs clock: timer)");
+        return START_DONE;
+    }
+    enum wire_reject why = wire_input_check(&d->lay, in, &bytes, err, sizeof(err));
+    if (why != WIRE_OK) {
+        d->ep[CONFIG_EP_CONTROL].c.rejected[why]++;
+        reply_error(c->rb, wire_reject_code(why), "step: %s", err);
+        return START_DONE;
+    }
+    struct daemon_pending *p = daemon_pending_new(d);
+    if (!p) {
+        reply_error(c->rb, ETRACE__ERROR__CODE__BUSY, "too many requests in flight");
+        return START_DONE;
+    }
+    struct tick_cmd *cmd = ticker_send_reserve(&d->tick, bytes);
+    if (!cmd) {
+        daemon_pending_free(p);
+        reply_error(c->rb, ETRACE__ERROR__CODE__BUSY, "command queue full");
+        return START_DONE;
+    }
+    memset(cmd, 0, sizeof(*cmd));
+    cmd->type = TICK_CMD_STEP;
+    cmd->serial = p->serial;
+    cmd->arg.reset_before = c->req->step->reset_before;
+    wire_input_write(&d->lay, in, ticker_now_ns(), cmd + 1);
+    ticker_send_commit(&d->tick, bytes);
+    p->req_id = c->req->id;
+    p->command = c->req->command_case;
+    for (int i = 0; i < c->n_env; i++) {
+        zmq_msg_init(&p->env[i]);
+        zmq_msg_move(&p->env[i], &c->env[i]);
+    }
+    p->n_env = c->n_env;
+    return START_TICK;
+}
+
+static enum start_rc
+start_export(struct call *c)
+{
+    struct tick_cmd cmd = {.type = TICK_CMD_EXPORT};
+    void *buf = malloc(c->d->lay.export_bytes ? c->d->lay.export_bytes : 8);
+    if (!buf) {
+        reply_error(c->rb, ETRACE__ERROR__CODE__INTERNAL, "out of memory for %zu bytes",
+                    c->d->lay.export_bytes);
+        return START_DONE;
+    }
+    cmd.arg.buf = buf;
+    return queue(c, &cmd, buf);
+}
+
+static enum start_rc
+start_shutdown(struct call *c)
+{
+    struct tick_status ts = ticker_status(&c->d->tick);
+    reply_status(c->d, c->rb, &ts);
+    c->stop_after = 1;
+    return START_DONE;
+}
+
+static const struct handler handlers[] = {
+    {ETRACE__REQUEST__COMMAND_STATUS, "status", start_status},
+    {ETRACE__REQUEST__COMMAND_STATS, "stats", start_stats},
+    {ETRACE__REQUEST__COMMAND_PAUSE, "pause", start_pause},
+    {ETRACE__REQUEST__COMMAND_RESUME, "resume", start_resume},
+    {ETRACE__REQUEST__COMMAND_LEARN, "learn", start_learn},
+    {ETRACE__REQUEST__COMMAND_LR, "lr", start_lr},
+    {ETRACE__REQUEST__COMMAND_RESET, "reset", start_reset},
+    {ETRACE__REQUEST__COMMAND_STEP, "step", start_step},
+    {ETRACE__REQUEST__COMMAND_EXPORT, "export", start_export},
+    {ETRACE__REQUEST__COMMAND_SHUTDOWN, "shutdown", start_shutdown},
+};
+
+const char *
+control_command_name(int command)
+{
+    for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++)
+        if ((int)handlers[i].command == command)
+            return handlers[i].name;
+    return "unknown";
+}
+
+/* ---- dispatch ----------------------------------------------------------------------------- */
+
+void
+control_on_message(struct endpoint *ep, zmq_msg_t *parts, int n_parts)
+{
+    struct daemon *d = ep->data;
+    struct reply_buf rb;
+    Etrace__Request *req = NULL;
+
+    if (n_parts < 2) {
+        /* No envelope to answer to (too many parts, or not from a ROUTER peer). */
+        ep->c.rejected[WIRE_REJECT_UNDECODABLE]++;
+        return;
+    }
+    memset(&rb, 0, sizeof(rb));
+    etrace__reply__init(&rb.reply);
+    struct call c = {d, NULL, &rb, parts, n_parts - 1, 0};
+    zmq_msg_t *body = &parts[n_parts - 1];
+    size_t len = zmq_msg_size(body);
+
+    if (d->stopping) {
+        reply_error(&rb, ETRACE__ERROR__CODE__WRONG_MODE, "shutting down");
+        goto send;
+    }
+    if ((int64_t)len > d->cfg.limit_control_bytes) {
+        ep->c.rejected[WIRE_REJECT_OVERSIZED]++;
+        reply_error(&rb, ETRACE__ERROR__CODE__OVERSIZED,
+                    "request of %zu bytes is over limits.control_bytes (%lld)", len,
+                    (long long)d->cfg.limit_control_bytes);
+        goto send;
+    }
+    req = etrace__request__unpack(NULL, len, zmq_msg_data(body));
+    if (!req) {
+        ep->c.rejected[WIRE_REJECT_UNDECODABLE]++;
+        reply_error(&rb, ETRACE__ERROR__CODE__UNDECODABLE,
+                    "not a Request message (%zu bytes)", len);
+        goto send;
+    }
+    rb.reply.id = req->id;
+    c.req = req;
+    const struct handler *h = NULL;
+    for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++)
+        if (handlers[i].command == req->command_case)
+            h = &handlers[i];
+    if (!h) {
+        ep->c.rejected[WIRE_REJECT_UNKNOWN_COMMAND]++;
+        reply_error(&rb, ETRACE__ERROR__CODE__UNKNOWN_COMMAND,
+                    req->command_case ? "unknown command %d" : "no command set%.0d",
+                    (int)req->command_case);
+        goto send;
+    }
+    uint64_t before = 0;
+    for (int i = 0; i < WIRE_N_REJECT; i++)
+        before += ep->c.rejected[i];
+    enum start_rc rc = h->start(&c);
+    uint64_t after = 0;
+    for (int i = 0; i < WIRE_N_REJECT; i++)
+        after += ep->c.rejected[i];
+    if (after == before)
+        ep->c.accepted++;
+    if (rc != START_DONE) {
+        etrace__request__free_unpacked(req, NULL);
+        reply_buf_fini(&rb);
+        return; /* the envelope moved into a pending slot */
+    }
+send:
+    /* The envelope parts are moved into the reply; the caller's close is then a no-op. */
+    {
+        zmq_msg_t env[DAEMON_MAX_ENVELOPE];
+        int n_env = n_parts - 1 < DAEMON_MAX_ENVELOPE ? n_parts - 1 : DAEMON_MAX_ENVELOPE;
+        for (int i = 0; i < n_env; i++) {
+            zmq_msg_init(&env[i]);
+            zmq_msg_move(&env[i], &parts[i]);
+        }
+        send_reply(d, env, n_env, &rb);
+    }
+    if (req)
+        etrace__request__free_unpacked(req, NULL);
+    reply_buf_fini(&rb);
+    if (c.stop_after)
+        daemon_stop(d);
+}
+
+/* StepResult from the output record after r. */
+static int
+fill_step(struct daemon *d, struct reply_buf *rb, const struct wire_output *o)
+{
+    const struct layout *l = &d->lay;
+    size_t n_floats = 0;
+    for (int k = 0; k < l->n_readouts; k++)
+        n_floats += (size_t)(l->readouts[k].size + l->readouts[k].action_size);
+    rb->outs = calloc((size_t)l->n_readouts + 1, sizeof(*rb->outs));
+    rb->outs_p = calloc((size_t)l->n_readouts + 1, sizeof(*rb->outs_p));
+    rb->floats = calloc(n_floats + 1, sizeof(float));
+    if (!rb->outs || !rb->outs_p || !rb->floats)
+        return -1;
+    size_t off = 0;
+    for (int k = 0; k < l->n_readouts; k++) {
+        wire_output_to_msg(l, o, k, rb->floats + off, &rb->outs[k]);
+        off += (size_t)(l->readouts[k].size + l->readouts[k].action_size);
+        rb->outs_p[k] = &rb->outs[k];
+    }
+    etrace__step_result__init(&rb->step);
+    rb->step.n_outputs = (size_t)l->n_readouts;
+    rb->step.outputs = rb->outs_p;
+    rb->reply.result_case = ETRACE__REPLY__RESULT_STEP;
+    rb->reply.step = &rb->step;
+    return 0;
+}
+
+static Etrace__Tensor *
+tensor(struct reply_buf *rb, int *n, const char *proj, const char *part, int64_t d0,
+       int64_t d1, char *names, size_t name_len)
+{
+    Etrace__Tensor *t = &rb->tensors[*n];
+    etrace__tensor__init(t);
+    snprintf(names, name_len, "%s.%s", proj, part);
+    t->name = names;
+    t->shape = &rb->shapes[2 * *n];
+    t->shape[0] = d0;
+    t->shape[1] = d1;
+    t->n_shape = d1 >= 0 ? 2 : 1;
+    rb->tensors_p[*n] = t;
+    (*n)++;
+    return t;
+}
+
+static void
+set_values(Etrace__Tensor *t, const void *v, int64_t n)
+{
+#if defined(REAL_DOUBLE)
+    t->values64 = (double *)(uintptr_t)v;
+    t->n_values64 = (size_t)n;
+#else
+    t->values = (float *)(uintptr_t)v;
+    t->n_values = (size_t)n;
+#endif
+}
+
+/* ExportResult pointing into the export buffer. Names live in `names`. */
+static int
+fill_export(struct daemon *d, struct reply_buf *rb, uint8_t *buf, char *names, size_t stride,
+            uint64_t tick)
+{
+    const struct layout *l = &d->lay;
+    int n = 0;
+    size_t max = 4 * (size_t)l->n_projs + 1;
+    rb->tensors = calloc(max, sizeof(*rb->tensors));
+    rb->tensors_p = calloc(max, sizeof(*rb->tensors_p));
+    rb->shapes = calloc(2 * max, sizeof(*rb->shapes));
+    if (!rb->tensors || !rb->tensors_p || !rb->shapes)
+        return -1;
+    for (int p = 0; p < l->n_projs; p++) {
+        const struct layout_proj *pr = &l->projs[p];
+        Etrace__Tensor *t;
+        char *nm = names + (size_t)(4 * p) * stride;
+        if (pr->op == MODEL_OP_DENSE)
+            t = tensor(rb, &n, pr->name, "weight", pr->in_size, pr->out_size, nm, stride);
+        else
+            t = tensor(rb, &n, pr->name, "weight", pr->count, -1, nm, stride);
+        set_values(t, buf + pr->exp_weight, pr->count);
+        if (pr->has_bias) {
+            t = tensor(rb, &n, pr->name, "bias", pr->out_size, -1, nm + stride, stride);
+            set_values(t, buf + pr->exp_bias, pr->out_size);
+        }
+        if (pr->op == MODEL_OP_SPARSE) {
+            t = tensor(rb, &n, pr->name, "indptr", pr->in_size + 1, -1, nm + 2 * stride,
+                       stride);
+            t->ints = (int64_t *)(void *)(buf + pr->exp_indptr);
+            t->n_ints = (size_t)(pr->in_size + 1);
+            t = tensor(rb, &n, pr->name, "indices", pr->count, -1, nm + 3 * stride, stride);
+            t->ints = (int64_t *)(void *)(buf + pr->exp_indices);
+            t->n_ints = (size_t)pr->count;
+        }
+    }
+    etrace__export_result__init(&rb->exp);
+    rb->exp.n_tensors = (size_t)n;
+    rb->exp.tensors = rb->tensors_p;
+    rb->exp.tick = tick;
+    rb->reply.result_case = ETRACE__REPLY__RESULT_EXPORT;
+    rb->reply.export = &rb->exp;
+    return 0;
+}
+
+void
+control_on_result(struct daemon *d, struct daemon_pending *p, const struct tick_result *r,
+                  size_t len)
+{
+    struct reply_buf rb;
+    char *names = NULL;
+    const size_t stride = 160;
+
+    memset(&rb, 0, sizeof(rb));
+    etrace__reply__init(&rb.reply);
+    rb.reply.id = p->req_id;
+    if (r->code) {
+        reply_error(&rb, (Etrace__Error__Code)r->code, "%s", r->msg);
+    } else if (r->type == TICK_CMD_STEP && len >= sizeof(*r) + d->lay.output_bytes) {
+        if (fill_step(d, &rb, (const struct wire_output *)(const void *)(r + 1)))
+            reply_error(&rb, ETRACE__ERROR__CODE__INTERNAL, "out of memory");
+    } else if (r->type == TICK_CMD_EXPORT) {
+        names = calloc(4 * (size_t)d->lay.n_projs + 1, stride);
+        if (!names || fill_export(d, &rb, p->buf, names, stride, r->status.tick))
+            reply_error(&rb, ETRACE__ERROR__CODE__INTERNAL, "out of memory");
+    } else {
+        reply_status(d, &rb, &r->status);
+    }
+    if (p->n_env) {
+        send_reply(d, p->env, p->n_env, &rb);
+        p->n_env = 0;
+    }
+    free(names);
+    reply_buf_fini(&rb);
+    daemon_pending_free(p);
+}
+
+void
+control_reply_stats(struct daemon *d, struct daemon_pending *p)
+{
+    struct reply_buf rb;
+    memset(&rb, 0, sizeof(rb));
+    etrace__reply__init(&rb.reply);
+    rb.reply.id = p->req_id;
+    if (fill_stats(d, &rb))
+        reply_error(&rb, ETRACE__ERROR__CODE__INTERNAL, "out of memory");
+    send_reply(d, p->env, p->n_env, &rb);
+    p->n_env = 0;
+    reply_buf_fini(&rb);
+    daemon_pending_free(p);
+}

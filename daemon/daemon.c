@@ -1,0 +1,725 @@
+/* The daemon's start, loop and stop (see daemon.h). */
+#include "daemon.h"
+
+#include <errno.h>
+#include <math.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "control.h"
+#include "log.h"
+#include "sdnotify.h"
+#include "stats.h"
+
+/* LOCAL ADAPTATION: daemon/engine/signal.h shadows <signal.h> while the engine directory
+ * is on the -I path (the Makefile should give it with -iquote); until then, Linux's signal
+ * numbers, which libuv takes as plain ints. */
+enum { SIGNAL_HUP = 1, SIGNAL_INT = 2, SIGNAL_PIPE = 13, SIGNAL_TERM = 15 };
+
+static const char *const ep_names[CONFIG_N_EP] = {"input", "output", "control", "stats"};
+
+enum { HOUSEKEEPING_MS = 10, SOCKET_HWM = 10000 };
+
+/* ---- pending requests ----------------------------------------------------------------- */
+
+struct daemon_pending *
+daemon_pending_new(struct daemon *d)
+{
+    for (int i = 0; i < DAEMON_MAX_PENDING; i++) {
+        struct daemon_pending *p = &d->pending[i];
+        if (p->in_use)
+            continue;
+        memset(p, 0, sizeof(*p));
+        p->in_use = 1;
+        /* The slot index in the low bits, a generation above: never reused while live. */
+        p->serial = (++d->next_serial << 8) | (uint64_t)i;
+        return p;
+    }
+    return NULL;
+}
+
+void
+daemon_pending_free(struct daemon_pending *p)
+{
+    for (int i = 0; i < p->n_env; i++)
+        zmq_msg_close(&p->env[i]);
+    free(p->buf);
+    memset(p, 0, sizeof(*p));
+}
+
+static struct daemon_pending *
+pending_find(struct daemon *d, uint64_t serial)
+{
+    struct daemon_pending *p = &d->pending[serial & 0xff];
+    if ((serial & 0xff) < DAEMON_MAX_PENDING && p->in_use && p->serial == serial)
+        return p;
+    return NULL;
+}
+
+/* ---- the input socket ----------------------------------------------------------------- */
+
+static void
+on_input(struct endpoint *ep, zmq_msg_t *parts, int n_parts)
+{
+    struct daemon *d = ep->data;
+    char err[200];
+    size_t bytes;
+
+    if (n_parts != 1) {
+        ep->c.rejected[WIRE_REJECT_UNDECODABLE]++;
+        return;
+    }
+    size_t len = zmq_msg_size(&parts[0]);
+    if ((int64_t)len > d->cfg.limit_input_bytes) {
+        ep->c.rejected[WIRE_REJECT_OVERSIZED]++;
+        return;
+    }
+    Etrace__Input *in = etrace__input__unpack(NULL, len, zmq_msg_data(&parts[0]));
+    if (!in) {
+        ep->c.rejected[WIRE_REJECT_UNDECODABLE]++;
+        return;
+    }
+    enum wire_reject why = wire_input_check(&d->lay, in, &bytes, err, sizeof(err));
+    if (why != WIRE_OK) {
+        ep->c.rejected[why]++;
+    } else if (in->n_frames || in->n_signals) {
+        void *rec = spsc_reserve(&d->tick.in_q, bytes);
+        if (rec) {
+            wire_input_write(&d->lay, in, ticker_now_ns(), rec);
+            spsc_commit(&d->tick.in_q, bytes);
+            ep->c.accepted++;
+        } else {
+            ep->c.dropped++; /* the tick thread is behind: the ring is full */
+        }
+    } else {
+        ep->c.accepted++;
+    }
+    etrace__input__free_unpacked(in, NULL);
+}
+
+/* ---- outputs, results, stats ---------------------------------------------------------- */
+
+static void
+publish_output(struct daemon *d, const struct wire_output *o)
+{
+    struct endpoint *ep = &d->ep[CONFIG_EP_OUTPUT];
+    for (int r = 0; r < d->lay.n_readouts; r++) {
+        Etrace__Output m;
+        wire_output_to_msg(&d->lay, o, r, d->out_floats, &m);
+        size_t len = etrace__output__get_packed_size(&m);
+        if (len > d->out_buf_len) {
+            uint8_t *nb = realloc(d->out_buf, len);
+            if (!nb) {
+                ep->c.dropped++;
+                continue;
+            }
+            d->out_buf = nb;
+            d->out_buf_len = len;
+        }
+        etrace__output__pack(&m, d->out_buf);
+        const void *data[2] = {d->lay.readouts[r].name, d->out_buf};
+        const size_t lens[2] = {strlen(d->lay.readouts[r].name), len};
+        endpoint_send(ep, 2, data, lens);
+    }
+}
+
+static void
+publish_stats(struct daemon *d)
+{
+    struct stats_msg m;
+    int64_t interval = d->stats_prev_ns ? d->stats_last->time_ns - d->stats_prev_ns : 0;
+    d->stats_prev_ns = d->stats_last->time_ns;
+    if (stats_build(&m, d, d->stats_last, interval, d->stats_seq++)) {
+        log_warning("stats: out of memory");
+        return;
+    }
+    size_t len = etrace__stats__get_packed_size(&m.msg);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (buf) {
+        etrace__stats__pack(&m.msg, buf);
+        const void *data[2] = {"stats", buf};
+        const size_t lens[2] = {5, len};
+        endpoint_send(&d->ep[CONFIG_EP_STATS], 2, data, lens);
+        free(buf);
+    }
+    stats_msg_fini(&m);
+}
+
+static void
+on_stats_result(struct daemon *d)
+{
+    struct tick_stats *done = d->stats_pend;
+    d->stats_pend = d->stats_last ? d->stats_last : &d->stats_buf[1];
+    d->stats_last = done;
+    d->stats_in_flight = 0;
+    publish_stats(d);
+    for (int i = 0; i < d->n_stats_waiting; i++)
+        control_reply_stats(d, &d->stats_waiting[i]);
+    d->n_stats_waiting = 0;
+}
+
+void
+daemon_request_stats(struct daemon *d)
+{
+    if (d->stats_in_flight || d->stopping)
+        return;
+    struct daemon_pending *p = daemon_pending_new(d);
+    if (!p)
+        return;
+    struct tick_cmd cmd = {.type = TICK_CMD_STATS, .serial = p->serial};
+    cmd.arg.stats = d->stats_pend;
+    if (ticker_send(&d->tick, &cmd, NULL, 0)) {
+        daemon_pending_free(p);
+        return;
+    }
+    d->stats_in_flight = 1;
+}
+
+static void
+drain_results(struct daemon *d)
+{
+    size_t len;
+    struct tick_result *r;
+    while ((r = spsc_peek(&d->tick.res_q, &len))) {
+        struct daemon_pending *p = pending_find(d, r->serial);
+        if (p && p->command)
+            control_on_result(d, p, r, len);
+        else if (p) {
+            if (r->type == TICK_CMD_STATS)
+                on_stats_result(d);
+            daemon_pending_free(p);
+        }
+        spsc_pop(&d->tick.res_q);
+    }
+}
+
+static void
+drain_outputs(struct daemon *d)
+{
+    size_t len;
+    struct wire_output *o;
+    while ((o = spsc_peek(&d->tick.out_q, &len))) {
+        if (!d->stopping)
+            publish_output(d, o);
+        spsc_pop(&d->tick.out_q);
+    }
+}
+
+static void
+on_wake(uv_async_t *h)
+{
+    struct daemon *d = h->data;
+    drain_results(d);
+    drain_outputs(d);
+}
+
+/* ---- configuration ------------------------------------------------------------------- */
+
+/* Sends the inputs.<name> settings to the tick thread. */
+static void
+send_input_cfg(struct daemon *d)
+{
+    struct tick_input_cfg *cfg = calloc((size_t)d->lay.n_inputs + 1, sizeof(*cfg));
+    if (!cfg)
+        return;
+    for (int i = 0; i < d->lay.n_inputs; i++) {
+        const struct config_input *ci = config_find_input(&d->cfg, d->lay.inputs[i].name);
+        if (!ci)
+            continue;
+        cfg[i].max_age_ns = ci->max_age_ms * 1000000LL;
+        cfg[i].zero = ci->on_stale == CONFIG_ON_STALE_ZERO;
+    }
+    struct daemon_pending *p = daemon_pending_new(d);
+    if (!p) {
+        free(cfg);
+        return;
+    }
+    p->buf = cfg;
+    struct tick_cmd cmd = {.type = TICK_CMD_INPUT_CFG, .serial = p->serial};
+    cmd.arg.input_cfg = cfg;
+    if (ticker_send(&d->tick, &cmd, NULL, 0))
+        daemon_pending_free(p);
+}
+
+static int
+check_inputs(const struct daemon *d, const struct config *c, int fatal)
+{
+    for (int i = 0; i < c->n_inputs; i++) {
+        if (layout_find_input(&d->lay, c->inputs[i].name) >= 0)
+            continue;
+        if (fatal)
+            log_error("%s:%d: inputs.%s: the model has no input of that name", c->path,
+                      c->inputs[i].line, c->inputs[i].name);
+        else
+            log_warning("%s:%d: inputs.%s: the model has no input of that name", c->path,
+                        c->inputs[i].line, c->inputs[i].name);
+        if (fatal)
+            return -1;
+    }
+    return 0;
+}
+
+static void
+log_change(void *ctx, const char *name, int reloadable)
+{
+    (void)ctx;
+    if (reloadable)
+        log_info("config: %s changed: applied", name);
+    else
+        log_warning("config: %s changed: needs a restart (the running value is kept)", name);
+}
+
+static void
+reload_config(struct daemon *d)
+{
+    struct config nc;
+    char err[512];
+    if (!d->cfg.path) {
+        log_info("SIGHUP: no config file (started with --model): nothing to re-read");
+        return;
+    }
+    if (config_load(&nc, d->cfg.path, err, sizeof(err))) {
+        log_error("SIGHUP: %s; the running settings are kept", err);
+        return;
+    }
+    config_diff(&d->cfg, &nc, log_change, d);
+    check_inputs(d, &nc, 0);
+    /* Apply the reloadable rows; keep the others as they run. */
+    d->cfg.stats_period_ms = nc.stats_period_ms;
+    d->cfg.limit_input_bytes = nc.limit_input_bytes;
+    d->cfg.limit_control_bytes = nc.limit_control_bytes;
+    d->cfg.checkpoint_every_s = nc.checkpoint_every_s;
+    d->cfg.checkpoint_keep = nc.checkpoint_keep;
+    d->cfg.snapshot_slice_bytes = nc.snapshot_slice_bytes;
+    for (int i = 0; i < d->cfg.n_curve_allow; i++)
+        free(d->cfg.curve_allow[i]);
+    free(d->cfg.curve_allow);
+    d->cfg.curve_allow = nc.curve_allow;
+    d->cfg.n_curve_allow = nc.n_curve_allow;
+    nc.curve_allow = NULL;
+    nc.n_curve_allow = 0;
+    for (int i = 0; i < d->cfg.n_inputs; i++)
+        free(d->cfg.inputs[i].name);
+    free(d->cfg.inputs);
+    d->cfg.inputs = nc.inputs;
+    d->cfg.n_inputs = nc.n_inputs;
+    nc.inputs = NULL;
+    nc.n_inputs = 0;
+    config_fini(&nc);
+    d->stats_next_ns = ticker_now_ns() + d->cfg.stats_period_ms * 1000000LL;
+    send_input_cfg(d);
+}
+
+/* ---- signals and housekeeping -------------------------------------------------------- */
+
+static void
+on_signal(uv_signal_t *h, int signum)
+{
+    struct daemon *d = h->data;
+    if (signum == SIGNAL_PIPE)
+        return; /* a peer closed a pipe: the write fails with EPIPE instead */
+    if (signum == SIGNAL_HUP) {
+        log_info("SIGHUP: re-reading %s", d->cfg.path ? d->cfg.path : "(no config file)");
+        reload_config(d);
+        return;
+    }
+    log_info("%s: stopping", signum == SIGNAL_INT ? "SIGINT" : "SIGTERM");
+    daemon_stop(d);
+}
+
+static void
+on_housekeeping(uv_timer_t *h)
+{
+    struct daemon *d = h->data;
+    int64_t now = ticker_now_ns();
+    for (int i = 0; i < CONFIG_N_EP; i++)
+        endpoint_check_monitor(&d->ep[i]);
+    if (now >= d->stats_next_ns) {
+        daemon_request_stats(d);
+        d->stats_next_ns += d->cfg.stats_period_ms * 1000000LL;
+        if (d->stats_next_ns <= now)
+            d->stats_next_ns = now + d->cfg.stats_period_ms * 1000000LL;
+    }
+    if (d->watchdog_ns && now >= d->watchdog_next_ns) {
+        /* In timer mode the watchdog is fed only while ticks advance (or on purpose
+         * paused); a stuck tick thread lets systemd restart us. */
+        struct tick_status ts = ticker_status(&d->tick);
+        if (d->cfg.clock == CONFIG_CLOCK_LOCKSTEP || ts.paused || ts.tick != d->watchdog_tick)
+            sdnotify_watchdog();
+        d->watchdog_tick = ts.tick;
+        d->watchdog_next_ns = now + d->watchdog_ns / 2;
+    }
+}
+
+/* ---- start and stop ------------------------------------------------------------------- */
+
+static void
+on_closed_ep(struct endpoint *ep)
+{
+    (void)ep;
+}
+
+void
+daemon_stop(struct daemon *d)
+{
+    if (d->stopping)
+        return;
+    d->stopping = 1;
+    sdnotify_stopping();
+    /* Reverse order of start: the tick thread, then the sockets, then the loop. */
+    if (d->tick.started) {
+        struct tick_cmd cmd = {.type = TICK_CMD_QUIT, .serial = 0};
+        while (ticker_send(&d->tick, &cmd, NULL, 0))
+            usleep(1000); /* the ring frees as the tick thread drains it */
+        ticker_join(&d->tick);
+    }
+    drain_results(d);
+    drain_outputs(d);
+    for (int i = 0; i < DAEMON_MAX_PENDING; i++)
+        if (d->pending[i].in_use)
+            daemon_pending_free(&d->pending[i]);
+    for (int i = 0; i < d->n_stats_waiting; i++)
+        daemon_pending_free(&d->stats_waiting[i]);
+    d->n_stats_waiting = 0;
+    for (int i = CONFIG_N_EP - 1; i >= 0; i--)
+        endpoint_close(&d->ep[i]);
+    uv_timer_stop(&d->housekeeping);
+    uv_close((uv_handle_t *)&d->housekeeping, NULL);
+    uv_close((uv_handle_t *)&d->sig_pipe, NULL);
+    uv_close((uv_handle_t *)&d->sig_hup, NULL);
+    uv_close((uv_handle_t *)&d->sig_term, NULL);
+    uv_close((uv_handle_t *)&d->sig_int, NULL);
+    uv_close((uv_handle_t *)&d->wake, NULL);
+}
+
+static int
+make_dir(const char *path)
+{
+    if (mkdir(path, 0700) && errno != EEXIST)
+        return -1;
+    struct stat st;
+    if (stat(path, &st) || !S_ISDIR(st.st_mode))
+        return -1;
+    if (st.st_uid == geteuid() && (st.st_mode & 0777) != 0700)
+        chmod(path, 0700);
+    return 0;
+}
+
+/* RUN and the state directory (DESIGN §5.6). The environment wins over the uid rule so
+ * that tests and systemd (RUNTIME_DIRECTORY, STATE_DIRECTORY) can place them. */
+static void
+resolve_dirs(struct daemon *d)
+{
+    const char *rd = getenv("RUNTIME_DIRECTORY"), *xdg = getenv("XDG_RUNTIME_DIR");
+    if (rd && *rd)
+        snprintf(d->run_dir, sizeof(d->run_dir), "%s", rd);
+    else if (xdg && *xdg)
+        snprintf(d->run_dir, sizeof(d->run_dir), "%s/etraced", xdg);
+    else if (geteuid() == 0)
+        snprintf(d->run_dir, sizeof(d->run_dir), "/run/etraced");
+    else
+        snprintf(d->run_dir, sizeof(d->run_dir), "/tmp/etraced-%u", (unsigned)geteuid());
+    const char *sd = getenv("STATE_DIRECTORY"), *xs = getenv("XDG_STATE_HOME");
+    const char *home = getenv("HOME");
+    if (sd && *sd)
+        snprintf(d->state_dir, sizeof(d->state_dir), "%s", sd);
+    else if (xs && *xs)
+        snprintf(d->state_dir, sizeof(d->state_dir), "%s/etraced", xs);
+    else if (geteuid() == 0)
+        snprintf(d->state_dir, sizeof(d->state_dir), "/var/lib/etraced");
+    else
+        snprintf(d->state_dir, sizeof(d->state_dir), "%s/.local/state/etraced",
+                 home ? home : "/tmp");
+}
+
+static int
+usage(FILE *f)
+{
+    fprintf(f, "usage: etraced --model FILE        run the daemon with default settings\n"
+               "       etraced --config FILE       run with a config file (systemd/etraced.yaml)\n"
+               "       etraced compile|run|export-checkpoint ...   offline use (etraced help)\n"
+               "signals: SIGINT/SIGTERM stop, SIGHUP re-reads the config file\n");
+    return f == stderr ? 64 : 0;
+}
+
+static void
+apply_mlock(struct daemon *d)
+{
+    struct rlimit rl;
+    size_t need = 2 * engine_resident_bytes(d->eng);
+    if (!d->cfg.rt_mlockall)
+        return;
+    if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        rl.rlim_cur < need) {
+        log_warning("realtime.mlockall: RLIMIT_MEMLOCK is %llu bytes, below twice the "
+                    "resident estimate (%zu); memory is not locked",
+                    (unsigned long long)rl.rlim_cur, need);
+        return;
+    }
+    if (mlockall(MCL_CURRENT | MCL_FUTURE))
+        log_warning("realtime.mlockall: %s; memory is not locked", strerror(errno));
+}
+
+static int
+tick_cpu(const struct daemon *d)
+{
+    long n_cpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int cpu = (int)d->cfg.rt_cpu;
+    if (cpu < 0 && d->cfg.rt_priority > 0)
+        cpu = (int)n_cpu - 1;
+    if (cpu >= n_cpu) {
+        log_warning("realtime.cpu %d: only %ld CPUs; the tick thread is not pinned", cpu, n_cpu);
+        return -1;
+    }
+    return cpu;
+}
+
+/* The loop thread (this one) avoids the tick thread's CPU. */
+static void
+avoid_cpu(int cpu)
+{
+    long n_cpu = sysconf(_SC_NPROCESSORS_ONLN);
+    cpu_set_t set;
+    if (cpu < 0 || n_cpu < 2)
+        return;
+    CPU_ZERO(&set);
+    for (int i = 0; i < n_cpu; i++)
+        if (i != cpu)
+            CPU_SET(i, &set);
+    if (sched_setaffinity(0, sizeof(set), &set))
+        log_warning("cannot keep the loop thread off CPU %d: %s", cpu, strerror(errno));
+}
+
+static int
+load_model(struct daemon *d, const char *path)
+{
+    struct model_desc *desc = NULL;
+    struct err e;
+    err_clear(&e);
+    if (model_load_file(path, mem_default(), &desc, &e)) {
+        fprintf(stderr, "etraced: %s\n", e.msg[0] ? e.msg : err_name(e.code));
+        return -1;
+    }
+    struct engine_opts eo = {NULL, NULL, 0};
+    int rc = engine_compile(desc, &eo, &d->eng, &e); /* on success the engine owns desc */
+    if (rc) {
+        model_free(&desc, mem_default());
+        fprintf(stderr, "etraced: %s\n", e.msg[0] ? e.msg : err_name(e.code));
+        return -1;
+    }
+    return 0;
+}
+
+/* Joins the config file's directory and a relative model path. */
+static char *
+model_path(const struct config *c, const char *cli_model)
+{
+    const char *m = cli_model ? cli_model : c->model;
+    if (!m)
+        return NULL;
+    if (cli_model || m[0] == '/' || !c->path || !strchr(c->path, '/'))
+        return strdup(m);
+    size_t dir_len = (size_t)(strrchr(c->path, '/') - c->path);
+    char *p = malloc(dir_len + strlen(m) + 2);
+    if (p)
+        sprintf(p, "%.*s/%s", (int)dir_len, c->path, m);
+    return p;
+}
+
+int
+daemon_main(int argc, char **argv)
+{
+    const char *cfg_path = NULL, *cli_model = NULL;
+    char err[512];
+    struct daemon *d;
+    int rc = 1;
+
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--config") && i + 1 < argc)
+            cfg_path = argv[++i];
+        else if (!strcmp(argv[i], "--model") && i + 1 < argc)
+            cli_model = argv[++i];
+        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+            return usage(stdout);
+        else {
+            fprintf(stderr, "etraced: unknown argument '%s'\n", argv[i]);
+            return usage(stderr);
+        }
+    }
+    if (!cfg_path && !cli_model) {
+        fprintf(stderr, "etraced: give --model FILE or --config FILE\n");
+        return usage(stderr);
+    }
+    d = calloc(1, sizeof(*d));
+    if (!d)
+        return 1;
+    d->exit_code = 0;
+    setenv("UV_THREADPOOL_SIZE", "2", 0);
+
+    /* 1. settings */
+    if (cfg_path ? config_load(&d->cfg, cfg_path, err, sizeof(err))
+                 : config_init_defaults(&d->cfg, cli_model)) {
+        fprintf(stderr, "etraced: %s\n", cfg_path ? err : "out of memory");
+        goto out_cfg;
+    }
+    char *mpath = model_path(&d->cfg, cli_model);
+    if (!mpath) {
+        fprintf(stderr, "etraced: %s: no model (set `model:` or give --model FILE)\n",
+                cfg_path ? cfg_path : "");
+        goto out_cfg;
+    }
+    /* 2. the model */
+    if (load_model(d, mpath)) {
+        free(mpath);
+        goto out_cfg;
+    }
+    free(mpath);
+    /* 3. layout and timing */
+    if (layout_init(&d->lay, d->eng)) {
+        fprintf(stderr, "etraced: out of memory\n");
+        goto out_engine;
+    }
+    if (check_inputs(d, &d->cfg, 1))
+        goto out_layout;
+    d->dt_ns = (int64_t)llround(d->lay.dt_s * 1e9);
+    d->period_ns = d->cfg.period_us ? d->cfg.period_us * 1000 : d->dt_ns;
+    if (d->cfg.clock == CONFIG_CLOCK_TIMER && d->period_ns < 10000) {
+        fprintf(stderr, "etraced: the model's dt (%g s) is below the 10 us period floor; set "
+                "period_us\n", d->lay.dt_s);
+        goto out_layout;
+    }
+    if (d->cfg.period_us && d->period_ns != d->dt_ns)
+        log_warning("period_us %lld differs from the model's dt (%g s): model time runs at "
+                    "%.3gx wall time", (long long)d->cfg.period_us, d->lay.dt_s,
+                    (double)d->dt_ns / (double)d->period_ns);
+    resolve_dirs(d);
+    /* 4. the loop and the tick thread's rings */
+    if (uv_loop_init(&d->loop)) {
+        fprintf(stderr, "etraced: cannot start the event loop\n");
+        goto out_layout;
+    }
+    uv_async_init(&d->loop, &d->wake, on_wake);
+    d->wake.data = d;
+    int cpu = tick_cpu(d);
+    struct ticker_opts to = {.lockstep = d->cfg.clock == CONFIG_CLOCK_LOCKSTEP,
+                             .period_ns = d->period_ns,
+                             .rt_priority = (int)d->cfg.rt_priority,
+                             .rt_cpu = cpu,
+                             .in_q_bytes = (size_t)(4 * d->cfg.limit_input_bytes + (1 << 20)),
+                             .wake = &d->wake};
+    if (to.in_q_bytes > ((size_t)1 << 30))
+        to.in_q_bytes = (size_t)1 << 30;
+    if (ticker_init(&d->tick, d->eng, &d->lay, &to) ||
+        stats_snapshot_init(&d->stats_buf[0], &d->lay) ||
+        stats_snapshot_init(&d->stats_buf[1], &d->lay)) {
+        fprintf(stderr, "etraced: out of memory\n");
+        goto out_loop;
+    }
+    d->stats_pend = &d->stats_buf[0];
+    size_t max_floats = 1;
+    for (int r = 0; r < d->lay.n_readouts; r++)
+        if ((size_t)(d->lay.readouts[r].size + d->lay.readouts[r].action_size) > max_floats)
+            max_floats = (size_t)(d->lay.readouts[r].size + d->lay.readouts[r].action_size);
+    d->out_floats = calloc(max_floats, sizeof(float));
+    if (!d->out_floats)
+        goto out_loop;
+    /* 5. sockets */
+    d->zctx = zmq_ctx_new();
+    zmq_ctx_set(d->zctx, ZMQ_IO_THREADS, 1);
+    for (int i = 0; i < CONFIG_N_EP; i++) {
+        if (!d->cfg.endpoints[i] && make_dir(d->run_dir)) {
+            fprintf(stderr, "etraced: cannot create %s: %s\n", d->run_dir, strerror(errno));
+            goto out_sockets;
+        }
+    }
+    static const int types[CONFIG_N_EP] = {ZMQ_PULL, ZMQ_PUB, ZMQ_ROUTER, ZMQ_PUB};
+    const endpoint_recv_fn fns[CONFIG_N_EP] = {on_input, NULL, control_on_message, NULL};
+    for (int i = 0; i < CONFIG_N_EP; i++) {
+        char url[PATH_MAX + 16];
+        if (d->cfg.endpoints[i])
+            snprintf(url, sizeof(url), "%s", d->cfg.endpoints[i]);
+        else
+            snprintf(url, sizeof(url), "ipc://%s/%s", d->run_dir, ep_names[i]);
+        int64_t maxmsg = fns[i] ? d->cfg.max_msg_bytes : -1;
+        if (endpoint_open(&d->ep[i], &d->loop, d->zctx, types[i], ep_names[i], url, maxmsg,
+                          SOCKET_HWM, fns[i], d, err, sizeof(err))) {
+            fprintf(stderr, "etraced: %s\n", err);
+            goto out_sockets;
+        }
+        d->ep[i].on_closed = on_closed_ep;
+        log_info("%s: %s", ep_names[i], url);
+    }
+    /* 6. the tick thread */
+    apply_mlock(d);
+    d->start_ns = ticker_now_ns();
+    if (ticker_start(&d->tick)) {
+        fprintf(stderr, "etraced: cannot start the tick thread: %s\n", strerror(errno));
+        goto out_sockets;
+    }
+    avoid_cpu(cpu);
+    send_input_cfg(d);
+    /* 7. signals, housekeeping, ready */
+    uv_signal_init(&d->loop, &d->sig_int);
+    uv_signal_init(&d->loop, &d->sig_term);
+    uv_signal_init(&d->loop, &d->sig_hup);
+    d->sig_int.data = d->sig_term.data = d->sig_hup.data = d;
+    uv_signal_start(&d->sig_int, on_signal, SIGNAL_INT);
+    uv_signal_start(&d->sig_term, on_signal, SIGNAL_TERM);
+    uv_signal_start(&d->sig_hup, on_signal, SIGNAL_HUP);
+    uv_signal_init(&d->loop, &d->sig_pipe);
+    d->sig_pipe.data = d;
+    uv_signal_start(&d->sig_pipe, on_signal, SIGNAL_PIPE);
+    uv_timer_init(&d->loop, &d->housekeeping);
+    d->housekeeping.data = d;
+    d->stats_next_ns = d->start_ns + d->cfg.stats_period_ms * 1000000LL;
+    d->watchdog_ns = sdnotify_watchdog_ns();
+    d->watchdog_next_ns = d->start_ns;
+    uv_timer_start(&d->housekeeping, on_housekeeping, HOUSEKEEPING_MS, HOUSEKEEPING_MS);
+    char ready[256];
+    snprintf(ready, sizeof(ready), "model %s, clock %s, period %lld us", d->lay.model_name,
+             d->cfg.clock == CONFIG_CLOCK_LOCKSTEP ? "lockstep" : "timer",
+             (long long)(d->period_ns / 1000));
+    log_info("ready: %s", ready);
+    sdnotify_ready(ready);
+
+    uv_run(&d->loop, UV_RUN_DEFAULT);
+    rc = d->exit_code;
+    log_info("stopped");
+    uv_loop_close(&d->loop);
+    zmq_ctx_term(d->zctx);
+    goto out_tick;
+
+out_sockets:
+    for (int i = CONFIG_N_EP - 1; i >= 0; i--)
+        endpoint_close(&d->ep[i]);
+    uv_close((uv_handle_t *)&d->wake, NULL);
+    uv_run(&d->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&d->loop);
+    if (d->zctx)
+        zmq_ctx_term(d->zctx);
+    goto out_tick;
+out_loop:
+    uv_close((uv_handle_t *)&d->wake, NULL);
+    uv_run(&d->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&d->loop);
+out_tick:
+    free(d->out_floats);
+    free(d->out_buf);
+    stats_snapshot_fini(&d->stats_buf[0]);
+    stats_snapshot_fini(&d->stats_buf[1]);
+    ticker_fini(&d->tick);
+out_layout:
+    layout_fini(&d->lay);
+out_engine:
+    engine_free(&d->eng);
+out_cfg:
+    config_fini(&d->cfg);
+    free(d);
+    return rc;
+}

@@ -1,0 +1,621 @@
+/* The tick thread (see ticker.h). Nothing here allocates, logs or locks once the thread
+ * runs, except the start-up warnings about realtime settings, before the first tick. */
+#include "ticker.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+int64_t
+ticker_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+int
+ticker_init(struct ticker *t, struct engine *eng, const struct layout *lay,
+            const struct ticker_opts *o)
+{
+    int max_in = 1;
+    memset(t, 0, sizeof(*t));
+    t->eng = eng;
+    t->lay = lay;
+    t->opts = *o;
+    t->efd = -1;
+    for (int i = 0; i < lay->n_inputs; i++)
+        if (lay->inputs[i].size > max_in)
+            max_in = lay->inputs[i].size;
+    /* A result carries at most one output record; 64 commands may be in flight. */
+    size_t res_bytes = 64 * (sizeof(struct tick_result) + lay->output_bytes + 16);
+    size_t out_bytes = 256 * (lay->output_bytes + 16);
+    if (out_bytes < (1u << 20))
+        out_bytes = 1u << 20;
+    if (spsc_init(&t->cmd_q, o->in_q_bytes) || spsc_init(&t->in_q, o->in_q_bytes) ||
+        spsc_init(&t->out_q, out_bytes) || spsc_init(&t->res_q, 2 * res_bytes) ||
+        latest_init(&t->status, sizeof(struct tick_status)))
+        goto fail;
+    t->in_c = calloc((size_t)lay->n_inputs + 1, sizeof(*t->in_c));
+    t->ro_c = calloc((size_t)lay->n_readouts + 1, sizeof(*t->ro_c));
+    t->in_cfg = calloc((size_t)lay->n_inputs + 1, sizeof(*t->in_cfg));
+    t->last_frame_ns = calloc((size_t)lay->n_inputs + 1, sizeof(*t->last_frame_ns));
+    t->frame_drain = calloc((size_t)lay->n_inputs + 1, sizeof(*t->frame_drain));
+    t->zeroed = calloc((size_t)lay->n_inputs + 1, sizeof(*t->zeroed));
+    t->zeros = calloc((size_t)max_in, sizeof(real));
+    t->norms = calloc((size_t)lay->n_projs + 1, sizeof(*t->norms));
+    t->norms_done = calloc((size_t)lay->n_projs + 1, sizeof(*t->norms_done));
+    if (!t->in_c || !t->ro_c || !t->in_cfg || !t->last_frame_ns || !t->frame_drain ||
+        !t->zeroed || !t->zeros || !t->norms || !t->norms_done)
+        goto fail;
+    t->efd = eventfd(0, EFD_CLOEXEC);
+    if (t->efd < 0)
+        goto fail;
+    hist_reset(&t->tick_time);
+    hist_reset(&t->lateness);
+    return 0;
+fail:
+    ticker_fini(t);
+    return -1;
+}
+
+void
+ticker_fini(struct ticker *t)
+{
+    spsc_fini(&t->cmd_q);
+    spsc_fini(&t->in_q);
+    spsc_fini(&t->out_q);
+    spsc_fini(&t->res_q);
+    latest_fini(&t->status);
+    free(t->in_c);
+    free(t->ro_c);
+    free(t->in_cfg);
+    free(t->last_frame_ns);
+    free(t->frame_drain);
+    free(t->zeroed);
+    free(t->zeros);
+    free(t->norms);
+    free(t->norms_done);
+    if (t->efd >= 0)
+        close(t->efd);
+    memset(t, 0, sizeof(*t));
+    t->efd = -1;
+}
+
+/* ---- loop side ------------------------------------------------------------------------ */
+
+static void
+wake_tick(struct ticker *t)
+{
+    uint64_t one = 1;
+    ssize_t n = write(t->efd, &one, sizeof(one));
+    (void)n; /* the counter cannot overflow in practice; a lost wake-up is impossible */
+}
+
+struct tick_cmd *
+ticker_send_reserve(struct ticker *t, size_t extra_len)
+{
+    return spsc_reserve(&t->cmd_q, sizeof(struct tick_cmd) + extra_len);
+}
+
+void
+ticker_send_commit(struct ticker *t, size_t extra_len)
+{
+    spsc_commit(&t->cmd_q, sizeof(struct tick_cmd) + extra_len);
+    wake_tick(t);
+}
+
+int
+ticker_send(struct ticker *t, const struct tick_cmd *cmd, const void *extra, size_t extra_len)
+{
+    struct tick_cmd *c = ticker_send_reserve(t, extra_len);
+    if (!c)
+        return -1;
+    *c = *cmd;
+    if (extra_len)
+        memcpy(c + 1, extra, extra_len);
+    ticker_send_commit(t, extra_len);
+    return 0;
+}
+
+struct tick_status
+ticker_status(struct ticker *t)
+{
+    struct tick_status s;
+    memcpy(&s, latest_read(&t->status, NULL), sizeof(s));
+    return s;
+}
+
+/* ---- tick side ------------------------------------------------------------------------- */
+
+static void
+publish_status(struct ticker *t)
+{
+    struct tick_status *s = latest_back(&t->status);
+    s->tick = engine_tick_count(t->eng);
+    s->period_index = t->opts.lockstep ? s->tick : t->period_index;
+    s->paused = t->paused;
+    s->learn = (int32_t)engine_get_learn(t->eng);
+    s->lr = engine_get_lr(t->eng);
+    latest_publish(&t->status);
+}
+
+static void
+notify_loop(struct ticker *t)
+{
+    if (t->opts.wake)
+        uv_async_send(t->opts.wake);
+}
+
+/* Applies one validated input record to the engine (DESIGN §5.3). */
+static void
+apply_input(struct ticker *t, const struct wire_input *h)
+{
+    const uint8_t *p = (const uint8_t *)(h + 1);
+    for (uint32_t k = 0; k < h->n_items; k++) {
+        const struct wire_item *it = (const struct wire_item *)(const void *)p;
+        switch (it->kind) {
+        case WIRE_ANALOG:
+            if (t->frame_drain[it->index] == t->drain_id)
+                t->in_c[it->index].superseded++;
+            t->frame_drain[it->index] = t->drain_id;
+            engine_set_input(t->eng, it->index, (const real *)(const void *)(it + 1));
+            goto frame;
+        case WIRE_SPIKES:
+            t->in_c[it->index].dropped_overflow += (uint64_t)engine_add_spikes(
+                t->eng, it->index, (const int32_t *)(const void *)(it + 1), it->n);
+        frame:
+            t->in_c[it->index].frames++;
+            t->last_frame_ns[it->index] = it->recv_ns;
+            t->zeroed[it->index] = 0;
+            t->input_seq = it->seq;
+            t->input_sender_time_ns = it->sender_time_ns;
+            break;
+        case WIRE_TARGET:
+            t->ro_c[it->index].targets++;
+            t->ro_c[it->index].superseded += (uint64_t)engine_set_target(
+                t->eng, it->index, (const real *)(const void *)(it + 1));
+            t->had_target = 1;
+            break;
+        case WIRE_CLASS:
+            t->ro_c[it->index].targets++;
+            t->ro_c[it->index].superseded +=
+                (uint64_t)engine_set_target_class(t->eng, it->index, it->class_index);
+            t->had_target = 1;
+            break;
+        case WIRE_REWARD:
+            engine_add_reward(t->eng, it->reward);
+            t->tick_reward += it->reward;
+            break;
+        default:
+            break;
+        }
+        p += it->bytes;
+    }
+}
+
+/* Drains the input ring: at most what was there when the drain began (its capacity). */
+static void
+drain_inputs(struct ticker *t)
+{
+    size_t budget = t->in_q.cap_bytes, len;
+    void *rec;
+    t->drain_id++;
+    while (budget && (rec = spsc_peek(&t->in_q, &len))) {
+        apply_input(t, rec);
+        spsc_pop(&t->in_q);
+        budget = budget > len + 8 ? budget - len - 8 : 0;
+    }
+}
+
+static void
+check_stale(struct ticker *t, int64_t now_ns)
+{
+    for (int i = 0; i < t->lay->n_inputs; i++) {
+        const struct tick_input_cfg *c = &t->in_cfg[i];
+        if (!c->max_age_ns || !t->last_frame_ns[i] || t->lay->inputs[i].is_spikes)
+            continue;
+        if (now_ns - t->last_frame_ns[i] <= c->max_age_ns)
+            continue;
+        t->in_c[i].stale_ticks++;
+        if (c->zero && !t->zeroed[i]) {
+            engine_set_input(t->eng, i, t->zeros);
+            t->zeroed[i] = 1;
+        }
+    }
+}
+
+/* Writes the last tick's outputs as a record at p. */
+static void
+fill_output(struct ticker *t, struct wire_output *o, int64_t deadline_ns, int64_t finish_ns)
+{
+    const struct layout *l = t->lay;
+    o->tick = engine_tick_count(t->eng) - 1;
+    o->period_index = t->opts.lockstep ? o->tick : t->period_index;
+    o->deadline_ns = deadline_ns;
+    o->finish_ns = finish_ns;
+    o->input_seq = t->input_seq;
+    o->input_sender_time_ns = t->input_sender_time_ns;
+    o->loss = engine_last_loss(t->eng);
+    o->valid = engine_last_valid(t->eng);
+    o->pad = 0;
+    for (int r = 0; r < l->n_readouts; r++) {
+        memcpy((void *)wire_output_values(l, o, r), engine_readout_values(t->eng, r),
+               (size_t)l->readouts[r].size * sizeof(real));
+        const real *a = engine_readout_action(t->eng, r);
+        if (l->readouts[r].action_size && a)
+            memcpy((void *)wire_output_action(l, o, r), a,
+                   (size_t)l->readouts[r].action_size * sizeof(real));
+    }
+}
+
+/* One tick: inputs, the engine, counters, outputs. Returns the finish time. */
+static int64_t
+run_tick(struct ticker *t, int64_t deadline_ns, int64_t start_ns, void *step_out)
+{
+    t->had_target = 0;
+    t->tick_reward = 0.0;
+    drain_inputs(t);
+    check_stale(t, start_ns);
+    engine_tick(t->eng);
+    int64_t end_ns = ticker_now_ns();
+    if (!engine_last_valid(t->eng))
+        t->invalid_ticks++;
+    if (t->had_target) {
+        t->loss_sum += engine_last_loss(t->eng);
+        t->loss_n++;
+    }
+    t->reward_sum += t->tick_reward;
+    t->n_ticks++;
+    struct wire_output *o = spsc_reserve(&t->out_q, t->lay->output_bytes);
+    if (o) {
+        fill_output(t, o, deadline_ns, end_ns);
+        if (step_out)
+            memcpy(step_out, o, t->lay->output_bytes);
+        spsc_commit(&t->out_q, t->lay->output_bytes);
+    } else {
+        t->outputs_dropped++;
+        if (step_out)
+            fill_output(t, step_out, deadline_ns, end_ns);
+    }
+    hist_add(&t->tick_time, end_ns - start_ns);
+    return end_ns;
+}
+
+static void
+norms_step(struct ticker *t)
+{
+    if (t->norm_cursor >= t->lay->n_projs)
+        return;
+    engine_proj_norms(t->eng, t->norm_cursor, &t->norms[t->norm_cursor]);
+    if (++t->norm_cursor == t->lay->n_projs)
+        memcpy(t->norms_done, t->norms, (size_t)t->lay->n_projs * sizeof(*t->norms));
+}
+
+static void
+take_stats(struct ticker *t, struct tick_stats *s)
+{
+    const struct layout *l = t->lay;
+    /* Between ticks in lockstep or paused nothing runs: sweep every projection now. */
+    if (t->opts.lockstep || t->paused) {
+        t->norm_cursor = 0;
+        while (t->norm_cursor < l->n_projs)
+            norms_step(t);
+    }
+    s->time_ns = ticker_now_ns();
+    s->tick = engine_tick_count(t->eng);
+    s->period_index = t->opts.lockstep ? s->tick : t->period_index;
+    s->overruns = t->overruns;
+    s->skipped = t->skipped;
+    s->outputs_dropped = t->outputs_dropped;
+    s->invalid_ticks = t->invalid_ticks;
+    s->tick_time = t->tick_time;
+    s->lateness = t->lateness;
+    hist_reset(&t->tick_time);
+    hist_reset(&t->lateness);
+    s->loss_sum = t->loss_sum;
+    s->loss_n = t->loss_n;
+    s->reward_sum = t->reward_sum;
+    s->n_ticks = t->n_ticks;
+    t->loss_sum = t->reward_sum = 0.0;
+    t->loss_n = t->n_ticks = 0;
+    engine_counters(t->eng, &s->eng);
+    s->learn = (int32_t)engine_get_learn(t->eng);
+    s->lr = engine_get_lr(t->eng);
+    s->paused = t->paused;
+    memcpy(s->inputs, t->in_c, (size_t)l->n_inputs * sizeof(*t->in_c));
+    memcpy(s->readouts, t->ro_c, (size_t)l->n_readouts * sizeof(*t->ro_c));
+    memcpy(s->norms, t->norms_done, (size_t)l->n_projs * sizeof(*t->norms));
+    for (int c = 0; c < l->n_cells; c++)
+        s->rates[c] = l->cells[c].is_spiking ? engine_cell_rate(t->eng, c) : -1.0;
+    /* Start the next sweep, so each Stats shows norms at most one period old. */
+    t->norm_cursor = 0;
+}
+
+static void
+take_export(struct ticker *t, uint8_t *buf)
+{
+    const struct layout *l = t->lay;
+    for (int p = 0; p < l->n_projs; p++) {
+        const struct layout_proj *pr = &l->projs[p];
+        struct engine_param_view v;
+        engine_param(t->eng, p, &v);
+        memcpy(buf + pr->exp_weight, v.weight, (size_t)pr->count * sizeof(real));
+        if (pr->has_bias && v.bias)
+            memcpy(buf + pr->exp_bias, v.bias, (size_t)pr->out_size * sizeof(real));
+        if (pr->op == MODEL_OP_SPARSE) {
+            int64_t *ip = (int64_t *)(void *)(buf + pr->exp_indptr);
+            int64_t *ix = (int64_t *)(void *)(buf + pr->exp_indices);
+            for (int64_t i = 0; i <= pr->in_size; i++)
+                ip[i] = v.indptr ? v.indptr[i] : 0;
+            for (int64_t i = 0; i < pr->count; i++)
+                ix[i] = v.indices ? v.indices[i] : 0;
+        }
+    }
+}
+
+/* Answers a command. The result ring is sized for every command in flight (the loop
+ * allows at most 64), so a reservation cannot fail; if it ever did, the loop's request
+ * would time out rather than the tick thread wait. */
+static void
+reply(struct ticker *t, const struct tick_cmd *c, int32_t code, const char *msg,
+      const void *out)
+{
+    size_t extra = out ? t->lay->output_bytes : 0;
+    struct tick_result *r = spsc_reserve(&t->res_q, sizeof(*r) + extra);
+    if (!r)
+        return;
+    memset(r, 0, sizeof(*r));
+    r->serial = c->serial;
+    r->type = c->type;
+    r->code = code;
+    if (msg)
+        strncpy(r->msg, msg, sizeof(r->msg) - 1);
+    r->status.tick = engine_tick_count(t->eng);
+    r->status.period_index = t->opts.lockstep ? r->status.tick : t->period_index;
+    r->status.paused = t->paused;
+    r->status.learn = (int32_t)engine_get_learn(t->eng);
+    r->status.lr = engine_get_lr(t->eng);
+    if (out)
+        memcpy(r + 1, out, extra);
+    spsc_commit(&t->res_q, sizeof(*r) + extra);
+    notify_loop(t);
+}
+
+/* Output record of a lockstep step: the result's own buffer is reserved directly. */
+static void
+do_step(struct ticker *t, const struct tick_cmd *c)
+{
+    size_t extra = t->lay->output_bytes;
+    if (t->paused) {
+        reply(t, c, ETRACE__ERROR__CODE__WRONG_MODE, "paused: resume first", NULL);
+        return;
+    }
+    struct tick_result *r = spsc_reserve(&t->res_q, sizeof(*r) + extra);
+    if (!r)
+        return;
+    if (c->arg.reset_before)
+        engine_reset(t->eng, 1, 1);
+    /* Frames from the input socket first, then the Step's own input, which wins. */
+    int64_t start = ticker_now_ns();
+    t->had_target = 0;
+    t->tick_reward = 0.0;
+    drain_inputs(t);
+    apply_input(t, (const struct wire_input *)(const void *)(c + 1));
+    check_stale(t, start);
+    engine_tick(t->eng);
+    int64_t end = ticker_now_ns();
+    if (!engine_last_valid(t->eng))
+        t->invalid_ticks++;
+    if (t->had_target) {
+        t->loss_sum += engine_last_loss(t->eng);
+        t->loss_n++;
+    }
+    t->reward_sum += t->tick_reward;
+    t->n_ticks++;
+    hist_add(&t->tick_time, end - start);
+    fill_output(t, (struct wire_output *)(void *)(r + 1), start, end);
+    struct wire_output *o = spsc_reserve(&t->out_q, extra);
+    if (o) {
+        memcpy(o, r + 1, extra);
+        spsc_commit(&t->out_q, extra);
+    } else {
+        t->outputs_dropped++;
+    }
+    memset(r, 0, sizeof(*r));
+    r->serial = c->serial;
+    r->type = c->type;
+    r->status.tick = engine_tick_count(t->eng);
+    r->status.period_index = r->status.tick;
+    r->status.learn = (int32_t)engine_get_learn(t->eng);
+    r->status.lr = engine_get_lr(t->eng);
+    spsc_commit(&t->res_q, sizeof(*r) + extra);
+    notify_loop(t);
+}
+
+/* Applies every queued command. Returns 1 if any ran. */
+static int
+drain_commands(struct ticker *t)
+{
+    size_t len;
+    int any = 0;
+    struct tick_cmd *c;
+    while ((c = spsc_peek(&t->cmd_q, &len))) {
+        any = 1;
+        switch (c->type) {
+        case TICK_CMD_PAUSE:
+            t->paused = 1;
+            reply(t, c, 0, NULL, NULL);
+            break;
+        case TICK_CMD_RESUME:
+            if (t->paused && !t->opts.lockstep)
+                t->next_ns = ticker_now_ns() + t->opts.period_ns; /* re-anchor */
+            t->paused = 0;
+            reply(t, c, 0, NULL, NULL);
+            break;
+        case TICK_CMD_LEARN:
+            engine_set_learn(t->eng, c->arg.on ? ENGINE_LEARN_ON : ENGINE_LEARN_OFF);
+            reply(t, c, 0, NULL, NULL);
+            break;
+        case TICK_CMD_LR:
+            engine_set_lr(t->eng, c->arg.lr);
+            reply(t, c, 0, NULL, NULL);
+            break;
+        case TICK_CMD_RESET:
+            engine_reset(t->eng, c->arg.reset.states, c->arg.reset.traces);
+            reply(t, c, 0, NULL, NULL);
+            break;
+        case TICK_CMD_STEP:
+            if (!t->opts.lockstep)
+                reply(t, c, ETRACE__ERROR__CODE__WRONG_MODE, "step needs clock: lockstep",
+                      NULL);
+            else
+                do_step(t, c);
+            break;
+        case TICK_CMD_EXPORT:
+            take_export(t, c->arg.buf);
+            reply(t, c, 0, NULL, NULL);
+            break;
+        case TICK_CMD_STATS:
+            take_stats(t, c->arg.stats);
+            reply(t, c, 0, NULL, NULL);
+            break;
+        case TICK_CMD_INPUT_CFG:
+            memcpy(t->in_cfg, c->arg.input_cfg, (size_t)t->lay->n_inputs * sizeof(*t->in_cfg));
+            reply(t, c, 0, NULL, NULL);
+            break;
+        case TICK_CMD_QUIT:
+            t->quit = 1;
+            reply(t, c, 0, NULL, NULL);
+            break;
+        default:
+            reply(t, c, ETRACE__ERROR__CODE__INTERNAL, "unknown tick command", NULL);
+            break;
+        }
+        spsc_pop(&t->cmd_q);
+    }
+    if (any)
+        publish_status(t);
+    return any;
+}
+
+/* Blocks on the eventfd until the loop queues something (no spinning). */
+static void
+wait_command(struct ticker *t)
+{
+    uint64_t v;
+    ssize_t n;
+    do
+        n = read(t->efd, &v, sizeof(v));
+    while (n < 0 && errno == EINTR);
+}
+
+static void
+apply_realtime(struct ticker *t)
+{
+    if (t->opts.rt_cpu >= 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(t->opts.rt_cpu, &set);
+        int rc = pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+        if (rc)
+            log_warning("realtime.cpu %d: %s; the tick thread is not pinned", t->opts.rt_cpu,
+                        strerror(rc));
+    }
+    if (t->opts.rt_priority > 0) {
+        struct sched_param sp = {.sched_priority = t->opts.rt_priority};
+        int rc = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
+        if (rc)
+            log_warning("realtime.priority %d: %s; the tick thread runs SCHED_OTHER",
+                        t->opts.rt_priority, strerror(rc));
+    }
+}
+
+static void
+run_lockstep(struct ticker *t)
+{
+    while (!t->quit) {
+        if (!drain_commands(t))
+            wait_command(t);
+    }
+}
+
+static void
+run_timer(struct ticker *t)
+{
+    const int64_t period = t->opts.period_ns;
+    t->next_ns = ticker_now_ns() + period;
+    while (!t->quit) {
+        if (t->paused) {
+            if (!drain_commands(t))
+                wait_command(t);
+            continue;
+        }
+        struct timespec ts = {.tv_sec = (time_t)(t->next_ns / 1000000000LL),
+                              .tv_nsec = (long)(t->next_ns % 1000000000LL)};
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+            ;
+        int64_t start = ticker_now_ns();
+        int64_t late = start - t->next_ns;
+        hist_add(&t->lateness, late);
+        if (late >= period) {
+            /* Deadlines passed while we could not run: skip them, never tick in a burst. */
+            int64_t k = late / period;
+            t->skipped += (uint64_t)k;
+            t->period_index += (uint64_t)k;
+            t->next_ns += k * period;
+        }
+        drain_commands(t);
+        if (t->paused || t->quit)
+            continue;
+        int64_t end = run_tick(t, t->next_ns, start, NULL);
+        if (end > t->next_ns + period)
+            t->overruns++;
+        t->period_index++;
+        t->next_ns += period;
+        publish_status(t);
+        notify_loop(t);
+        norms_step(t);
+    }
+}
+
+static void *
+tick_main(void *arg)
+{
+    struct ticker *t = arg;
+    engine_set_fp_env();
+    apply_realtime(t);
+    publish_status(t);
+    if (t->opts.lockstep)
+        run_lockstep(t);
+    else
+        run_timer(t);
+    return NULL;
+}
+
+int
+ticker_start(struct ticker *t)
+{
+    int rc = pthread_create(&t->thread, NULL, tick_main, t);
+    if (rc) {
+        errno = rc;
+        return -1;
+    }
+    pthread_setname_np(t->thread, "etraced-tick");
+    t->started = 1;
+    return 0;
+}
+
+void
+ticker_join(struct ticker *t)
+{
+    if (t->started)
+        pthread_join(t->thread, NULL);
+    t->started = 0;
+}
