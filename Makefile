@@ -53,7 +53,7 @@ DAEMON_LIBS := -luv -lzmq -lprotobuf-c -lcyaml -lsystemd -lpthread $(ENGINE_LIBS
 ENGINE_MODULES := mem err real_env rng npy cell expr model param op_dense op_sparse op_elem \
                   trace signal optim bptt engine report
 ENGINE_SRC  := $(wildcard $(patsubst %,daemon/engine/%.c,$(ENGINE_MODULES)))
-ENGINE_TEST_NAMES := mem npy rng param expr model engine op trace signal optim fused oracle learn
+ENGINE_TEST_NAMES := mem npy rng param cell expr model engine op trace signal optim fused oracle learn
 DAEMON_SRC  :=
 PROTO       :=
 CLIENT_SRC  :=
@@ -201,6 +201,7 @@ run: all
 # daemon and integration tests; the reference cases; the layer check.
 suite = $(foreach t,$(2),'$(1)/$(notdir $(t)):ETRACE_SRC=. $(t)')
 REF_SUITE := $(if $(wildcard $(SHARED)/reference/compare.py),'reference:$(PYTHON) $(SHARED)/reference/compare.py --project . --etraced $(BUILD)/etraced' 'align-bptt:$(PYTHON) tests/support/align-check.py $(BUILD)/etraced $(SHARED)/reference/cases')
+ALIGN_SUITE := 'align-task:sh tests/support/align-task.sh $(BUILD)/etraced'
 
 test: all tests
 	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/double REAL=double engine-tests
@@ -214,7 +215,7 @@ test: all tests
 	    $(INTEG_SCRIPTS) \
 	    'fuzz-replay/model:$(BUILD)/fuzz/model_fuzz tests/fuzz/corpus/model tests/engine/bad_models' \
 	    'fuzz-replay/npy:$(BUILD)/fuzz/npy_fuzz tests/fuzz/corpus/npy tests/engine/npy_files' \
-	    $(REF_SUITE) \
+	    $(REF_SUITE) $(ALIGN_SUITE) \
 	    "check-layers:sh tests/support/check-layers.sh"
 
 engine-tests: $(ENGINE_TESTS)

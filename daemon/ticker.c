@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -519,6 +520,9 @@ wait_command(struct ticker *t)
 static void
 apply_realtime(struct ticker *t)
 {
+    /* The default 50 us timer slack would show as lateness on every wake-up. */
+    if (prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL))
+        log_warning("cannot set the tick thread's timer slack: %s", strerror(errno));
     if (t->opts.rt_cpu >= 0) {
         cpu_set_t set;
         CPU_ZERO(&set);

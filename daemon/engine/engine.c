@@ -120,6 +120,7 @@ layout(struct engine *e, struct carver *c)
             cl->out[b] = carve(c, n);
         }
         cl->init = carve(c, K);
+        cl->init_out = carve(c, n);
         cl->slot = carve(c, S * n);
         if (e->need_derivs) {
             cl->jac = carve(c, K * K * n);
@@ -258,14 +259,52 @@ reach_loss(const struct model_desc *d, int *reach)
         }
 }
 
+/* The output of a cell's initial states (DESIGN §2.1: what a projection reads as "the
+ * previous tick's output" at tick 0). The output expression sees the new states only, so
+ * it is evaluated through a companion cell whose updates keep every state as it is. */
+static int
+initial_output(const struct model_desc *d, const struct model_cell *mc, const struct mem *m,
+               struct ecell *cl, struct err *err)
+{
+    struct model_cell id = *mc;
+    id.n_defines = 0;
+    id.defines = NULL;
+    for (int k = 0; k < mc->n_states; k++)
+        id.updates[k].text = mc->state_names[k]; /* h_new = h_old */
+    struct expr_prog *prog;
+    struct expr_error xe;
+    if (expr_prog_compile(&id, d->dt, m, &prog, &xe))
+        return err_setf(err, ERR_EXPR, "%s:%d:%d: cells.%s.output: %s", d->path, mc->pos.line,
+                        mc->pos.col, mc->name, xe.msg),
+               -1;
+    /* One neuron is enough: every neuron starts in the same state. */
+    void *scratch = mem_alloc(m, expr_prog_scratch_bytes(prog));
+    real *buf = mem_calloc(m, (size_t)(2 * MODEL_MAX_K + MODEL_MAX_SLOTS + 1), sizeof(real));
+    if (!scratch || !buf) {
+        mem_free(m, &scratch);
+        mem_free(m, &buf);
+        expr_prog_free(&prog, m);
+        return err_setf(err, ERR_NOMEM, "%s: out of memory", d->path), -1;
+    }
+    real *h_old = buf, *h_new = buf + MODEL_MAX_K, *slot = buf + 2 * MODEL_MAX_K;
+    real *out = slot + MODEL_MAX_SLOTS;
+    for (int k = 0; k < mc->n_states; k++)
+        h_old[k] = cl->init[k];
+    expr_prog_eval(prog, 1, h_new, out, NULL, NULL, NULL, h_old, slot, 0, scratch);
+    fill(cl->init_out, cl->n, out[0]);
+    mem_free(m, &scratch);
+    mem_free(m, &buf);
+    expr_prog_free(&prog, m);
+    return 0;
+}
+
 static void
 reset_cell_states(struct engine *e, struct ecell *cl)
 {
     for (int b = 0; b < 2; b++) {
         for (int k = 0; k < cl->K; k++)
             fill(cl->h[b] + (int64_t)k * cl->n, cl->n, cl->init[k]);
-        /* The output of the initial states: every built-in's is 0 there. */
-        fill(cl->out[b], cl->n, R(0.0));
+        memcpy(cl->out[b], cl->init_out, (size_t)cl->n * sizeof(real));
     }
     (void)e;
 }
@@ -397,6 +436,8 @@ engine_compile(struct model_desc *d, const struct engine_opts *opts,
         struct ecell *cl = &e->cells[i];
         for (int k = 0; k < cl->K; k++)
             cl->init[k] = (real)d->cells[i].state_init[k];
+        if (initial_output(d, &d->cells[i], m, cl, err))
+            goto fail;
         reset_cell_states(e, cl);
     }
     for (int i = 0; i < d->n_projs; i++) {

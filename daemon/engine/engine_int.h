@@ -17,6 +17,7 @@ struct ecell {
     real *h[2];      /* [K][n] hidden states: h[cur] this tick, h[!cur] the previous */
     real *out[2];    /* [n] outputs, same buffering */
     real *init;      /* [K] initial state values */
+    real *init_out;  /* [n] the output of the initial states (the same for every neuron) */
     real *slot;      /* [S][n] summed projection inputs */
     real *jac;       /* [K][K][n] d h_new / d h_old */
     real *dslot;     /* [K][S][n] d h_new / d slot */

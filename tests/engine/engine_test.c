@@ -657,6 +657,42 @@ test_engine_time_within_tick(void **state)
     testmodel_fini(&tm);
 }
 
+/* DESIGN §2.1: at tick 0 "the previous tick's output" is the output of the initial states,
+ * here v0 * 10 + 1 = 21, not 0; a state reset restores it. */
+static const char INIT_OUT_MODEL[] =
+    "name: init_out\n"
+    "dt: 1.0e-3\n"
+    "inputs:\n  - {name: x, size: 1}\n"
+    "cells:\n"
+    "  - {name: out, model: linear, size: 3}\n"
+    "  - {name: a, model: custom, size: 3, states: {v: 2.0}, slots: [i], update: {v: v + i}, "
+    "output: v * 10 + 1}\n"
+    "projections:\n"
+    "  - {name: p, from: a, to: out, op: elemwise, weight: {init: ones}}\n"
+    "  - {name: q, from: x, to: a.i, weight: {init: ones}}\n"
+    "readouts:\n  - {name: y, cell: out}\n";
+
+static void
+test_engine_initial_output_is_read_at_tick0(void **state)
+{
+    (void)state;
+    struct testmodel tm;
+    assert_int_equal(testmodel_init(&tm), 0);
+    struct engine *eng = testmodel_compile_text(&tm, NULL, INIT_OUT_MODEL, NULL, 0);
+    assert_non_null(eng);
+    real x = R(1.0);
+    engine_set_input(eng, 0, &x);
+    for (int round = 0; round < 2; round++) {
+        engine_tick(eng); /* out reads a's output of the initial state */
+        assert_true(engine_readout_values(eng, 0)[0] == R(21.0));
+        engine_tick(eng); /* ... then a's output after one tick: v = 3 */
+        assert_true(engine_readout_values(eng, 0)[2] == R(31.0));
+        engine_reset(eng, 1, 0);
+    }
+    engine_free(&eng);
+    testmodel_fini(&tm);
+}
+
 /* ---- learning off, lr, reset ------------------------------------------------------- */
 
 static void
@@ -946,6 +982,7 @@ main(void)
         cmocka_unit_test(test_engine_refuses_nan_update),
         cmocka_unit_test(test_engine_inf_cell_reset),
         cmocka_unit_test(test_engine_time_within_tick),
+        cmocka_unit_test(test_engine_initial_output_is_read_at_tick0),
         cmocka_unit_test(test_engine_learning_off_keeps_weights_traces_move),
         cmocka_unit_test(test_engine_lr_change_takes_effect),
         cmocka_unit_test(test_engine_reset_states_and_traces),

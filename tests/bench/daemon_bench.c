@@ -1,0 +1,285 @@
+/* Daemon benchmarks (issue 5): timer lateness at 1 kHz and 10 kHz next to a bare
+ * clock_nanosleep loop measured in the same run, the lockstep round trip over ipc, and the
+ * input frames per second absorbed while ticking at 1 kHz. Starts BUILD/etraced (or
+ * $ETRACED) on private ipc paths in a temporary directory. Seconds per timer run:
+ * $DAEMON_BENCH_SECONDS (default 10). Appends JSON lines to argv[1]. */
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "benchutil.h"
+#include "etrace_client.h"
+
+/* LOCAL ADAPTATION: daemon/engine/signal.h shadows <signal.h> (engine dir on -I). */
+int kill(pid_t pid, int sig);
+enum { SIGNAL_KILL = 9 };
+
+extern char **environ;
+
+static char etraced[1024], dir[64], ep[4][160];
+
+static int64_t
+now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void
+write_model(const char *path, int n)
+{
+    FILE *f = fopen(path, "w");
+    fprintf(f, "name: bench%d\ndt: 1.0e-3\nseed: 1\ninputs:\n  - {name: sensors, size: 8}\n"
+               "cells:\n  - {name: hidden, model: lif, size: %d, params: {tau: 10.0e-3}}\n"
+               "  - {name: out, model: leaky_readout, size: 2}\n"
+               "projections:\n  - {name: w_rec, from: [sensors, hidden], to: hidden.delta,\n"
+               "     weight: {init: kaiming_normal}}\n"
+               "  - {name: w_out, from: hidden, to: out, weight: {init: kaiming_normal}}\n"
+               "readouts:\n  - {name: action, cell: out}\n"
+               "learning: {algorithm: es_d_rtrl, decay_or_rank: 0.99, optimizer: {kind: sgd}}\n",
+            n, n);
+    fclose(f);
+}
+
+static pid_t
+start(const char *model, const char *extra, etrace_client_t **c)
+{
+    static const char *const names[4] = {"input", "output", "control", "stats"};
+    char cfg[256], text[2048], log[256];
+    int n = snprintf(text, sizeof(text), "model: %s\nendpoints:\n", model);
+    for (int i = 0; i < 4; i++) {
+        snprintf(ep[i], sizeof(ep[i]), "ipc://%s/%s", dir, names[i]);
+        n += snprintf(text + n, sizeof(text) - (size_t)n, "  %s: %s\n", names[i], ep[i]);
+    }
+    snprintf(text + n, sizeof(text) - (size_t)n, "%s", extra);
+    snprintf(cfg, sizeof(cfg), "%s/etraced.yaml", dir);
+    FILE *f = fopen(cfg, "w");
+    fputs(text, f);
+    fclose(f);
+    snprintf(log, sizeof(log), "%s/daemon.log", dir);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 2, 1);
+    char *argv[] = {etraced, "--config", cfg, NULL};
+    pid_t pid;
+    if (posix_spawn(&pid, etraced, &fa, NULL, argv, environ)) {
+        fprintf(stderr, "daemon_bench: cannot start %s\n", etraced);
+        exit(1);
+    }
+    posix_spawn_file_actions_destroy(&fa);
+    *c = etrace_client_new(ep[2], ep[0], 300);
+    for (int i = 0; i < 100; i++) {
+        Etrace__Reply *r = NULL;
+        int rc = etrace_status(*c, &r);
+        etrace_reply_free(r);
+        if (rc == ETRACE_OK)
+            return pid;
+    }
+    fprintf(stderr, "daemon_bench: etraced did not start (see %s)\n", log);
+    kill(pid, SIGNAL_KILL);
+    exit(1);
+}
+
+static void
+stop(pid_t pid, etrace_client_t **c)
+{
+    Etrace__Reply *r = NULL;
+    etrace_shutdown(*c, &r);
+    etrace_reply_free(r);
+    etrace_client_free(c);
+    waitpid(pid, NULL, 0);
+}
+
+struct bare {
+    double p50, p99, p999, max;
+    long skipped;
+};
+
+/* The floor: a bare absolute-deadline loop at the same period. */
+static struct bare
+bare_loop(int64_t period_ns, double seconds)
+{
+    long n = (long)(seconds * 1e9 / (double)period_ns);
+    double *late = malloc((size_t)n * sizeof(double));
+    struct bare b = {0, 0, 0, 0, 0};
+    prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL); /* as the daemon's tick thread */
+    int64_t next = now_ns() + period_ns;
+    for (long i = 0; i < n; i++) {
+        struct timespec ts = {(time_t)(next / 1000000000LL), (long)(next % 1000000000LL)};
+        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+        int64_t l = now_ns() - next;
+        late[i] = (double)l / 1e3;
+        if (l >= period_ns) {
+            b.skipped += (long)(l / period_ns);
+            next += (l / period_ns) * period_ns;
+        }
+        next += period_ns;
+    }
+    b.max = bench_quantile(late, (size_t)n, 1.0);
+    b.p50 = bench_quantile(late, (size_t)n, 0.5);
+    b.p99 = bench_quantile(late, (size_t)n, 0.99);
+    b.p999 = bench_quantile(late, (size_t)n, 0.999);
+    free(late);
+    return b;
+}
+
+/* The daemon's lateness over one stats period of `seconds`. */
+static Etrace__Stats *
+timer_window(const char *model, int period_us, double seconds, int flood, long *sent)
+{
+    char extra[128];
+    etrace_client_t *c;
+    snprintf(extra, sizeof(extra), "period_us: %d\nstats_period_ms: %d\n", period_us,
+             (int)(seconds * 1000));
+    pid_t pid = start(model, extra, &c);
+    etrace_sub_t *s = etrace_sub_new(ep[3], "stats");
+    Etrace__Stats *st = NULL, *first = NULL;
+    etrace_sub_recv_stats(s, (int)(seconds * 3000), &first); /* start-up period */
+    float v[8] = {0};
+    *sent = 0;
+    if (flood) {
+        int64_t end = now_ns() + (int64_t)(seconds * 1e9);
+        while (now_ns() < end) {
+            v[0] = (float)*sent;
+            if (etrace_send_frame(c, "sensors", v, 8, (uint64_t)*sent) == ETRACE_OK)
+                (*sent)++;
+        }
+    }
+    etrace_sub_recv_stats(s, (int)(seconds * 3000), &st);
+    if (st && first)
+        st->skipped -= first->skipped;
+    if (first)
+        etrace__stats__free_unpacked(first, NULL);
+    etrace_sub_free(&s);
+    stop(pid, &c);
+    return st;
+}
+
+int
+main(int argc, char **argv)
+{
+    FILE *out = bench_open_results(argc, argv);
+    const char *e = getenv("ETRACED"), *secs = getenv("DAEMON_BENCH_SECONDS");
+    double seconds = secs ? atof(secs) : 10.0;
+    char model256[128], model64[128];
+    if (e)
+        snprintf(etraced, sizeof(etraced), "%s", e);
+    else {
+        snprintf(etraced, sizeof(etraced), "%s", argv[0]);
+        for (int i = 0; i < 2; i++)
+            *strrchr(etraced, '/') = '\0';
+        strcat(etraced, "/etraced");
+    }
+    snprintf(dir, sizeof(dir), "/tmp/etraced-bench-XXXXXX");
+    if (!mkdtemp(dir))
+        return 1;
+    snprintf(model256, sizeof(model256), "%s/lif256.yaml", dir);
+    snprintf(model64, sizeof(model64), "%s/lif64.yaml", dir);
+    write_model(model256, 256);
+    write_model(model64, 64);
+
+    printf("%-22s %9s %9s %9s %9s %8s\n", "bench", "p50 us", "p99 us", "p99.9 us", "max us",
+           "skipped");
+    const int periods_us[2] = {1000, 100};
+    for (int k = 0; k < 2; k++) {
+        long sent;
+        struct bare b = bare_loop(periods_us[k] * 1000LL, seconds);
+        Etrace__Stats *st = timer_window(model256, periods_us[k], seconds, 0, &sent);
+        if (!st) {
+            fprintf(stderr, "daemon_bench: no Stats\n");
+            return 1;
+        }
+        const Etrace__Percentiles *l = st->lateness;
+        int hz = 1000000 / periods_us[k];
+        printf("bare %-5d Hz %14.1f %9.1f %9.1f %9.1f %8ld\n", hz, b.p50, b.p99, b.p999, b.max,
+               b.skipped);
+        printf("etraced %-5d Hz lif256 %5.1f %9.1f %9.1f %9.1f %8llu\n", hz,
+               (double)l->p50_ns / 1e3, (double)l->p99_ns / 1e3, (double)l->p999_ns / 1e3,
+               (double)l->max_ns / 1e3, (unsigned long long)st->skipped);
+        fprintf(out,
+                "{\"bench\": \"daemon_timer\", \"hz\": %d, \"n\": 256, \"seconds\": %g, "
+                "\"lateness_us_p50\": %.2f, \"lateness_us_p99\": %.2f, \"lateness_us_p999\": "
+                "%.2f, \"lateness_us_max\": %.2f, \"skipped\": %llu, \"overruns\": %llu, "
+                "\"tick_us_p50\": %.2f, \"tick_us_p99\": %.2f, \"bare_us_p50\": %.2f, "
+                "\"bare_us_p99\": %.2f, \"bare_us_p999\": %.2f, \"bare_us_max\": %.2f, "
+                "\"bare_skipped\": %ld, \"p99_ratio_to_bare\": %.3f}\n",
+                hz, seconds, (double)l->p50_ns / 1e3, (double)l->p99_ns / 1e3,
+                (double)l->p999_ns / 1e3, (double)l->max_ns / 1e3,
+                (unsigned long long)st->skipped, (unsigned long long)st->overruns,
+                (double)st->tick_time->p50_ns / 1e3, (double)st->tick_time->p99_ns / 1e3, b.p50,
+                b.p99, b.p999, b.max, b.skipped,
+                b.p99 > 0 ? (double)l->p99_ns / 1e3 / b.p99 : 0.0);
+        etrace__stats__free_unpacked(st, NULL);
+    }
+
+    /* Lockstep round trip, 64 neurons. */
+    {
+        etrace_client_t *c;
+        pid_t pid = start(model64, "clock: lockstep\n", &c);
+        enum { N = 5000 };
+        static double rt[N];
+        float v[8] = {0.5f};
+        Etrace__Input in = ETRACE__INPUT__INIT;
+        Etrace__Frame f = ETRACE__FRAME__INIT, *fp = &f;
+        f.name = "sensors";
+        f.values = v;
+        f.n_values = 8;
+        in.frames = &fp;
+        in.n_frames = 1;
+        double t0 = bench_now();
+        for (int i = 0; i < N; i++) {
+            Etrace__Reply *r = NULL;
+            int64_t a = now_ns();
+            etrace_step(c, &in, 0, &r);
+            rt[i] = (double)(now_ns() - a) / 1e3;
+            etrace_reply_free(r);
+        }
+        double el = bench_now() - t0;
+        stop(pid, &c);
+        double p50 = bench_quantile(rt, N, 0.5), p99 = bench_quantile(rt, N, 0.99);
+        printf("lockstep lif64 round trip p50 %.1f us p99 %.1f us, %.0f steps/s\n", p50, p99,
+               N / el);
+        fprintf(out,
+                "{\"bench\": \"daemon_lockstep\", \"n\": 64, \"steps\": %d, \"rt_us_p50\": %.2f, "
+                "\"rt_us_p99\": %.2f, \"steps_per_s\": %.0f}\n",
+                N, p50, p99, N / el);
+    }
+
+    /* Frames per second absorbed at 1 kHz, and the lateness meanwhile. */
+    {
+        long sent;
+        double fs = seconds < 5 ? seconds : 5;
+        Etrace__Stats *st = timer_window(model256, 1000, fs, 1, &sent);
+        if (st) {
+            uint64_t acc = 0;
+            for (size_t i = 0; i < st->n_sockets; i++)
+                if (!strcmp(st->sockets[i]->name, "input"))
+                    acc = st->sockets[i]->accepted;
+            printf("frames at 1 kHz: %ld sent, %llu accepted in %.0f s (%.0f/s); lateness p99 "
+                   "%.1f us, skipped %llu\n",
+                   sent, (unsigned long long)acc, fs, (double)acc / fs,
+                   (double)st->lateness->p99_ns / 1e3, (unsigned long long)st->skipped);
+            fprintf(out,
+                    "{\"bench\": \"daemon_frames\", \"hz\": 1000, \"n\": 256, \"seconds\": %g, "
+                    "\"frames_sent\": %ld, \"frames_accepted\": %llu, \"frames_per_s\": %.0f, "
+                    "\"lateness_us_p99\": %.2f, \"skipped\": %llu}\n",
+                    fs, sent, (unsigned long long)acc, (double)acc / fs,
+                    (double)st->lateness->p99_ns / 1e3, (unsigned long long)st->skipped);
+            etrace__stats__free_unpacked(st, NULL);
+        }
+    }
+    fclose(out);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    (void)!system(cmd);
+    return 0;
+}
