@@ -202,10 +202,15 @@ run: all
 suite = $(foreach t,$(2),'$(1)/$(notdir $(t)):ETRACE_SRC=. $(t)')
 REF_SUITE := $(if $(wildcard $(SHARED)/reference/compare.py),'reference:$(PYTHON) $(SHARED)/reference/compare.py --project . --etraced $(BUILD)/etraced' 'align-bptt:$(PYTHON) tests/support/align-check.py $(BUILD)/etraced $(SHARED)/reference/cases')
 ALIGN_SUITE := 'align-task:sh tests/support/align-task.sh $(BUILD)/etraced'
+# Malformed models and .npy files through the real binary, plain and under ASan+UBSan.
+BAD_MODEL_DIRS := tests/engine/bad_models tests/engine/bad_npy_models
+BAD_SUITES := 'bad-models:sh tests/support/bad-models.sh $(CURDIR)/$(BUILD)/etraced $(BAD_MODEL_DIRS)' \
+    'bad-models-asan:sh tests/support/bad-models.sh $(CURDIR)/$(BUILD)/asan/etraced $(BAD_MODEL_DIRS)'
 
 test: all tests
 	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/double REAL=double engine-tests
-	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/asan SANITIZE=address,undefined engine-tests
+	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/asan SANITIZE=address,undefined engine-tests \
+	    $(BUILD)/asan/etraced
 	$(Q)sh tests/support/run-suites.sh \
 	    $(call suite,engine,$(ENGINE_TESTS)) \
 	    $(call suite,engine-double,$(patsubst $(BUILD)/%,$(BUILD)/double/%,$(ENGINE_TESTS))) \
@@ -215,7 +220,7 @@ test: all tests
 	    $(INTEG_SCRIPTS) \
 	    'fuzz-replay/model:$(BUILD)/fuzz/model_fuzz tests/fuzz/corpus/model tests/engine/bad_models' \
 	    'fuzz-replay/npy:$(BUILD)/fuzz/npy_fuzz tests/fuzz/corpus/npy tests/engine/npy_files' \
-	    $(REF_SUITE) $(ALIGN_SUITE) \
+	    $(BAD_SUITES) $(REF_SUITE) $(ALIGN_SUITE) \
 	    "check-layers:sh tests/support/check-layers.sh"
 
 engine-tests: $(ENGINE_TESTS)

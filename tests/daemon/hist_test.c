@@ -37,10 +37,7 @@ static void
 test_hist_quantiles_within_bin_width(void **state)
 {
     static struct hist h;
-    unsigned seed = 12345;
     (void)state;
-    print_message("seed %u\n", seed);
-    srand(seed);
     hist_reset(&h);
     /* 1..100000 in order: the q-quantile is q * 100000. */
     for (int64_t v = 1; v <= 100000; v++)
