@@ -1,6 +1,7 @@
 /* The daemon's start, loop and stop (see daemon.h). */
 #include "daemon.h"
 
+#include <signal.h>
 #include <errno.h>
 #include <math.h>
 #include <sched.h>
@@ -16,11 +17,6 @@
 #include "log.h"
 #include "sdnotify.h"
 #include "stats.h"
-
-/* LOCAL ADAPTATION: daemon/engine/signal.h shadows <signal.h> while the engine directory
- * is on the -I path (the Makefile should give it with -iquote); until then, Linux's signal
- * numbers, which libuv takes as plain ints. */
-enum { SIGNAL_HUP = 1, SIGNAL_INT = 2, SIGNAL_PIPE = 13, SIGNAL_TERM = 15 };
 
 static const char *const ep_names[CONFIG_N_EP] = {"input", "output", "control", "stats"};
 
@@ -322,14 +318,14 @@ static void
 on_signal(uv_signal_t *h, int signum)
 {
     struct daemon *d = h->data;
-    if (signum == SIGNAL_PIPE)
+    if (signum == SIGPIPE)
         return; /* a peer closed a pipe: the write fails with EPIPE instead */
-    if (signum == SIGNAL_HUP) {
+    if (signum == SIGHUP) {
         log_info("SIGHUP: re-reading %s", d->cfg.path ? d->cfg.path : "(no config file)");
         reload_config(d);
         return;
     }
-    log_info("%s: stopping", signum == SIGNAL_INT ? "SIGINT" : "SIGTERM");
+    log_info("%s: stopping", signum == SIGINT ? "SIGINT" : "SIGTERM");
     daemon_stop(d);
 }
 
@@ -669,12 +665,12 @@ daemon_main(int argc, char **argv)
     uv_signal_init(&d->loop, &d->sig_term);
     uv_signal_init(&d->loop, &d->sig_hup);
     d->sig_int.data = d->sig_term.data = d->sig_hup.data = d;
-    uv_signal_start(&d->sig_int, on_signal, SIGNAL_INT);
-    uv_signal_start(&d->sig_term, on_signal, SIGNAL_TERM);
-    uv_signal_start(&d->sig_hup, on_signal, SIGNAL_HUP);
+    uv_signal_start(&d->sig_int, on_signal, SIGINT);
+    uv_signal_start(&d->sig_term, on_signal, SIGTERM);
+    uv_signal_start(&d->sig_hup, on_signal, SIGHUP);
     uv_signal_init(&d->loop, &d->sig_pipe);
     d->sig_pipe.data = d;
-    uv_signal_start(&d->sig_pipe, on_signal, SIGNAL_PIPE);
+    uv_signal_start(&d->sig_pipe, on_signal, SIGPIPE);
     uv_timer_init(&d->loop, &d->housekeeping);
     d->housekeeping.data = d;
     d->stats_next_ns = d->start_ns + d->cfg.stats_period_ms * 1000000LL;

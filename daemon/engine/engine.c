@@ -27,7 +27,7 @@
 #include "optim.h"
 #include "param.h"
 #include "rng.h"
-#include "signal.h"
+#include "loss.h"
 #include "trace.h"
 
 /* ---- small helpers ------------------------------------------------------------------ */
@@ -699,14 +699,14 @@ policy_act(struct engine *e)
         return 1;
     }
     if (!sample) {
-        r->action[0] = (real)signal_argmax(n, o);
+        r->action[0] = (real)loss_argmax(n, o);
         return 0;
     }
     if (e->tick % (uint64_t)l->action_hold != 0) {
         r->action[0] = (real)e->held_action; /* held: log pi counts once per sample */
         return 0;
     }
-    signal_softmax(n, e->probs, o);
+    loss_softmax(n, e->probs, o);
 #if defined(REAL_DOUBLE)
     e->held_action = rng_categorical_d(&e->policy_rng, (int)n, e->probs);
 #else
@@ -736,9 +736,9 @@ targets_loss(struct engine *e)
         const real *y = cl->out[e->cur];
         real *dl = learning ? e->dl_tmp : NULL;
         if (ro->target_kind == 2)
-            loss += signal_cross_entropy(ro->size, dl, y, ro->cls);
+            loss += loss_cross_entropy(ro->size, dl, y, ro->cls);
         else
-            loss += signal_mse(ro->size, dl, y, ro->target);
+            loss += loss_mse(ro->size, dl, y, ro->target);
         if (learning) {
             for (int64_t o = 0; o < ro->size; o++)
                 cl->dl[o] += dl[o];

@@ -3,6 +3,7 @@
  * input frames per second absorbed while ticking at 1 kHz. Starts BUILD/etraced (or
  * $ETRACED) on private ipc paths in a temporary directory. Seconds per timer run:
  * $DAEMON_BENCH_SECONDS (default 10). Appends JSON lines to argv[1]. */
+#include <signal.h>
 #include <fcntl.h>
 #include <spawn.h>
 #include <stdint.h>
@@ -16,10 +17,6 @@
 
 #include "benchutil.h"
 #include "etrace_client.h"
-
-/* LOCAL ADAPTATION: daemon/engine/signal.h shadows <signal.h> (engine dir on -I). */
-int kill(pid_t pid, int sig);
-enum { SIGNAL_KILL = 9 };
 
 extern char **environ;
 
@@ -85,7 +82,7 @@ start(const char *model, const char *extra, etrace_client_t **c)
             return pid;
     }
     fprintf(stderr, "daemon_bench: etraced did not start (see %s)\n", log);
-    kill(pid, SIGNAL_KILL);
+    kill(pid, SIGKILL);
     exit(1);
 }
 

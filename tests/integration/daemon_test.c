@@ -3,6 +3,7 @@
  * time bound, every daemon stopped and its directory removed.
  * Environment: ETRACED and ETRACECTL override the binaries (default: next to this test,
  * BUILD/etraced and BUILD/etracectl). */
+#include <signal.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -25,11 +26,6 @@
 #include <cmocka.h>
 
 #include "etrace_client.h"
-
-/* LOCAL ADAPTATION: daemon/engine/signal.h shadows <signal.h> while the engine directory
- * is on the -I path; kill() and the two numbers we need, as Linux defines them. */
-int kill(pid_t pid, int sig);
-enum { SIGNAL_KILL = 9, SIGNAL_TERM = 15 };
 
 extern char **environ;
 
@@ -197,7 +193,7 @@ daemon_stop(struct daemon_run *r)
         int64_t deadline = now_ms() + 5000;
         while (waitpid(r->pid, &st, WNOHANG) == 0) {
             if (now_ms() > deadline) {
-                kill(r->pid, now_ms() > deadline + 2000 ? SIGNAL_KILL : SIGNAL_TERM);
+                kill(r->pid, now_ms() > deadline + 2000 ? SIGKILL : SIGTERM);
             }
             sleep_ms(10);
         }
@@ -214,7 +210,7 @@ teardown(void **state)
     (void)state;
     if (live) {
         if (live->pid > 0) {
-            kill(live->pid, SIGNAL_KILL);
+            kill(live->pid, SIGKILL);
             waitpid(live->pid, NULL, 0);
             live->pid = 0;
         }

@@ -1,7 +1,7 @@
-/* Learning signals at the readouts (DESIGN §4.3): losses and their derivatives, the
+/* Losses at the readouts (DESIGN §4.3) and their derivatives, and the
  * softmax policy's pieces. Engine layer. Pure kernels. */
-#ifndef ETRACE_SIGNAL_H
-#define ETRACE_SIGNAL_H
+#ifndef ETRACE_LOSS_H
+#define ETRACE_LOSS_H
 
 #include <stdint.h>
 
@@ -9,15 +9,15 @@
 
 /* mse: returns L = mean_o (y[o] - t[o])^2 (in double) and sets dl[o] = 2 (y - t) / n
  * (dl may be NULL: the loss only; so for cross_entropy). */
-double signal_mse(int64_t n, real *dl, const real *y, const real *t);
+double loss_mse(int64_t n, real *dl, const real *y, const real *t);
 
 /* cross_entropy: returns L = -log softmax(y)[cls] and sets dl = softmax(y) - onehot(cls). */
-double signal_cross_entropy(int64_t n, real *dl, const real *y, int cls);
+double loss_cross_entropy(int64_t n, real *dl, const real *y, int cls);
 
 /* p = softmax(y) (max-subtracted, in double), written as real. */
-void signal_softmax(int64_t n, real *p, const real *y);
+void loss_softmax(int64_t n, real *p, const real *y);
 
 /* The index of the largest y, lowest index on ties. */
-int64_t signal_argmax(int64_t n, const real *y);
+int64_t loss_argmax(int64_t n, const real *y);
 
 #endif

@@ -1,10 +1,10 @@
 /* Losses and policy helpers. Reductions run in double, in index order. */
-#include "signal.h"
+#include "loss.h"
 
 #include <math.h>
 
 double
-signal_mse(int64_t n, real *dl, const real *y, const real *t)
+loss_mse(int64_t n, real *dl, const real *y, const real *t)
 {
     double s = 0.0;
     real k = R(2.0) / (real)n;
@@ -32,7 +32,7 @@ log_sum_exp(int64_t n, const real *y, double *max_out)
 }
 
 double
-signal_cross_entropy(int64_t n, real *dl, const real *y, int cls)
+loss_cross_entropy(int64_t n, real *dl, const real *y, int cls)
 {
     double mx;
     double lse = log_sum_exp(n, y, &mx);
@@ -42,7 +42,7 @@ signal_cross_entropy(int64_t n, real *dl, const real *y, int cls)
 }
 
 void
-signal_softmax(int64_t n, real *p, const real *y)
+loss_softmax(int64_t n, real *p, const real *y)
 {
     double mx;
     double lse = log_sum_exp(n, y, &mx);
@@ -51,7 +51,7 @@ signal_softmax(int64_t n, real *p, const real *y)
 }
 
 int64_t
-signal_argmax(int64_t n, const real *y)
+loss_argmax(int64_t n, const real *y)
 {
     int64_t best = 0;
     for (int64_t o = 1; o < n; o++)
