@@ -502,7 +502,7 @@ load_model(struct daemon *d, const char *path)
         fprintf(stderr, "etraced: %s\n", e.msg[0] ? e.msg : err_name(e.code));
         return -1;
     }
-    struct engine_opts eo = {NULL, NULL, 0};
+    struct engine_opts eo = {.track_grad_sum = 0};
     int rc = engine_compile(desc, &eo, &d->eng, &e); /* on success the engine owns desc */
     if (rc) {
         model_free(&desc, mem_default());

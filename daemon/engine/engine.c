@@ -22,6 +22,7 @@
 
 #include "bptt.h"
 #include "engine_int.h"
+#include "engine_state.h"
 #include "expr.h"
 #include "op.h"
 #include "optim.h"
@@ -397,8 +398,15 @@ engine_compile(struct model_desc *d, const struct engine_opts *opts,
         const struct model_proj *mp = &d->projs[i];
         struct eproj *p = &e->projs[i];
         p->d = mp;
-        if (param_load(d, mp, fs, m, &p->w, err))
+        if (opts && opts->param_source) {
+            struct engine_tensors t = {0};
+            if (opts->param_source(opts->param_source_ctx, mp->name, &t, err) ||
+                param_from_arrays(d, mp, m, t.count, t.values, t.indptr, t.indices, t.bias,
+                                  &p->w, err))
+                goto fail;
+        } else if (param_load(d, mp, fs, m, &p->w, err)) {
             goto fail;
+        }
         p->I = mp->in_size;
         p->O = mp->out_size;
         p->count = p->w.count;
@@ -470,6 +478,8 @@ engine_compile(struct model_desc *d, const struct engine_opts *opts,
         snprintf(name, sizeof name, "policy.%s", d->readouts[l->policy_readout].name);
         rng_seed(&e->policy_rng, d->seed, name);
     }
+    if (engine_state_build(e))
+        goto nomem;
     e->last_valid = 1;
     *out = e;
     return 0;
@@ -491,6 +501,7 @@ engine_free(struct engine **pe)
         return;
     const struct mem *m = e->mem;
     bptt_free(e);
+    engine_state_fini(e);
     for (int i = 0; e->cells && i < e->n_cells; i++)
         expr_prog_free(&e->cells[i].prog, m);
     for (int i = 0; e->projs && i < e->n_projs; i++)
@@ -708,9 +719,9 @@ policy_act(struct engine *e)
     }
     loss_softmax(n, e->probs, o);
 #if defined(REAL_DOUBLE)
-    e->held_action = rng_categorical_d(&e->policy_rng, (int)n, e->probs);
+    e->held_action = (int64_t)rng_categorical_d(&e->policy_rng, (int)n, e->probs);
 #else
-    e->held_action = rng_categorical_f(&e->policy_rng, (int)n, e->probs);
+    e->held_action = (int64_t)rng_categorical_f(&e->policy_rng, (int)n, e->probs);
 #endif
     r->action[0] = (real)e->held_action;
     if (!learning)
@@ -736,7 +747,7 @@ targets_loss(struct engine *e)
         const real *y = cl->out[e->cur];
         real *dl = learning ? e->dl_tmp : NULL;
         if (ro->target_kind == 2)
-            loss += loss_cross_entropy(ro->size, dl, y, ro->cls);
+            loss += loss_cross_entropy(ro->size, dl, y, (int)ro->cls);
         else
             loss += loss_mse(ro->size, dl, y, ro->target);
         if (learning) {
@@ -1129,12 +1140,24 @@ engine_tick(struct engine *e)
     if (e->need_derivs) {
         if (learning_active(e))
             backward(e);
-        if (e->fused && e->learn == ENGINE_LEARN_ON) {
+        if (e->fused && e->learn == ENGINE_LEARN_ON && !e->defer && !e->acc_dirty) {
             fused_learn_tick(e);
+            e->at_boundary = 1;
         } else {
             learn_tick(e, reward);
-            if (e->learn == ENGINE_LEARN_ON && (e->tick + 1) % (uint64_t)l->update_every == 0)
-                optimizer_step(e);
+            int on = e->learn == ENGINE_LEARN_ON;
+            e->acc_dirty |= on;
+            e->at_boundary = !on;
+            if (on && (e->tick + 1) % (uint64_t)l->update_every == 0) {
+                if (e->defer) {
+                    e->step_owed = 1; /* runs at the first due tick after the deferral */
+                } else {
+                    optimizer_step(e);
+                    e->acc_dirty = 0;
+                    e->step_owed = 0;
+                    e->at_boundary = 1;
+                }
+            }
         }
         e->es_n++;
     }
@@ -1366,6 +1389,24 @@ engine_resident_bytes(const struct engine *e)
         if (e->projs[pi].w.indptr)
             idx += (size_t)(e->projs[pi].I + 1) * 8 + (size_t)e->projs[pi].count * 4;
     return e->arena_bytes + idx;
+}
+
+void
+engine_defer_steps(struct engine *e, int on)
+{
+    e->defer = on;
+}
+
+int
+engine_at_step_boundary(const struct engine *e)
+{
+    return !e->need_derivs || e->learn != ENGINE_LEARN_ON || (e->at_boundary && !e->step_owed);
+}
+
+int
+engine_step_owed(const struct engine *e)
+{
+    return e->step_owed;
 }
 
 int

@@ -25,10 +25,24 @@ enum engine_learn {
 /* The rule a projection uses after `algorithm`, `learn:` and the elemwise override. */
 enum engine_rule { ENGINE_RULE_FROZEN, ENGINE_RULE_INSTANT, ENGINE_RULE_D_RTRL, ENGINE_RULE_ES };
 
+/* A projection's parameters as arrays in memory (a checkpoint's, a recording's). */
+struct engine_tensors {
+    int64_t count;          /* weight values: I*O dense, O elemwise, nnz sparse */
+    const real *values;     /* [count] */
+    const int64_t *indptr;  /* sparse: [I + 1], else NULL */
+    const int32_t *indices; /* sparse: [nnz], else NULL */
+    const real *bias;       /* [O], or NULL when the model has no bias */
+};
+
 struct engine_opts {
     const struct mem *mem;   /* NULL: mem_default() */
     const struct model_fs *fs; /* NULL: files relative to the model path on disk */
     int track_grad_sum;      /* keep the float64 sum of every tick's gradient (etraced run) */
+    /* When set, every projection's parameters come from here instead of the model's files
+     * and initialisers (restoring a checkpoint): fill *t (the arrays stay the caller's and
+     * are copied) and return 0, or return -1 with e set. */
+    int (*param_source)(void *ctx, const char *proj, struct engine_tensors *t, struct err *e);
+    void *param_source_ctx;
 };
 
 /* Compiles model d. On success the engine owns d (engine_free frees it); on failure the
@@ -145,6 +159,62 @@ void engine_proj_norms(struct engine *eng, int p, struct engine_norms *n);
 
 /* Firing rate of cell c over the ticks since the last call (spiking cells; else -1). */
 double engine_cell_rate(struct engine *eng, int c);
+
+/* ---- the engine state as named sections (checkpoints, recordings, hot swap) ---------- */
+
+/* What a section holds; decides what `reset`, `load --keep-weights` and `--keep-state`
+ * carry (DESIGN §4.5, §5.4). */
+enum engine_part {
+    ENGINE_PART_PARAM,     /* weights and biases */
+    ENGINE_PART_STRUCTURE, /* a sparse weight's indptr and indices (fixed at compile) */
+    ENGINE_PART_W0,        /* the weights at load, for drift */
+    ENGINE_PART_OPTIM,     /* optimizer moments */
+    ENGINE_PART_ACC,       /* the partial gradient sum of the current K ticks */
+    ENGINE_PART_TRACE,     /* eligibility traces and the reward eligibility e */
+    ENGINE_PART_STATE,     /* hidden states, outputs, the held action, exploration */
+    ENGINE_PART_PENDING    /* held inputs and signals for the next tick */
+};
+
+struct engine_section {
+    const char *name;      /* "proj.w_rec.weight", "cell.hidden.h", ... (engine-owned) */
+    enum engine_part part;
+    void *data;            /* the bytes, valid until the next tick */
+    size_t bytes;
+    size_t elem_bytes;     /* sizeof(real), or 8 for int64 (4 for sparse indices) */
+};
+
+/* The scalars of the engine state. */
+struct engine_scalars {
+    uint64_t tick, es_n, steps, updates_refused, state_resets;
+    int64_t learn;          /* enum engine_learn */
+    double lr, reward_pending, reward_baseline;
+    int64_t held_action;
+    uint64_t rng[4];        /* the policy's generator */
+};
+
+/* The number of sections, and section i (0 <= i < count). Between ticks only. */
+int engine_state_count(const struct engine *eng);
+void engine_state_section(struct engine *eng, int i, struct engine_section *s);
+
+/* Finds a section by name; returns its index or -1. */
+int engine_state_find(struct engine *eng, const char *name);
+
+void engine_state_get_scalars(const struct engine *eng, struct engine_scalars *s);
+void engine_state_set_scalars(struct engine *eng, const struct engine_scalars *s);
+
+/* Hot swap (DESIGN §5.4): copies into dst every section of src whose name and size match:
+ * weights with their optimizer state and partial sum (and the step count), always;
+ * with keep_state also hidden states, outputs, traces and n. dst's W0 becomes the weights
+ * it now has. Returns the number of sections carried. */
+int engine_state_carry(struct engine *dst, struct engine *src, int keep_state);
+
+/* Snapshots (DESIGN §5.2): a snapshot is taken at the end of a tick at which the partial
+ * gradient sum is empty or frozen — engine_at_step_boundary() is 1 — and while its large
+ * parts are copied a slice per tick, steps are deferred: gradients keep accumulating and a
+ * deferred step (engine_step_owed) runs at the first due tick after engine_defer_steps(0). */
+void engine_defer_steps(struct engine *eng, int on);
+int engine_at_step_boundary(const struct engine *eng);
+int engine_step_owed(const struct engine *eng);
 
 /* ---- offline: exact BPTT for `etraced run --align` ---------------------------------- */
 

@@ -9,6 +9,7 @@
 #include "rng.h"
 
 struct bptt;
+struct esection;
 
 /* A cell at run time. Double-buffered states and outputs: `cur` indexes this tick's. */
 struct ecell {
@@ -70,13 +71,13 @@ struct einput {
     int size;
     enum model_input_kind kind;
     real *value;        /* [size] what the next tick reads (held for analog) */
-    int n_events;       /* spikes queued for the next tick */
+    int64_t n_events;   /* spikes queued for the next tick */
 };
 
 struct ereadout {
     int cell, size;
-    int target_kind;    /* 0 none pending, 1 values, 2 class */
-    int cls;
+    int64_t target_kind; /* 0 none pending, 1 values, 2 class */
+    int64_t cls;
     real *target;       /* [size] */
     real *action;       /* [size] policy readouts only */
 };
@@ -100,6 +101,10 @@ struct engine {
     int n_oparams;
     int fused;             /* sgd, K = 1, no clip, no decay, target, no gradient sums: each
                               tick's step is fused into the trace pass (fused_learn_tick) */
+    int defer;             /* optimizer steps deferred (a snapshot is being copied) */
+    int step_owed;         /* a step fell due while deferred */
+    int acc_dirty;         /* the partial sums may hold gradient (the fused path waits) */
+    int at_boundary;       /* the last tick ended with a step, or learning is not on */
     struct optim_cfg ocfg;
     /* engine state (DESIGN §4.5) */
     uint64_t tick;
@@ -115,9 +120,11 @@ struct engine {
     real *xi;              /* [size] gaussian exploration */
     real *probs;           /* [size] softmax */
     real *dl_tmp;          /* [largest readout] one loss's derivative */
-    int held_action;
+    int64_t held_action;
     real lambda_x, lambda_f;
     struct bptt *tape;     /* etraced run --align: the recorded run, else NULL */
+    struct esection *sections; /* the state as named buffers (engine_state.c) */
+    int n_sections;
 };
 
 #endif

@@ -596,3 +596,63 @@ param_load(const struct model_desc *d, const struct model_proj *p, const struct 
     *out = r;
     return 0;
 }
+
+int
+param_from_arrays(const struct model_desc *d, const struct model_proj *p, const struct mem *m,
+                  int64_t count, const real *values, const int64_t *indptr,
+                  const int32_t *indices, const real *bias, struct param *out, struct err *e)
+{
+    const char *what = "the restored parameters";
+    int64_t I = p->in_size, O = p->out_size;
+    int has_bias = p->bias.kind != MODEL_TENSOR_NONE;
+    int64_t want = p->op == MODEL_OP_DENSE ? I * O : (p->op == MODEL_OP_ELEMWISE ? O : count);
+    if (count != want || count < 0 || count > max_count || (p->op == MODEL_OP_SPARSE) != !!indptr ||
+        has_bias != !!bias)
+        return err_setf(e, ERR_STATE, "%s: projections.%s: %s do not fit the model (%lld values)",
+                        d->path, p->name, what, (long long)count),
+               -1;
+    if (indptr) {
+        if (indptr[0] != 0 || indptr[I] != count || !indices)
+            return err_setf(e, ERR_STATE, "%s: projections.%s: %s: a bad CSR row pointer", d->path,
+                            p->name, what),
+                   -1;
+        for (int64_t i = 0; i < I; i++) {
+            if (indptr[i + 1] < indptr[i])
+                return err_setf(e, ERR_STATE, "%s: projections.%s: %s: row pointer decreases",
+                                d->path, p->name, what),
+                       -1;
+            for (int64_t k = indptr[i]; k < indptr[i + 1]; k++)
+                if (indices[k] < 0 || indices[k] >= O || (k > indptr[i] && indices[k] <= indices[k - 1]))
+                    return err_setf(e, ERR_STATE,
+                                    "%s: projections.%s: %s: row %lld has a bad column index",
+                                    d->path, p->name, what, (long long)i),
+                           -1;
+        }
+    }
+    for (int64_t k = 0; k < count; k++)
+        if (!isfinite(values[k]))
+            return err_setf(e, ERR_STATE, "%s: projections.%s: %s: a non-finite weight", d->path,
+                            p->name, what),
+                   -1;
+    struct param a = {.count = count};
+    a.values = mem_alloc(m, (size_t)(count ? count : 1) * sizeof(real));
+    if (indptr) {
+        a.indptr = mem_alloc(m, (size_t)(I + 1) * sizeof(int64_t));
+        a.indices = mem_alloc(m, (size_t)(count ? count : 1) * sizeof(int32_t));
+    }
+    if (has_bias)
+        a.bias = mem_alloc(m, (size_t)O * sizeof(real));
+    if (!a.values || (indptr && (!a.indptr || !a.indices)) || (has_bias && !a.bias)) {
+        param_fini(&a, m);
+        return err_setf(e, ERR_NOMEM, "%s: out of memory", d->path), -1;
+    }
+    memcpy(a.values, values, (size_t)count * sizeof(real));
+    if (indptr) {
+        memcpy(a.indptr, indptr, (size_t)(I + 1) * sizeof(int64_t));
+        memcpy(a.indices, indices, (size_t)count * sizeof(int32_t));
+    }
+    if (has_bias)
+        memcpy(a.bias, bias, (size_t)O * sizeof(real));
+    *out = a;
+    return 0;
+}

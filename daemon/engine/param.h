@@ -40,6 +40,14 @@ struct param {
 int param_load(const struct model_desc *d, const struct model_proj *p, const struct model_fs *fs,
                const struct mem *m, struct param *out, struct err *e);
 
+/* Builds a param from arrays given in memory (a checkpoint's or a live model's), checking
+ * that they fit projection p: count (I*O dense, O elemwise, nnz sparse), the CSR
+ * structure (sparse only, NULL otherwise), the bias (present exactly when the model has
+ * one), finite values. Copies everything. Returns 0, or -1 with ERR_STATE or ERR_NOMEM. */
+int param_from_arrays(const struct model_desc *d, const struct model_proj *p, const struct mem *m,
+                      int64_t count, const real *values, const int64_t *indptr,
+                      const int32_t *indices, const real *bias, struct param *out, struct err *e);
+
 /* Frees the arrays of a param (accepts a zeroed one). */
 void param_fini(struct param *a, const struct mem *m);
 

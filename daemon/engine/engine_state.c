@@ -1,0 +1,266 @@
+/* The engine state (DESIGN §4.5) as a table of named sections, so that checkpoints,
+ * recordings and hot swaps can copy it piece by piece (a slice per tick if need be) without
+ * knowing the engine's layout. A section names what it is; its pointer is resolved when
+ * asked, because states and outputs are double-buffered. */
+#include "engine_state.h"
+
+#include <stdio.h>
+#include <string.h>
+
+enum what {
+    W_INPUT_VALUE, W_INPUT_EVENTS, W_CELL_H, W_CELL_OUT, W_PROJ_W, W_PROJ_B, W_PROJ_INDPTR,
+    W_PROJ_INDICES, W_PROJ_W0, W_PROJ_B0, W_PROJ_MW, W_PROJ_VW, W_PROJ_MB, W_PROJ_VB,
+    W_PROJ_ACCW, W_PROJ_ACCB, W_PROJ_E, W_PROJ_EB, W_PROJ_EX, W_PROJ_EF, W_PROJ_ELW,
+    W_PROJ_ELB, W_RO_TARGET, W_RO_KIND, W_RO_CLS, W_RO_ACTION, W_XI
+};
+
+struct esection {
+    char name[160];
+    enum engine_part part;
+    enum what what;
+    int idx;          /* input, cell, projection or readout index */
+    size_t bytes, elem_bytes;
+};
+
+static void *
+resolve(struct engine *e, const struct esection *s)
+{
+    struct eproj *p = s->what >= W_PROJ_W && s->what <= W_PROJ_ELB ? &e->projs[s->idx] : NULL;
+    struct ecell *c = s->what == W_CELL_H || s->what == W_CELL_OUT ? &e->cells[s->idx] : NULL;
+    struct ereadout *r = s->what >= W_RO_TARGET && s->what <= W_RO_ACTION ? &e->readouts[s->idx]
+                                                                          : NULL;
+    switch (s->what) {
+    case W_INPUT_VALUE: return e->inputs[s->idx].value;
+    case W_INPUT_EVENTS: return &e->inputs[s->idx].n_events;
+    case W_CELL_H: return c->h[e->cur];
+    case W_CELL_OUT: return c->out[e->cur];
+    case W_PROJ_W: return p->w.values;
+    case W_PROJ_B: return p->w.bias;
+    case W_PROJ_INDPTR: return p->w.indptr;
+    case W_PROJ_INDICES: return p->w.indices;
+    case W_PROJ_W0: return p->w0;
+    case W_PROJ_B0: return p->b0;
+    case W_PROJ_MW: return p->m_w;
+    case W_PROJ_VW: return p->v_w;
+    case W_PROJ_MB: return p->m_b;
+    case W_PROJ_VB: return p->v_b;
+    case W_PROJ_ACCW: return p->acc_w;
+    case W_PROJ_ACCB: return p->acc_b;
+    case W_PROJ_E: return p->E;
+    case W_PROJ_EB: return p->Eb;
+    case W_PROJ_EX: return p->ex;
+    case W_PROJ_EF: return p->ef;
+    case W_PROJ_ELW: return p->e_w;
+    case W_PROJ_ELB: return p->e_b;
+    case W_RO_TARGET: return r->target;
+    case W_RO_KIND: return &r->target_kind;
+    case W_RO_CLS: return &r->cls;
+    case W_RO_ACTION: return r->action;
+    case W_XI: return e->xi;
+    }
+    return NULL;
+}
+
+/* Appends a section when its buffer exists (count > 0 and the pointer is set). With
+ * table NULL only counts. */
+static void
+add(struct engine *e, struct esection *table, int *n, enum engine_part part, enum what what,
+    int idx, size_t count, size_t elem, const char *kind, const char *item, const char *field)
+{
+    struct esection s = {.part = part, .what = what, .idx = idx, .bytes = count * elem,
+                         .elem_bytes = elem};
+    if (count == 0 || !resolve(e, &s))
+        return;
+    if (table) {
+        if (item)
+            snprintf(s.name, sizeof s.name, "%s.%s.%s", kind, item, field);
+        else
+            snprintf(s.name, sizeof s.name, "%s.%s", kind, field);
+        table[*n] = s;
+    }
+    (*n)++;
+}
+
+static void
+fill_table(struct engine *e, struct esection *t, int *n)
+{
+    const struct model_desc *d = e->d;
+    const size_t R = sizeof(real), I8 = sizeof(int64_t);
+    for (int i = 0; i < e->n_inputs; i++) {
+        const char *nm = d->inputs[i].name;
+        add(e, t, n, ENGINE_PART_PENDING, W_INPUT_VALUE, i, (size_t)e->inputs[i].size, R,
+            "input", nm, "value");
+        add(e, t, n, ENGINE_PART_PENDING, W_INPUT_EVENTS, i, 1, I8, "input", nm, "events");
+    }
+    for (int c = 0; c < e->n_cells; c++) {
+        const struct ecell *cl = &e->cells[c];
+        const char *nm = d->cells[c].name;
+        add(e, t, n, ENGINE_PART_STATE, W_CELL_H, c, (size_t)cl->K * (size_t)cl->n, R,
+            "cell", nm, "h");
+        add(e, t, n, ENGINE_PART_STATE, W_CELL_OUT, c, (size_t)cl->n, R, "cell", nm, "out");
+    }
+    for (int pi = 0; pi < e->n_projs; pi++) {
+        const struct eproj *p = &e->projs[pi];
+        const char *nm = d->projs[pi].name;
+        size_t W = (size_t)p->count, O = (size_t)p->O, K = (size_t)p->K, In = (size_t)p->I;
+        static const struct {
+            enum engine_part part;
+            enum what what;
+            const char *suffix;
+            int shape; /* 0: W, 1: O, 2: K*W, 3: K*O, 4: I, 5: I + 1 */
+            size_t elem;
+        } rows[] = {
+            {ENGINE_PART_PARAM, W_PROJ_W, "weight", 0, sizeof(real)},
+            {ENGINE_PART_PARAM, W_PROJ_B, "bias", 1, sizeof(real)},
+            {ENGINE_PART_STRUCTURE, W_PROJ_INDPTR, "indptr", 5, sizeof(int64_t)},
+            {ENGINE_PART_STRUCTURE, W_PROJ_INDICES, "indices", 0, sizeof(int32_t)},
+            {ENGINE_PART_W0, W_PROJ_W0, "w0", 0, sizeof(real)},
+            {ENGINE_PART_W0, W_PROJ_B0, "b0", 1, sizeof(real)},
+            {ENGINE_PART_OPTIM, W_PROJ_MW, "m_w", 0, sizeof(real)},
+            {ENGINE_PART_OPTIM, W_PROJ_VW, "v_w", 0, sizeof(real)},
+            {ENGINE_PART_OPTIM, W_PROJ_MB, "m_b", 1, sizeof(real)},
+            {ENGINE_PART_OPTIM, W_PROJ_VB, "v_b", 1, sizeof(real)},
+            {ENGINE_PART_ACC, W_PROJ_ACCW, "acc_w", 0, sizeof(real)},
+            {ENGINE_PART_ACC, W_PROJ_ACCB, "acc_b", 1, sizeof(real)},
+            {ENGINE_PART_TRACE, W_PROJ_E, "E", 2, sizeof(real)},
+            {ENGINE_PART_TRACE, W_PROJ_EB, "E_b", 3, sizeof(real)},
+            {ENGINE_PART_TRACE, W_PROJ_EX, "e_x", 4, sizeof(real)},
+            {ENGINE_PART_TRACE, W_PROJ_EF, "e_f", 3, sizeof(real)},
+            {ENGINE_PART_TRACE, W_PROJ_ELW, "elig_w", 0, sizeof(real)},
+            {ENGINE_PART_TRACE, W_PROJ_ELB, "elig_b", 1, sizeof(real)},
+        };
+        for (size_t k = 0; k < sizeof rows / sizeof rows[0]; k++) {
+            size_t shape[6] = {W, O, K * W, K * O, In, In + 1};
+            add(e, t, n, rows[k].part, rows[k].what, pi, shape[rows[k].shape], rows[k].elem,
+                "proj", nm, rows[k].suffix);
+        }
+    }
+    for (int r = 0; r < e->n_readouts; r++) {
+        const char *nm = d->readouts[r].name;
+        size_t sz = (size_t)e->readouts[r].size;
+        add(e, t, n, ENGINE_PART_PENDING, W_RO_TARGET, r, sz, R, "readout", nm, "target");
+        add(e, t, n, ENGINE_PART_PENDING, W_RO_KIND, r, 1, I8, "readout", nm, "target_kind");
+        add(e, t, n, ENGINE_PART_PENDING, W_RO_CLS, r, 1, I8, "readout", nm, "class");
+        add(e, t, n, ENGINE_PART_STATE, W_RO_ACTION, r, sz, R, "readout", nm, "action");
+    }
+    if (d->learning.present && d->learning.signal == MODEL_SIGNAL_REWARD)
+        add(e, t, n, ENGINE_PART_STATE, W_XI, 0,
+            (size_t)e->readouts[d->learning.policy_readout].size, R, "policy", NULL, "xi");
+}
+
+int
+engine_state_build(struct engine *e)
+{
+    int n = 0;
+    fill_table(e, NULL, &n);
+    e->sections = mem_calloc(e->mem, (size_t)n + 1, sizeof *e->sections);
+    if (!e->sections)
+        return -1;
+    e->n_sections = 0;
+    fill_table(e, e->sections, &e->n_sections);
+    return 0;
+}
+
+void
+engine_state_fini(struct engine *e)
+{
+    mem_free(e->mem, &e->sections);
+    e->n_sections = 0;
+}
+
+int
+engine_state_count(const struct engine *e)
+{
+    return e->n_sections;
+}
+
+void
+engine_state_section(struct engine *e, int i, struct engine_section *s)
+{
+    const struct esection *es = &e->sections[i];
+    *s = (struct engine_section){es->name, es->part, resolve(e, es), es->bytes, es->elem_bytes};
+}
+
+int
+engine_state_find(struct engine *e, const char *name)
+{
+    for (int i = 0; i < e->n_sections; i++)
+        if (strcmp(e->sections[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+void
+engine_state_get_scalars(const struct engine *e, struct engine_scalars *s)
+{
+    *s = (struct engine_scalars){
+        .tick = e->tick,
+        .es_n = e->es_n,
+        .steps = e->steps,
+        .updates_refused = e->updates_refused,
+        .state_resets = e->state_resets,
+        .learn = e->learn,
+        .lr = e->lr,
+        .reward_pending = e->reward_pending,
+        .reward_baseline = e->reward_baseline,
+        .held_action = e->held_action,
+    };
+    memcpy(s->rng, e->policy_rng.s, sizeof s->rng);
+}
+
+void
+engine_state_set_scalars(struct engine *e, const struct engine_scalars *s)
+{
+    e->tick = s->tick;
+    e->es_n = s->es_n;
+    e->steps = s->steps;
+    e->updates_refused = s->updates_refused;
+    e->state_resets = s->state_resets;
+    e->learn = (enum engine_learn)s->learn;
+    e->lr = s->lr;
+    e->reward_pending = s->reward_pending;
+    e->reward_baseline = s->reward_baseline;
+    e->held_action = s->held_action;
+    memcpy(e->policy_rng.s, s->rng, sizeof s->rng);
+    for (int pi = 0; pi < e->n_projs; pi++)
+        e->projs[pi].w_bound = -1.0; /* weights may have been written */
+}
+
+int
+engine_state_carry(struct engine *dst, struct engine *src, int keep_state)
+{
+    int n = 0, weights = 0;
+    for (int i = 0; i < dst->n_sections; i++) {
+        const struct esection *ds = &dst->sections[i];
+        int carry = ds->part == ENGINE_PART_PARAM || ds->part == ENGINE_PART_OPTIM ||
+                    ds->part == ENGINE_PART_ACC ||
+                    (keep_state && (ds->part == ENGINE_PART_STATE || ds->part == ENGINE_PART_TRACE));
+        int j = carry ? engine_state_find(src, ds->name) : -1;
+        if (j < 0 || src->sections[j].bytes != ds->bytes)
+            continue;
+        /* a sparse weight moves only onto the same structure */
+        if (ds->what == W_PROJ_W && dst->projs[ds->idx].w.indptr) {
+            const struct eproj *a = &dst->projs[ds->idx], *b = &src->projs[src->sections[j].idx];
+            if (!b->w.indptr || a->I != b->I ||
+                memcmp(a->w.indptr, b->w.indptr, (size_t)(a->I + 1) * sizeof(int64_t)) ||
+                memcmp(a->w.indices, b->w.indices, (size_t)a->count * sizeof(int32_t)))
+                continue;
+        }
+        memcpy(resolve(dst, ds), resolve(src, &src->sections[j]), ds->bytes);
+        weights |= ds->part == ENGINE_PART_PARAM;
+        n++;
+    }
+    /* W0 is the weights the new model starts from; the bound of the fused path is stale */
+    for (int pi = 0; pi < dst->n_projs; pi++) {
+        struct eproj *p = &dst->projs[pi];
+        memcpy(p->w0, p->w.values, (size_t)p->count * sizeof(real));
+        if (p->b0)
+            memcpy(p->b0, p->w.bias, (size_t)p->O * sizeof(real));
+        p->w_bound = -1.0;
+    }
+    if (weights)
+        dst->steps = src->steps;
+    if (keep_state)
+        dst->es_n = src->es_n;
+    return n;
+}
