@@ -70,6 +70,31 @@ run_ticks(struct engine *eng, int n_in, int n_ticks, double in_scale, struct rng
     return s;
 }
 
+/* The same tick in PyTorch eager (tests/bench/torch_tick.py), when python3-torch is
+ * installed (make bench-deps); its median in microseconds, or -1. */
+static double
+torch_tick_us(int N, int quick)
+{
+    char cmd[512];
+    int ticks = N >= 4096 ? 40 : (quick ? 60 : 300);
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 -c 'import torch' 2>/dev/null && "
+             "/usr/bin/python3 tests/bench/torch_tick.py %d %d 2>/dev/null",
+             N, ticks);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return -1.0;
+    char line[512] = {0};
+    double us = -1.0;
+    if (fgets(line, sizeof line, p)) {
+        const char *k = strstr(line, "\"torch_us_p50\": ");
+        if (k)
+            us = strtod(k + strlen("\"torch_us_p50\": "), NULL);
+    }
+    pclose(p);
+    return us;
+}
+
 static void
 dense_bench(FILE *out, const char *dir, int N, int d_rtrl, int quick)
 {
@@ -118,16 +143,27 @@ dense_bench(FILE *out, const char *dir, int N, int d_rtrl, int quick)
     struct tick_stats s = run_ticks(eng, N, n_ticks, 1.0, &r);
     double rate = engine_cell_rate(eng, 0);
     const char *name = d_rtrl ? "tick_dense_d_rtrl" : "tick_dense_es";
+    double torch_us = d_rtrl ? -1.0 : torch_tick_us(N, quick);
+    char torch_txt[64] = "";
+    if (torch_us > 0)
+        snprintf(torch_txt, sizeof torch_txt, "  torch %9.2f us  x%.1f", torch_us,
+                 torch_us / s.p50_us);
     printf("%-18s N=%-5d p50 %9.2f us  p99 %9.2f us  bound %9.2f us  ratio %5.2f  "
-           "triad %6.1f GB/s  rate %.3f\n",
-           name, N, s.p50_us, s.p99_us, bound_us, s.p50_us / bound_us, bw / 1e9, rate);
-    if (out)
+           "triad %6.1f GB/s  rate %.3f%s\n",
+           name, N, s.p50_us, s.p99_us, bound_us, s.p50_us / bound_us, bw / 1e9, rate,
+           torch_txt);
+    if (out) {
         fprintf(out,
                 "{\"bench\": \"%s\", \"n\": %d, \"real\": \"%s\", \"tick_us_p50\": %.3f, "
                 "\"tick_us_p99\": %.3f, \"bytes_per_tick\": %.0f, \"triad_gbs\": %.2f, "
-                "\"bound_us\": %.3f, \"ratio_to_bound\": %.3f, \"firing_rate\": %.4f}\n",
+                "\"bound_us\": %.3f, \"ratio_to_bound\": %.3f, \"firing_rate\": %.4f",
                 name, N, REAL_NAME, s.p50_us, s.p99_us, bytes, bw / 1e9, bound_us,
                 s.p50_us / bound_us, rate);
+        if (torch_us > 0)
+            fprintf(out, ", \"torch_us_p50\": %.3f, \"speedup_vs_torch\": %.2f", torch_us,
+                    torch_us / s.p50_us);
+        fprintf(out, "}\n");
+    }
     engine_free(&eng);
 }
 
