@@ -10,6 +10,10 @@
 
 #include "real.h"
 
+/* y[o] = b[o] + 0 (0 without b): where every forward sum starts; adding +0 turns a -0
+ * bias into +0, so skipping silent rows never changes the bits. */
+void op_dense_init(int64_t n_out, real *y, const real *b);
+
 /* y[o] = b[o] (0 without b) + sum_i x[i] w[i][o], rows with x[i] == 0 skipped.
  * w: [n_in][n_out] row-major; x: [n_in]; b: [n_out] or NULL; y: [n_out]. */
 void op_dense_forward(int64_t n_in, int64_t n_out, real *y, const real *w, const real *x,

@@ -3,8 +3,8 @@
 
 #include <string.h>
 
-static void
-init_y(int64_t n_out, real *y, const real *b)
+void
+op_dense_init(int64_t n_out, real *y, const real *b)
 {
     if (b)
         for (int64_t o = 0; o < n_out; o++)
@@ -17,7 +17,7 @@ void
 op_dense_forward(int64_t n_in, int64_t n_out, real *y, const real *w, const real *x,
                  const real *b)
 {
-    init_y(n_out, y, b);
+    op_dense_init(n_out, y, b);
     for (int64_t i = 0; i < n_in; i++) {
         real xi = x[i];
         if (xi == R(0.0))
@@ -32,7 +32,7 @@ void
 op_dense_forward_plain(int64_t n_in, int64_t n_out, real *y, const real *w, const real *x,
                        const real *b)
 {
-    init_y(n_out, y, b);
+    op_dense_init(n_out, y, b);
     for (int64_t i = 0; i < n_in; i++) {
         real xi = x[i];
         const real *row = w + i * n_out;

@@ -1,23 +1,11 @@
 /* Sparse projection kernels: CSR over pre-synaptic rows. */
 #include "op.h"
 
-#include <string.h>
-
-static void
-init_y(int64_t n_out, real *y, const real *b)
-{
-    if (b)
-        for (int64_t o = 0; o < n_out; o++)
-            y[o] = b[o] + R(0.0); /* -0 + 0 = +0: the same bits whichever rows are skipped */
-    else
-        memset(y, 0, (size_t)n_out * sizeof *y);
-}
-
 void
 op_sparse_forward(int64_t n_in, int64_t n_out, real *y, const int64_t *indptr,
                   const int32_t *indices, const real *v, const real *x, const real *b)
 {
-    init_y(n_out, y, b);
+    op_dense_init(n_out, y, b);
     for (int64_t i = 0; i < n_in; i++) {
         real xi = x[i];
         if (xi == R(0.0))
@@ -31,7 +19,7 @@ void
 op_sparse_forward_plain(int64_t n_in, int64_t n_out, real *y, const int64_t *indptr,
                         const int32_t *indices, const real *v, const real *x, const real *b)
 {
-    init_y(n_out, y, b);
+    op_dense_init(n_out, y, b);
     for (int64_t i = 0; i < n_in; i++) {
         real xi = x[i];
         for (int64_t k = indptr[i]; k < indptr[i + 1]; k++)
