@@ -97,6 +97,8 @@ FUZZ_SECONDS ?= 60
 BINS := $(ETRACED) $(LIBCLIENT) $(ETRACECTL)
 
 .PHONY: engine-tests test-sanitized
+# Keep the objects of test programs (they are intermediate files of pattern rules).
+.SECONDARY:
 .PHONY: all deps run test test-long test-engine test-daemon test-asan bench bench-deps plots \
         install uninstall clean format format-check tidy asan ubsan tsan fuzz coverage \
         check-layers help reference tests
