@@ -94,7 +94,12 @@ FUZZ_NAMES   := model npy
 FUZZ_DRIVERS := $(patsubst %,$(BUILD)/fuzz/%_fuzz,$(FUZZ_NAMES))
 FUZZ_SECONDS ?= 60
 
-BINS := $(ETRACED) $(LIBCLIENT) $(ETRACECTL)
+# The Python client's wire module (clients/python/etrace), generated like the C one.
+ifneq ($(PROTO),)
+PY_PB2      := $(BUILD)/python/etrace_pb2.py
+endif
+
+BINS := $(ETRACED) $(LIBCLIENT) $(ETRACECTL) $(PY_PB2)
 
 .PHONY: engine-tests test-sanitized
 # Keep the objects of test programs (they are intermediate files of pattern rules).
@@ -120,6 +125,11 @@ $(PROTO_C) $(PROTO_H): $(PROTO)
 	@mkdir -p $(BUILD)/gen
 	@$(if $(Q),echo "  PROTOC  $<")
 	$(Q)protoc-c --proto_path=proto --c_out=$(BUILD)/gen $<
+
+$(PY_PB2): $(PROTO)
+	@mkdir -p $(BUILD)/python
+	@$(if $(Q),echo "  PROTOC  $< (python)")
+	$(Q)protoc --proto_path=proto --python_out=$(BUILD)/python $<
 
 $(LIBENGINE): $(ENGINE_OBJ)
 	$(Q)rm -f $@ && ar rcs $@ $^
@@ -186,7 +196,8 @@ help:
 
 DEB_PACKAGES := build-essential pkg-config libyaml-dev libcmocka-dev libuv1-dev libzmq3-dev \
     libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libcyaml-dev libsystemd-dev \
-    python3 python3-numpy python3-zmq python3-protobuf clang libclang-rt-14-dev tmux
+    python3 python3-numpy python3-zmq python3-protobuf clang libclang-rt-14-dev tmux \
+    python3-prometheus-client python3-matplotlib
 
 deps:
 	apt-get update
@@ -194,6 +205,22 @@ deps:
 	$(MAKE) all tests
 
 tests: $(ENGINE_TESTS) $(DAEMON_TESTS) $(INTEG_TESTS) $(FUZZ_DRIVERS)
+
+# The clients (issue 7): the Python client and the exporter against real daemons, etracectl
+# top in tmux, and each example's shortened lockstep run against its threshold.
+CLIENT_TEST = ETRACE_BUILD=$(BUILD) $(PYTHON) tests/clients/$(1)_test.py $(2)
+CLIENT_SUITES := 'clients/python:$(call CLIENT_TEST,client)' \
+    'clients/top-tmux:$(call CLIENT_TEST,top)' \
+    'clients/exporter:$(call CLIENT_TEST,exporter)' \
+    'examples/robot:$(call CLIENT_TEST,examples,RobotTest)' \
+    'examples/agent:$(call CLIENT_TEST,examples,AgentTest)' \
+    'examples/drift:$(call CLIENT_TEST,examples,DriftTest)'
+
+# The examples' PNGs (clients/examples/plots/), from full deterministic lockstep runs.
+PLOTS_DIR := clients/examples/plots
+plots: all
+	$(Q)for ex in robot agent drift; do echo "== $$ex"; $(PYTHON) clients/examples/$$ex.py \
+	    --clock lockstep --build $(BUILD) --out $(PLOTS_DIR) || exit 1; done
 
 run: all
 	$(Q)sh tests/support/demo.sh $(BUILD)
@@ -222,7 +249,7 @@ test: all tests
 	    $(INTEG_SCRIPTS) \
 	    'fuzz-replay/model:$(BUILD)/fuzz/model_fuzz tests/fuzz/corpus/model tests/engine/bad_models' \
 	    'fuzz-replay/npy:$(BUILD)/fuzz/npy_fuzz tests/fuzz/corpus/npy tests/engine/npy_files' \
-	    $(BAD_SUITES) $(REF_SUITE) $(ALIGN_SUITE) \
+	    $(BAD_SUITES) $(REF_SUITE) $(ALIGN_SUITE) $(CLIENT_SUITES) \
 	    "check-layers:sh tests/support/check-layers.sh"
 
 engine-tests: $(ENGINE_TESTS)
@@ -274,6 +301,35 @@ tidy:
 
 check-layers:
 	$(Q)sh tests/support/check-layers.sh
+
+# install / uninstall under $(DESTDIR)$(PREFIX): binaries, the client library, its headers
+# and pkg-config file, the systemd units (ExecStart pointing at the installed binary), the
+# example config, the models and the man pages.
+INST := $(DESTDIR)$(PREFIX)
+INSTALLED := $(INST)/bin/etraced $(INST)/bin/etracectl $(INST)/lib/libetrace-client.a \
+    $(INST)/lib/libetrace-client.so $(INST)/include/etrace/etrace_client.h \
+    $(INST)/include/etrace/etrace.pb-c.h $(INST)/lib/pkgconfig/etrace-client.pc \
+    $(INST)/lib/systemd/system/etraced.service $(INST)/lib/systemd/system/etraced@.service \
+    $(INST)/share/etraced/etraced.yaml $(INST)/share/man/man8/etraced.8 \
+    $(INST)/share/man/man1/etracectl.1
+install: all
+	install -d $(INST)/bin $(INST)/lib/pkgconfig $(INST)/include/etrace \
+	    $(INST)/lib/systemd/system $(INST)/share/etraced/models $(INST)/share/man/man1 \
+	    $(INST)/share/man/man8
+	install -m 755 $(ETRACED) $(ETRACECTL) $(INST)/bin/
+	install -m 644 $(BUILD)/libetrace-client.a $(INST)/lib/
+	install -m 755 $(BUILD)/libetrace-client.so $(INST)/lib/
+	install -m 644 clients/etrace_client.h $(PROTO_H) $(INST)/include/etrace/
+	sed 's|@PREFIX@|$(PREFIX)|' systemd/etraced.pc.in > $(INST)/lib/pkgconfig/etrace-client.pc
+	for u in etraced.service etraced@.service; do \
+	    sed 's|/usr/local/bin/etraced|$(PREFIX)/bin/etraced|' systemd/$$u > $(INST)/lib/systemd/system/$$u; done
+	install -m 644 systemd/etraced.yaml $(INST)/share/etraced/
+	install -m 644 models/*.yaml models/*.npy $(INST)/share/etraced/models/
+	install -m 644 man/etraced.8 $(INST)/share/man/man8/
+	install -m 644 man/etracectl.1 $(INST)/share/man/man1/
+uninstall:
+	rm -f $(INSTALLED)
+	rm -rf $(INST)/share/etraced $(INST)/include/etrace
 
 clean:
 	rm -rf $(BUILD)

@@ -2,12 +2,13 @@
 # top Makefile. Lists only; the rules are the Makefile's, except the daemon bench's link.
 DAEMON_SRC := daemon/main.c daemon/daemon.c daemon/config.c daemon/spsc.c daemon/hist.c \
               daemon/wire.c daemon/ticker.c daemon/endpoint.c daemon/control.c \
-              daemon/stats.c daemon/sdnotify.c daemon/log.c
+              daemon/stats.c daemon/sdnotify.c daemon/log.c daemon/snapshot.c \
+              daemon/checkpoint.c daemon/ops.c daemon/curve.c
 PROTO      := proto/etrace.proto
 CLIENT_SRC := clients/etrace_client.c
-CTL_SRC    := clients/etracectl.c clients/ctl_json.c
+CTL_SRC    := clients/etracectl.c clients/ctl_json.c clients/ctl_top.c
 DAEMON_TEST_NAMES := spsc hist config
-INTEG_TEST_NAMES  := daemon
+INTEG_TEST_NAMES  := daemon learning ops
 
 # The daemon bench talks to a running etraced through the client library.
 $(BUILD)/bench/daemon_bench: $(BUILD)/obj/tests/bench/daemon_bench.o \

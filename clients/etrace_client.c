@@ -13,6 +13,8 @@
 
 struct etrace_client {
     void *zctx;           /* owned */
+    int curve;            /* the keys below are set */
+    char server_key[41], public_key[41], secret_key[41];
     void *ctl;            /* DEALER, owned */
     void *in;             /* PUSH, owned, NULL until the first send */
     char *input_ep;       /* owned */
@@ -54,8 +56,48 @@ etrace_default_endpoint(const char *name, char *buf, size_t len)
     return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
+/* Makes sock a CURVE client when the client has keys. */
+static int
+curve_keys(etrace_client_t *c, void *sock)
+{
+    if (!c->curve)
+        return 0;
+    if (zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, c->server_key, 40) ||
+        zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, c->public_key, 40) ||
+        zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, c->secret_key, 40))
+        return -1;
+    return 0;
+}
+
+static etrace_client_t *client_new(const char *control_ep, const char *input_ep,
+                                   int timeout_ms, const char *const keys[3]);
+
 etrace_client_t *
 etrace_client_new(const char *control_ep, const char *input_ep, int timeout_ms)
+{
+    return client_new(control_ep, input_ep, timeout_ms, NULL);
+}
+
+etrace_client_t *
+etrace_client_new_curve(const char *control_ep, const char *input_ep, int timeout_ms,
+                        const char *server_key, const char *public_key, const char *secret_key)
+{
+    const char *const keys[3] = {server_key, public_key, secret_key};
+    for (int i = 0; i < 3; i++)
+        if (!keys[i] || strlen(keys[i]) != 40)
+            return NULL;
+    return client_new(control_ep, input_ep, timeout_ms, keys);
+}
+
+int
+etrace_curve_keypair(char *public_key, char *secret_key)
+{
+    return zmq_curve_keypair(public_key, secret_key) ? -1 : 0;
+}
+
+static etrace_client_t *
+client_new(const char *control_ep, const char *input_ep, int timeout_ms,
+           const char *const keys[3])
 {
     char def[4200];
     int zero = 0;
@@ -63,6 +105,12 @@ etrace_client_new(const char *control_ep, const char *input_ep, int timeout_ms)
     if (!c)
         return NULL;
     c->timeout_ms = timeout_ms > 0 ? timeout_ms : 5000;
+    if (keys) {
+        c->curve = 1;
+        snprintf(c->server_key, sizeof c->server_key, "%s", keys[0]);
+        snprintf(c->public_key, sizeof c->public_key, "%s", keys[1]);
+        snprintf(c->secret_key, sizeof c->secret_key, "%s", keys[2]);
+    }
     c->next_id = ((uint64_t)getpid() << 32) | ((uint64_t)time(NULL) & 0xffff) << 16;
     c->zctx = zmq_ctx_new();
     if (!c->zctx)
@@ -75,6 +123,8 @@ etrace_client_new(const char *control_ep, const char *input_ep, int timeout_ms)
         control_ep = def;
     c->ctl = zmq_socket(c->zctx, ZMQ_DEALER);
     if (!c->ctl)
+        goto fail;
+    if (curve_keys(c, c->ctl))
         goto fail;
     zmq_setsockopt(c->ctl, ZMQ_LINGER, &zero, sizeof(zero));
     zmq_setsockopt(c->ctl, ZMQ_SNDTIMEO, &c->timeout_ms, sizeof(c->timeout_ms));
@@ -318,6 +368,205 @@ etrace_step(etrace_client_t *c, const Etrace__Input *in, int reset_before, Etrac
     return etrace_request(c, &req, reply);
 }
 
+/* ---- operations: load, checkpoint, restore, record ------------------------------------- */
+
+static int
+read_whole(const char *path, uint8_t **buf, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    size_t cap = 65536, n = 0;
+    uint8_t *b = malloc(cap);
+    while (b) {
+        size_t got = fread(b + n, 1, cap - n, f);
+        n += got;
+        if (n < cap)
+            break;
+        uint8_t *nb = realloc(b, cap * 2);
+        if (!nb) {
+            free(b);
+            b = NULL;
+            break;
+        }
+        b = nb;
+        cap *= 2;
+    }
+    int err = ferror(f);
+    fclose(f);
+    if (!b || err) {
+        free(b);
+        return -1;
+    }
+    *buf = b;
+    *len = n;
+    return 0;
+}
+
+/* Every token of the model text that names a .npy file (weight, bias, indices, indptr,
+ * rows, cols, values): the files `load` must carry. */
+static int
+npy_names(const char *text, size_t len, char ***names, size_t *n)
+{
+    static const char delim[] = " \t\r\n,{}[]:'\"#";
+    size_t cap = 0;
+    *names = NULL;
+    *n = 0;
+    size_t i = 0;
+    while (i < len) {
+        while (i < len && strchr(delim, text[i]) && text[i]) {
+            if (text[i] == '#') /* a comment runs to the end of the line */
+                while (i < len && text[i] != '\n')
+                    i++;
+            else
+                i++;
+        }
+        size_t st = i;
+        while (i < len && text[i] && !strchr(delim, text[i]))
+            i++;
+        size_t tl = i - st;
+        if (tl > 4 && !memcmp(text + i - 4, ".npy", 4)) {
+            int dup = 0;
+            for (size_t k = 0; k < *n; k++)
+                dup |= strlen((*names)[k]) == tl && !memcmp((*names)[k], text + st, tl);
+            if (dup)
+                continue;
+            if (*n == cap) {
+                cap = cap ? 2 * cap : 8;
+                char **nn = realloc(*names, cap * sizeof(char *));
+                if (!nn)
+                    return -1;
+                *names = nn;
+            }
+            (*names)[*n] = strndup(text + st, tl);
+            if (!(*names)[*n])
+                return -1;
+            (*n)++;
+        }
+        if (i < len && !text[i])
+            break;
+    }
+    return 0;
+}
+
+int
+etrace_load(etrace_client_t *c, const char *model_path, int keep_weights, int keep_state,
+            Etrace__Reply **reply)
+{
+    Etrace__Request req = ETRACE__REQUEST__INIT;
+    Etrace__Load l = ETRACE__LOAD__INIT;
+    uint8_t *text = NULL;
+    size_t text_len = 0, n_names = 0;
+    char **names = NULL, dir[4096], path[8192];
+    Etrace__Load__File *files = NULL, **files_p = NULL;
+    int rc = ETRACE_EREPLY;
+    *reply = NULL;
+    if (read_whole(model_path, &text, &text_len)) {
+        seterr(c, "%s: %s", model_path, strerror(errno));
+        return ETRACE_EREPLY;
+    }
+    snprintf(dir, sizeof dir, "%s", model_path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = '\0';
+    else
+        snprintf(dir, sizeof dir, ".");
+    if (npy_names((const char *)text, text_len, &names, &n_names)) {
+        seterr(c, "out of memory");
+        rc = ETRACE_ESYS;
+        goto done;
+    }
+    files = calloc(n_names + 1, sizeof(*files));
+    files_p = calloc(n_names + 1, sizeof(*files_p));
+    if (!files || !files_p) {
+        seterr(c, "out of memory");
+        rc = ETRACE_ESYS;
+        goto done;
+    }
+    for (size_t i = 0; i < n_names; i++) {
+        etrace__load__file__init(&files[i]);
+        files[i].path = names[i];
+        if (names[i][0] == '/')
+            snprintf(path, sizeof path, "%s", names[i]);
+        else
+            snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        if (read_whole(path, &files[i].data.data, &files[i].data.len)) {
+            seterr(c, "%s (named by %s): %s", path, model_path, strerror(errno));
+            goto done;
+        }
+        files_p[i] = &files[i];
+    }
+    l.model.data = text;
+    l.model.len = text_len;
+    l.model_path = (char *)(uintptr_t)model_path;
+    l.files = files_p;
+    l.n_files = n_names;
+    l.keep_weights = keep_weights || keep_state;
+    l.keep_state = keep_state != 0;
+    req.command_case = ETRACE__REQUEST__COMMAND_LOAD;
+    req.load = &l;
+    rc = etrace_request(c, &req, reply);
+done:
+    for (size_t i = 0; i < n_names; i++) {
+        free(names[i]);
+        if (files)
+            free(files[i].data.data);
+    }
+    free(names);
+    free(files);
+    free(files_p);
+    free(text);
+    return rc;
+}
+
+static int
+named(etrace_client_t *c, Etrace__Request__CommandCase cmd, const char *name,
+      Etrace__Reply **reply)
+{
+    Etrace__Request req = ETRACE__REQUEST__INIT;
+    Etrace__Name n = ETRACE__NAME__INIT;
+    n.name = (char *)(uintptr_t)(name ? name : "");
+    req.command_case = cmd;
+    req.checkpoint = &n; /* checkpoint and restore share the union's storage */
+    return etrace_request(c, &req, reply);
+}
+
+int
+etrace_checkpoint(etrace_client_t *c, const char *name, Etrace__Reply **reply)
+{
+    return named(c, ETRACE__REQUEST__COMMAND_CHECKPOINT, name, reply);
+}
+
+int
+etrace_restore(etrace_client_t *c, const char *name, Etrace__Reply **reply)
+{
+    return named(c, ETRACE__REQUEST__COMMAND_RESTORE, name, reply);
+}
+
+static int
+record(etrace_client_t *c, int start, const char *name, Etrace__Reply **reply)
+{
+    Etrace__Request req = ETRACE__REQUEST__INIT;
+    Etrace__Record r = ETRACE__RECORD__INIT;
+    r.start = start != 0;
+    r.name = (char *)(uintptr_t)(name ? name : "");
+    req.command_case = ETRACE__REQUEST__COMMAND_RECORD;
+    req.record = &r;
+    return etrace_request(c, &req, reply);
+}
+
+int
+etrace_record_start(etrace_client_t *c, const char *name, Etrace__Reply **reply)
+{
+    return record(c, 1, name, reply);
+}
+
+int
+etrace_record_stop(etrace_client_t *c, Etrace__Reply **reply)
+{
+    return record(c, 0, NULL, reply);
+}
+
 /* ---- export files ----------------------------------------------------------------------- */
 
 static int
@@ -406,7 +655,7 @@ input_socket(etrace_client_t *c)
     zmq_setsockopt(c->in, ZMQ_LINGER, &zero, sizeof(zero));
     zmq_setsockopt(c->in, ZMQ_SNDHWM, &hwm, sizeof(hwm));
     zmq_setsockopt(c->in, ZMQ_SNDTIMEO, &c->timeout_ms, sizeof(c->timeout_ms));
-    if (zmq_connect(c->in, c->input_ep)) {
+    if (curve_keys(c, c->in) || zmq_connect(c->in, c->input_ep)) {
         seterr(c, "input endpoint %s: %s", c->input_ep, zmq_strerror(zmq_errno()));
         zmq_close(c->in);
         c->in = NULL;

@@ -33,6 +33,13 @@ int etrace_default_endpoint(const char *name, char *buf, size_t len);
 etrace_client_t *etrace_client_new(const char *control_ep, const char *input_ep,
                                    int timeout_ms);
 
+/* As etrace_client_new, over CURVE (DESIGN §5.7): server_key is the daemon's public key,
+ * public_key and secret_key the client's (each Z85, 40 characters). Returns NULL when out
+ * of memory or a key is not Z85. */
+etrace_client_t *etrace_client_new_curve(const char *control_ep, const char *input_ep,
+                                         int timeout_ms, const char *server_key,
+                                         const char *public_key, const char *secret_key);
+
 /* Closes the sockets and frees *c; accepts NULL; sets *c to NULL. */
 void etrace_client_free(etrace_client_t **c);
 
@@ -62,6 +69,21 @@ int etrace_step(etrace_client_t *c, const Etrace__Input *in, int reset_before,
                 Etrace__Reply **reply);
 int etrace_export(etrace_client_t *c, Etrace__Reply **reply);    /* result: export */
 int etrace_shutdown(etrace_client_t *c, Etrace__Reply **reply);  /* result: status */
+
+/* Hot swap (DESIGN §5.4): reads the model file at model_path and every .npy file it names
+ * (relative to its directory) and sends them; result: op. keep_state implies keep_weights.
+ * A local file that cannot be read gives ETRACE_EREPLY with the path in the error. */
+int etrace_load(etrace_client_t *c, const char *model_path, int keep_weights, int keep_state,
+                Etrace__Reply **reply);
+/* Daemon-side names are bare file names in its state directory. */
+int etrace_checkpoint(etrace_client_t *c, const char *name, Etrace__Reply **reply); /* op */
+int etrace_restore(etrace_client_t *c, const char *name, Etrace__Reply **reply);    /* op */
+int etrace_record_start(etrace_client_t *c, const char *name, Etrace__Reply **reply); /* op */
+int etrace_record_stop(etrace_client_t *c, Etrace__Reply **reply);                  /* op */
+
+/* A new CURVE key pair as Z85 text (public[41], secret[41]). Returns 0, or -1 when libzmq
+ * has no CURVE. */
+int etrace_curve_keypair(char *public_key, char *secret_key);
 
 /* Writes an export's tensors as DIR/params/<name>.npy (float32, float64 or int64, C
  * order), creating DIR and DIR/params. Returns 0, or -1 with a message in err. */

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ctl_json.h"
+#include "ctl_top.h"
 #include "etrace_client.h"
 
 enum { EXIT_REPLY = 1, EXIT_NO_ANSWER = 2, EXIT_USAGE = 64, MAX_ITEMS = 64 };
@@ -25,7 +26,8 @@ usage(void)
 {
     fprintf(stderr,
             "usage: etracectl [--control EP] [--input EP] [--stats EP] [--output EP]\n"
-            "                 [--config FILE] [--timeout MS] [--json] COMMAND\n"
+            "                 [--config FILE] [--timeout MS] [--json]\n"
+            "                 [--curve-server KEY --curve-keys FILE] COMMAND\n"
             "commands:\n"
             "  status                      model, clock, period, tick, learning, lr, uptime\n"
             "  stats [--watch [--count N]] the latest Stats, or each one as published\n"
@@ -39,7 +41,14 @@ usage(void)
             "  target READOUT=v1,...|CLASS one target (a bare integer is a class index)\n"
             "  reward X                    one reward\n"
             "  export DIR                  the weights, written as DIR/params/*.npy\n"
+            "  load FILE [--keep-weights] [--keep-state]   hot swap: FILE and the .npy files\n"
+            "                              it names are read here and sent\n"
+            "  checkpoint [NAME]           write a checkpoint now (daemon-side bare NAME)\n"
+            "  restore NAME                restore a checkpoint while running\n"
+            "  record start NAME | record stop   record inputs and events for replay\n"
+            "  keygen                      print a new CURVE key pair (local)\n"
             "  shutdown                    stop the daemon\n"
+            "  top                         a live view of the stats (q quits)\n"
             "exit codes: 0 ok, 1 error reply or invalid input, 2 no answer, 64 usage\n");
     return EXIT_USAGE;
 }
@@ -246,6 +255,20 @@ print_reply(const struct opts *o, const Etrace__Reply *r)
         break;
     case ETRACE__REPLY__RESULT_STATS:
         print_stats(r->stats);
+        break;
+    case ETRACE__REPLY__RESULT_OP:
+        if (r->op->name && *r->op->name)
+            printf("name         %s\n", r->op->name);
+        if (r->op->model_name && *r->op->model_name)
+            printf("model        %s (hash %016llx)\n", r->op->model_name,
+                   (unsigned long long)r->op->model_hash);
+        printf("tick         %llu\n", (unsigned long long)r->op->tick);
+        if (r->op->bytes)
+            printf("bytes        %llu\n", (unsigned long long)r->op->bytes);
+        if (r->op->events)
+            printf("events       %llu\n", (unsigned long long)r->op->events);
+        if (r->op->swap_gap_ns)
+            printf("swap gap     %.1f us\n", (double)r->op->swap_gap_ns / 1e3);
         break;
     case ETRACE__REPLY__RESULT_STEP:
         for (size_t i = 0; i < r->step->n_outputs; i++)
@@ -503,6 +526,8 @@ run_command(const struct opts *o, etrace_client_t *c, int argc, char **argv)
         rc = etrace_stats(c, &r);
         return finish(o, c, rc, &r);
     }
+    if (!strcmp(cmd, "top") && argc == 1)
+        return ctl_top_run(o->ep[3]);
     if (!strcmp(cmd, "pause") && argc == 1)
         return finish(o, c, etrace_pause(c, &r), &r);
     if (!strcmp(cmd, "resume") && argc == 1)
@@ -549,6 +574,26 @@ run_command(const struct opts *o, etrace_client_t *c, int argc, char **argv)
         }
         return finish(o, c, rc, &r);
     }
+    if (!strcmp(cmd, "load") && argc >= 2) {
+        int kw = 0, ks = 0;
+        for (int i = 2; i < argc; i++) {
+            if (!strcmp(argv[i], "--keep-weights"))
+                kw = 1;
+            else if (!strcmp(argv[i], "--keep-state"))
+                ks = 1;
+            else
+                return usage();
+        }
+        return finish(o, c, etrace_load(c, argv[1], kw, ks, &r), &r);
+    }
+    if (!strcmp(cmd, "checkpoint") && argc <= 2)
+        return finish(o, c, etrace_checkpoint(c, argc == 2 ? argv[1] : NULL, &r), &r);
+    if (!strcmp(cmd, "restore") && argc == 2)
+        return finish(o, c, etrace_restore(c, argv[1], &r), &r);
+    if (!strcmp(cmd, "record") && argc == 3 && !strcmp(argv[1], "start"))
+        return finish(o, c, etrace_record_start(c, argv[2], &r), &r);
+    if (!strcmp(cmd, "record") && argc == 2 && !strcmp(argv[1], "stop"))
+        return finish(o, c, etrace_record_stop(c, &r), &r);
     if (!strcmp(cmd, "step") || !strcmp(cmd, "send") || !strcmp(cmd, "target") ||
         !strcmp(cmd, "reward")) {
         struct input_build b;
@@ -599,7 +644,7 @@ main(int argc, char **argv)
 {
     struct opts o = {{NULL, NULL, NULL, NULL}, 5000, 0};
     char *from_cfg[4] = {NULL, NULL, NULL, NULL};
-    const char *cfg = NULL;
+    const char *cfg = NULL, *curve_server = NULL, *curve_keys = NULL;
     int i = 1, rc;
 
     for (; i < argc && argv[i][0] == '-'; i++) {
@@ -617,6 +662,10 @@ main(int argc, char **argv)
             continue;
         if (!strcmp(a, "--config") && i + 1 < argc)
             cfg = argv[++i];
+        else if (!strcmp(a, "--curve-server") && i + 1 < argc)
+            curve_server = argv[++i];
+        else if (!strcmp(a, "--curve-keys") && i + 1 < argc)
+            curve_keys = argv[++i];
         else if (!strcmp(a, "--timeout") && i + 1 < argc)
             o.timeout_ms = atoi(argv[++i]);
         else if (!strcmp(a, "--json"))
@@ -627,8 +676,17 @@ main(int argc, char **argv)
         } else
             return usage();
     }
-    if (i >= argc || o.timeout_ms <= 0)
+    if (i >= argc || o.timeout_ms <= 0 || !curve_server != !curve_keys)
         return usage();
+    if (!strcmp(argv[i], "keygen") && i + 1 == argc) {
+        char pub[41], sec[41];
+        if (etrace_curve_keypair(pub, sec)) {
+            fprintf(stderr, "etracectl: this libzmq has no CURVE support\n");
+            return EXIT_REPLY;
+        }
+        printf("public: %s\nsecret: %s\n", pub, sec);
+        return 0;
+    }
     if (cfg) {
         if (read_config_endpoints(cfg, from_cfg))
             return EXIT_REPLY;
@@ -636,7 +694,30 @@ main(int argc, char **argv)
             if (!o.ep[k])
                 o.ep[k] = from_cfg[k];
     }
-    etrace_client_t *c = etrace_client_new(o.ep[2], o.ep[0], o.timeout_ms);
+    etrace_client_t *c = NULL;
+    if (curve_keys) {
+        /* The key file is what `etracectl keygen` prints: "public: KEY" and "secret: KEY". */
+        char line[256], pub[64] = "", sec[64] = "";
+        FILE *kf = fopen(curve_keys, "r");
+        if (!kf) {
+            fprintf(stderr, "etracectl: %s: %s\n", curve_keys, strerror(errno));
+            return EXIT_REPLY;
+        }
+        while (fgets(line, sizeof line, kf)) {
+            if (!strncmp(line, "public:", 7))
+                sscanf(line + 7, " %40s", pub);
+            else if (!strncmp(line, "secret:", 7))
+                sscanf(line + 7, " %40s", sec);
+        }
+        fclose(kf);
+        c = etrace_client_new_curve(o.ep[2], o.ep[0], o.timeout_ms, curve_server, pub, sec);
+        if (!c) {
+            fprintf(stderr, "etracectl: %s: no Z85 public/secret key pair, or a bad "
+                            "--curve-server key\n", curve_keys);
+            return EXIT_REPLY;
+        }
+    } else
+        c = etrace_client_new(o.ep[2], o.ep[0], o.timeout_ms);
     if (!c) {
         fprintf(stderr, "etracectl: out of memory\n");
         return EXIT_REPLY;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "ops.h"
 #include "stats.h"
 
 /* Everything a Reply may point into, freed after packing. */
@@ -305,6 +306,7 @@ start_step(struct call *c)
     cmd->serial = p->serial;
     cmd->arg.reset_before = c->req->step->reset_before;
     wire_input_write(&d->lay, in, ticker_now_ns(), cmd + 1);
+    ((struct wire_input *)(void *)(cmd + 1))->gen = ops_input_gen(d);
     ticker_send_commit(&d->tick, bytes);
     p->req_id = c->req->id;
     p->command = c->req->command_case;
@@ -330,6 +332,71 @@ start_export(struct call *c)
     return queue(c, &cmd, buf);
 }
 
+/* Moves the call's envelope into a pending slot answered later (control_reply_op). */
+static struct daemon_pending *
+park(struct call *c)
+{
+    struct daemon_pending *p = daemon_pending_new(c->d);
+    if (!p) {
+        reply_error(c->rb, ETRACE__ERROR__CODE__BUSY, "too many requests in flight");
+        return NULL;
+    }
+    p->req_id = c->req->id;
+    p->command = c->req->command_case;
+    for (int i = 0; i < c->n_env; i++) {
+        zmq_msg_init(&p->env[i]);
+        zmq_msg_move(&p->env[i], &c->env[i]);
+    }
+    p->n_env = c->n_env;
+    return p;
+}
+
+static enum start_rc
+start_load(struct call *c)
+{
+    const Etrace__Load *l = c->req->load;
+    if (!l->model.len) {
+        c->d->ep[CONFIG_EP_CONTROL].c.rejected[WIRE_REJECT_BAD_ARGUMENT]++;
+        reply_error(c->rb, ETRACE__ERROR__CODE__BAD_ARGUMENT, "load: no model text");
+        return START_DONE;
+    }
+    struct daemon_pending *p = park(c);
+    if (!p)
+        return START_DONE;
+    ops_load(c->d, p, l);
+    return START_WAIT;
+}
+
+static enum start_rc
+start_checkpoint(struct call *c)
+{
+    struct daemon_pending *p = park(c);
+    if (!p)
+        return START_DONE;
+    ops_checkpoint(c->d, p, c->req->checkpoint->name);
+    return START_WAIT;
+}
+
+static enum start_rc
+start_restore(struct call *c)
+{
+    struct daemon_pending *p = park(c);
+    if (!p)
+        return START_DONE;
+    ops_restore(c->d, p, c->req->restore->name);
+    return START_WAIT;
+}
+
+static enum start_rc
+start_record(struct call *c)
+{
+    struct daemon_pending *p = park(c);
+    if (!p)
+        return START_DONE;
+    ops_record(c->d, p, c->req->record);
+    return START_WAIT;
+}
+
 static enum start_rc
 start_shutdown(struct call *c)
 {
@@ -350,6 +417,10 @@ static const struct handler handlers[] = {
     {ETRACE__REQUEST__COMMAND_STEP, "step", start_step},
     {ETRACE__REQUEST__COMMAND_EXPORT, "export", start_export},
     {ETRACE__REQUEST__COMMAND_SHUTDOWN, "shutdown", start_shutdown},
+    {ETRACE__REQUEST__COMMAND_LOAD, "load", start_load},
+    {ETRACE__REQUEST__COMMAND_CHECKPOINT, "checkpoint", start_checkpoint},
+    {ETRACE__REQUEST__COMMAND_RESTORE, "restore", start_restore},
+    {ETRACE__REQUEST__COMMAND_RECORD, "record", start_record},
 };
 
 const char *
@@ -410,6 +481,11 @@ control_on_message(struct endpoint *ep, zmq_msg_t *parts, int n_parts)
         reply_error(&rb, ETRACE__ERROR__CODE__UNKNOWN_COMMAND,
                     req->command_case ? "unknown command %d" : "no command set%.0d",
                     (int)req->command_case);
+        goto send;
+    }
+    if (ops_swap_in_flight(d) && (req->command_case == ETRACE__REQUEST__COMMAND_STEP ||
+                                  req->command_case == ETRACE__REQUEST__COMMAND_EXPORT)) {
+        reply_error(&rb, ETRACE__ERROR__CODE__BUSY, "a load or restore is in progress");
         goto send;
     }
     uint64_t before = 0;
@@ -588,6 +664,30 @@ control_reply_stats(struct daemon *d, struct daemon_pending *p)
         reply_error(&rb, ETRACE__ERROR__CODE__INTERNAL, "out of memory");
     send_reply(d, p->env, p->n_env, &rb);
     p->n_env = 0;
+    reply_buf_fini(&rb);
+    daemon_pending_free(p);
+}
+
+void
+control_reply_op(struct daemon *d, struct daemon_pending *p, int code, const char *msg,
+                 const Etrace__OpResult *op)
+{
+    struct reply_buf rb;
+    if (!p)
+        return;
+    memset(&rb, 0, sizeof(rb));
+    etrace__reply__init(&rb.reply);
+    rb.reply.id = p->req_id;
+    if (code) {
+        reply_error(&rb, (Etrace__Error__Code)code, "%s", msg ? msg : "failed");
+    } else if (op) {
+        rb.reply.result_case = ETRACE__REPLY__RESULT_OP;
+        rb.reply.op = (Etrace__OpResult *)(uintptr_t)op;
+    }
+    if (p->n_env && !d->stopping) {
+        send_reply(d, p->env, p->n_env, &rb);
+        p->n_env = 0;
+    }
     reply_buf_fini(&rb);
     daemon_pending_free(p);
 }

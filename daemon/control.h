@@ -17,6 +17,11 @@ void control_on_result(struct daemon *d, struct daemon_pending *p, const struct 
 /* Answers a `stats` request that waited for the first snapshot (then frees p). */
 void control_reply_stats(struct daemon *d, struct daemon_pending *p);
 
+/* Answers p with an Error (code != 0, msg) or an OpResult (op, may be NULL), then frees
+ * p. A slot without an envelope (an internal command) is only freed. */
+void control_reply_op(struct daemon *d, struct daemon_pending *p, int code, const char *msg,
+                      const Etrace__OpResult *op);
+
 /* The name of a command ("status"), or "unknown". */
 const char *control_command_name(int command);
 

@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include "control.h"
+#include "curve.h"
+#include "ops.h"
 #include "log.h"
 #include "sdnotify.h"
 #include "stats.h"
@@ -88,6 +90,7 @@ on_input(struct endpoint *ep, zmq_msg_t *parts, int n_parts)
         void *rec = spsc_reserve(&d->tick.in_q, bytes);
         if (rec) {
             wire_input_write(&d->lay, in, ticker_now_ns(), rec);
+            ((struct wire_input *)rec)->gen = ops_input_gen(d);
             spsc_commit(&d->tick.in_q, bytes);
             ep->c.accepted++;
         } else {
@@ -102,12 +105,12 @@ on_input(struct endpoint *ep, zmq_msg_t *parts, int n_parts)
 /* ---- outputs, results, stats ---------------------------------------------------------- */
 
 static void
-publish_output(struct daemon *d, const struct wire_output *o)
+publish_output(struct daemon *d, const struct layout *l, const struct wire_output *o)
 {
     struct endpoint *ep = &d->ep[CONFIG_EP_OUTPUT];
-    for (int r = 0; r < d->lay.n_readouts; r++) {
+    for (int r = 0; r < l->n_readouts; r++) {
         Etrace__Output m;
-        wire_output_to_msg(&d->lay, o, r, d->out_floats, &m);
+        wire_output_to_msg(l, o, r, d->out_floats, &m);
         size_t len = etrace__output__get_packed_size(&m);
         if (len > d->out_buf_len) {
             uint8_t *nb = realloc(d->out_buf, len);
@@ -119,8 +122,8 @@ publish_output(struct daemon *d, const struct wire_output *o)
             d->out_buf_len = len;
         }
         etrace__output__pack(&m, d->out_buf);
-        const void *data[2] = {d->lay.readouts[r].name, d->out_buf};
-        const size_t lens[2] = {strlen(d->lay.readouts[r].name), len};
+        const void *data[2] = {l->readouts[r].name, d->out_buf};
+        const size_t lens[2] = {strlen(l->readouts[r].name), len};
         endpoint_send(ep, 2, data, lens);
     }
 }
@@ -163,7 +166,7 @@ on_stats_result(struct daemon *d)
 void
 daemon_request_stats(struct daemon *d)
 {
-    if (d->stats_in_flight || d->stopping)
+    if (d->stats_in_flight || d->stopping || ops_swap_in_flight(d))
         return;
     struct daemon_pending *p = daemon_pending_new(d);
     if (!p)
@@ -184,7 +187,10 @@ drain_results(struct daemon *d)
     struct tick_result *r;
     while ((r = spsc_peek(&d->tick.res_q, &len))) {
         struct daemon_pending *p = pending_find(d, r->serial);
-        if (p && p->command)
+        if (p && (r->type == TICK_CMD_SWAP || r->type == TICK_CMD_SNAPSHOT ||
+                  r->type == TICK_CMD_RECORD_STOP))
+            ops_on_result(d, p, r);
+        else if (p && p->command)
             control_on_result(d, p, r, len);
         else if (p) {
             if (r->type == TICK_CMD_STATS)
@@ -195,14 +201,15 @@ drain_results(struct daemon *d)
     }
 }
 
-static void
-drain_outputs(struct daemon *d)
+void
+daemon_drain_outputs(struct daemon *d)
 {
     size_t len;
     struct wire_output *o;
     while ((o = spsc_peek(&d->tick.out_q, &len))) {
-        if (!d->stopping)
-            publish_output(d, o);
+        const struct layout *l = &d->lay;
+        if (!ops_output_marker(d, o, len, &l) && !d->stopping)
+            publish_output(d, l, o);
         spsc_pop(&d->tick.out_q);
     }
 }
@@ -212,7 +219,7 @@ on_wake(uv_async_t *h)
 {
     struct daemon *d = h->data;
     drain_results(d);
-    drain_outputs(d);
+    daemon_drain_outputs(d);
 }
 
 /* ---- configuration ------------------------------------------------------------------- */
@@ -342,6 +349,7 @@ on_housekeeping(uv_timer_t *h)
         if (d->stats_next_ns <= now)
             d->stats_next_ns = now + d->cfg.stats_period_ms * 1000000LL;
     }
+    ops_housekeeping(d, now);
     if (d->watchdog_ns && now >= d->watchdog_next_ns) {
         /* In timer mode the watchdog is fed only while ticks advance (or on purpose
          * paused); a stuck tick thread lets systemd restart us. */
@@ -366,8 +374,10 @@ daemon_stop(struct daemon *d)
 {
     if (d->stopping)
         return;
-    d->stopping = 1;
     sdnotify_stopping();
+    /* A last checkpoint (periodic checkpoints on) while the tick thread still runs. */
+    ops_stop_checkpoint(d);
+    d->stopping = 1;
     /* Reverse order of start: the tick thread, then the sockets, then the loop. */
     if (d->tick.started) {
         struct tick_cmd cmd = {.type = TICK_CMD_QUIT, .serial = 0};
@@ -376,7 +386,7 @@ daemon_stop(struct daemon *d)
         ticker_join(&d->tick);
     }
     drain_results(d);
-    drain_outputs(d);
+    daemon_drain_outputs(d);
     for (int i = 0; i < DAEMON_MAX_PENDING; i++)
         if (d->pending[i].in_use)
             daemon_pending_free(&d->pending[i]);
@@ -385,6 +395,7 @@ daemon_stop(struct daemon *d)
     d->n_stats_waiting = 0;
     for (int i = CONFIG_N_EP - 1; i >= 0; i--)
         endpoint_close(&d->ep[i]);
+    curve_stop(d);
     uv_timer_stop(&d->housekeeping);
     uv_close((uv_handle_t *)&d->housekeeping, NULL);
     uv_close((uv_handle_t *)&d->sig_pipe, NULL);
@@ -576,6 +587,9 @@ daemon_main(int argc, char **argv)
         goto out_cfg;
     }
     free(mpath);
+    resolve_dirs(d);
+    if (ops_resume(d))
+        goto out_engine;
     /* 3. layout and timing */
     if (layout_init(&d->lay, d->eng)) {
         fprintf(stderr, "etraced: out of memory\n");
@@ -594,7 +608,10 @@ daemon_main(int argc, char **argv)
         log_warning("period_us %lld differs from the model's dt (%g s): model time runs at "
                     "%.3gx wall time", (long long)d->cfg.period_us, d->lay.dt_s,
                     (double)d->dt_ns / (double)d->period_ns);
-    resolve_dirs(d);
+    if (ops_init(d)) {
+        fprintf(stderr, "etraced: out of memory\n");
+        goto out_layout;
+    }
     /* 4. the loop and the tick thread's rings */
     if (uv_loop_init(&d->loop)) {
         fprintf(stderr, "etraced: cannot start the event loop\n");
@@ -634,6 +651,10 @@ daemon_main(int argc, char **argv)
             goto out_sockets;
         }
     }
+    if (curve_start(d, err, sizeof(err))) {
+        fprintf(stderr, "etraced: %s\n", err);
+        goto out_sockets;
+    }
     static const int types[CONFIG_N_EP] = {ZMQ_PULL, ZMQ_PUB, ZMQ_ROUTER, ZMQ_PUB};
     const endpoint_recv_fn fns[CONFIG_N_EP] = {on_input, NULL, control_on_message, NULL};
     for (int i = 0; i < CONFIG_N_EP; i++) {
@@ -644,7 +665,7 @@ daemon_main(int argc, char **argv)
             snprintf(url, sizeof(url), "ipc://%s/%s", d->run_dir, ep_names[i]);
         int64_t maxmsg = fns[i] ? d->cfg.max_msg_bytes : -1;
         if (endpoint_open(&d->ep[i], &d->loop, d->zctx, types[i], ep_names[i], url, maxmsg,
-                          SOCKET_HWM, fns[i], d, err, sizeof(err))) {
+                          SOCKET_HWM, fns[i], d, curve_secret(d), err, sizeof(err))) {
             fprintf(stderr, "etraced: %s\n", err);
             goto out_sockets;
         }
@@ -694,6 +715,7 @@ daemon_main(int argc, char **argv)
 out_sockets:
     for (int i = CONFIG_N_EP - 1; i >= 0; i--)
         endpoint_close(&d->ep[i]);
+    curve_stop(d);
     uv_close((uv_handle_t *)&d->wake, NULL);
     uv_run(&d->loop, UV_RUN_DEFAULT);
     uv_loop_close(&d->loop);
@@ -711,6 +733,7 @@ out_tick:
     stats_snapshot_fini(&d->stats_buf[1]);
     ticker_fini(&d->tick);
 out_layout:
+    ops_fini(d);
     layout_fini(&d->lay);
 out_engine:
     engine_free(&d->eng);

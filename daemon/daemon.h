@@ -63,6 +63,13 @@ struct daemon {
     float *out_floats;          /* largest readout size + action */
     uint8_t *out_buf;           /* a packed Output */
     size_t out_buf_len;
+    struct ops *ops;            /* hot swap, checkpoints, recordings (ops.h) */
+    uint64_t curve_denials;     /* ZAP requests refused (curve.allow) */
+    uint64_t curve_denied[CONFIG_N_EP]; /* ... per socket (the ZAP domain names it) */
+    uint8_t curve_secret_key[32]; /* the server's CURVE secret key */
+    int has_curve;              /* curve.server_secret_file is set */
+    void *zap;                  /* the ZAP handler's REP socket (CURVE), or NULL */
+    uv_poll_t zap_poll;
     int stopping;               /* shutdown under way */
     int exit_code;
 };
@@ -80,6 +87,10 @@ struct daemon_pending *daemon_pending_new(struct daemon *d);
 
 /* Loop thread: releases a slot (closes its envelope, frees its buffer). */
 void daemon_pending_free(struct daemon_pending *p);
+
+/* Loop thread: publishes every output record in the ring (a hot swap drains the old
+ * model's before its layout goes). */
+void daemon_drain_outputs(struct daemon *d);
 
 /* Loop thread: asks the tick thread for a stats snapshot unless one is in flight. */
 void daemon_request_stats(struct daemon *d);

@@ -129,7 +129,7 @@ on_mon(uv_poll_t *h, int status, int events)
 int
 endpoint_open(struct endpoint *ep, uv_loop_t *loop, void *zctx, int type, const char *name,
               const char *url, int64_t max_msg_bytes, int hwm, endpoint_recv_fn on_recv,
-              void *data, char *err, size_t err_len)
+              void *data, const uint8_t *curve_secret, char *err, size_t err_len)
 {
     int zero = 0, fd;
     size_t fd_len = sizeof(fd);
@@ -157,6 +157,13 @@ endpoint_open(struct endpoint *ep, uv_loop_t *loop, void *zctx, int type, const 
             goto zerr;
         ep->mon = zmq_socket(zctx, ZMQ_PAIR);
         if (!ep->mon || zmq_connect(ep->mon, mon_url))
+            goto zerr;
+    }
+    if (curve_secret && !strncmp(url, "tcp://", 6)) {
+        int one = 1;
+        if (zmq_setsockopt(ep->sock, ZMQ_CURVE_SERVER, &one, sizeof(one)) ||
+            zmq_setsockopt(ep->sock, ZMQ_CURVE_SECRETKEY, curve_secret, 32) ||
+            zmq_setsockopt(ep->sock, ZMQ_ZAP_DOMAIN, name, strlen(name)))
             goto zerr;
     }
     if (zmq_bind(ep->sock, url)) {

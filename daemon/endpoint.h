@@ -49,10 +49,12 @@ struct endpoint {
 
 /* Creates a socket of zmq type `type` in zctx, binds url (an ipc:// path's file mode is
  * the directory's), sets ZMQ_MAXMSGSIZE (max_msg_bytes > 0), linger 0 and the HWMs, and
- * watches it. Returns 0, or -1 with a message in err. */
+ * watches it. curve_secret (32 bytes, or NULL): a tcp:// socket becomes a CURVE server
+ * with that secret key (the ZAP handler of curve.h decides who may connect).
+ * Returns 0, or -1 with a message in err. */
 int endpoint_open(struct endpoint *ep, uv_loop_t *loop, void *zctx, int type, const char *name,
                   const char *url, int64_t max_msg_bytes, int hwm, endpoint_recv_fn on_recv,
-                  void *data, char *err, size_t err_len);
+                  void *data, const uint8_t *curve_secret, char *err, size_t err_len);
 
 /* Sends a multi-part message (n parts of data[i], len[i]) without blocking, then re-checks
  * ZMQ_EVENTS. Returns 0, or -1 (EAGAIN: full; counted in c.dropped). */

@@ -11,6 +11,8 @@ main(int argc, char **argv)
         return offline_compile_main(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "run") == 0)
         return offline_run_main(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "export-checkpoint") == 0)
+        return offline_export_checkpoint_main(argc - 1, argv + 1);
     /* Everything else is the daemon: `etraced --config FILE`, `etraced --model FILE`. */
     return daemon_main(argc, argv);
 }

@@ -11,6 +11,7 @@
 
 #include "engine.h"
 #include "npy.h"
+#include "snapshot.h"
 
 static int
 load_model(const char *path, struct model_desc **d)
@@ -172,8 +173,13 @@ parse_run_args(int argc, char **argv, struct run *r)
     }
     if (!r->out_dir)
         return fprintf(stderr, "etraced run: --out DIR is required\n"), 64;
-    if (r->replay)
-        return fprintf(stderr, "etraced run: --replay is not supported yet\n"), 1;
+    if (r->replay) {
+        if (r->model || r->n_inputs || r->n_targets || r->reward_path || r->ticks >= 0 ||
+            r->align)
+            return fprintf(stderr, "etraced run: --replay FILE takes no MODEL and no file "
+                                   "flags (only --out, and --learn is not allowed)\n"), 64;
+        return 0;
+    }
     if (!r->model)
         return fprintf(stderr, "etraced run: MODEL is required\n"), 64;
     return 0;
@@ -440,6 +446,8 @@ check_files(struct run *r, struct engine *eng, int64_t *T_out)
     return 0;
 }
 
+static int replay_main(const char *file, const char *out_dir);
+
 int
 offline_run_main(int argc, char **argv)
 {
@@ -447,6 +455,9 @@ offline_run_main(int argc, char **argv)
     int rc = parse_run_args(argc, argv, &r);
     if (rc)
         return rc;
+    if (r.replay)
+        return r.learn >= 0 ? (fprintf(stderr, "etraced run: --replay: no --learn\n"), 64)
+                            : replay_main(r.replay, r.out_dir);
     struct model_desc *probe;
     if (load_model(r.model, &probe))
         return 1;
@@ -628,6 +639,315 @@ done:
     free(loss);
     free(row);
     free(spk);
+    engine_free(&eng);
+    return rc;
+}
+
+/* ---- export-checkpoint ------------------------------------------------------------- */
+
+static int
+read_file(const char *path, uint8_t **buf, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    *buf = malloc(n > 0 ? (size_t)n : 1);
+    *len = n > 0 ? (size_t)n : 0;
+    int ok = *buf && fread(*buf, 1, *len, f) == *len;
+    fclose(f);
+    if (!ok) {
+        free(*buf);
+        *buf = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+int
+offline_export_checkpoint_main(int argc, char **argv)
+{
+    char err[1024];
+    uint8_t *buf;
+    size_t len;
+    if (argc != 3) {
+        fprintf(stderr, "usage: etraced export-checkpoint FILE DIR\n");
+        return 64;
+    }
+    if (read_file(argv[1], &buf, &len)) {
+        fprintf(stderr, "etraced export-checkpoint: %s: %s\n", argv[1], strerror(errno));
+        return 1;
+    }
+    Etrace__Checkpoint *ck = snap_unpack(buf, len, err, sizeof err);
+    free(buf);
+    if (!ck) {
+        fprintf(stderr, "etraced export-checkpoint: %s: %s\n", argv[1], err);
+        return 1;
+    }
+    struct engine *eng;
+    int rc = 1;
+    if (snap_restore(ck, argv[1], &eng, err, sizeof err))
+        fprintf(stderr, "etraced export-checkpoint: %s\n", err);
+    else {
+        if (mkdir_p(argv[2]) == 0 && write_params(eng, argv[2], 0) == 0) {
+            printf("etraced export-checkpoint: %s (model %s, tick %llu) -> %s/params/\n",
+                   argv[1], ck->model_name, (unsigned long long)engine_tick_count(eng), argv[2]);
+            rc = 0;
+        }
+        engine_free(&eng);
+    }
+    etrace__checkpoint__free_unpacked(ck, NULL);
+    return rc;
+}
+
+/* ---- replay (DESIGN §5.4) ------------------------------------------------------------ */
+
+/* Applies a recorded Input exactly as the tick thread did (ticker.c apply_input). */
+static int
+replay_input(struct engine *eng, const Etrace__Input *in, const char *file)
+{
+    const struct model_desc *d = engine_model(eng);
+    real buf[4096];
+    for (size_t k = 0; k < in->n_frames; k++) {
+        const Etrace__Frame *f = in->frames[k];
+        int i = model_find_input(d, f->name);
+        if (i < 0 || (f->n_values && f->n_values != (size_t)d->inputs[i].size) ||
+            f->n_values > 4096)
+            return fprintf(stderr, "etraced run: %s: input '%s' does not fit the model\n",
+                           file, f->name), -1;
+        if (d->inputs[i].kind == MODEL_INPUT_SPIKES) {
+            engine_add_spikes(eng, i, f->spikes, (int)f->n_spikes);
+        } else {
+            for (size_t c = 0; c < f->n_values; c++)
+                buf[c] = (real)f->values[c];
+            engine_set_input(eng, i, buf);
+        }
+    }
+    for (size_t k = 0; k < in->n_signals; k++) {
+        const Etrace__Signal *s = in->signals[k];
+        if (s->kind_case == ETRACE__SIGNAL__KIND_REWARD) {
+            engine_add_reward(eng, (double)s->reward);
+            continue;
+        }
+        int r = model_find_readout(d, s->readout);
+        if (r < 0)
+            return fprintf(stderr, "etraced run: %s: no readout '%s'\n", file, s->readout), -1;
+        if (s->kind_case == ETRACE__SIGNAL__KIND_CLASS_INDEX) {
+            engine_set_target_class(eng, r, s->class_index);
+        } else if (s->kind_case == ETRACE__SIGNAL__KIND_TARGET) {
+            if (s->target->n_values != (size_t)engine_readout_size(eng, r) ||
+                s->target->n_values > 4096)
+                return fprintf(stderr, "etraced run: %s: target size\n", file), -1;
+            for (size_t c = 0; c < s->target->n_values; c++)
+                buf[c] = (real)s->target->values[c];
+            engine_set_target(eng, r, buf);
+        }
+    }
+    return 0;
+}
+
+/* Replaces *eng by next (a swap or restore), keeping the readout shapes the outputs need. */
+static int
+replay_replace(struct engine **eng, struct engine *next, const char *file)
+{
+    if (engine_n_readouts(next) != engine_n_readouts(*eng))
+        goto differ;
+    for (int k = 0; k < engine_n_readouts(next); k++)
+        if (engine_readout_size(next, k) != engine_readout_size(*eng, k))
+            goto differ;
+    engine_free(eng);
+    *eng = next;
+    return 0;
+differ:
+    fprintf(stderr, "etraced run: %s: a swap to a model with other readouts: not supported "
+                    "by replay\n", file);
+    engine_free(&next);
+    return -1;
+}
+
+static int
+replay_main(const char *file, const char *out_dir)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0, pos = 0;
+    char err[1024];
+    struct engine *eng = NULL;
+    real *outs[MAX_FILES] = {0};
+    double *loss = NULL;
+    int64_t T = 0, cap = 0, n_events = 0;
+    uint64_t first_tick = 0, end_tick = 0;
+    int rc = 1, has_end = 0;
+    if (read_file(file, &buf, &len)) {
+        fprintf(stderr, "etraced run: --replay %s: %s\n", file, strerror(errno));
+        return 1;
+    }
+    engine_set_fp_env();
+    while (pos < len) {
+        uint64_t n = 0;
+        int shift = 0;
+        while (pos < len && shift < 64) {
+            uint8_t b = buf[pos++];
+            n |= (uint64_t)(b & 0x7f) << shift;
+            shift += 7;
+            if (!(b & 0x80))
+                break;
+        }
+        if (n > len - pos) {
+            fprintf(stderr, "etraced run: %s: truncated after %lld events; replaying what is "
+                            "whole\n", file, (long long)n_events);
+            break;
+        }
+        Etrace__RecordEvent *ev = etrace__record_event__unpack(NULL, n, buf + pos);
+        pos += n;
+        if (!ev) {
+            fprintf(stderr, "etraced run: %s: event %lld is undecodable\n", file,
+                    (long long)n_events);
+            goto done;
+        }
+        n_events++;
+        if (!eng) {
+            if (ev->kind_case != ETRACE__RECORD_EVENT__KIND_SNAPSHOT ||
+                snap_verify(ev->snapshot, err, sizeof err) ||
+                snap_restore(ev->snapshot, file, &eng, err, sizeof err)) {
+                fprintf(stderr, "etraced run: %s: the first record must be a whole snapshot%s%s\n",
+                        file, ev->kind_case == ETRACE__RECORD_EVENT__KIND_SNAPSHOT ? ": " : "",
+                        ev->kind_case == ETRACE__RECORD_EVENT__KIND_SNAPSHOT ? err : "");
+                etrace__record_event__free_unpacked(ev, NULL);
+                goto done;
+            }
+            first_tick = engine_tick_count(eng);
+            etrace__record_event__free_unpacked(ev, NULL);
+            continue;
+        }
+        /* Run the ticks before this event, collecting outputs. */
+        while (engine_tick_count(eng) < ev->tick) {
+            if (T == cap) {
+                cap = cap ? 2 * cap : 4096;
+                for (int k = 0; k < engine_n_readouts(eng); k++) {
+                    real *no = realloc(outs[k], (size_t)cap *
+                                       (size_t)engine_readout_size(eng, k) * sizeof(real));
+                    if (!no)
+                        goto oom_ev;
+                    outs[k] = no;
+                }
+                double *nl = realloc(loss, (size_t)cap * sizeof(double));
+                if (!nl)
+                    goto oom_ev;
+                loss = nl;
+            }
+            engine_tick(eng);
+            loss[T] = engine_last_loss(eng);
+            for (int k = 0; k < engine_n_readouts(eng); k++) {
+                int size = engine_readout_size(eng, k);
+                memcpy(outs[k] + T * size, engine_readout_values(eng, k),
+                       (size_t)size * sizeof(real));
+            }
+            T++;
+        }
+        struct engine *next = NULL;
+        int bad = 0;
+        switch (ev->kind_case) {
+        case ETRACE__RECORD_EVENT__KIND_INPUT:
+            bad = replay_input(eng, ev->input, file);
+            break;
+        case ETRACE__RECORD_EVENT__KIND_LR:
+            engine_set_lr(eng, ev->lr);
+            break;
+        case ETRACE__RECORD_EVENT__KIND_LEARN:
+            engine_set_learn(eng, (enum engine_learn)ev->learn);
+            break;
+        case ETRACE__RECORD_EVENT__KIND_RESET:
+            engine_reset(eng, ev->reset->what != ETRACE__RESET__WHAT__TRACES,
+                         ev->reset->what != ETRACE__RESET__WHAT__STATES);
+            break;
+        case ETRACE__RECORD_EVENT__KIND_STALE_ZERO: {
+            int i = model_find_input(engine_model(eng), ev->stale_zero);
+            real *z = calloc((size_t)(i >= 0 ? engine_input_size(eng, i) : 1), sizeof(real));
+            if (i >= 0 && z)
+                engine_set_input(eng, i, z);
+            free(z);
+            break;
+        }
+        case ETRACE__RECORD_EVENT__KIND_DEFER_STEPS:
+            engine_defer_steps(eng, ev->defer_steps);
+            break;
+        case ETRACE__RECORD_EVENT__KIND_SWAP:
+            if (snap_compile_load(ev->swap, &next, err, sizeof err)) {
+                fprintf(stderr, "etraced run: %s: swap: %s\n", file, err);
+                bad = 1;
+                break;
+            }
+            if (ev->swap->keep_weights || ev->swap->keep_state)
+                engine_state_carry(next, eng, ev->swap->keep_state);
+            {
+                struct engine_scalars sc;
+                engine_state_get_scalars(next, &sc);
+                sc.tick = engine_tick_count(eng);
+                engine_state_set_scalars(next, &sc);
+            }
+            bad = replay_replace(&eng, next, file);
+            break;
+        case ETRACE__RECORD_EVENT__KIND_RESTORE:
+            if (snap_verify(ev->restore, err, sizeof err) ||
+                snap_restore(ev->restore, file, &next, err, sizeof err)) {
+                fprintf(stderr, "etraced run: %s: restore: %s\n", file, err);
+                bad = 1;
+                break;
+            }
+            bad = replay_replace(&eng, next, file);
+            break;
+        case ETRACE__RECORD_EVENT__KIND_END:
+            has_end = 1;
+            end_tick = ev->tick;
+            break;
+        default:
+            break;
+        }
+        etrace__record_event__free_unpacked(ev, NULL);
+        if (bad)
+            goto done;
+        continue;
+    oom_ev:
+        etrace__record_event__free_unpacked(ev, NULL);
+        fprintf(stderr, "etraced run: out of memory\n");
+        goto done;
+    }
+    if (!eng) {
+        fprintf(stderr, "etraced run: %s: no snapshot\n", file);
+        goto done;
+    }
+    if (!has_end)
+        fprintf(stderr, "etraced run: %s: no end record (the daemon stopped while recording); "
+                        "replayed up to the last whole event\n", file);
+    if (mkdir_p(out_dir)) {
+        fprintf(stderr, "etraced run: cannot create %s: %s\n", out_dir, strerror(errno));
+        goto done;
+    }
+    const struct model_desc *d = engine_model(eng);
+    for (int k = 0; k < engine_n_readouts(eng); k++) {
+        int64_t shape[2] = {T, engine_readout_size(eng, k)};
+        if (write_npy(out_dir, "outputs", d->readouts[k].name, "", NPY_REAL, 2, shape,
+                      outs[k] ? (const void *)outs[k] : (const void *)""))
+            goto done;
+    }
+    int64_t tshape[1] = {T};
+    if (write_npy(out_dir, ".", "loss", "", NPY_F64, 1, tshape, loss ? (void *)loss : (void *)""))
+        goto done;
+    if (write_params(eng, out_dir, 0))
+        goto done;
+    printf("etraced run: replayed %s: %lld events, ticks %llu to %llu (%lld ticks)%s\n", file,
+           (long long)n_events, (unsigned long long)first_tick,
+           (unsigned long long)(has_end ? end_tick : engine_tick_count(eng)), (long long)T,
+           has_end ? "" : ", no end record");
+    printf("  wrote %s/\n", out_dir);
+    rc = 0;
+done:
+    for (int k = 0; k < MAX_FILES; k++)
+        free(outs[k]);
+    free(loss);
+    free(buf);
     engine_free(&eng);
     return rc;
 }

@@ -9,4 +9,8 @@ int offline_compile_main(int argc, char **argv);
 /* `etraced run MODEL --input NAME=F.npy ... --out DIR [...]`. Returns the exit code. */
 int offline_run_main(int argc, char **argv);
 
+/* `etraced export-checkpoint FILE DIR`: the checkpoint's parameters as the DIR/params files
+ * (the files of `etraced run`). Returns the exit code. */
+int offline_export_checkpoint_main(int argc, char **argv);
+
 #endif

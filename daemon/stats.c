@@ -98,6 +98,7 @@ stats_build(struct stats_msg *m, const struct daemon *d, const struct tick_stats
     st->invalid_ticks = s->invalid_ticks;
     for (int i = 0; i < CONFIG_N_EP; i++) {
         socket_stats(&m->sockets[i], &d->ep[i], ep_names[i]);
+        m->sockets[i].curve_denied = d->curve_denied[i];
         m->sockets_p[i] = &m->sockets[i];
     }
     m->sockets[CONFIG_EP_OUTPUT].dropped += s->outputs_dropped;
@@ -150,12 +151,12 @@ stats_build(struct stats_msg *m, const struct daemon *d, const struct tick_stats
     }
     st->n_cells = (size_t)k;
     st->cells = m->cells_p;
-    st->curve_denials = 0; /* CURVE arrives with the operations issue */
+    st->curve_denials = d->curve_denials;
     st->updates_refused = s->eng.updates_refused;
     st->state_resets = s->eng.state_resets;
     st->optimizer_steps = s->eng.steps;
-    st->swaps = 0;
-    st->last_swap_gap_ns = 0;
+    st->swaps = s->swaps;
+    st->last_swap_gap_ns = s->last_swap_gap_ns;
     st->loss_avg = s->loss_n ? s->loss_sum / (double)s->loss_n : 0.0;
     st->reward_avg = s->n_ticks ? s->reward_sum / (double)s->n_ticks : 0.0;
     st->learning = s->learn == ENGINE_LEARN_ON;

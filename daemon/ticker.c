@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "snapshot.h"
 
 int64_t
 ticker_now_ns(void)
@@ -22,38 +23,66 @@ ticker_now_ns(void)
 }
 
 int
+tick_tables_init(struct tick_tables *tt, const struct layout *lay)
+{
+    int max_in = 1;
+    memset(tt, 0, sizeof(*tt));
+    for (int i = 0; i < lay->n_inputs; i++)
+        if (lay->inputs[i].size > max_in)
+            max_in = lay->inputs[i].size;
+    tt->in_c = calloc((size_t)lay->n_inputs + 1, sizeof(*tt->in_c));
+    tt->ro_c = calloc((size_t)lay->n_readouts + 1, sizeof(*tt->ro_c));
+    tt->in_cfg = calloc((size_t)lay->n_inputs + 1, sizeof(*tt->in_cfg));
+    tt->last_frame_ns = calloc((size_t)lay->n_inputs + 1, sizeof(*tt->last_frame_ns));
+    tt->frame_drain = calloc((size_t)lay->n_inputs + 1, sizeof(*tt->frame_drain));
+    tt->zeroed = calloc((size_t)lay->n_inputs + 1, sizeof(*tt->zeroed));
+    tt->zeros = calloc((size_t)max_in, sizeof(real));
+    tt->norms = calloc((size_t)lay->n_projs + 1, sizeof(*tt->norms));
+    tt->norms_done = calloc((size_t)lay->n_projs + 1, sizeof(*tt->norms_done));
+    if (!tt->in_c || !tt->ro_c || !tt->in_cfg || !tt->last_frame_ns || !tt->frame_drain ||
+        !tt->zeroed || !tt->zeros || !tt->norms || !tt->norms_done) {
+        tick_tables_fini(tt);
+        return -1;
+    }
+    return 0;
+}
+
+void
+tick_tables_fini(struct tick_tables *tt)
+{
+    free(tt->in_c);
+    free(tt->ro_c);
+    free(tt->in_cfg);
+    free(tt->last_frame_ns);
+    free(tt->frame_drain);
+    free(tt->zeroed);
+    free(tt->zeros);
+    free(tt->norms);
+    free(tt->norms_done);
+    memset(tt, 0, sizeof(*tt));
+}
+
+int
 ticker_init(struct ticker *t, struct engine *eng, const struct layout *lay,
             const struct ticker_opts *o)
 {
-    int max_in = 1;
     memset(t, 0, sizeof(*t));
     t->eng = eng;
     t->lay = lay;
     t->opts = *o;
     t->efd = -1;
-    for (int i = 0; i < lay->n_inputs; i++)
-        if (lay->inputs[i].size > max_in)
-            max_in = lay->inputs[i].size;
     /* A result carries at most one output record; 64 commands may be in flight. */
     size_t res_bytes = 64 * (sizeof(struct tick_result) + lay->output_bytes + 16);
     size_t out_bytes = 256 * (lay->output_bytes + 16);
     if (out_bytes < (1u << 20))
         out_bytes = 1u << 20;
+    /* Recording events: a few seconds of inputs at full rate before the loop drains. */
+    size_t rec_bytes = 2 * o->in_q_bytes + (16u << 20);
     if (spsc_init(&t->cmd_q, o->in_q_bytes) || spsc_init(&t->in_q, o->in_q_bytes) ||
-        spsc_init(&t->out_q, out_bytes) || spsc_init(&t->res_q, 2 * res_bytes) ||
-        latest_init(&t->status, sizeof(struct tick_status)))
+        spsc_init(&t->out_q, out_bytes) || spsc_init(&t->res_q, 2 * res_bytes + (1u << 20)) ||
+        spsc_init(&t->rec_q, rec_bytes) || latest_init(&t->status, sizeof(struct tick_status)))
         goto fail;
-    t->in_c = calloc((size_t)lay->n_inputs + 1, sizeof(*t->in_c));
-    t->ro_c = calloc((size_t)lay->n_readouts + 1, sizeof(*t->ro_c));
-    t->in_cfg = calloc((size_t)lay->n_inputs + 1, sizeof(*t->in_cfg));
-    t->last_frame_ns = calloc((size_t)lay->n_inputs + 1, sizeof(*t->last_frame_ns));
-    t->frame_drain = calloc((size_t)lay->n_inputs + 1, sizeof(*t->frame_drain));
-    t->zeroed = calloc((size_t)lay->n_inputs + 1, sizeof(*t->zeroed));
-    t->zeros = calloc((size_t)max_in, sizeof(real));
-    t->norms = calloc((size_t)lay->n_projs + 1, sizeof(*t->norms));
-    t->norms_done = calloc((size_t)lay->n_projs + 1, sizeof(*t->norms_done));
-    if (!t->in_c || !t->ro_c || !t->in_cfg || !t->last_frame_ns || !t->frame_drain ||
-        !t->zeroed || !t->zeros || !t->norms || !t->norms_done)
+    if (tick_tables_init(&t->tt, lay))
         goto fail;
     t->efd = eventfd(0, EFD_CLOEXEC);
     if (t->efd < 0)
@@ -73,16 +102,9 @@ ticker_fini(struct ticker *t)
     spsc_fini(&t->in_q);
     spsc_fini(&t->out_q);
     spsc_fini(&t->res_q);
+    spsc_fini(&t->rec_q);
     latest_fini(&t->status);
-    free(t->in_c);
-    free(t->ro_c);
-    free(t->in_cfg);
-    free(t->last_frame_ns);
-    free(t->frame_drain);
-    free(t->zeroed);
-    free(t->zeros);
-    free(t->norms);
-    free(t->norms_done);
+    tick_tables_fini(&t->tt);
     if (t->efd >= 0)
         close(t->efd);
     memset(t, 0, sizeof(*t));
@@ -154,39 +176,68 @@ notify_loop(struct ticker *t)
         uv_async_send(t->opts.wake);
 }
 
+/* Logs a recording event (no-op unless recording). A full ring ends the recording: the
+ * tick never waits for the writer. */
+static void
+rec_push(struct ticker *t, enum tick_rec_kind kind, int32_t a, double v, const void *payload,
+         size_t len)
+{
+    if (!t->recording)
+        return;
+    struct tick_rec *r = spsc_reserve(&t->rec_q, sizeof(*r) + len);
+    if (!r) {
+        t->recording = 0;
+        atomic_store(&t->rec_overflow, 1);
+        notify_loop(t);
+        return;
+    }
+    r->tick = engine_tick_count(t->eng);
+    r->kind = (uint32_t)kind;
+    r->a = a;
+    r->v = v;
+    if (len)
+        memcpy(r + 1, payload, len);
+    spsc_commit(&t->rec_q, sizeof(*r) + len);
+}
+
 /* Applies one validated input record to the engine (DESIGN §5.3). */
 static void
 apply_input(struct ticker *t, const struct wire_input *h)
 {
     const uint8_t *p = (const uint8_t *)(h + 1);
+    if (h->gen != t->gen) {
+        t->inputs_dropped_swap++; /* checked against the model swapped out meanwhile */
+        return;
+    }
+    rec_push(t, TICK_REC_INPUT, 0, 0.0, h, h->bytes);
     for (uint32_t k = 0; k < h->n_items; k++) {
         const struct wire_item *it = (const struct wire_item *)(const void *)p;
         switch (it->kind) {
         case WIRE_ANALOG:
-            if (t->frame_drain[it->index] == t->drain_id)
-                t->in_c[it->index].superseded++;
-            t->frame_drain[it->index] = t->drain_id;
+            if (t->tt.frame_drain[it->index] == t->drain_id)
+                t->tt.in_c[it->index].superseded++;
+            t->tt.frame_drain[it->index] = t->drain_id;
             engine_set_input(t->eng, it->index, (const real *)(const void *)(it + 1));
             goto frame;
         case WIRE_SPIKES:
-            t->in_c[it->index].dropped_overflow += (uint64_t)engine_add_spikes(
+            t->tt.in_c[it->index].dropped_overflow += (uint64_t)engine_add_spikes(
                 t->eng, it->index, (const int32_t *)(const void *)(it + 1), it->n);
         frame:
-            t->in_c[it->index].frames++;
-            t->last_frame_ns[it->index] = it->recv_ns;
-            t->zeroed[it->index] = 0;
+            t->tt.in_c[it->index].frames++;
+            t->tt.last_frame_ns[it->index] = it->recv_ns;
+            t->tt.zeroed[it->index] = 0;
             t->input_seq = it->seq;
             t->input_sender_time_ns = it->sender_time_ns;
             break;
         case WIRE_TARGET:
-            t->ro_c[it->index].targets++;
-            t->ro_c[it->index].superseded += (uint64_t)engine_set_target(
+            t->tt.ro_c[it->index].targets++;
+            t->tt.ro_c[it->index].superseded += (uint64_t)engine_set_target(
                 t->eng, it->index, (const real *)(const void *)(it + 1));
             t->had_target = 1;
             break;
         case WIRE_CLASS:
-            t->ro_c[it->index].targets++;
-            t->ro_c[it->index].superseded +=
+            t->tt.ro_c[it->index].targets++;
+            t->tt.ro_c[it->index].superseded +=
                 (uint64_t)engine_set_target_class(t->eng, it->index, it->class_index);
             t->had_target = 1;
             break;
@@ -219,15 +270,16 @@ static void
 check_stale(struct ticker *t, int64_t now_ns)
 {
     for (int i = 0; i < t->lay->n_inputs; i++) {
-        const struct tick_input_cfg *c = &t->in_cfg[i];
-        if (!c->max_age_ns || !t->last_frame_ns[i] || t->lay->inputs[i].is_spikes)
+        const struct tick_input_cfg *c = &t->tt.in_cfg[i];
+        if (!c->max_age_ns || !t->tt.last_frame_ns[i] || t->lay->inputs[i].is_spikes)
             continue;
-        if (now_ns - t->last_frame_ns[i] <= c->max_age_ns)
+        if (now_ns - t->tt.last_frame_ns[i] <= c->max_age_ns)
             continue;
-        t->in_c[i].stale_ticks++;
-        if (c->zero && !t->zeroed[i]) {
-            engine_set_input(t->eng, i, t->zeros);
-            t->zeroed[i] = 1;
+        t->tt.in_c[i].stale_ticks++;
+        if (c->zero && !t->tt.zeroed[i]) {
+            rec_push(t, TICK_REC_STALE_ZERO, i, 0.0, NULL, 0);
+            engine_set_input(t->eng, i, t->tt.zeros);
+            t->tt.zeroed[i] = 1;
         }
     }
 }
@@ -294,9 +346,9 @@ norms_step(struct ticker *t)
 {
     if (t->norm_cursor >= t->lay->n_projs)
         return;
-    engine_proj_norms(t->eng, t->norm_cursor, &t->norms[t->norm_cursor]);
+    engine_proj_norms(t->eng, t->norm_cursor, &t->tt.norms[t->norm_cursor]);
     if (++t->norm_cursor == t->lay->n_projs)
-        memcpy(t->norms_done, t->norms, (size_t)t->lay->n_projs * sizeof(*t->norms));
+        memcpy(t->tt.norms_done, t->tt.norms, (size_t)t->lay->n_projs * sizeof(*t->tt.norms));
 }
 
 static void
@@ -330,9 +382,12 @@ take_stats(struct ticker *t, struct tick_stats *s)
     s->learn = (int32_t)engine_get_learn(t->eng);
     s->lr = engine_get_lr(t->eng);
     s->paused = t->paused;
-    memcpy(s->inputs, t->in_c, (size_t)l->n_inputs * sizeof(*t->in_c));
-    memcpy(s->readouts, t->ro_c, (size_t)l->n_readouts * sizeof(*t->ro_c));
-    memcpy(s->norms, t->norms_done, (size_t)l->n_projs * sizeof(*t->norms));
+    memcpy(s->inputs, t->tt.in_c, (size_t)l->n_inputs * sizeof(*t->tt.in_c));
+    memcpy(s->readouts, t->tt.ro_c, (size_t)l->n_readouts * sizeof(*t->tt.ro_c));
+    memcpy(s->norms, t->tt.norms_done, (size_t)l->n_projs * sizeof(*t->tt.norms));
+    s->swaps = t->swaps;
+    s->last_swap_gap_ns = t->last_swap_gap_ns;
+    s->inputs_dropped_swap = t->inputs_dropped_swap;
     for (int c = 0; c < l->n_cells; c++)
         s->rates[c] = l->cells[c].is_spiking ? engine_cell_rate(t->eng, c) : -1.0;
     /* Start the next sweep, so each Stats shows norms at most one period old. */
@@ -401,8 +456,10 @@ do_step(struct ticker *t, const struct tick_cmd *c)
     struct tick_result *r = spsc_reserve(&t->res_q, sizeof(*r) + extra);
     if (!r)
         return;
-    if (c->arg.reset_before)
+    if (c->arg.reset_before) {
+        rec_push(t, TICK_REC_RESET, 3, 0.0, NULL, 0);
         engine_reset(t->eng, 1, 1);
+    }
     /* Frames from the input socket first, then the Step's own input, which wins. */
     int64_t start = ticker_now_ns();
     t->had_target = 0;
@@ -440,6 +497,143 @@ do_step(struct ticker *t, const struct tick_cmd *c)
     notify_loop(t);
 }
 
+/* ---- snapshots (DESIGN §5.2) ---------------------------------------------------------- */
+
+/* Copies what is left of the snapshot in progress, releases deferred steps, answers. */
+static void
+snap_finish(struct ticker *t)
+{
+    struct tick_snap_req *q = t->snap_cmd.arg.snap;
+    if (t->snap_state == 1) /* never reached a boundary: nothing is deferred */
+        snap_copy_small(q->snap, t->eng);
+    snap_copy_slice(q->snap, t->eng, 0);
+    if (t->snap_state == 2) {
+        engine_defer_steps(t->eng, 0);
+        rec_push(t, TICK_REC_DEFER, 0, 0.0, NULL, 0);
+    }
+    t->snap_state = 0;
+    reply(t, &t->snap_cmd, 0, NULL, NULL);
+}
+
+/* Starts the copy at a step boundary: the small parts now, steps deferred while the
+ * weights are copied a slice per tick. */
+static void
+snap_begin(struct ticker *t)
+{
+    struct tick_snap_req *q = t->snap_cmd.arg.snap;
+    snap_copy_small(q->snap, t->eng);
+    q->snap->period_index = t->opts.lockstep ? engine_tick_count(t->eng) : t->period_index;
+    if (q->record)
+        t->recording = 1;
+    engine_defer_steps(t->eng, 1);
+    rec_push(t, TICK_REC_DEFER, 1, 0.0, NULL, 0);
+    t->snap_state = 2;
+}
+
+/* After a tick in timer mode: advances the snapshot in progress. */
+static void
+snap_progress(struct ticker *t)
+{
+    if (t->snap_state == 1 && engine_at_step_boundary(t->eng)) {
+        snap_begin(t);
+        return; /* the small parts were this tick's share */
+    }
+    if (t->snap_state == 2 &&
+        snap_copy_slice(t->snap_cmd.arg.snap->snap, t->eng, t->snap_cmd.arg.snap->slice_bytes))
+        snap_finish(t);
+}
+
+static void
+do_snapshot(struct ticker *t, const struct tick_cmd *c)
+{
+    struct tick_snap_req *q = c->arg.snap;
+    if (t->snap_state) {
+        reply(t, c, ETRACE__ERROR__CODE__BUSY, "a snapshot is in progress", NULL);
+        return;
+    }
+    t->snap_cmd = *c;
+    if (t->opts.lockstep || t->paused) {
+        /* Nothing ticks: copy everything now, nothing is deferred. */
+        snap_copy_small(q->snap, t->eng);
+        q->snap->period_index = t->opts.lockstep ? engine_tick_count(t->eng) : t->period_index;
+        snap_copy_slice(q->snap, t->eng, 0);
+        if (q->record)
+            t->recording = 1;
+        reply(t, c, 0, NULL, NULL);
+        return;
+    }
+    t->snap_state = 1;
+    if (engine_at_step_boundary(t->eng))
+        snap_begin(t);
+}
+
+/* ---- hot swap (DESIGN §5.4) ------------------------------------------------------------ */
+
+static void
+do_swap(struct ticker *t, const struct tick_cmd *c)
+{
+    struct tick_swap *sw = c->arg.swap;
+    struct engine *old = t->eng;
+    if (t->snap_state)
+        snap_finish(t); /* the snapshot is of the old model: complete it first */
+    if (!sw->restore) {
+        if (sw->carry)
+            engine_state_carry(sw->eng, old, sw->keep_state);
+        /* `tick` continues across a swap. */
+        struct engine_scalars sc;
+        engine_state_get_scalars(sw->eng, &sc);
+        sc.tick = engine_tick_count(old);
+        engine_state_set_scalars(sw->eng, &sc);
+    }
+    rec_push(t, TICK_REC_SWAP, sw->restore, 0.0, NULL, 0);
+    /* Counters of inputs and readouts that the new model also has carry over. */
+    for (int i = 0; i < sw->lay->n_inputs; i++)
+        if (sw->in_map[i] >= 0) {
+            sw->tables.in_c[i] = t->tt.in_c[sw->in_map[i]];
+            sw->tables.last_frame_ns[i] = t->tt.last_frame_ns[sw->in_map[i]];
+        }
+    for (int r = 0; r < sw->lay->n_readouts; r++)
+        if (sw->ro_map[r] >= 0)
+            sw->tables.ro_c[r] = t->tt.ro_c[sw->ro_map[r]];
+    struct tick_tables tmp = t->tt;
+    t->tt = sw->tables;
+    sw->tables = tmp;
+    t->eng = sw->eng;
+    sw->eng = old;
+    t->lay = sw->lay;
+    t->gen = sw->gen;
+    t->norm_cursor = 0;
+    t->swaps++;
+    /* Outputs after this marker are the new model's (struct wire_output is longer). */
+    uint64_t *marker = spsc_reserve(&t->out_q, sizeof(uint64_t));
+    if (marker) {
+        *marker = 0;
+        spsc_commit(&t->out_q, sizeof(uint64_t));
+    }
+    sw->tick = engine_tick_count(t->eng);
+    sw->gap_ns = 0;
+    if (t->opts.lockstep || t->paused || !t->last_start_ns) {
+        reply(t, c, 0, NULL, NULL);
+        return;
+    }
+    /* Timer mode: answer after the first new tick, with the gap. */
+    t->swap_old_start_ns = t->last_start_ns;
+    t->swap_cmd = *c;
+    t->swap_reply_pending = 1;
+}
+
+/* After a tick: answers a swap with its gap. */
+static void
+swap_progress(struct ticker *t)
+{
+    if (!t->swap_reply_pending)
+        return;
+    t->last_swap_gap_ns = t->last_start_ns - t->swap_old_start_ns;
+    t->swap_cmd.arg.swap->gap_ns = t->last_swap_gap_ns;
+    t->swap_reply_pending = 0;
+    reply(t, &t->swap_cmd, 0, NULL, NULL);
+}
+
 /* Applies every queued command. Returns 1 if any ran. */
 static int
 drain_commands(struct ticker *t)
@@ -451,6 +645,12 @@ drain_commands(struct ticker *t)
         any = 1;
         switch (c->type) {
         case TICK_CMD_PAUSE:
+            if (t->snap_state)
+                snap_finish(t);
+            if (t->swap_reply_pending) {
+                t->swap_reply_pending = 0;
+                reply(t, &t->swap_cmd, 0, NULL, NULL);
+            }
             t->paused = 1;
             reply(t, c, 0, NULL, NULL);
             break;
@@ -461,14 +661,19 @@ drain_commands(struct ticker *t)
             reply(t, c, 0, NULL, NULL);
             break;
         case TICK_CMD_LEARN:
+            rec_push(t, TICK_REC_LEARN, c->arg.on ? ENGINE_LEARN_ON : ENGINE_LEARN_OFF, 0.0,
+                     NULL, 0);
             engine_set_learn(t->eng, c->arg.on ? ENGINE_LEARN_ON : ENGINE_LEARN_OFF);
             reply(t, c, 0, NULL, NULL);
             break;
         case TICK_CMD_LR:
+            rec_push(t, TICK_REC_LR, 0, c->arg.lr, NULL, 0);
             engine_set_lr(t->eng, c->arg.lr);
             reply(t, c, 0, NULL, NULL);
             break;
         case TICK_CMD_RESET:
+            rec_push(t, TICK_REC_RESET, c->arg.reset.states | c->arg.reset.traces << 1, 0.0,
+                     NULL, 0);
             engine_reset(t->eng, c->arg.reset.states, c->arg.reset.traces);
             reply(t, c, 0, NULL, NULL);
             break;
@@ -488,11 +693,25 @@ drain_commands(struct ticker *t)
             reply(t, c, 0, NULL, NULL);
             break;
         case TICK_CMD_INPUT_CFG:
-            memcpy(t->in_cfg, c->arg.input_cfg, (size_t)t->lay->n_inputs * sizeof(*t->in_cfg));
+            memcpy(t->tt.in_cfg, c->arg.input_cfg, (size_t)t->lay->n_inputs * sizeof(*t->tt.in_cfg));
             reply(t, c, 0, NULL, NULL);
             break;
         case TICK_CMD_QUIT:
+            if (t->snap_state)
+                snap_finish(t);
+            if (t->swap_reply_pending)
+                swap_progress(t);
             t->quit = 1;
+            reply(t, c, 0, NULL, NULL);
+            break;
+        case TICK_CMD_SWAP:
+            do_swap(t, c);
+            break;
+        case TICK_CMD_SNAPSHOT:
+            do_snapshot(t, c);
+            break;
+        case TICK_CMD_RECORD_STOP:
+            t->recording = 0;
             reply(t, c, 0, NULL, NULL);
             break;
         default:
@@ -578,9 +797,13 @@ run_timer(struct ticker *t)
         drain_commands(t);
         if (t->paused || t->quit)
             continue;
+        t->last_start_ns = start;
         int64_t end = run_tick(t, t->next_ns, start, NULL);
         if (end > t->next_ns + period)
             t->overruns++;
+        swap_progress(t);
+        if (t->snap_state)
+            snap_progress(t);
         t->period_index++;
         t->next_ns += period;
         publish_status(t);

@@ -17,6 +17,8 @@
 #include "spsc.h"
 #include "wire.h"
 
+struct snap; /* snapshot.h */
+
 /* Published after every tick and command: what `status` shows. */
 struct tick_status {
     uint64_t tick;          /* ticks executed */
@@ -58,6 +60,9 @@ struct tick_stats {
     struct tick_readout_counters *readouts; /* [n_readouts] */
     struct engine_norms *norms;             /* [n_projs], the last complete sweep */
     double *rates;                          /* [n_cells], -1 for non-spiking cells */
+    uint64_t swaps;           /* hot swaps and restores since start */
+    int64_t last_swap_gap_ns; /* start of the last old tick to the start of the first new */
+    uint64_t inputs_dropped_swap; /* inputs checked against a layout swapped out meanwhile */
 };
 
 /* Per input staleness (inputs.<name> of the config). */
@@ -76,7 +81,71 @@ enum tick_cmd_type {
     TICK_CMD_EXPORT,    /* arg.buf: layout.export_bytes, filled */
     TICK_CMD_STATS,     /* arg.stats: filled */
     TICK_CMD_INPUT_CFG, /* arg.input_cfg: [n_inputs], copied */
-    TICK_CMD_QUIT
+    TICK_CMD_QUIT,
+    TICK_CMD_SWAP,      /* arg.swap: swapped in; the old engine and tables come back in it */
+    TICK_CMD_SNAPSHOT,  /* arg.snap: filled (at once, or a slice per tick); answered when whole */
+    TICK_CMD_RECORD_STOP /* stop logging recording events */
+};
+
+/* The tables of the tick thread that are sized by the model's layout. */
+struct tick_tables {
+    struct tick_input_counters *in_c;      /* [n_inputs] */
+    struct tick_readout_counters *ro_c;    /* [n_readouts] */
+    struct tick_input_cfg *in_cfg;         /* [n_inputs] */
+    int64_t *last_frame_ns;                /* [n_inputs], 0: none yet */
+    uint64_t *frame_drain;                 /* [n_inputs], drain stamp of the last frame */
+    int *zeroed;                           /* [n_inputs], stale input set to zeros */
+    real *zeros;                           /* [largest input] */
+    struct engine_norms *norms;            /* [n_projs], the sweep in progress */
+    struct engine_norms *norms_done;       /* [n_projs], the last complete sweep */
+};
+
+/* Allocates tables for layout l. Returns 0 or -1 (out of memory). */
+int tick_tables_init(struct tick_tables *tt, const struct layout *l);
+
+/* Frees them; accepts a zeroed struct. */
+void tick_tables_fini(struct tick_tables *tt);
+
+/* A hot swap or a restore (DESIGN §5.4), prepared by the loop. The loop owns it; the tick
+ * thread exchanges eng, lay and the tables with its own. */
+struct tick_swap {
+    struct engine *eng;        /* in: the new engine; out: the old one (the loop frees it) */
+    const struct layout *lay;  /* in: the new engine's layout */
+    struct tick_tables tables; /* in: for the new layout; out: the old ones */
+    const int *in_map;         /* [new n_inputs]: the old index of the same input, or -1 */
+    const int *ro_map;         /* [new n_readouts]: the same for readouts */
+    uint32_t gen;              /* the input generation of the new layout */
+    int carry;                 /* engine_state_carry(new, old, keep_state) (--keep-weights) */
+    int keep_state;            /* --keep-state */
+    int restore;               /* a restore: the tick count comes from the checkpoint */
+    uint64_t tick;             /* out: the tick count after the swap */
+    int64_t gap_ns;            /* out: start of the last old tick to the first new (0: none) */
+};
+
+/* A snapshot request: the tick thread copies the engine into snap. */
+struct tick_snap_req {
+    struct snap *snap;         /* owned by the loop; filled by the tick thread */
+    size_t slice_bytes;        /* snapshot_slice_bytes */
+    int record;                /* start logging recording events at the snapshot */
+};
+
+/* Recording events (DESIGN §5.4), tick -> loop through rec_q: this header, then for
+ * TICK_REC_INPUT the struct wire_input record as applied. */
+enum tick_rec_kind {
+    TICK_REC_INPUT,      /* payload: the wire_input record */
+    TICK_REC_LR,         /* v */
+    TICK_REC_LEARN,      /* a: enum engine_learn */
+    TICK_REC_RESET,      /* a: 1 states | 2 traces */
+    TICK_REC_SWAP,       /* a: 1 restore; the loop holds the request */
+    TICK_REC_STALE_ZERO, /* a: input index */
+    TICK_REC_DEFER       /* a: 1 deferred, 0 released */
+};
+
+struct tick_rec {
+    uint64_t tick;  /* the engine's tick count when applied (before tick `tick` runs) */
+    uint32_t kind;  /* enum tick_rec_kind */
+    int32_t a;
+    double v;
 };
 
 struct tick_cmd {
@@ -93,6 +162,8 @@ struct tick_cmd {
         void *buf;
         struct tick_stats *stats;
         const struct tick_input_cfg *input_cfg;
+        struct tick_swap *swap;
+        struct tick_snap_req *snap;
     } arg;
 };
 
@@ -116,13 +187,15 @@ struct ticker_opts {
 
 struct ticker {
     struct engine *eng;          /* owned by the tick thread while it runs */
-    const struct layout *lay;    /* the daemon's */
+    const struct layout *lay;    /* the daemon's (the tick thread's after a swap) */
     struct ticker_opts opts;
     struct spsc cmd_q;           /* loop -> tick: struct tick_cmd [+ input] */
     struct spsc in_q;            /* loop -> tick: struct wire_input */
     struct spsc out_q;           /* tick -> loop: struct wire_output */
     struct spsc res_q;           /* tick -> loop: struct tick_result [+ output] */
     struct latest status;        /* tick -> loop: struct tick_status */
+    struct spsc rec_q;           /* tick -> loop: struct tick_rec [+ input] (recording) */
+    _Atomic int rec_overflow;    /* tick -> loop: rec_q was full, the recording stopped */
     int efd;                     /* eventfd the tick thread blocks on */
     pthread_t thread;
     int started;
@@ -137,17 +210,19 @@ struct ticker {
     int had_target;
     uint64_t input_seq;
     int64_t input_sender_time_ns;
-    struct tick_input_counters *in_c;      /* [n_inputs] */
-    struct tick_readout_counters *ro_c;    /* [n_readouts] */
-    struct tick_input_cfg *in_cfg;         /* [n_inputs] */
-    int64_t *last_frame_ns;                /* [n_inputs], 0: none yet */
-    uint64_t *frame_drain;                 /* [n_inputs], drain stamp of the last frame */
-    int *zeroed;                           /* [n_inputs], stale input set to zeros */
+    struct tick_tables tt;                 /* sized by lay */
     uint64_t drain_id;
-    real *zeros;                           /* [largest input] */
-    struct engine_norms *norms;            /* [n_projs], the sweep in progress */
-    struct engine_norms *norms_done;       /* [n_projs], the last complete sweep */
     int norm_cursor;
+    uint32_t gen;                          /* input generation of lay */
+    uint64_t swaps, inputs_dropped_swap;
+    int64_t last_swap_gap_ns;
+    int64_t last_start_ns;                 /* start of the latest tick */
+    int64_t swap_old_start_ns;             /* start of the last old tick, 0: no gap pending */
+    struct tick_cmd swap_cmd;              /* a swap answered after the first new tick */
+    int swap_reply_pending;
+    struct tick_cmd snap_cmd;              /* the snapshot in progress */
+    int snap_state;                        /* 0 none, 1 waiting for a boundary, 2 slicing */
+    int recording;                         /* log events to rec_q */
 };
 
 /* Allocates the rings and tables for eng (not yet running). Returns 0 or -1. */

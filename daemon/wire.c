@@ -251,6 +251,8 @@ wire_input_write(const struct layout *l, const Etrace__Input *msg, int64_t recv_
     struct wire_input *h = buf;
     uint8_t *p = (uint8_t *)buf + sizeof(*h);
     h->n_items = 0;
+    h->gen = 0;
+    h->pad = 0;
     for (size_t f = 0; f < msg->n_frames; f++) {
         const Etrace__Frame *fr = msg->frames[f];
         int i = layout_find_input(l, fr->name);

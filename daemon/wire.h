@@ -86,6 +86,9 @@ struct wire_item {
 struct wire_input {
     uint32_t n_items;
     uint32_t bytes; /* the whole record */
+    uint32_t gen;   /* the layout generation it was checked against (hot swap); set by the
+                     * caller after wire_input_write; the tick thread drops other ones */
+    uint32_t pad;
 };
 
 /* Why a message was rejected (DESIGN §5.5); indexes the per-socket counters. */

@@ -1,0 +1,216 @@
+#!/usr/bin/python3
+"""etrace_exporter: serves the Stats of one etraced as Prometheus metrics (Debian's
+python3-prometheus-client), on 127.0.0.1 by default. Client layer.
+
+    /usr/bin/python3 clients/python/etrace_exporter.py [--port 9464] [--addr 127.0.0.1]
+        [--stats EP | --config FILE] [--build DIR]
+
+It subscribes to the stats socket and answers every scrape from the newest Stats:
+counters since the daemon started (`*_total`), gauges for the last stats period, the
+tick time and lateness percentiles as `{quantile=...}` gauges in seconds, and one series
+per projection, input, readout, socket and cell, labelled by name. `etraced_up` is 1
+while Stats arrive (within 3 stats periods, at least 3 s)."""
+import argparse
+import os
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+QUANTILES = (("0.5", "p50_ns"), ("0.99", "p99_ns"), ("0.999", "p999_ns"), ("1", "max_ns"))
+REJECT_REASONS = ("undecodable", "wrong_size", "unknown_name", "non_finite", "oversized",
+                  "unknown_command", "bad_argument")
+
+
+class StatsCollector:
+    """A prometheus_client collector over the newest Stats, fed by a thread that owns
+    the SUB socket."""
+
+    def __init__(self, stats_ep):
+        self.stats_ep = stats_ep
+        self.lock = threading.Lock()
+        self.last = None       # the newest Stats
+        self.last_rx = 0.0     # time.monotonic() of its arrival
+        self.n_received = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        import etrace
+        with etrace.Client(stats=self.stats_ep) as c:
+            while not self.stop.is_set():
+                try:
+                    for s in c.stats_stream(timeout_ms=500):
+                        with self.lock:
+                            self.last, self.last_rx = s, time.monotonic()
+                            self.n_received += 1
+                        if self.stop.is_set():
+                            return
+                except etrace.EtraceTimeout:
+                    continue
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        with self.lock:
+            s, rx = self.last, self.last_rx
+        period_s = s.interval_ns / 1e9 if s is not None and s.interval_ns > 0 else 1.0
+        up = s is not None and time.monotonic() - rx <= max(3.0, 3 * period_s)
+        yield GaugeMetricFamily("etraced_up", "1 while the daemon publishes Stats", value=int(up))
+        if s is None:
+            return
+
+        def counter(name, doc, value):
+            return CounterMetricFamily(name, doc, value=value)
+
+        def gauge(name, doc, value):
+            return GaugeMetricFamily(name, doc, value=value)
+
+        yield counter("etraced_ticks_total", "Ticks executed", s.tick)
+        yield counter("etraced_periods_total", "Tick periods elapsed", s.period_index)
+        yield gauge("etraced_period_seconds", "The tick period", s.period_ns / 1e9)
+        yield gauge("etraced_stats_sequence", "Number of the newest Stats", s.seq)
+        yield gauge("etraced_stats_age_seconds", "Time since the newest Stats arrived",
+                    time.monotonic() - rx)
+        for metric, field, doc in (
+                ("etraced_tick_time_seconds", "tick_time",
+                 "Tick start to finish over the last stats period (quantile 1: the maximum)"),
+                ("etraced_tick_lateness_seconds", "lateness",
+                 "Tick start minus its deadline over the last stats period (quantile 1: max)")):
+            g = GaugeMetricFamily(metric, doc, labels=["quantile"])
+            p = getattr(s, field)
+            for q, attr in QUANTILES:
+                g.add_metric([q], getattr(p, attr) / 1e9)
+            yield g
+            yield gauge(metric + "_count", "Ticks measured in the last stats period", p.count)
+        yield counter("etraced_overruns_total", "Ticks that ended after the next deadline",
+                      s.overruns)
+        yield counter("etraced_skipped_periods_total",
+                      "Periods whose deadline passed before a tick could start", s.skipped)
+        yield counter("etraced_invalid_ticks_total", "Ticks whose Outputs had valid = false",
+                      s.invalid_ticks)
+        yield counter("etraced_updates_refused_total", "Optimizer steps refused (non-finite)",
+                      s.updates_refused)
+        yield counter("etraced_state_resets_total", "Cells reset after a non-finite state",
+                      s.state_resets)
+        yield counter("etraced_optimizer_steps_total", "Optimizer steps", s.optimizer_steps)
+        yield counter("etraced_swaps_total", "Hot swaps", s.swaps)
+        yield gauge("etraced_last_swap_gap_seconds", "Last old to first new tick of the last swap",
+                    s.last_swap_gap_ns / 1e9)
+        yield counter("etraced_curve_denials_total", "CURVE clients refused", s.curve_denials)
+        yield gauge("etraced_loss_avg", "Mean loss over the last stats period's ticks with a "
+                    "target", s.loss_avg)
+        yield gauge("etraced_reward_avg", "Mean reward per tick over the last stats period",
+                    s.reward_avg)
+        yield gauge("etraced_learning", "1 when learning is on", int(s.learning))
+        yield gauge("etraced_learning_rate", "The optimizer's learning rate", s.lr)
+        yield gauge("etraced_paused", "1 while paused", int(s.paused))
+
+        msgs = CounterMetricFamily("etraced_socket_messages_total",
+                                   "Messages accepted (received, or sent by a PUB socket)",
+                                   labels=["socket"])
+        rej = CounterMetricFamily("etraced_socket_rejected_total", "Messages rejected, by reason",
+                                  labels=["socket", "reason"])
+        peer = CounterMetricFamily("etraced_socket_peer_dropped_total",
+                                   "Connections closed by the transport", labels=["socket"])
+        drop = CounterMetricFamily("etraced_socket_dropped_total",
+                                   "Ticks whose outputs the loop could not take",
+                                   labels=["socket"])
+        for k in s.sockets:
+            msgs.add_metric([k.name], k.accepted)
+            for r in REJECT_REASONS:
+                rej.add_metric([k.name, r], getattr(k, r))
+            peer.add_metric([k.name], k.peer_dropped)
+            drop.add_metric([k.name], k.dropped)
+        yield from (msgs, rej, peer, drop)
+
+        for metric, attr, doc in (
+                ("etraced_input_frames_total", "frames", "Frames applied to a tick"),
+                ("etraced_input_superseded_total", "superseded",
+                 "Frames overwritten before a tick read them"),
+                ("etraced_input_dropped_overflow_total", "dropped_overflow",
+                 "Spike events over the input's size in one tick"),
+                ("etraced_input_stale_ticks_total", "stale_ticks",
+                 "Ticks at which the input was stale")):
+            m = CounterMetricFamily(metric, doc, labels=["input"])
+            for i in s.inputs:
+                m.add_metric([i.name], getattr(i, attr))
+            yield m
+        for metric, attr, doc in (
+                ("etraced_readout_targets_total", "targets", "Targets applied"),
+                ("etraced_readout_superseded_total", "superseded",
+                 "Targets replaced before a tick consumed them")):
+            m = CounterMetricFamily(metric, doc, labels=["readout"])
+            for r in s.readouts:
+                m.add_metric([r.name], getattr(r, attr))
+            yield m
+        for metric, attr, doc in (
+                ("etraced_projection_weight_norm", "w_norm", "||W|| (weight and bias)"),
+                ("etraced_projection_drift", "drift_norm", "||W - W0||, W0 the weights at load"),
+                ("etraced_projection_delta_norm", "delta_norm",
+                 "||delta W|| over the last stats period"),
+                ("etraced_projection_grad_norm", "grad_norm",
+                 "||gradient|| of the last optimizer step"),
+                ("etraced_projection_trace_norm", "trace_norm", "||traces||")):
+            m = GaugeMetricFamily(metric, doc, labels=["projection"])
+            for p in s.projections:
+                m.add_metric([p.name], getattr(p, attr))
+            yield m
+        m = GaugeMetricFamily("etraced_cell_rate",
+                              "Mean spikes per neuron per tick over the last stats period",
+                              labels=["cell"])
+        for c in s.cells:
+            m.add_metric([c.name], c.rate)
+        yield m
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--addr", default="127.0.0.1", help="address to serve on (127.0.0.1)")
+    ap.add_argument("--port", type=int, default=9464, help="port (0: any free one; 9464)")
+    ap.add_argument("--stats", help="the daemon's stats endpoint (default: its default)")
+    ap.add_argument("--config", help="a daemon config to read the stats endpoint from")
+    ap.add_argument("--build", help="the build directory holding python/etrace_pb2.py")
+    a = ap.parse_args(argv)
+    if a.build:
+        os.environ["ETRACE_PB2_DIR"] = os.path.join(a.build, "python")
+    import etrace
+    from prometheus_client import make_wsgi_app
+    from prometheus_client.core import CollectorRegistry
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+    from socketserver import ThreadingMixIn
+
+    stats_ep = a.stats
+    if not stats_ep and a.config:
+        stats_ep = etrace.read_config_endpoints(a.config).get("stats")
+    stats_ep = stats_ep or etrace.default_endpoint("stats")
+    registry = CollectorRegistry(auto_describe=False)
+    collector = StatsCollector(stats_ep)
+    registry.register(collector)
+
+    class Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    httpd = make_server(a.addr, a.port, make_wsgi_app(registry), Server,
+                        handler_class=QuietHandler)
+    print("etrace_exporter: http://%s:%d/metrics (stats from %s)"
+          % (a.addr, httpd.server_address[1], stats_ep), flush=True)
+    try:
+        httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        collector.stop.set()
+        httpd.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,241 @@
+"""Every method of the Python client (clients/python/etrace) against the real daemon,
+error replies included. Run: ETRACE_BUILD=build /usr/bin/python3 tests/clients/client_test.py"""
+import os
+import tempfile
+import time
+import unittest
+
+import common  # noqa: F401  (paths)
+import etrace
+import numpy as np
+
+
+def wait_for(pred, timeout_s=5.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    return pred()
+
+
+class TimerDaemonTest(unittest.TestCase):
+    """A timer-mode daemon (1 kHz, stats every 100 ms)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.d = etrace.Daemon(common.MODEL, clock="timer", stats_period_ms=100)
+        cls.c = cls.d.client(timeout_ms=3000)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.c.close()
+        cls.d.close()
+
+    def test_status(self):
+        s = self.c.status()
+        self.assertEqual(s.model_name, "ctest")
+        self.assertEqual(s.clock, etrace.pb.Status.TIMER)
+        self.assertEqual(s.period_ns, 1000000)
+        self.assertTrue(s.has_learning)
+        self.assertEqual(s.pid, self.d.proc.pid)
+
+    def test_stats(self):
+        s = wait_for(lambda: (lambda st: st if st.tick > 0 else None)(self.c.stats()))
+        self.assertGreater(s.tick, 0)
+        self.assertEqual([p.name for p in s.projections], ["w_in", "w_out"])
+
+    def test_pause_resume(self):
+        self.assertTrue(self.c.pause().paused)
+        t0 = self.c.status().tick
+        time.sleep(0.05)
+        self.assertEqual(self.c.status().tick, t0)
+        self.assertFalse(self.c.resume().paused)
+        self.assertTrue(wait_for(lambda: self.c.status().tick > t0))
+
+    def test_learn(self):
+        self.assertFalse(self.c.learn(False).learning)
+        self.assertTrue(self.c.learn(True).learning)
+
+    def test_lr(self):
+        self.assertAlmostEqual(self.c.lr(2e-3).lr, 2e-3)
+        self.assertAlmostEqual(self.c.lr(1e-3).lr, 1e-3)
+        with self.assertRaises(etrace.EtraceError) as cm:
+            self.c.lr(-1.0)
+        self.assertEqual(cm.exception.code, "BAD_ARGUMENT")
+        self.assertIn("lr", cm.exception.message)
+        with self.assertRaises(etrace.EtraceError) as cm:
+            self.c.lr(float("nan"))
+        self.assertEqual(cm.exception.code, "NON_FINITE")
+
+    def test_reset(self):
+        for what in ("states", "traces", "all"):
+            self.assertEqual(self.c.reset(what).model_name, "ctest")
+        with self.assertRaises(etrace.EtraceError) as cm:
+            self.c.reset("everything")
+        self.assertEqual(cm.exception.code, "INVALID")
+
+    def test_step_in_timer_mode_is_an_error(self):
+        with self.assertRaises(etrace.EtraceError) as cm:
+            self.c.step(inputs={"sensors": [0, 0, 0, 0]})
+        self.assertEqual(cm.exception.code, "WRONG_MODE")
+        self.assertIn("lockstep", cm.exception.message)
+
+    def test_send_frame_target_reward(self):
+        before = self.c.stats()
+        frames0 = before.inputs[0].frames + before.inputs[0].superseded
+        targets0 = before.readouts[0].targets + before.readouts[0].superseded
+        for k in range(20):
+            self.c.send_frame("sensors", [0.1, 0.2, 0.3, 0.4])
+            self.c.send_target("action", [0.5, -0.5])
+            self.c.send_reward(1.0)
+            time.sleep(0.003)
+        self.c.send_spikes("sensors", [0])  # an analog input: rejected, counted
+        self.c.send_frame("sensors", [1.0])  # wrong size: rejected, counted
+        self.c.send_frame("nosuch", [1.0])  # unknown name: rejected, counted
+
+        def done():
+            s = self.c.stats()
+            inp = [k for k in s.sockets if k.name == "input"][0]
+            ok = (s.inputs[0].frames + s.inputs[0].superseded >= frames0 + 20 and
+                  s.readouts[0].targets + s.readouts[0].superseded >= targets0 + 20 and
+                  inp.wrong_size >= 2 and inp.unknown_name >= 1)
+            return s if ok else None
+        self.assertIsNotNone(wait_for(done))
+
+    def test_outputs_iterator(self):
+        outs = list(self.c.outputs(readout="action", count=5, timeout_ms=3000))
+        self.assertEqual(len(outs), 5)
+        self.assertTrue(all(o.readout == "action" and len(o.values) == 2 for o in outs))
+        ticks = [o.tick for o in outs]
+        self.assertEqual(ticks, sorted(ticks))
+
+    def test_stats_iterator(self):
+        seqs = [s.seq for s in self.c.stats_stream(count=3, timeout_ms=3000)]
+        self.assertEqual(len(seqs), 3)
+        self.assertEqual(seqs, sorted(seqs))
+
+    def test_export(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            t = self.c.export(tmp)
+            self.assertEqual(t["w_in.weight"].shape, (20, 16))
+            self.assertEqual(t["w_in.bias"].shape, (16,))
+            self.assertEqual(t["w_out.weight"].shape, (16, 2))
+            self.assertGreater(t.tick, 0)
+            a = np.load(os.path.join(tmp, "params", "w_out.weight.npy"))
+            np.testing.assert_array_equal(a, t["w_out.weight"])
+
+    def test_no_daemon_times_out(self):
+        with etrace.Client(control="ipc://%s/nothing-here" % self.d.dir, timeout_ms=200) as c:
+            with self.assertRaises(etrace.EtraceTimeout):
+                c.status()
+
+
+class LockstepDaemonTest(unittest.TestCase):
+    """A lockstep daemon: step, and its errors."""
+
+    def setUp(self):
+        self.d = etrace.Daemon(common.MODEL, clock="lockstep", stats_period_ms=100)
+        self.c = self.d.client(timeout_ms=3000)
+
+    def tearDown(self):
+        self.c.close()
+        self.d.close()
+
+    def test_step(self):
+        o = self.c.step(inputs={"sensors": [0.5] * 4}, targets={"action": [0.1, 0.2]})
+        self.assertEqual(o["action"].tick, 0)
+        self.assertGreater(o["action"].loss, 0.0)
+        o = self.c.step(inputs={"sensors": [0.5] * 4}, reward=1.0, reset=True)
+        self.assertEqual(o["action"].tick, 1)
+        self.assertEqual(self.c.status().tick, 2)
+
+    def test_step_deterministic(self):
+        outs = [self.c.step(inputs={"sensors": [0.3, 0.6, 0.9, 0.1]},
+                            targets={"action": [1.0, -1.0]})["action"].values
+                for _ in range(50)]
+        d2 = etrace.Daemon(common.MODEL, clock="lockstep")
+        with d2, d2.client() as c2:
+            outs2 = [c2.step(inputs={"sensors": [0.3, 0.6, 0.9, 0.1]},
+                             targets={"action": [1.0, -1.0]})["action"].values
+                     for _ in range(50)]
+        self.assertEqual([list(v) for v in outs], [list(v) for v in outs2])
+
+    def test_step_errors(self):
+        with self.assertRaises(etrace.EtraceError) as cm:
+            self.c.step(inputs={"nosuch": [1.0]})
+        self.assertEqual(cm.exception.code, "UNKNOWN_NAME")
+        self.assertIn("nosuch", cm.exception.message)
+        with self.assertRaises(etrace.EtraceError) as cm:
+            self.c.step(inputs={"sensors": [1.0, 2.0]})
+        self.assertEqual(cm.exception.code, "WRONG_SIZE")
+        with self.assertRaises(etrace.EtraceError) as cm:
+            self.c.step(inputs={"sensors": [float("inf")] * 4})
+        self.assertEqual(cm.exception.code, "NON_FINITE")
+        with self.assertRaises(etrace.EtraceError) as cm:
+            self.c.step(targets={"action": [1.0, 2.0, 3.0]})
+        self.assertEqual(cm.exception.code, "WRONG_SIZE")
+        self.assertEqual(self.c.status().tick, 0)  # nothing ran
+
+    def test_operations(self):
+        """load, checkpoint, restore, record (issue 6), when this daemon has them."""
+        try:
+            op = self.c.checkpoint("a.ckpt")
+        except etrace.EtraceError as e:
+            if e.code in ("UNKNOWN_COMMAND", "UNSUPPORTED"):
+                self.skipTest("no operations commands in this daemon: %s" % e)
+            raise
+        self.assertEqual(op.name, "a.ckpt")
+        self.c.step(inputs={"sensors": [0.5] * 4}, targets={"action": [0.1, 0.2]})
+        self.assertEqual(self.c.restore("a.ckpt").name, "a.ckpt")
+        with self.assertRaises(etrace.EtraceError):
+            self.c.restore("../a.ckpt")
+        with self.assertRaises(etrace.EtraceError):
+            self.c.restore("missing.ckpt")
+        op = self.c.load_text(common.MODEL.replace("lr: 1.0e-3", "lr: 2.0e-3"),
+                              keep_weights=True)
+        self.assertEqual(op.model_name, "ctest")
+        self.assertAlmostEqual(self.c.status().lr, 2e-3)
+        with self.assertRaises(etrace.EtraceError):
+            self.c.load_text("name: broken\n")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "m.yaml")
+            with open(path, "w") as f:
+                f.write(common.MODEL)
+            self.assertEqual(self.c.load(path).model_name, "ctest")
+        self.c.record_start("r.rec")
+        for _ in range(5):
+            self.c.step(inputs={"sensors": [0.5] * 4})
+        self.assertGreaterEqual(self.c.record_stop().events, 1)
+
+    def test_shutdown(self):
+        s = self.c.shutdown()
+        self.assertEqual(s.model_name, "ctest")
+        self.assertEqual(self.d.proc.wait(5), 0)
+        self.c.timeout_ms = 200
+        with self.assertRaises(etrace.EtraceTimeout):
+            self.c.status()
+
+
+class ContextManagerTest(unittest.TestCase):
+    def test_close(self):
+        with etrace.Daemon(common.MODEL, clock="lockstep") as d:
+            with d.client() as c:
+                c.status()
+                it = c.outputs(count=1, timeout_ms=100)
+                with self.assertRaises(etrace.EtraceTimeout):
+                    next(it)  # lockstep publishes nothing without steps
+            self.assertIsNone(c._ctx)
+            self.assertTrue(os.path.isdir(d.dir))
+        self.assertFalse(os.path.exists(d.dir))
+
+    def test_config_endpoints(self):
+        with etrace.Daemon(common.MODEL, clock="lockstep") as d:
+            with etrace.Client(config=d.config, timeout_ms=2000) as c:
+                self.assertEqual(c.endpoints, d.endpoints)
+                self.assertEqual(c.status().model_name, "ctest")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

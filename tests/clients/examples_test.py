@@ -1,0 +1,55 @@
+"""Each example's shortened lockstep run (deterministic: fixed seeds, clock: lockstep)
+passes its stated threshold: the example exits 0 and prints its RESULT line(s) with PASS.
+Run one: ETRACE_BUILD=build /usr/bin/python3 tests/clients/examples_test.py RobotTest"""
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import common
+
+
+def run_example(name, *extra):
+    with tempfile.TemporaryDirectory() as out:
+        p = subprocess.run([sys.executable, os.path.join(common.REPO, "clients", "examples",
+                                                         name + ".py"),
+                            "--clock", "lockstep", "--quick", "--build", common.BUILD,
+                            "--out", out] + list(extra),
+                           capture_output=True, text=True, timeout=120)
+        pngs = sorted(f for f in os.listdir(out) if f.endswith(".png"))
+    print(p.stdout)
+    print(p.stderr, file=sys.stderr)
+    results = [l for l in p.stdout.splitlines() if l.startswith("RESULT")]
+    return p.returncode, results, pngs
+
+
+class RobotTest(unittest.TestCase):
+    def test_robot(self):
+        rc, results, pngs = run_example("robot")
+        self.assertEqual(len(results), 2)
+        self.assertTrue(all(r.endswith("PASS") for r in results), results)
+        self.assertEqual(rc, 0)
+        self.assertEqual(pngs, ["robot.png"])
+
+
+class AgentTest(unittest.TestCase):
+    def test_agent(self):
+        rc, results, pngs = run_example("agent")
+        self.assertEqual(len(results), 1)
+        self.assertTrue(results[0].endswith("PASS"), results)
+        self.assertEqual(rc, 0)
+        self.assertEqual(pngs, ["agent.png"])
+
+
+class DriftTest(unittest.TestCase):
+    def test_drift(self):
+        rc, results, pngs = run_example("drift")
+        self.assertEqual(len(results), 1)
+        self.assertTrue(results[0].endswith("PASS"), results)
+        self.assertEqual(rc, 0)
+        self.assertEqual(pngs, ["drift.png"])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -1,0 +1,112 @@
+"""The Prometheus exporter (clients/python/etrace_exporter.py) scraped over HTTP on
+127.0.0.1 while a real daemon learns: the metrics are there, with the conventional names
+and labels, and their values change over time."""
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import unittest
+import urllib.request
+
+import common
+import etrace
+
+EXPORTER = os.path.join(common.REPO, "clients", "python", "etrace_exporter.py")
+
+
+def parse(text):
+    """{'name{labels}': value} of an exposition text."""
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, val = line.rsplit(" ", 1)
+            out[key] = float(val)
+    return out
+
+
+class ExporterTest(unittest.TestCase):
+    def setUp(self):
+        self.d = etrace.Daemon(common.MODEL, clock="timer", stats_period_ms=100)
+        self.proc = subprocess.Popen([sys.executable, EXPORTER, "--port", "0", "--stats",
+                                      self.d.endpoints["stats"]], stdout=subprocess.PIPE,
+                                     text=True)
+        line = self.proc.stdout.readline()
+        m = re.search(r"http://127\.0\.0\.1:(\d+)/metrics", line)
+        self.assertIsNotNone(m, line)
+        self.url = "http://127.0.0.1:%s/metrics" % m.group(1)
+        self.stop = threading.Event()
+        self.th = threading.Thread(target=self.stream)
+        self.th.start()
+
+    def tearDown(self):
+        self.stop.set()
+        self.th.join()
+        self.proc.terminate()
+        self.proc.wait(5)
+        self.proc.stdout.close()
+        self.d.close()
+
+    def stream(self):
+        with self.d.client() as c:
+            k = 0
+            while not self.stop.is_set():
+                c.send_input(inputs={"sensors": [0.2, 0.9, 0.4, 0.7]},
+                             targets={"action": [1.0 if k % 2 else -1.0, 0.5]})
+                k += 1
+                time.sleep(0.002)
+
+    def scrape(self):
+        with urllib.request.urlopen(self.url, timeout=5) as r:
+            self.assertEqual(r.status, 200)
+            return parse(r.read().decode())
+
+    def scrape_up(self, timeout_s=5.0):
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            m = self.scrape()
+            if m.get("etraced_up") == 1.0 and m.get("etraced_ticks_total", 0) > 0:
+                return m
+            time.sleep(0.1)
+        self.fail("the exporter never showed etraced_up 1")
+
+    def test_metrics_change(self):
+        a = self.scrape_up()
+        for key in ('etraced_tick_lateness_seconds{quantile="0.5"}',
+                    'etraced_tick_lateness_seconds{quantile="0.99"}',
+                    'etraced_tick_lateness_seconds{quantile="1"}',
+                    'etraced_tick_time_seconds{quantile="0.99"}',
+                    'etraced_projection_drift{projection="w_in"}',
+                    'etraced_projection_drift{projection="w_out"}',
+                    'etraced_projection_grad_norm{projection="w_in"}',
+                    'etraced_input_frames_total{input="sensors"}',
+                    'etraced_readout_targets_total{readout="action"}',
+                    'etraced_socket_rejected_total{reason="wrong_size",socket="input"}',
+                    'etraced_skipped_periods_total', 'etraced_loss_avg',
+                    'etraced_learning_rate', 'etraced_period_seconds'):
+            self.assertIn(key, a)
+        self.assertEqual(a["etraced_period_seconds"], 1e-3)
+        time.sleep(0.6)
+        b = self.scrape()
+        self.assertGreater(b["etraced_ticks_total"], a["etraced_ticks_total"])
+        self.assertGreater(b["etraced_stats_sequence"], a["etraced_stats_sequence"])
+        self.assertGreater(b['etraced_input_frames_total{input="sensors"}'],
+                           a['etraced_input_frames_total{input="sensors"}'])
+        self.assertNotEqual(b['etraced_projection_drift{projection="w_in"}'],
+                            a['etraced_projection_drift{projection="w_in"}'])
+        self.assertGreater(b['etraced_projection_drift{projection="w_in"}'], 0.0)
+
+    def test_down_when_daemon_stops(self):
+        self.scrape_up()
+        self.stop.set()
+        self.th.join()
+        self.d.close()
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline and self.scrape().get("etraced_up") != 0.0:
+            time.sleep(0.2)
+        self.assertEqual(self.scrape()["etraced_up"], 0.0)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -1,0 +1,688 @@
+/* Integration tests of the operations (issue 6): hot swap, crash-safe checkpoints,
+ * record and replay, daemon-side names: the real build/etraced on private ipc paths in
+ * a temporary directory, driven through libetrace-client and build/etracectl, each with a
+ * time bound, every daemon stopped and its directory removed.
+ * Environment: ETRACED and ETRACECTL override the binaries (default: next to this test,
+ * BUILD/etraced and BUILD/etracectl). */
+#include <signal.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <setjmp.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include <cmocka.h>
+
+#include "etrace_client.h"
+
+extern char **environ;
+
+/* The daemon of the running test, stopped by the teardown if an assertion failed. */
+static struct daemon_run *live;
+
+static char bin_etraced[1024], bin_ctl[1024];
+
+struct daemon_run {
+    char dir[256];       /* the temp dir: model, config, ipc sockets, log */
+    char ep[4][512];     /* input, output, control, stats */
+    char cfg[512];
+    pid_t pid;
+    etrace_client_t *c;
+};
+
+static const char model_text[] =
+    "name: itest\n"
+    "dt: 1.0e-3\n"
+    "seed: 3\n"
+    "inputs:\n"
+    "  - {name: sensors, size: 4}\n"
+    "  - {name: ev, size: 6, kind: spikes}\n"
+    "cells:\n"
+    "  - {name: hidden, model: lif, size: 32, params: {tau: 10.0e-3}}\n"
+    "  - {name: out, model: leaky_readout, size: 2}\n"
+    "projections:\n"
+    "  - {name: w_in, from: [sensors, ev, hidden], to: hidden.delta,\n"
+    "     weight: {init: kaiming_normal}, bias: {init: constant, value: 0.05}}\n"
+    "  - {name: w_out, from: hidden, to: out, weight: {init: kaiming_normal, scale: 0.5}}\n"
+    "readouts:\n"
+    "  - {name: action, cell: out}\n"
+    "learning:\n"
+    "  algorithm: es_d_rtrl\n"
+    "  decay_or_rank: 0.9\n"
+    "  optimizer: {kind: sgd, lr: 1.0e-3}\n";
+
+static int64_t
+now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void
+write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static long
+rss_kib(pid_t pid)
+{
+    char path[64], line[256];
+    long kib = -1;
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof(line), f))
+        if (!strncmp(line, "VmRSS:", 6))
+            kib = atol(line + 6);
+    fclose(f);
+    return kib;
+}
+
+/* Starts etraced with `extra` config lines; waits until `status` answers. */
+static void
+daemon_start(struct daemon_run *r, const char *extra)
+{
+    static const char *const names[4] = {"input", "output", "control", "stats"};
+    char path[600], cfg[4096], log[600];
+    memset(r, 0, sizeof(*r));
+    snprintf(r->dir, sizeof(r->dir), "/tmp/etraced-itest-XXXXXX");
+    assert_non_null(mkdtemp(r->dir));
+    snprintf(path, sizeof(path), "%s/model.yaml", r->dir);
+    write_file(path, model_text);
+    int n = snprintf(cfg, sizeof(cfg), "model: model.yaml\nendpoints:\n");
+    for (int i = 0; i < 4; i++) {
+        snprintf(r->ep[i], sizeof(r->ep[i]), "ipc://%s/%s", r->dir, names[i]);
+        n += snprintf(cfg + n, sizeof(cfg) - (size_t)n, "  %s: %s\n", names[i], r->ep[i]);
+    }
+    snprintf(cfg + n, sizeof(cfg) - (size_t)n, "%s", extra);
+    snprintf(r->cfg, sizeof(r->cfg), "%s/etraced.yaml", r->dir);
+    write_file(r->cfg, cfg);
+    snprintf(log, sizeof(log), "%s/daemon.log", r->dir);
+
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 2, 1);
+    setenv("XDG_RUNTIME_DIR", r->dir, 1);
+    setenv("XDG_STATE_HOME", r->dir, 1);
+    char *argv[] = {bin_etraced, "--config", r->cfg, NULL};
+    assert_int_equal(posix_spawn(&r->pid, bin_etraced, &fa, NULL, argv, environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    live = r;
+    r->c = etrace_client_new(r->ep[2], r->ep[0], 500);
+    assert_non_null(r->c);
+    int64_t deadline = now_ms() + 10000;
+    for (;;) {
+        Etrace__Reply *rep = NULL;
+        int rc = etrace_status(r->c, &rep);
+        etrace_reply_free(rep);
+        if (rc == ETRACE_OK)
+            break;
+        int st;
+        if (waitpid(r->pid, &st, WNOHANG) == r->pid) {
+            char cmd[700];
+            snprintf(cmd, sizeof(cmd), "cat %s >&2", log);
+            (void)!system(cmd);
+            r->pid = 0;
+            fail_msg("etraced exited at start-up");
+        }
+        if (now_ms() > deadline)
+            fail_msg("etraced did not answer within 10 s");
+    }
+    etrace_client_free(&r->c);
+    r->c = etrace_client_new(r->ep[2], r->ep[0], 5000);
+}
+
+static void
+rm_tree(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char path[1024];
+    if (!d)
+        return;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (!lstat(path, &st) && S_ISDIR(st.st_mode))
+            rm_tree(path);
+        else
+            unlink(path);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+/* Stops the daemon (shutdown, then SIGTERM, then SIGKILL) and removes its directory.
+ * Returns the exit status. */
+static int
+daemon_stop(struct daemon_run *r)
+{
+    int st = -1;
+    if (r->pid > 0) {
+        Etrace__Reply *rep = NULL;
+        etrace_shutdown(r->c, &rep);
+        etrace_reply_free(rep);
+        int64_t deadline = now_ms() + 5000;
+        while (waitpid(r->pid, &st, WNOHANG) == 0) {
+            if (now_ms() > deadline) {
+                kill(r->pid, now_ms() > deadline + 2000 ? SIGKILL : SIGTERM);
+            }
+            sleep_ms(10);
+        }
+    }
+    etrace_client_free(&r->c);
+    rm_tree(r->dir);
+    live = NULL;
+    return st;
+}
+
+static int
+teardown(void **state)
+{
+    (void)state;
+    if (live) {
+        if (live->pid > 0) {
+            kill(live->pid, SIGKILL);
+            waitpid(live->pid, NULL, 0);
+            live->pid = 0;
+        }
+        daemon_stop(live);
+    }
+    return 0;
+}
+
+static Etrace__Stats *
+get_stats(struct daemon_run *r)
+{
+    /* A fresh snapshot: wait for one published after now on the stats socket. */
+    etrace_sub_t *s = etrace_sub_new(r->ep[3], "stats");
+    Etrace__Stats *st = NULL;
+    assert_non_null(s);
+    assert_int_equal(etrace_sub_recv_stats(s, 5000, &st), ETRACE_OK);
+    etrace__stats__free_unpacked(st, NULL);
+    assert_int_equal(etrace_sub_recv_stats(s, 5000, &st), ETRACE_OK); /* a whole period */
+    etrace_sub_free(&s);
+    return st;
+}
+
+static const Etrace__SocketStats *
+sock(const Etrace__Stats *st, const char *name)
+{
+    for (size_t i = 0; i < st->n_sockets; i++)
+        if (!strcmp(st->sockets[i]->name, name))
+            return st->sockets[i];
+    fail_msg("no socket %s in Stats", name);
+    return NULL;
+}
+
+static int
+read_npy_f32(const char *path, float *v, size_t n)
+{
+    FILE *f = fopen(path, "rb");
+    uint8_t pre[10];
+    if (!f || fread(pre, 1, 10, f) != 10)
+        return -1;
+    size_t hl = (size_t)pre[8] | (size_t)pre[9] << 8;
+    char header[512];
+    if (hl >= sizeof(header) || fread(header, 1, hl, f) != hl)
+        return -1;
+    header[hl] = '\0';
+    if (!strstr(header, "<f4"))
+        return -1;
+    size_t got = fread(v, sizeof(float), n, f);
+    fclose(f);
+    return got == n ? 0 : -1;
+}
+static void
+find_binaries(const char *argv0)
+{
+    const char *e = getenv("ETRACED"), *c = getenv("ETRACECTL");
+    char build[900];
+    /* argv0 is BUILD/tests/integration/daemon_test. */
+    snprintf(build, sizeof(build), "%s", argv0);
+    for (int i = 0; i < 3; i++) {
+        char *slash = strrchr(build, '/');
+        if (slash)
+            *slash = '\0';
+        else
+            snprintf(build, sizeof(build), ".");
+    }
+    snprintf(bin_etraced, sizeof(bin_etraced), "%s", e ? e : "");
+    if (!e)
+        snprintf(bin_etraced, sizeof(bin_etraced), "%s/etraced", build);
+    if (c)
+        snprintf(bin_ctl, sizeof(bin_ctl), "%s", c);
+    else
+        snprintf(bin_ctl, sizeof(bin_ctl), "%s/etracectl", build);
+}
+
+/* Respawns etraced on r's config (same directory); waits until `status` answers. */
+static void
+daemon_respawn(struct daemon_run *r)
+{
+    char log[600];
+    snprintf(log, sizeof(log), "%s/daemon.log", r->dir);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 2, 1);
+    char *argv[] = {bin_etraced, "--config", r->cfg, NULL};
+    assert_int_equal(posix_spawn(&r->pid, bin_etraced, &fa, NULL, argv, environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    etrace_client_free(&r->c);
+    r->c = etrace_client_new(r->ep[2], r->ep[0], 300);
+    int64_t deadline = now_ms() + 10000;
+    for (;;) {
+        Etrace__Reply *rep = NULL;
+        int rc = etrace_status(r->c, &rep);
+        etrace_reply_free(rep);
+        if (rc == ETRACE_OK)
+            break;
+        if (now_ms() > deadline)
+            fail_msg("etraced did not answer after a restart");
+    }
+    etrace_client_free(&r->c);
+    r->c = etrace_client_new(r->ep[2], r->ep[0], 5000);
+}
+
+static void
+run_cmd(const char *cmd, int want)
+{
+    int st = system(cmd);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != want)
+        fail_msg("'%s' exited %d, wanted %d", cmd, WIFEXITED(st) ? WEXITSTATUS(st) : -1, want);
+}
+
+/* Compares DIR_A/params/NAME.npy and DIR_B/params/NAME.npy byte for byte. */
+static int
+same_file(const char *a, const char *b)
+{
+    char cmd[2100];
+    snprintf(cmd, sizeof cmd, "cmp -s %s %s", a, b);
+    int st = system(cmd);
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+static void
+export_to(struct daemon_run *r, const char *dir)
+{
+    Etrace__Reply *rep = NULL;
+    char err[256];
+    assert_int_equal(etrace_export(r->c, &rep), ETRACE_OK);
+    assert_int_equal(etrace_export_write(rep->export, dir, err, sizeof err), 0);
+    etrace_reply_free(rep);
+}
+
+static char *
+log_text(struct daemon_run *r)
+{
+    static char buf[1 << 20];
+    char path[600];
+    snprintf(path, sizeof path, "%s/daemon.log", r->dir);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[n] = '\0';
+    return buf;
+}
+
+/* ---- hot swap ----------------------------------------------------------------------- */
+
+static void
+test_ops_hot_swap(void **state)
+{
+    struct daemon_run r;
+    char path[600], a[600], b[600], fa[700], fb[700];
+    (void)state;
+    daemon_start(&r, "stats_period_ms: 100\n");
+    /* Another model with the same projections (other seed): --keep-weights carries them. */
+    snprintf(path, sizeof path, "%s/other.yaml", r.dir);
+    char other[sizeof(model_text) + 8];
+    snprintf(other, sizeof other, "%s", model_text);
+    char *seed = strstr(other, "seed: 3");
+    seed[6] = '9';
+    write_file(path, other);
+    etrace_sub_t *out = etrace_sub_new(r.ep[1], "action");
+    sleep_ms(300);
+    Etrace__Reply *rep = NULL;
+    /* 1. A swap at 1 kHz: consecutive ticks on the output socket, a gap of one period. */
+    assert_int_equal(etrace_load(r.c, path, 0, 0, &rep), ETRACE_OK);
+    int64_t gap = rep->op->swap_gap_ns;
+    uint64_t swap_tick = rep->op->tick;
+    etrace_reply_free(rep);
+    print_message("swap at tick %llu: gap %.1f us\n", (unsigned long long)swap_tick,
+                  (double)gap / 1e3);
+    assert_true(gap > 0 && gap < 5000000);
+    uint64_t prev = 0;
+    int n = 0, seen_swap = 0;
+    while (n < 3000) {
+        Etrace__Output *o = NULL;
+        if (etrace_sub_recv_output(out, 2000, &o) != ETRACE_OK)
+            break;
+        if (n && o->tick != prev + 1)
+            fail_msg("tick %llu follows %llu", (unsigned long long)o->tick,
+                     (unsigned long long)prev);
+        seen_swap |= o->tick == swap_tick;
+        prev = o->tick;
+        etrace__output__free_unpacked(o, NULL);
+        n++;
+        if (seen_swap && o && prev > swap_tick + 100)
+            break;
+    }
+    assert_true(seen_swap);
+    etrace_sub_free(&out);
+    /* 2. A broken model changes nothing; the reply names the error. */
+    snprintf(path, sizeof path, "%s/bad.yaml", r.dir);
+    write_file(path, "name: bad\ndt: 1.0e-3\ncells:\n  - {name: h, model: nope, size: 3}\n");
+    Etrace__Reply *st0 = NULL;
+    assert_int_equal(etrace_status(r.c, &st0), ETRACE_OK);
+    assert_int_equal(etrace_load(r.c, path, 1, 0, &rep), ETRACE_EREPLY);
+    assert_non_null(strstr(rep->error->message, "bad.yaml"));
+    print_message("broken model refused: %s\n", rep->error->message);
+    etrace_reply_free(rep);
+    sleep_ms(50);
+    Etrace__Reply *st1 = NULL;
+    assert_int_equal(etrace_status(r.c, &st1), ETRACE_OK);
+    assert_string_equal(st1->status->model_name, "itest");
+    assert_true(st1->status->tick > st0->status->tick);
+    etrace_reply_free(st0);
+    etrace_reply_free(st1);
+    /* 3. --keep-weights carries every matching weight (paused: nothing moves meanwhile). */
+    assert_int_equal(etrace_pause(r.c, &rep), ETRACE_OK);
+    etrace_reply_free(rep);
+    snprintf(a, sizeof a, "%s/before", r.dir);
+    snprintf(b, sizeof b, "%s/after", r.dir);
+    export_to(&r, a);
+    snprintf(path, sizeof path, "%s/model.yaml", r.dir);
+    assert_int_equal(etrace_load(r.c, path, 1, 0, &rep), ETRACE_OK);
+    etrace_reply_free(rep);
+    export_to(&r, b);
+    static const char *const files[] = {"w_in.weight", "w_in.bias", "w_out.weight"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(fa, sizeof fa, "%s/params/%s.npy", a, files[i]);
+        snprintf(fb, sizeof fb, "%s/params/%s.npy", b, files[i]);
+        if (!same_file(fa, fb))
+            fail_msg("--keep-weights: %s differs", files[i]);
+    }
+    assert_int_equal(etrace_resume(r.c, &rep), ETRACE_OK);
+    etrace_reply_free(rep);
+    /* 4. 100 swaps in a row leak nothing. */
+    for (int i = 0; i < 20; i++) {
+        assert_int_equal(etrace_load(r.c, path, i & 1, 0, &rep), ETRACE_OK);
+        etrace_reply_free(rep);
+    }
+    long rss0 = rss_kib(r.pid);
+    for (int i = 0; i < 100; i++) {
+        assert_int_equal(etrace_load(r.c, path, i & 1, i % 3 == 0, &rep), ETRACE_OK);
+        etrace_reply_free(rep);
+    }
+    long rss1 = rss_kib(r.pid);
+    print_message("100 swaps: RSS %ld -> %ld KiB\n", rss0, rss1);
+    assert_true(rss1 - rss0 < 2048);
+    Etrace__Stats *st = get_stats(&r);
+    assert_true(st->swaps >= 122);
+    assert_true(sock(st, "control")->accepted > 0);
+    etrace__stats__free_unpacked(st, NULL);
+    assert_int_equal(daemon_stop(&r), 0);
+}
+
+/* ---- crash-safe checkpoints ---------------------------------------------------------- */
+
+static void
+test_ops_checkpoint_kill9(void **state)
+{
+    struct daemon_run r;
+    char cmd[4000], ckdir[600], a[700], b[700];
+    (void)state;
+    daemon_start(&r, "clock: lockstep\ncheckpoint: {resume: true, keep: 3}\n");
+    snprintf(ckdir, sizeof ckdir, "%s/etraced", r.dir);
+    srand(12345);
+    int resumed = 0;
+    for (int round = 0; round < 50; round++) {
+        /* Step and checkpoint in a loop until killed at a random moment. */
+        pid_t killer = fork();
+        if (killer == 0) {
+            sleep_ms(20 + rand() % 120);
+            kill(r.pid, SIGKILL);
+            _exit(0);
+        }
+        for (;;) {
+            Etrace__Reply *rep = NULL;
+            if (etrace_step(r.c, NULL, 0, &rep) != ETRACE_OK) {
+                etrace_reply_free(rep);
+                break;
+            }
+            etrace_reply_free(rep);
+            if (etrace_checkpoint(r.c, NULL, &rep) != ETRACE_OK) {
+                etrace_reply_free(rep);
+                break;
+            }
+            etrace_reply_free(rep);
+            etrace_client_free(&r.c);
+            r.c = etrace_client_new(r.ep[2], r.ep[0], 300);
+        }
+        waitpid(killer, NULL, 0);
+        waitpid(r.pid, NULL, 0);
+        daemon_respawn(&r);
+        /* It resumed from the newest whole checkpoint; its weights are that file's. */
+        const char *lg = log_text(&r), *last = NULL, *p = lg;
+        while ((p = strstr(p, "resumed from ")))
+            last = p++;
+        if (!last)
+            continue; /* killed before the first checkpoint was whole */
+        char name[600];
+        sscanf(last, "resumed from %599s", name);
+        snprintf(a, sizeof a, "%s/r%d", r.dir, round);
+        snprintf(b, sizeof b, "%s/f%d", r.dir, round);
+        Etrace__Reply *rep = NULL;
+        export_to(&r, a);
+        snprintf(cmd, sizeof cmd, "%s export-checkpoint %s %s >/dev/null", bin_etraced, name, b);
+        run_cmd(cmd, 0);
+        static const char *const files[] = {"w_in.weight", "w_in.bias", "w_out.weight"};
+        for (int i = 0; i < 3; i++) {
+            char fa[800], fb[800];
+            snprintf(fa, sizeof fa, "%s/params/%s.npy", a, files[i]);
+            snprintf(fb, sizeof fb, "%s/params/%s.npy", b, files[i]);
+            if (!same_file(fa, fb))
+                fail_msg("round %d: resumed weights %s differ from %s", round, files[i], name);
+        }
+        (void)rep;
+        resumed++;
+    }
+    print_message("kill -9: 50 rounds, %d restarts resumed from a whole checkpoint\n", resumed);
+    assert_true(resumed >= 40);
+    /* Corrupt the newest and truncate the next: both are skipped, named in the log. */
+    kill(r.pid, SIGKILL);
+    waitpid(r.pid, NULL, 0);
+    snprintf(cmd, sizeof cmd,
+             "cd %s && set -- $(ls -t ckpt-*.ckpt) && "
+             "printf 'XXXX' | dd of=$1 bs=1 seek=200 conv=notrunc 2>/dev/null && "
+             "truncate -s 1000 $2 && echo $1 $2 > ../victims", ckdir);
+    run_cmd(cmd, 0);
+    daemon_respawn(&r);
+    char victims[2][300];
+    snprintf(cmd, sizeof cmd, "%s/victims", r.dir);
+    FILE *f = fopen(cmd, "r");
+    assert_non_null(f);
+    assert_int_equal(fscanf(f, "%299s %299s", victims[0], victims[1]), 2);
+    fclose(f);
+    const char *lg = log_text(&r);
+    for (int i = 0; i < 2; i++) {
+        char want[700];
+        snprintf(want, sizeof want, "%s skipped", victims[i]);
+        if (!strstr(lg, want))
+            fail_msg("no log line '%s'", want);
+    }
+    assert_non_null(strstr(lg, "checksum mismatch"));
+    print_message("corrupt and truncated checkpoints skipped with a log line each\n");
+    assert_int_equal(daemon_stop(&r), 0);
+}
+
+/* ---- names ------------------------------------------------------------------------- */
+
+static void
+test_ops_names_refused(void **state)
+{
+    struct daemon_run r;
+    char path[700], target[700];
+    (void)state;
+    daemon_start(&r, "clock: lockstep\n");
+    Etrace__Reply *rep = NULL;
+    static const char *const bad[] = {"../x", "a/b", "..", "/tmp/x"};
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(etrace_checkpoint(r.c, bad[i], &rep), ETRACE_EREPLY);
+        etrace_reply_free(rep);
+        assert_int_equal(etrace_restore(r.c, bad[i], &rep), ETRACE_EREPLY);
+        etrace_reply_free(rep);
+        assert_int_equal(etrace_record_start(r.c, bad[i], &rep), ETRACE_EREPLY);
+        etrace_reply_free(rep);
+    }
+    snprintf(path, sizeof path, "%s/etraced/ln.ckpt", r.dir);
+    snprintf(target, sizeof target, "%s/elsewhere", r.dir);
+    assert_int_equal(symlink(target, path), 0);
+    assert_int_equal(etrace_checkpoint(r.c, "ln", &rep), ETRACE_EREPLY);
+    print_message("checkpoint ln: %s\n", rep->error->message);
+    etrace_reply_free(rep);
+    assert_int_equal(etrace_restore(r.c, "ln.ckpt", &rep), ETRACE_EREPLY);
+    print_message("restore ln.ckpt: %s\n", rep->error->message);
+    etrace_reply_free(rep);
+    assert_int_equal(etrace_record_start(r.c, "ln.ckpt", &rep), ETRACE_EREPLY);
+    print_message("record start ln.ckpt: %s\n", rep->error->message);
+    etrace_reply_free(rep);
+    struct stat st;
+    assert_int_equal(stat(target, &st), -1); /* nothing was written through the link */
+    assert_int_equal(daemon_stop(&r), 0);
+}
+
+/* ---- record and replay -------------------------------------------------------------- */
+
+static void
+test_ops_record_replay(void **state)
+{
+    struct daemon_run r;
+    char cmd[4000], dir[700], rec[700], fa[800], fb[800];
+    (void)state;
+    daemon_start(&r, "stats_period_ms: 500\n");
+    etrace_sub_t *out = etrace_sub_new(r.ep[1], "action");
+    sleep_ms(300); /* mid-run */
+    Etrace__Reply *rep = NULL;
+    assert_int_equal(etrace_record_start(r.c, "rec1", &rep), ETRACE_OK);
+    uint64_t first = rep->op->tick;
+    etrace_reply_free(rep);
+    /* 10 s at 1 kHz: frames and targets every millisecond, an lr change half-way. */
+    int64_t t0 = now_ms();
+    int k = 0;
+    while (now_ms() - t0 < 10000) {
+        float x[4] = {sinf((float)k * 0.01f), cosf((float)k * 0.013f), 0.5f, -0.25f};
+        float tg[2] = {0.3f * sinf((float)k * 0.002f), 0.1f};
+        etrace_send_frame(r.c, "sensors", x, 4, (uint64_t)k);
+        if (k % 2 == 0)
+            etrace_send_target(r.c, "action", tg, 2);
+        if (k == 5000) {
+            assert_int_equal(etrace_lr(r.c, 3.0e-3, &rep), ETRACE_OK);
+            etrace_reply_free(rep);
+        }
+        k++;
+        sleep_ms(1);
+    }
+    assert_int_equal(etrace_pause(r.c, &rep), ETRACE_OK);
+    etrace_reply_free(rep);
+    assert_int_equal(etrace_record_stop(r.c, &rep), ETRACE_OK);
+    uint64_t end = rep->op->tick;
+    print_message("recorded ticks %llu..%llu: %llu events, %llu bytes\n",
+                  (unsigned long long)first, (unsigned long long)end,
+                  (unsigned long long)rep->op->events, (unsigned long long)rep->op->bytes);
+    etrace_reply_free(rep);
+    snprintf(dir, sizeof dir, "%s/live", r.dir);
+    export_to(&r, dir);
+    /* The daemon's outputs of the recorded ticks. */
+    size_t n_ticks = (size_t)(end - first);
+    float *lv = calloc(n_ticks * 2, sizeof(float));
+    char *have = calloc(n_ticks, 1);
+    for (;;) {
+        Etrace__Output *o = NULL;
+        if (etrace_sub_recv_output(out, 500, &o) != ETRACE_OK)
+            break;
+        if (o->tick >= first && o->tick < end) {
+            memcpy(lv + 2 * (o->tick - first), o->values, 2 * sizeof(float));
+            have[o->tick - first] = 1;
+        }
+        etrace__output__free_unpacked(o, NULL);
+    }
+    etrace_sub_free(&out);
+    snprintf(rec, sizeof rec, "%s/etraced/rec1", r.dir);
+    snprintf(dir, sizeof dir, "%s/replay", r.dir);
+    snprintf(cmd, sizeof cmd, "%s run --replay %s --out %s", bin_etraced, rec, dir);
+    run_cmd(cmd, 0);
+    float *rep_out = calloc(n_ticks * 2, sizeof(float));
+    snprintf(fa, sizeof fa, "%s/outputs/action.npy", dir);
+    assert_int_equal(read_npy_f32(fa, rep_out, n_ticks * 2), 0);
+    size_t n_cmp = 0, n_diff = 0;
+    for (size_t t = 0; t < n_ticks; t++) {
+        if (!have[t])
+            continue;
+        n_cmp++;
+        if (memcmp(lv + 2 * t, rep_out + 2 * t, 2 * sizeof(float)) && n_diff++ < 5)
+            print_message("tick %zu: live %.9g replay %.9g\n", t + first, (double)lv[2 * t],
+                          (double)rep_out[2 * t]);
+    }
+    print_message("replay: %zu ticks, %zu outputs compared, %zu differ\n", n_ticks, n_cmp,
+                  n_diff);
+    assert_true(n_cmp > 9 * n_ticks / 10);
+    assert_int_equal(n_diff, 0);
+    static const char *const files[] = {"w_in.weight", "w_in.bias", "w_out.weight"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(fa, sizeof fa, "%s/live/params/%s.npy", r.dir, files[i]);
+        snprintf(fb, sizeof fb, "%s/replay/params/%s.npy", r.dir, files[i]);
+        if (!same_file(fa, fb))
+            fail_msg("replay: final %s differs", files[i]);
+    }
+    free(lv);
+    free(have);
+    free(rep_out);
+    assert_int_equal(daemon_stop(&r), 0);
+}
+
+int
+main(int argc, char **argv)
+{
+    (void)argc;
+    find_binaries(argv[0]);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_ops_hot_swap, teardown),
+        cmocka_unit_test_teardown(test_ops_names_refused, teardown),
+        cmocka_unit_test_teardown(test_ops_record_replay, teardown),
+        cmocka_unit_test_teardown(test_ops_checkpoint_kill9, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
