@@ -254,6 +254,10 @@ test: all tests
 
 engine-tests: $(ENGINE_TESTS)
 
+# The long runs: the examples' full lockstep runs (their thresholds), the SPSC stress and
+# the daemon's unit tests under ThreadSanitizer, and 60 s of fuzzing per target.
+LONG_SUITES += $(foreach ex,robot agent drift,'examples-full/$(ex):$(PYTHON) clients/examples/$(ex).py --clock lockstep --build $(BUILD) --out $(BUILD)/examples-full') \
+    'tsan:$(MAKE) --no-print-directory tsan' 'fuzz:$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=60'
 test-long: all tests
 	$(Q)sh tests/support/run-suites.sh $(LONG_SUITES)
 
