@@ -33,6 +33,14 @@
 
 /* ---- small helpers ------------------------------------------------------------------ */
 
+void
+engine_mark_weights(struct eproj *p)
+{
+    memcpy(p->w_mark, p->w.values, (size_t)p->count * sizeof(real));
+    if (p->b_mark)
+        memcpy(p->b_mark, p->w.bias, (size_t)p->O * sizeof(real));
+}
+
 static void
 fill(real *p, int64_t n, real v)
 {
@@ -140,6 +148,8 @@ layout(struct engine *e, struct carver *c)
         p->y = carve(c, O);
         p->w0 = carve(c, p->count);
         p->b0 = has_b ? carve(c, O) : NULL;
+        p->w_mark = carve(c, p->count);
+        p->b_mark = has_b ? carve(c, O) : NULL;
         if (e->need_derivs) {
             p->Dcol = carve(c, K * K * O);
             p->fcol = carve(c, K * O);
@@ -1037,11 +1047,8 @@ rank1_apply(struct engine *e, struct eproj *p, real lr)
         q2 += (double)p->q[o] * (double)p->q[o];
     struct optim_param *ow = &e->oparams[p->opw];
     ow->grad_sq = a2 * q2;
-    ow->delta_sq += (double)lr * (double)lr * ow->grad_sq;
-    if (p->opb >= 0) {
+    if (p->opb >= 0)
         e->oparams[p->opb].grad_sq = q2;
-        e->oparams[p->opb].delta_sq += (double)lr * (double)lr * q2;
-    }
 }
 
 /* The optimizer step on the last K ticks' accumulated gradients: all or nothing over
@@ -1350,15 +1357,17 @@ engine_proj_norms(struct engine *e, int pi, struct engine_norms *nm)
         w += norm_sq(p->O, p->w.bias, NULL);
         dr += norm_sq(p->O, p->w.bias, p->b0);
     }
-    double delta = 0.0, grad = 0.0;
-    int idx[2] = {p->opw, p->opb};
-    for (int k = 0; k < 2; k++) {
-        if (idx[k] < 0)
-            continue;
-        delta += e->oparams[idx[k]].delta_sq;
-        grad += e->oparams[idx[k]].grad_sq;
-        e->oparams[idx[k]].delta_sq = 0.0; /* ||delta W|| is per reading period */
+    /* ||delta W|| since the previous reading: against the mark, which then moves here */
+    double delta = norm_sq(p->count, p->w.values, p->w_mark), grad = 0.0;
+    memcpy(p->w_mark, p->w.values, (size_t)p->count * sizeof(real));
+    if (p->w.bias) {
+        delta += norm_sq(p->O, p->w.bias, p->b_mark);
+        memcpy(p->b_mark, p->w.bias, (size_t)p->O * sizeof(real));
     }
+    int idx[2] = {p->opw, p->opb};
+    for (int k = 0; k < 2; k++)
+        if (idx[k] >= 0)
+            grad += e->oparams[idx[k]].grad_sq;
     double tr = 0.0;
     if (p->E)
         tr += norm_sq((int64_t)p->K * p->count, p->E, NULL);

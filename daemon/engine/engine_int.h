@@ -41,6 +41,7 @@ struct eproj {
     int reads_now;       /* some source is a cell computed earlier in this tick */
     struct param w;      /* values (+ CSR) and bias; owned */
     real *w0, *b0;       /* values at load, for drift */
+    real *w_mark, *b_mark; /* values at the last engine_proj_norms, for ||delta W|| */
     real *x;             /* [I] pre-synaptic vector of this tick */
     real *y;             /* [O] */
     real *Dcol;          /* [K][K][O] column view of the target's jac */
@@ -126,5 +127,8 @@ struct engine {
     struct esection *sections; /* the state as named buffers (engine_state.c) */
     int n_sections;
 };
+
+/* Sets projection p's ||delta W|| mark to its weights now (after they were replaced). */
+void engine_mark_weights(struct eproj *p);
 
 #endif

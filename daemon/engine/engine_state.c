@@ -222,8 +222,10 @@ engine_state_set_scalars(struct engine *e, const struct engine_scalars *s)
     e->reward_baseline = s->reward_baseline;
     e->held_action = s->held_action;
     memcpy(e->policy_rng.s, s->rng, sizeof s->rng);
-    for (int pi = 0; pi < e->n_projs; pi++)
+    for (int pi = 0; pi < e->n_projs; pi++) {
         e->projs[pi].w_bound = -1.0; /* weights may have been written */
+        engine_mark_weights(&e->projs[pi]);
+    }
 }
 
 int
@@ -257,6 +259,7 @@ engine_state_carry(struct engine *dst, struct engine *src, int keep_state)
         if (p->b0)
             memcpy(p->b0, p->w.bias, (size_t)p->O * sizeof(real));
         p->w_bound = -1.0;
+        engine_mark_weights(p);
     }
     if (weights)
         dst->steps = src->steps;

@@ -68,12 +68,11 @@ check_param(enum model_optim kind, const struct optim_plan *k, const struct opti
     return bad;
 }
 
-/* Writes the step; returns sum (w_new - w_old)^2 in double for the drift stats. */
-static double
+/* Writes the step and zeroes the accumulator. */
+static void
 apply_param(enum model_optim kind, const struct optim_plan *k, struct optim_param *p)
 {
     real *restrict w = p->w, *restrict acc = p->acc;
-    double d2 = 0.0;
     switch (kind) {
     case MODEL_OPTIM_SGD:
         /* w -= lr g */
@@ -107,8 +106,6 @@ apply_param(enum model_optim kind, const struct optim_plan *k, struct optim_para
         }
         break;
     }
-    (void)d2;
-    return 0.0;
 }
 
 int
@@ -149,13 +146,8 @@ void
 optim_apply(const struct optim_cfg *c, const struct optim_plan *plan, int n_params,
             struct optim_param *ps)
 {
-    for (int i = 0; i < n_params; i++) {
-        /* ||delta W||^2 for stats: lr^2 ||clipped gradient||^2 (exact for sgd without
-         * weight decay; the same figure for the other optimizers) */
-        ps[i].delta_sq += (double)plan->lr * (double)plan->lr * (double)plan->scale *
-                          (double)plan->scale * ps[i].grad_sq;
+    for (int i = 0; i < n_params; i++)
         apply_param(c->kind, plan, &ps[i]);
-    }
 }
 
 void

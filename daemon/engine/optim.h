@@ -26,7 +26,6 @@ struct optim_param {
     real *acc;       /* [n] the accumulated gradient; zeroed by optim_step */
     real *m;         /* [n] momentum buffer or adam first moment (NULL for sgd) */
     real *v;         /* [n] adam second moment (NULL otherwise) */
-    double delta_sq; /* += sum of (w_new - w_old)^2 of applied steps (stats) */
     double grad_sq;  /* sum of acc^2 at the last step (stats) */
 };
 
@@ -44,7 +43,7 @@ struct optim_plan {
 int optim_check(const struct optim_cfg *c, double lr, uint64_t step, int n_params,
                 struct optim_param *ps, struct optim_plan *plan);
 
-/* Writes a checked step and zeroes the accumulators; adds to delta_sq. */
+/* Writes a checked step and zeroes the accumulators. */
 void optim_apply(const struct optim_cfg *c, const struct optim_plan *plan, int n_params,
                  struct optim_param *ps);
 

@@ -354,6 +354,48 @@ test_state_deferred_steps(void **state)
     }
 }
 
+/* Stats' ||delta W|| is the change of the weights (and bias) since the previous reading,
+ * whatever the optimizer; ||W - W0|| the change since load. */
+static void
+test_state_norms_delta_is_change_since_last_read(void **state)
+{
+    (void)state;
+    for (int learning = 0; learning < 3; learning++) {
+        struct testmodel tm;
+        assert_int_equal(testmodel_init(&tm), 0);
+        struct engine *a = compile(&tm, 7, learning, NULL);
+        struct rng r;
+        rng_seed(&r, 10, "drive");
+        struct engine_norms nm;
+        struct engine_param_view v;
+        engine_param(a, 2, &v); /* w_out, with a bias */
+        size_t nw = (size_t)v.count, nb = (size_t)v.out_size;
+        real *w0 = malloc(nw * sizeof(real)), *b0 = malloc(nb * sizeof(real));
+        memcpy(w0, v.weight, nw * sizeof(real));
+        memcpy(b0, v.bias, nb * sizeof(real));
+        engine_proj_norms(a, 2, &nm); /* the first reading sets the mark */
+        drive(a, &r, 60);
+        engine_param(a, 2, &v);
+        double want = 0.0;
+        for (size_t k = 0; k < nw; k++)
+            want += ((double)v.weight[k] - (double)w0[k]) * ((double)v.weight[k] - (double)w0[k]);
+        for (size_t k = 0; k < nb; k++)
+            want += ((double)v.bias[k] - (double)b0[k]) * ((double)v.bias[k] - (double)b0[k]);
+        engine_proj_norms(a, 2, &nm);
+        printf("  learning %d: ||delta W|| %.6g, expected %.6g, drift %.6g\n", learning,
+               nm.delta, sqrt(want), nm.drift);
+        assert_true(want > 0.0);
+        assert_true(fabs(nm.delta - sqrt(want)) <= 1e-12 * sqrt(want));
+        assert_true(fabs(nm.drift - sqrt(want)) <= 1e-12 * sqrt(want));
+        engine_proj_norms(a, 2, &nm); /* nothing moved since */
+        assert_true(nm.delta == 0.0);
+        free(w0);
+        free(b0);
+        engine_free(&a);
+        testmodel_fini(&tm);
+    }
+}
+
 int
 main(void)
 {
@@ -365,6 +407,7 @@ main(void)
         cmocka_unit_test(test_state_param_source_rejects_misfits),
         cmocka_unit_test(test_state_carry_weights_and_state),
         cmocka_unit_test(test_state_deferred_steps),
+        cmocka_unit_test(test_state_norms_delta_is_change_since_last_read),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
