@@ -207,8 +207,9 @@ layout(struct engine *e, struct carver *c)
 }
 
 /* Estimates the bytes a model will need before anything large is allocated: parameters,
- * their copies, traces, accumulators and optimizer state. Sparse files count as dense
- * (an upper bound); random sparse as prob * I * O. */
+ * their copies, traces, accumulators and optimizer state. Random sparse weights count as
+ * prob * I * O; sparse files are not counted here (their size is bounded by the files,
+ * and the exact check before the arena is allocated counts them). */
 static double
 estimate_bytes(const struct model_desc *d)
 {
@@ -224,6 +225,8 @@ estimate_bytes(const struct model_desc *d)
                                                   : (double)p->in_size * p->out_size;
         if (p->op == MODEL_OP_SPARSE && p->weight.kind == MODEL_TENSOR_RANDOM)
             count *= p->weight.prob;
+        else if (p->op == MODEL_OP_SPARSE)
+            count = 0.0;
         double K = d->cells[p->to_cell].n_states;
         double per = 2 + 4; /* values, W0, accumulator, moments, eligibility */
         if (d->learning.present && p->op != MODEL_OP_ELEMWISE &&
@@ -235,9 +238,8 @@ estimate_bytes(const struct model_desc *d)
 }
 
 static int
-check_memory(const struct model_desc *d, struct err *err)
+check_memory(const struct model_desc *d, double need, struct err *err)
 {
-    double need = estimate_bytes(d);
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
     double have = (pages > 0 && page > 0) ? (double)pages * (double)page : 0.0;
     if (have > 0.0 && need > have)
@@ -352,7 +354,7 @@ engine_compile(struct model_desc *d, const struct engine_opts *opts,
         disk_fs = model_fs_disk(dir);
         fs = &disk_fs;
     }
-    if (check_memory(d, err))
+    if (check_memory(d, estimate_bytes(d), err))
         return -1;
     struct engine *e = mem_calloc(m, 1, sizeof *e);
     if (!e)
@@ -443,6 +445,8 @@ engine_compile(struct model_desc *d, const struct engine_opts *opts,
     struct carver c = {NULL, 0};
     layout(e, &c);
     e->arena_bytes = c.off;
+    if (check_memory(d, (double)c.off + (double)e->param_bytes, err))
+        goto fail; /* exact now that the sparse structures are known */
     e->arena = mem_alloc(m, c.off);
     e->scratch = mem_alloc(m, scratch_bytes);
     if (!e->arena || !e->scratch)
