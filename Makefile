@@ -240,7 +240,7 @@ test: all tests
 	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/double REAL=double engine-tests
 	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/asan SANITIZE=address,undefined engine-tests \
 	    $(BUILD)/asan/etraced
-	$(Q)sh tests/support/run-suites.sh \
+	$(Q)SUITE_LOG_DIR=$(BUILD)/test-logs sh tests/support/run-suites.sh \
 	    $(call suite,engine,$(ENGINE_TESTS)) \
 	    $(call suite,engine-double,$(patsubst $(BUILD)/%,$(BUILD)/double/%,$(ENGINE_TESTS))) \
 	    $(call suite,engine-asan,$(patsubst $(BUILD)/%,$(BUILD)/asan/%,$(ENGINE_TESTS))) \
@@ -259,7 +259,7 @@ engine-tests: $(ENGINE_TESTS)
 LONG_SUITES += $(foreach ex,robot agent drift,'examples-full/$(ex):$(PYTHON) clients/examples/$(ex).py --clock lockstep --build $(BUILD) --out $(BUILD)/examples-full') \
     'tsan:$(MAKE) --no-print-directory tsan' 'fuzz:$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=60'
 test-long: all tests
-	$(Q)sh tests/support/run-suites.sh $(LONG_SUITES)
+	$(Q)SUITE_LOG_DIR=$(BUILD)/test-logs sh tests/support/run-suites.sh $(LONG_SUITES)
 
 bench: all $(BENCHES)
 	$(Q)mkdir -p $(BUILD)/bench
@@ -277,7 +277,7 @@ ubsan:
 tsan:
 	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/tsan SANITIZE=thread test-sanitized
 test-sanitized: all tests
-	$(Q)sh tests/support/run-suites.sh $(call suite,engine,$(ENGINE_TESTS)) \
+	$(Q)SUITE_LOG_DIR=$(BUILD)/test-logs sh tests/support/run-suites.sh $(call suite,engine,$(ENGINE_TESTS)) \
 	    $(call suite,daemon,$(DAEMON_TESTS))
 
 coverage:
