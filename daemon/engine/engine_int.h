@@ -128,6 +128,13 @@ struct engine {
     int n_sections;
 };
 
+/* Learning happens in this tick: the model learns and learning is on or accumulating. */
+static inline int
+engine_learning_active(const struct engine *e)
+{
+    return e->learn != ENGINE_LEARN_OFF && e->need_derivs;
+}
+
 /* Sets projection p's ||delta W|| mark to its weights now (after they were replaced). */
 void engine_mark_weights(struct eproj *p);
 

@@ -1,0 +1,314 @@
+/* Learning within a tick: the trace kernels of trace.c chosen per projection and rule,
+ * this tick's gradient delivered to the partial sums or fused into the weights, and the
+ * optimizer step of optim.c over every learning tensor. */
+#include "learn.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "optim.h"
+#include "trace.h"
+
+void
+learn_gather_g(const struct engine *e, struct eproj *p)
+{
+    const struct ecell *cl = &e->cells[p->cell];
+    int64_t n = cl->n, O = p->O;
+    for (int b = 0; b < p->d->n_to_slots; b++)
+        for (int64_t k = 0; k < cl->K; k++)
+            memcpy(p->gcol + k * O + (int64_t)b * n, cl->g + k * n, (size_t)n * sizeof(real));
+}
+
+
+/* How a tick's gradient leaves proj_traces: not at all (traces only), added to dw/db, or
+ * as the fused sgd step (D-RTRL straight into the weights; ES and instant left pending as
+ * a rank-one a (x) q for the step). */
+enum grad_mode { GRAD_NONE, GRAD_ACC, GRAD_FUSED };
+
+/* Advances projection p's traces and delivers this tick's gradient as `mode` says.
+ * Returns non-zero when a trace went non-finite. */
+static int
+proj_traces(struct engine *e, struct eproj *p, enum grad_mode mode, real *dw, real *db)
+{
+    const real *g = mode != GRAD_NONE ? p->gcol : NULL;
+    real *aw = mode == GRAD_ACC ? dw : NULL, *ab = mode == GRAD_ACC ? db : NULL;
+    real *ww = mode == GRAD_FUSED ? p->w.values : NULL;
+    real *wb = mode == GRAD_FUSED ? p->w.bias : NULL;
+    real lr = (real)e->lr;
+    int64_t I = p->I, O = p->O;
+    int K = p->K, bad = 0;
+    enum model_op op = p->d->op;
+    switch (p->rule) {
+    case ENGINE_RULE_FROZEN:
+        break;
+    case ENGINE_RULE_D_RTRL: {
+        double m;
+        if (op == MODEL_OP_DENSE)
+            m = trace_drtrl_dense(I, O, K, p->E, aw, ww, lr, p->scratch, p->Dcol, p->fcol, g, p->x);
+        else if (op == MODEL_OP_SPARSE)
+            m = trace_drtrl_sparse(I, O, p->count, K, p->E, aw, ww, lr, p->w.indptr,
+                                   p->w.indices, p->Dcol, p->fcol, g, p->x);
+        else
+            m = trace_drtrl_elem(O, K, p->E, aw, ww, lr, p->Dcol, p->fcol, g, p->x);
+        if (p->Eb) { /* the bias: E_b = D E_b + f */
+            double mb = trace_drtrl_elem(O, K, p->Eb, ab, wb, lr, p->Dcol, p->fcol, g, NULL);
+            m = mb > m ? mb : m;
+        }
+        p->e_max = m;
+        bad |= !(m < (double)INFINITY);
+        break;
+    }
+    case ENGINE_RULE_ES: {
+        bad |= trace_es_input(I, p->ex, e->lambda_x, p->x);
+        bad |= trace_es_hidden(O, K, p->ef, e->lambda_f, p->Dcol, p->fcol);
+        if (mode == GRAD_NONE)
+            break;
+        /* c = 1 - lambda_f^(n+1), 1 once n >= 1000 (braintrace 0.2's cap) */
+        double c = e->es_n < 1000 ? 1.0 - pow((double)e->lambda_f, (double)(e->es_n + 1)) : 1.0;
+        trace_column_factor(O, K, p->q, g, p->ef, (real)(1.0 / c));
+        if (mode == GRAD_FUSED) {
+            p->pending = 1;
+            p->pend_a = p->ex;
+            break;
+        }
+        if (op == MODEL_OP_DENSE)
+            trace_outer_dense(I, O, dw, p->ex, p->q);
+        else
+            trace_outer_sparse(I, dw, p->w.indptr, p->w.indices, p->ex, p->q);
+        if (db)
+            trace_outer_elem(O, db, NULL, p->q);
+        break;
+    }
+    case ENGINE_RULE_INSTANT:
+        if (mode == GRAD_NONE)
+            break;
+        trace_column_factor(O, K, p->q, g, p->fcol, R(1.0));
+        if (mode == GRAD_FUSED) {
+            p->pending = 1;
+            p->pend_a = p->x;
+            break;
+        }
+        if (op == MODEL_OP_DENSE)
+            trace_outer_dense(I, O, dw, p->x, p->q);
+        else if (op == MODEL_OP_SPARSE)
+            trace_outer_sparse(I, dw, p->w.indptr, p->w.indices, p->x, p->q);
+        else
+            trace_outer_elem(O, dw, p->x, p->q);
+        if (db)
+            trace_outer_elem(O, db, NULL, p->q);
+        break;
+    }
+    return bad;
+}
+
+/* acc += a * src; sum += a * src (sum may be NULL). */
+static void
+add_scaled(int64_t n, real *acc, double *sum, real a, const real *src)
+{
+    if (!acc)
+        return;
+    for (int64_t i = 0; i < n; i++) {
+        real v = a * src[i];
+        acc[i] += v;
+        if (sum)
+            sum[i] += (double)v;
+    }
+}
+
+void
+learn_accumulate_tick(struct engine *e, double reward)
+{
+    int learning = engine_learning_active(e);
+    int is_reward = e->d->learning.signal == MODEL_SIGNAL_REWARD;
+    real gamma = R(0.0), adv = R(0.0);
+    if (learning && is_reward) {
+        gamma = (real)exp(-e->d->dt / e->d->learning.tau_e);
+        adv = (real)(-(reward - e->reward_baseline)); /* handed over: -(r - b) e */
+    }
+    for (int pi = 0; pi < e->n_projs; pi++) {
+        struct eproj *p = &e->projs[pi];
+        if (p->rule == ENGINE_RULE_FROZEN)
+            continue;
+        int has_g = learning && e->cells[p->cell].has_dl;
+        real *dw = NULL, *db = NULL;
+        if (learning && is_reward) {
+            /* e = gamma e + G: decay first, the kernels add G */
+            for (int64_t i = 0; i < p->count; i++)
+                p->e_w[i] *= gamma;
+            for (int64_t i = 0; p->e_b && i < p->O; i++)
+                p->e_b[i] *= gamma;
+            if (has_g) {
+                dw = p->e_w;
+                db = p->e_b;
+            }
+        } else if (has_g && e->track) {
+            dw = p->gt_w;
+            db = p->gt_b;
+            memset(dw, 0, (size_t)p->count * sizeof(real));
+            if (db)
+                memset(db, 0, (size_t)p->O * sizeof(real));
+        } else if (has_g) {
+            dw = p->acc_w;
+            db = p->acc_b;
+        }
+        if (has_g)
+            learn_gather_g(e, p);
+        if (proj_traces(e, p, dw ? GRAD_ACC : GRAD_NONE, dw, db))
+            e->cells[p->cell].bad = 1;
+        if (learning && is_reward) {
+            add_scaled(p->count, p->acc_w, p->sum_w, adv, p->e_w);
+            add_scaled(p->O, p->acc_b, p->sum_b, adv, p->e_b);
+        } else if (has_g && e->track) {
+            add_scaled(p->count, p->acc_w, p->sum_w, R(1.0), p->gt_w);
+            add_scaled(p->O, db ? p->acc_b : NULL, p->sum_b, R(1.0), p->gt_b);
+        }
+    }
+    if (learning && is_reward) {
+        double beta = exp(-e->d->dt / e->d->learning.tau_baseline);
+        e->reward_baseline = beta * e->reward_baseline + (1.0 - beta) * reward;
+    }
+}
+
+static double
+max_abs(int64_t n, const real *a)
+{
+    real_bits m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        real_bits b = real_abs_bits(a[i]);
+        m = b > m ? b : m;
+    }
+    return real_from_abs_bits(m);
+}
+
+static double
+weight_bound(struct eproj *p)
+{
+    if (p->w_bound < 0.0) {
+        p->w_bound = max_abs(p->count, p->w.values);
+        if (p->w.bias) {
+            double b = max_abs(p->O, p->w.bias);
+            p->w_bound = b > p->w_bound ? b : p->w_bound;
+        }
+    }
+    return p->w_bound;
+}
+
+/* An upper bound of |lr * gradient| for any weight or bias of p in this tick's fused step:
+ * D-RTRL: |E_new| <= K max|D| max|E_old| + max|f| max|x| (x = 1 for a bias), and the
+ * gradient sums K products with g; rank one: max|a| max|q| (max|q| for a bias). */
+static double
+fused_step_bound(const struct engine *e, const struct eproj *p)
+{
+    int64_t O = p->O, K = p->K;
+    if (p->rule == ENGINE_RULE_D_RTRL) {
+        double xmax = max_abs(p->I, p->x);
+        if (p->w.bias && xmax < 1.0)
+            xmax = 1.0;
+        double enew = (double)K * max_abs(K * K * O, p->Dcol) * p->e_max +
+                      max_abs(K * O, p->fcol) * xmax;
+        return e->lr * (double)K * max_abs(K * O, p->gcol) * enew * 1.001;
+    }
+    double amax = max_abs(p->I, p->pend_a), qmax = max_abs(O, p->q);
+    if (p->w.bias && amax < 1.0)
+        amax = 1.0;
+    return e->lr * amax * qmax * 1.001;
+}
+
+static void
+rank1_apply(struct engine *e, struct eproj *p, real lr)
+{
+    if (p->d->op == MODEL_OP_DENSE)
+        optim_sgd_rank1_dense(p->I, p->O, p->w.values, p->pend_a, p->q, lr, R(0.0));
+    else if (p->d->op == MODEL_OP_SPARSE)
+        optim_sgd_rank1_sparse(p->I, p->w.values, p->w.indptr, p->w.indices, p->pend_a, p->q,
+                               lr, R(0.0));
+    else /* the instant rule on an elemwise weight */
+        optim_sgd_rank1_elem(p->O, p->w.values, p->pend_a, p->q, lr, R(0.0));
+    if (p->w.bias)
+        optim_sgd_rank1_elem(p->O, p->w.bias, NULL, p->q, lr, R(0.0));
+    /* ||a (x) q||^2 = ||a||^2 ||q||^2; the bias adds ||q||^2 */
+    double a2 = 0.0, q2 = 0.0;
+    for (int64_t i = 0; i < p->I; i++)
+        a2 += (double)p->pend_a[i] * (double)p->pend_a[i];
+    for (int64_t o = 0; o < p->O; o++)
+        q2 += (double)p->q[o] * (double)p->q[o];
+    struct optim_param *ow = &e->oparams[p->opw];
+    ow->grad_sq = a2 * q2;
+    if (p->opb >= 0)
+        e->oparams[p->opb].grad_sq = q2;
+}
+
+/* The optimizer step on the last K ticks' accumulated gradients: all or nothing over
+ * every parameter (DESIGN §4.4). */
+void
+learn_optimizer_step(struct engine *e)
+{
+    struct optim_plan plan;
+    if (optim_check(&e->ocfg, e->lr, e->steps + 1, e->n_oparams, e->oparams, &plan)) {
+        optim_apply(&e->ocfg, &plan, e->n_oparams, e->oparams);
+        e->steps++;
+    } else {
+        optim_discard(e->n_oparams, e->oparams);
+        e->updates_refused++;
+    }
+    for (int pi = 0; pi < e->n_projs; pi++)
+        e->projs[pi].w_bound = -1.0; /* the weights moved outside the fused path */
+}
+
+/* One tick of learning on the fused path (sgd, K = 1, no clip or decay, target signal, no
+ * gradient sums). Every projection's step is bounded first from this tick's trace inputs;
+ * when every bound keeps every weight far from overflow the steps are written directly,
+ * D-RTRL's inside its trace pass and the rank-one ones after, which computes bit for bit
+ * what the accumulator path computes while moving a third of the bytes. When a bound
+ * fails, this tick takes the accumulator path and its exact all-or-nothing check. */
+void
+learn_fused_tick(struct engine *e)
+{
+    int ok = isfinite(e->lr);
+    for (int pi = 0; pi < e->n_projs; pi++) {
+        struct eproj *p = &e->projs[pi];
+        if (p->rule == ENGINE_RULE_FROZEN)
+            continue;
+        p->has_g = e->cells[p->cell].has_dl;
+        if (!p->has_g) {
+            if (proj_traces(e, p, GRAD_NONE, NULL, NULL))
+                e->cells[p->cell].bad = 1;
+            continue;
+        }
+        learn_gather_g(e, p);
+        if (p->rule != ENGINE_RULE_D_RTRL && proj_traces(e, p, GRAD_FUSED, NULL, NULL))
+            e->cells[p->cell].bad = 1;
+        p->step_bound = fused_step_bound(e, p);
+        ok = ok && weight_bound(p) + p->step_bound < 1e30; /* false for NaN too */
+    }
+    for (int pi = 0; pi < e->n_projs; pi++) {
+        struct eproj *p = &e->projs[pi];
+        if (p->rule == ENGINE_RULE_FROZEN || !p->has_g)
+            continue;
+        if (ok) {
+            if (p->rule == ENGINE_RULE_D_RTRL && proj_traces(e, p, GRAD_FUSED, NULL, NULL))
+                e->cells[p->cell].bad = 1;
+            if (p->pending)
+                rank1_apply(e, p, (real)e->lr);
+            p->w_bound += p->step_bound;
+        } else if (p->rule == ENGINE_RULE_D_RTRL) {
+            if (proj_traces(e, p, GRAD_ACC, p->acc_w, p->acc_b))
+                e->cells[p->cell].bad = 1;
+        } else if (p->pending) {
+            if (p->d->op == MODEL_OP_DENSE)
+                trace_outer_dense(p->I, p->O, p->acc_w, p->pend_a, p->q);
+            else if (p->d->op == MODEL_OP_SPARSE)
+                trace_outer_sparse(p->I, p->acc_w, p->w.indptr, p->w.indices, p->pend_a, p->q);
+            else
+                trace_outer_elem(p->O, p->acc_w, p->pend_a, p->q);
+            if (p->acc_b)
+                trace_outer_elem(p->O, p->acc_b, NULL, p->q);
+        }
+        p->pending = 0;
+    }
+    if (ok)
+        e->steps++;
+    else
+        learn_optimizer_step(e);
+}
+
