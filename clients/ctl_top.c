@@ -294,7 +294,7 @@ top_keys(int *stdin_open)
 }
 
 int
-ctl_top_run(const char *stats_ep)
+ctl_top_run(const char *stats_ep, const char *const curve[3])
 {
     char def[4200];
     struct termios saved, raw;
@@ -306,7 +306,9 @@ ctl_top_run(const char *stats_ep)
     }
     if (!stats_ep && etrace_default_endpoint("stats", def, sizeof(def)) == 0)
         stats_ep = def;
-    etrace_sub_t *sub = etrace_sub_new(stats_ep, "stats");
+    etrace_sub_t *sub = curve ? etrace_sub_new_curve(stats_ep, "stats", curve[0], curve[1],
+                                                     curve[2])
+                              : etrace_sub_new(stats_ep, "stats");
     if (!sub) {
         fprintf(stderr, "etracectl: cannot subscribe to %s\n", stats_ep ? stats_ep : "stats");
         free(t);

@@ -9,8 +9,9 @@
  * at every Stats until `q` is typed on stdin (or SIGINT/SIGTERM). While no Stats arrive
  * it shows "waiting for daemon" and recovers when the daemon returns. stdin is put in
  * raw mode when it is a terminal, and restored. Returns the exit code: 0, or 1 when the
- * socket cannot be created. Called from the main thread only (it installs signal
- * handlers). */
-int ctl_top_run(const char *stats_ep);
+ * socket cannot be created. curve: the server's public key and the client's public and
+ * secret keys (Z85) for a CURVE endpoint, or NULL. Called from the main thread only (it
+ * installs signal handlers). */
+int ctl_top_run(const char *stats_ep, const char *const curve[3]);
 
 #endif

@@ -762,8 +762,28 @@ etrace_send_reward(etrace_client_t *c, float reward)
 
 /* ---- subscribers ------------------------------------------------------------------------- */
 
+static etrace_sub_t *sub_new(const char *endpoint, const char *topic,
+                             const char *const keys[3]);
+
 etrace_sub_t *
 etrace_sub_new(const char *endpoint, const char *topic)
+{
+    return sub_new(endpoint, topic, NULL);
+}
+
+etrace_sub_t *
+etrace_sub_new_curve(const char *endpoint, const char *topic, const char *server_key,
+                     const char *public_key, const char *secret_key)
+{
+    const char *const keys[3] = {server_key, public_key, secret_key};
+    for (int i = 0; i < 3; i++)
+        if (!keys[i] || strlen(keys[i]) != 40)
+            return NULL;
+    return sub_new(endpoint, topic, keys);
+}
+
+static etrace_sub_t *
+sub_new(const char *endpoint, const char *topic, const char *const keys[3])
 {
     char def[4200];
     int zero = 0, hwm = 100000;
@@ -785,6 +805,12 @@ etrace_sub_new(const char *endpoint, const char *topic)
     zmq_setsockopt(s->sock, ZMQ_LINGER, &zero, sizeof(zero));
     zmq_setsockopt(s->sock, ZMQ_RCVHWM, &hwm, sizeof(hwm));
     zmq_setsockopt(s->sock, ZMQ_SUBSCRIBE, topic, strlen(topic));
+    if (keys && (zmq_setsockopt(s->sock, ZMQ_CURVE_SERVERKEY, keys[0], 40) ||
+                 zmq_setsockopt(s->sock, ZMQ_CURVE_PUBLICKEY, keys[1], 40) ||
+                 zmq_setsockopt(s->sock, ZMQ_CURVE_SECRETKEY, keys[2], 40))) {
+        etrace_sub_free(&s);
+        return NULL;
+    }
     if (zmq_connect(s->sock, endpoint)) {
         etrace_sub_free(&s);
         return NULL;

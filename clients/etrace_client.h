@@ -128,6 +128,12 @@ int etrace_send_reward(etrace_client_t *c, float reward);
  * every readout, a readout name, or "stats"). Returns NULL when out of memory. */
 etrace_sub_t *etrace_sub_new(const char *endpoint, const char *topic);
 
+/* As etrace_sub_new, over CURVE (DESIGN §5.7), with the keys of etrace_client_new_curve.
+ * Returns NULL when out of memory or a key is not Z85. */
+etrace_sub_t *etrace_sub_new_curve(const char *endpoint, const char *topic,
+                                   const char *server_key, const char *public_key,
+                                   const char *secret_key);
+
 /* Closes and frees *s; accepts NULL; sets *s to NULL. */
 void etrace_sub_free(etrace_sub_t **s);
 

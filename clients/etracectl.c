@@ -17,6 +17,7 @@ struct opts {
     const char *ep[4]; /* input, output, control, stats */
     int timeout_ms;
     int json;
+    const char *curve[3]; /* server public, client public, client secret (Z85), or NULLs */
 };
 
 static const char *const ep_names[4] = {"input", "output", "control", "stats"};
@@ -194,16 +195,20 @@ print_stats(const Etrace__Stats *s)
            s->learning ? "on" : "off", s->lr, s->loss_avg, s->reward_avg,
            (unsigned long long)s->optimizer_steps, (unsigned long long)s->updates_refused,
            (unsigned long long)s->state_resets);
+    printf("swaps %llu  last_swap_gap %.1f us  curve_denials %llu\n",
+           (unsigned long long)s->swaps, (double)s->last_swap_gap_ns / 1e3,
+           (unsigned long long)s->curve_denials);
     for (size_t i = 0; i < s->n_sockets; i++) {
         const Etrace__SocketStats *k = s->sockets[i];
         printf("socket %-8s accepted %llu  undecodable %llu  wrong_size %llu  unknown_name %llu"
                "  non_finite %llu  oversized %llu  unknown_command %llu  bad_argument %llu"
-               "  peer_dropped %llu  dropped %llu\n",
+               "  peer_dropped %llu  dropped %llu  curve_denied %llu\n",
                k->name, (unsigned long long)k->accepted, (unsigned long long)k->undecodable,
                (unsigned long long)k->wrong_size, (unsigned long long)k->unknown_name,
                (unsigned long long)k->non_finite, (unsigned long long)k->oversized,
                (unsigned long long)k->unknown_command, (unsigned long long)k->bad_argument,
-               (unsigned long long)k->peer_dropped, (unsigned long long)k->dropped);
+               (unsigned long long)k->peer_dropped, (unsigned long long)k->dropped,
+               (unsigned long long)k->curve_denied);
     }
     for (size_t i = 0; i < s->n_inputs; i++)
         printf("input %-10s frames %llu  superseded %llu  dropped_overflow %llu  stale_ticks "
@@ -470,7 +475,9 @@ finish(const struct opts *o, etrace_client_t *c, int rc, Etrace__Reply **rp)
 static int
 cmd_stats_watch(const struct opts *o, long count)
 {
-    etrace_sub_t *s = etrace_sub_new(o->ep[3], "stats");
+    etrace_sub_t *s = o->curve[0] ? etrace_sub_new_curve(o->ep[3], "stats", o->curve[0],
+                                                         o->curve[1], o->curve[2])
+                                  : etrace_sub_new(o->ep[3], "stats");
     int rc = 0;
     if (!s) {
         fprintf(stderr, "etracectl: cannot subscribe to the stats socket\n");
@@ -527,7 +534,7 @@ run_command(const struct opts *o, etrace_client_t *c, int argc, char **argv)
         return finish(o, c, rc, &r);
     }
     if (!strcmp(cmd, "top") && argc == 1)
-        return ctl_top_run(o->ep[3]);
+        return ctl_top_run(o->ep[3], o->curve[0] ? o->curve : NULL);
     if (!strcmp(cmd, "pause") && argc == 1)
         return finish(o, c, etrace_pause(c, &r), &r);
     if (!strcmp(cmd, "resume") && argc == 1)
@@ -642,7 +649,7 @@ run_command(const struct opts *o, etrace_client_t *c, int argc, char **argv)
 int
 main(int argc, char **argv)
 {
-    struct opts o = {{NULL, NULL, NULL, NULL}, 5000, 0};
+    struct opts o = {{NULL, NULL, NULL, NULL}, 5000, 0, {NULL, NULL, NULL}};
     char *from_cfg[4] = {NULL, NULL, NULL, NULL};
     const char *cfg = NULL, *curve_server = NULL, *curve_keys = NULL;
     int i = 1, rc;
@@ -697,7 +704,8 @@ main(int argc, char **argv)
     etrace_client_t *c = NULL;
     if (curve_keys) {
         /* The key file is what `etracectl keygen` prints: "public: KEY" and "secret: KEY". */
-        char line[256], pub[64] = "", sec[64] = "";
+        static char pub[64], sec[64]; /* outlive this block: o.curve points at them */
+        char line[256];
         FILE *kf = fopen(curve_keys, "r");
         if (!kf) {
             fprintf(stderr, "etracectl: %s: %s\n", curve_keys, strerror(errno));
@@ -710,6 +718,9 @@ main(int argc, char **argv)
                 sscanf(line + 7, " %40s", sec);
         }
         fclose(kf);
+        o.curve[0] = curve_server;
+        o.curve[1] = pub;
+        o.curve[2] = sec;
         c = etrace_client_new_curve(o.ep[2], o.ep[0], o.timeout_ms, curve_server, pub, sec);
         if (!c) {
             fprintf(stderr, "etracectl: %s: no Z85 public/secret key pair, or a bad "

@@ -351,10 +351,11 @@ on_housekeeping(uv_timer_t *h)
     }
     ops_housekeeping(d, now);
     if (d->watchdog_ns && now >= d->watchdog_next_ns) {
-        /* In timer mode the watchdog is fed only while ticks advance (or on purpose
-         * paused); a stuck tick thread lets systemd restart us. */
+        /* In timer mode the watchdog is fed only while `tick` advances (DESIGN §5.7): a
+         * stuck tick thread, or one paused longer than WatchdogSec, lets systemd act. In
+         * lockstep ticks advance only on request, so the loop's liveness is what counts. */
         struct tick_status ts = ticker_status(&d->tick);
-        if (d->cfg.clock == CONFIG_CLOCK_LOCKSTEP || ts.paused || ts.tick != d->watchdog_tick)
+        if (d->cfg.clock == CONFIG_CLOCK_LOCKSTEP || ts.tick != d->watchdog_tick)
             sdnotify_watchdog();
         d->watchdog_tick = ts.tick;
         d->watchdog_next_ns = now + d->watchdog_ns / 2;

@@ -99,10 +99,18 @@ endpoint_check_monitor(struct endpoint *ep)
             zmq_msg_close(&ev);
             break;
         }
-        if (zmq_msg_size(&ev) >= 2) {
+        if (zmq_msg_size(&ev) >= 6) {
             uint16_t id;
+            uint32_t value;
             memcpy(&id, zmq_msg_data(&ev), sizeof(id));
-            if (id == ZMQ_EVENT_DISCONNECTED || id == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
+            memcpy(&value, (const char *)zmq_msg_data(&ev) + 2, sizeof(value));
+            /* A client without CURVE on a CURVE endpoint never reaches ZAP: the mechanism
+             * mismatch is its refusal. */
+            if (ep->is_curve && id == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
+                value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
+                ep->c.curve_refused++;
+            else if (ep->on_recv &&
+                     (id == ZMQ_EVENT_DISCONNECTED || id == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL))
                 ep->c.peer_dropped++;
         }
         int more = zmq_msg_more(&ev);
@@ -150,7 +158,8 @@ endpoint_open(struct endpoint *ep, uv_loop_t *loop, void *zctx, int type, const 
     zmq_setsockopt(ep->sock, ZMQ_RCVHWM, &hwm, sizeof(hwm));
     if (max_msg_bytes > 0)
         zmq_setsockopt(ep->sock, ZMQ_MAXMSGSIZE, &max_msg_bytes, sizeof(max_msg_bytes));
-    if (on_recv) {
+    ep->is_curve = curve_secret && !strncmp(url, "tcp://", 6);
+    if (on_recv || ep->is_curve) {
         snprintf(mon_url, sizeof(mon_url), "inproc://etraced-monitor-%s", name);
         if (zmq_socket_monitor(ep->sock, mon_url,
                                ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL))
@@ -159,7 +168,7 @@ endpoint_open(struct endpoint *ep, uv_loop_t *loop, void *zctx, int type, const 
         if (!ep->mon || zmq_connect(ep->mon, mon_url))
             goto zerr;
     }
-    if (curve_secret && !strncmp(url, "tcp://", 6)) {
+    if (ep->is_curve) {
         int one = 1;
         if (zmq_setsockopt(ep->sock, ZMQ_CURVE_SERVER, &one, sizeof(one)) ||
             zmq_setsockopt(ep->sock, ZMQ_CURVE_SECRETKEY, curve_secret, 32) ||

@@ -29,6 +29,8 @@ struct endpoint_counters {
     uint64_t rejected[WIRE_N_REJECT];  /* per reason */
     uint64_t peer_dropped;             /* connections that ended (monitor) */
     uint64_t dropped;                  /* messages the daemon could not take or send */
+    uint64_t curve_refused;            /* CURVE endpoint: handshakes of clients without
+                                        * CURVE (mechanism mismatch, monitor) */
 };
 
 struct endpoint {
@@ -41,6 +43,7 @@ struct endpoint {
     uv_idle_t idle;         /* re-arms a drain cut short by the budget */
     int budget;             /* messages per drain */
     int n_open_handles;     /* handles not yet closed */
+    int is_curve;           /* a CURVE server (tcp:// with curve_secret) */
     endpoint_recv_fn on_recv;  /* NULL for send-only sockets */
     void *data;             /* the owner's */
     struct endpoint_counters c;

@@ -98,7 +98,7 @@ stats_build(struct stats_msg *m, const struct daemon *d, const struct tick_stats
     st->invalid_ticks = s->invalid_ticks;
     for (int i = 0; i < CONFIG_N_EP; i++) {
         socket_stats(&m->sockets[i], &d->ep[i], ep_names[i]);
-        m->sockets[i].curve_denied = d->curve_denied[i];
+        m->sockets[i].curve_denied = d->curve_denied[i] + d->ep[i].c.curve_refused;
         m->sockets_p[i] = &m->sockets[i];
     }
     m->sockets[CONFIG_EP_OUTPUT].dropped += s->outputs_dropped;
@@ -152,6 +152,8 @@ stats_build(struct stats_msg *m, const struct daemon *d, const struct tick_stats
     st->n_cells = (size_t)k;
     st->cells = m->cells_p;
     st->curve_denials = d->curve_denials;
+    for (int i = 0; i < CONFIG_N_EP; i++)
+        st->curve_denials += d->ep[i].c.curve_refused;
     st->updates_refused = s->eng.updates_refused;
     st->state_resets = s->eng.state_resets;
     st->optimizer_steps = s->eng.steps;

@@ -17,7 +17,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -104,20 +107,33 @@ rss_kib(pid_t pid)
     return kib;
 }
 
-/* Starts etraced with `extra` config lines; waits until `status` answers. */
+/* Makes r's temporary directory (model, config, ipc sockets, log). */
 static void
-daemon_start(struct daemon_run *r, const char *extra)
+daemon_prepare(struct daemon_run *r)
 {
-    static const char *const names[4] = {"input", "output", "control", "stats"};
-    char path[600], cfg[4096], log[600];
     memset(r, 0, sizeof(*r));
     snprintf(r->dir, sizeof(r->dir), "/tmp/etraced-itest-XXXXXX");
     assert_non_null(mkdtemp(r->dir));
+}
+
+/* Starts etraced in r->dir on endpoints eps (NULL: ipc paths in r->dir) with `extra`
+ * config lines; waits until `status` answers, over CURVE when keys (server public, client
+ * public, client secret) are given. Returns 0, or -1 when etraced exited at start-up (a
+ * port in use, say; its log is printed). */
+static int
+daemon_launch(struct daemon_run *r, const char *const eps[4], const char *extra,
+              const char *const keys[3])
+{
+    static const char *const names[4] = {"input", "output", "control", "stats"};
+    char path[600], cfg[4096], log[600];
     snprintf(path, sizeof(path), "%s/model.yaml", r->dir);
     write_file(path, model_text);
     int n = snprintf(cfg, sizeof(cfg), "model: model.yaml\nendpoints:\n");
     for (int i = 0; i < 4; i++) {
-        snprintf(r->ep[i], sizeof(r->ep[i]), "ipc://%s/%s", r->dir, names[i]);
+        if (eps)
+            snprintf(r->ep[i], sizeof(r->ep[i]), "%s", eps[i]);
+        else
+            snprintf(r->ep[i], sizeof(r->ep[i]), "ipc://%s/%s", r->dir, names[i]);
         n += snprintf(cfg + n, sizeof(cfg) - (size_t)n, "  %s: %s\n", names[i], r->ep[i]);
     }
     snprintf(cfg + n, sizeof(cfg) - (size_t)n, "%s", extra);
@@ -135,13 +151,15 @@ daemon_start(struct daemon_run *r, const char *extra)
     assert_int_equal(posix_spawn(&r->pid, bin_etraced, &fa, NULL, argv, environ), 0);
     posix_spawn_file_actions_destroy(&fa);
     live = r;
-    r->c = etrace_client_new(r->ep[2], r->ep[0], 500);
-    assert_non_null(r->c);
-    int64_t deadline = now_ms() + 10000;
-    for (;;) {
+    for (int64_t deadline = now_ms() + 10000;;) {
+        /* A new client per attempt: a refused CURVE handshake is not retried. */
+        r->c = keys ? etrace_client_new_curve(r->ep[2], r->ep[0], 300, keys[0], keys[1], keys[2])
+                    : etrace_client_new(r->ep[2], r->ep[0], 500);
+        assert_non_null(r->c);
         Etrace__Reply *rep = NULL;
         int rc = etrace_status(r->c, &rep);
         etrace_reply_free(rep);
+        etrace_client_free(&r->c);
         if (rc == ETRACE_OK)
             break;
         int st;
@@ -150,13 +168,25 @@ daemon_start(struct daemon_run *r, const char *extra)
             snprintf(cmd, sizeof(cmd), "cat %s >&2", log);
             (void)!system(cmd);
             r->pid = 0;
-            fail_msg("etraced exited at start-up");
+            live = NULL;
+            return -1;
         }
         if (now_ms() > deadline)
             fail_msg("etraced did not answer within 10 s");
     }
-    etrace_client_free(&r->c);
-    r->c = etrace_client_new(r->ep[2], r->ep[0], 5000);
+    r->c = keys ? etrace_client_new_curve(r->ep[2], r->ep[0], 5000, keys[0], keys[1], keys[2])
+                : etrace_client_new(r->ep[2], r->ep[0], 5000);
+    assert_non_null(r->c);
+    return 0;
+}
+
+/* Starts etraced on ipc paths in a new temporary directory with `extra` config lines. */
+static void
+daemon_start(struct daemon_run *r, const char *extra)
+{
+    daemon_prepare(r);
+    if (daemon_launch(r, NULL, extra, NULL))
+        fail_msg("etraced exited at start-up");
 }
 
 static void
@@ -181,10 +211,10 @@ rm_tree(const char *dir)
     rmdir(dir);
 }
 
-/* Stops the daemon (shutdown, then SIGTERM, then SIGKILL) and removes its directory.
+/* Stops the daemon (shutdown, then SIGTERM, then SIGKILL), keeping its directory.
  * Returns the exit status. */
 static int
-daemon_stop(struct daemon_run *r)
+daemon_stop_keep(struct daemon_run *r)
 {
     int st = -1;
     if (r->pid > 0) {
@@ -200,8 +230,16 @@ daemon_stop(struct daemon_run *r)
         }
     }
     etrace_client_free(&r->c);
-    rm_tree(r->dir);
     live = NULL;
+    return st;
+}
+
+/* Stops the daemon as daemon_stop_keep and removes its directory. */
+static int
+daemon_stop(struct daemon_run *r)
+{
+    int st = daemon_stop_keep(r);
+    rm_tree(r->dir);
     return st;
 }
 
@@ -673,6 +711,290 @@ test_ops_record_replay(void **state)
     assert_int_equal(daemon_stop(&r), 0);
 }
 
+/* ---- CURVE (DESIGN §5.7) ------------------------------------------------------------ */
+
+struct keypair {
+    char pub[41], sec[41];
+    char text[200]; /* what `etracectl keygen` printed */
+};
+
+/* Runs `etracectl keygen` and checks that it printed a usable pair: Z85 keys whose public
+ * half is the secret half's public key. */
+static void
+keygen(struct keypair *k)
+{
+    char cmd[1200], line[200];
+    uint8_t sec[32], pub[32], derived[32];
+    memset(k, 0, sizeof(*k));
+    snprintf(cmd, sizeof cmd, "%s keygen", bin_ctl);
+    FILE *f = popen(cmd, "r");
+    assert_non_null(f);
+    while (fgets(line, sizeof line, f)) {
+        size_t used = strlen(k->text);
+        snprintf(k->text + used, sizeof k->text - used, "%s", line);
+        if (!strncmp(line, "public: ", 8))
+            sscanf(line + 8, "%40s", k->pub);
+        else if (!strncmp(line, "secret: ", 8))
+            sscanf(line + 8, "%40s", k->sec);
+    }
+    assert_int_equal(pclose(f), 0);
+    assert_int_equal(strlen(k->pub), 40);
+    assert_int_equal(strlen(k->sec), 40);
+    assert_non_null(zmq_z85_decode(pub, k->pub));
+    assert_non_null(zmq_z85_decode(sec, k->sec));
+    char derived_z85[41];
+    assert_int_equal(zmq_curve_public(derived_z85, k->sec), 0);
+    assert_non_null(zmq_z85_decode(derived, derived_z85));
+    assert_memory_equal(pub, derived, 32);
+}
+
+/* status over CURVE with a client's key pair: ETRACE_OK or ETRACE_ETIMEOUT (refused). */
+static int
+curve_status(const struct daemon_run *r, const struct keypair *server, const struct keypair *k,
+             int timeout_ms)
+{
+    etrace_client_t *c = k ? etrace_client_new_curve(r->ep[2], r->ep[0], timeout_ms, server->pub,
+                                                      k->pub, k->sec)
+                           : etrace_client_new(r->ep[2], r->ep[0], timeout_ms);
+    Etrace__Reply *rep = NULL;
+    assert_non_null(c);
+    int rc = etrace_status(c, &rep);
+    etrace_reply_free(rep);
+    etrace_client_free(&c);
+    return rc;
+}
+
+/* The first Output over CURVE within timeout_ms: 1, or 0 when none came. */
+static int
+curve_output(const struct daemon_run *r, const struct keypair *server, const struct keypair *k,
+             int timeout_ms)
+{
+    etrace_sub_t *s = etrace_sub_new_curve(r->ep[1], "", server->pub, k->pub, k->sec);
+    Etrace__Output *o = NULL;
+    assert_non_null(s);
+    int got = etrace_sub_recv_output(s, timeout_ms, &o) == ETRACE_OK;
+    if (o)
+        etrace__output__free_unpacked(o, NULL);
+    etrace_sub_free(&s);
+    return got;
+}
+
+static void
+test_ops_curve(void **state)
+{
+    struct daemon_run r;
+    struct keypair server, allowed, other;
+    char path[700], extra[1024], eps_buf[4][64], cmd[4000];
+    const char *eps[4];
+    (void)state;
+    keygen(&server);
+    keygen(&allowed);
+    keygen(&other);
+    assert_string_not_equal(allowed.pub, other.pub);
+    daemon_prepare(&r);
+    snprintf(path, sizeof path, "%s/server.key", r.dir);
+    write_file(path, server.text);
+    snprintf(path, sizeof path, "%s/allowed.key", r.dir);
+    write_file(path, allowed.text);
+    snprintf(path, sizeof path, "%s/other.key", r.dir);
+    write_file(path, other.text);
+    snprintf(path, sizeof path, "%s/server.key", r.dir);
+    /* Random high ports on 127.0.0.1; another try when one is taken. */
+    srand((unsigned)getpid() ^ (unsigned)now_ms());
+    const char *const keys[3] = {server.pub, allowed.pub, allowed.sec};
+    int started = 0;
+    for (int attempt = 0; attempt < 8 && !started; attempt++) {
+        int base = 20000 + rand() % 40000;
+        for (int i = 0; i < 4; i++) {
+            snprintf(eps_buf[i], sizeof eps_buf[i], "tcp://127.0.0.1:%d", base + i);
+            eps[i] = eps_buf[i];
+        }
+        snprintf(extra, sizeof extra,
+                 "stats_period_ms: 100\ncurve:\n  server_secret_file: %s\n  allow: [\"%s\"]\n",
+                 path, allowed.pub);
+        started = daemon_launch(&r, eps, extra, keys) == 0;
+    }
+    assert_true(started);
+
+    /* The allowed key: replies and outputs. */
+    assert_int_equal(curve_status(&r, &server, &allowed, 2000), ETRACE_OK);
+    assert_true(curve_output(&r, &server, &allowed, 2000));
+    /* Another key, or no CURVE at all: nothing. */
+    assert_int_equal(curve_status(&r, &server, &other, 500), ETRACE_ETIMEOUT);
+    assert_int_equal(curve_status(&r, &server, NULL, 500), ETRACE_ETIMEOUT);
+    assert_false(curve_output(&r, &server, &other, 500));
+    /* Counted: the other key on control and on output (ZAP). */
+    uint64_t denials = 0, control_denied = 0, output_denied = 0;
+    for (int64_t deadline = now_ms() + 3000; now_ms() < deadline;) {
+        Etrace__Reply *rep = NULL;
+        assert_int_equal(etrace_stats(r.c, &rep), ETRACE_OK);
+        denials = rep->stats->curve_denials;
+        for (size_t i = 0; i < rep->stats->n_sockets; i++) {
+            if (!strcmp(rep->stats->sockets[i]->name, "control"))
+                control_denied = rep->stats->sockets[i]->curve_denied;
+            if (!strcmp(rep->stats->sockets[i]->name, "output"))
+                output_denied = rep->stats->sockets[i]->curve_denied;
+        }
+        etrace_reply_free(rep);
+        if (control_denied >= 1 && output_denied >= 1)
+            break;
+        sleep_ms(50);
+    }
+    print_message("curve: denials %llu (control %llu, output %llu)\n",
+                  (unsigned long long)denials, (unsigned long long)control_denied,
+                  (unsigned long long)output_denied);
+    assert_true(control_denied >= 1);
+    assert_true(output_denied >= 1);
+    assert_true(denials >= control_denied + output_denied);
+
+    /* etracectl with --curve-server and --curve-keys (the files keygen printed). */
+    snprintf(cmd, sizeof cmd,
+             "%s --control %s --curve-server '%s' --curve-keys %s/allowed.key --timeout 2000 "
+             "status >/dev/null",
+             bin_ctl, r.ep[2], server.pub, r.dir);
+    run_cmd(cmd, 0);
+    snprintf(cmd, sizeof cmd,
+             "%s --control %s --curve-server '%s' --curve-keys %s/other.key --timeout 500 "
+             "status 2>/dev/null",
+             bin_ctl, r.ep[2], server.pub, r.dir);
+    run_cmd(cmd, 2);
+    snprintf(cmd, sizeof cmd,
+             "%s --control %s --stats %s --curve-server '%s' --curve-keys %s/allowed.key "
+             "--timeout 2000 stats --watch --count 1 | grep -q '^swaps .* curve_denials'",
+             bin_ctl, r.ep[2], r.ep[3], server.pub, r.dir);
+    run_cmd(cmd, 0);
+
+    /* SIGHUP with another allow-list: the other key in, the first one out (new
+     * connections; an established one stays). */
+    char text[4096];
+    FILE *f = fopen(r.cfg, "r");
+    assert_non_null(f);
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    char *at = strstr(text, allowed.pub);
+    assert_non_null(at);
+    memcpy(at, other.pub, 40);
+    write_file(r.cfg, text);
+    assert_int_equal(kill(r.pid, SIGHUP), 0);
+    int rc = ETRACE_ETIMEOUT;
+    for (int64_t deadline = now_ms() + 3000; rc != ETRACE_OK && now_ms() < deadline;)
+        rc = curve_status(&r, &server, &other, 300);
+    assert_int_equal(rc, ETRACE_OK);
+    assert_int_equal(curve_status(&r, &server, &allowed, 500), ETRACE_ETIMEOUT);
+    assert_true(curve_output(&r, &server, &other, 2000));
+    assert_non_null(strstr(log_text(&r), "curve.allow changed: applied"));
+    etrace_client_free(&r.c);
+    r.c = etrace_client_new_curve(r.ep[2], r.ep[0], 5000, server.pub, other.pub, other.sec);
+    assert_int_equal(daemon_stop(&r), 0);
+}
+
+/* ---- systemd notification (DESIGN §5.7) ---------------------------------------------- */
+
+struct notify_counts {
+    int ready, watchdog, stopping;
+};
+
+/* Reads the notification socket for ms milliseconds, counting the assignments. */
+static void
+notify_read(int fd, int ms, struct notify_counts *n)
+{
+    for (int64_t deadline = now_ms() + ms;;) {
+        int64_t left = deadline - now_ms();
+        if (left <= 0)
+            return;
+        struct timeval tv = {left / 1000, (long)(left % 1000) * 1000};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        char buf[4096];
+        ssize_t got = recv(fd, buf, sizeof buf - 1, 0);
+        if (got < 0)
+            continue;
+        buf[got] = '\0';
+        for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+            n->ready += !strcmp(line, "READY=1");
+            n->watchdog += !strcmp(line, "WATCHDOG=1");
+            n->stopping += !strcmp(line, "STOPPING=1");
+        }
+    }
+}
+
+static uint64_t
+status_tick(struct daemon_run *r)
+{
+    Etrace__Reply *rep = NULL;
+    assert_int_equal(etrace_status(r->c, &rep), ETRACE_OK);
+    uint64_t tick = rep->status->tick;
+    etrace_reply_free(rep);
+    return tick;
+}
+
+static void
+test_ops_sdnotify(void **state)
+{
+    struct daemon_run r;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    struct notify_counts n = {0, 0, 0};
+    char path[700];
+    (void)state;
+    daemon_prepare(&r);
+    assert_true(strlen(r.dir) + sizeof "/notify" <= sizeof sa.sun_path);
+    memcpy(sa.sun_path, r.dir, strlen(r.dir));
+    memcpy(sa.sun_path + strlen(r.dir), "/notify", sizeof "/notify");
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    setenv("NOTIFY_SOCKET", sa.sun_path, 1);
+    setenv("WATCHDOG_USEC", "200000", 1);
+    int launched = daemon_launch(&r, NULL, "", NULL);
+    unsetenv("NOTIFY_SOCKET");
+    unsetenv("WATCHDOG_USEC");
+    assert_int_equal(launched, 0);
+
+    /* READY=1 came after the sockets were bound: status answered, every ipc file there. */
+    notify_read(fd, 300, &n);
+    assert_int_equal(n.ready, 1);
+    static const char *const names[4] = {"input", "output", "control", "stats"};
+    for (int i = 0; i < 4; i++) {
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", r.dir, names[i]);
+        assert_int_equal(stat(path, &st), 0);
+    }
+    /* Timer mode, ticking: WATCHDOG=1 about every WATCHDOG_USEC / 2. */
+    uint64_t t0 = status_tick(&r);
+    n.watchdog = 0;
+    notify_read(fd, 1000, &n);
+    uint64_t t1 = status_tick(&r);
+    print_message("sdnotify: %d WATCHDOG=1 in 1 s while ticking (%llu ticks)\n", n.watchdog,
+                  (unsigned long long)(t1 - t0));
+    assert_true(t1 > t0);
+    assert_true(n.watchdog >= 4);
+    /* Paused: ticks stop, and so does the watchdog. */
+    Etrace__Reply *rep = NULL;
+    assert_int_equal(etrace_pause(r.c, &rep), ETRACE_OK);
+    etrace_reply_free(rep);
+    notify_read(fd, 300, &n); /* the last feeds for ticks run before the pause */
+    n.watchdog = 0;
+    t0 = status_tick(&r);
+    notify_read(fd, 1000, &n);
+    t1 = status_tick(&r);
+    print_message("sdnotify: %d WATCHDOG=1 in 1 s while paused (%llu ticks)\n", n.watchdog,
+                  (unsigned long long)(t1 - t0));
+    assert_int_equal(t1, t0);
+    assert_int_equal(n.watchdog, 0);
+    /* Resumed: fed again. */
+    assert_int_equal(etrace_resume(r.c, &rep), ETRACE_OK);
+    etrace_reply_free(rep);
+    notify_read(fd, 1000, &n);
+    assert_true(n.watchdog >= 2);
+    /* Shutdown: STOPPING=1. */
+    n.stopping = 0;
+    assert_int_equal(daemon_stop_keep(&r), 0);
+    notify_read(fd, 200, &n);
+    assert_int_equal(n.stopping, 1);
+    close(fd);
+    rm_tree(r.dir);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -683,6 +1005,8 @@ main(int argc, char **argv)
         cmocka_unit_test_teardown(test_ops_names_refused, teardown),
         cmocka_unit_test_teardown(test_ops_record_replay, teardown),
         cmocka_unit_test_teardown(test_ops_checkpoint_kill9, teardown),
+        cmocka_unit_test_teardown(test_ops_curve, teardown),
+        cmocka_unit_test_teardown(test_ops_sdnotify, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
