@@ -19,14 +19,14 @@ struct tick_view {
 };
 
 struct bptt {
-    int64_t T, n_rec;      /* capacity and ticks recorded */
-    size_t tick_reals;     /* reals recorded per tick */
-    real *tape;            /* [T][tick_reals] */
-    double **gw, **gb;     /* per projection gradients */
-    double **ay, **ay_next;/* per projection dL/dy at t and t+1 */
-    double **ah, **ah_next;/* per cell dL/dh at t and t+1: [K][n] */
-    double *ao;            /* [largest cell] dL/d out */
-    double *aslot;         /* [largest S * n] */
+    int64_t T, n_rec;          /* capacity and ticks recorded */
+    size_t tick_reals;         /* reals recorded per tick */
+    real *tape;                /* [T][tick_reals] */
+    double **gw, **gb;         /* per projection gradients */
+    double **ay, **ay_next;    /* per projection dL/dy at t and t+1 */
+    double **ah, **ah_next;    /* per cell dL/dh at t and t+1: [K][n] */
+    double *ao;                /* [largest cell] dL/d out */
+    double *aslot;             /* [largest S * n] */
     struct tick_view views[2]; /* tick t and t + 1 */
 };
 
@@ -55,7 +55,8 @@ bptt_new(struct engine *e, int64_t T, struct err *err)
     const struct mem *m = e->mem;
     if (e->n_cells > BPTT_MAX || e->n_projs > BPTT_MAX)
         return err_setf(err, ERR_UNSUPPORTED, "--align: more than %d cells or projections",
-                        BPTT_MAX), -1;
+                        BPTT_MAX),
+               -1;
     struct bptt *b = mem_calloc(m, 1, sizeof *b);
     if (!b)
         goto nomem;
@@ -64,7 +65,8 @@ bptt_new(struct engine *e, int64_t T, struct err *err)
     b->tick_reals = tick_reals(e);
     if (T > 0 && b->tick_reals > (size_t)(((size_t)1 << 40) / sizeof(real)) / (size_t)T)
         return err_setf(err, ERR_USAGE, "--align: the recording of %lld ticks is too large",
-                        (long long)T), bptt_free(e), -1;
+                        (long long)T),
+               bptt_free(e), -1;
     b->tape = mem_alloc(m, (size_t)(T > 0 ? T : 1) * b->tick_reals * sizeof(real));
     b->gw = mem_calloc(m, (size_t)e->n_projs + 1, sizeof *b->gw);
     b->gb = mem_calloc(m, (size_t)e->n_projs + 1, sizeof *b->gb);
@@ -100,8 +102,8 @@ bptt_new(struct engine *e, int64_t T, struct err *err)
     return 0;
 nomem:
     bptt_free(e);
-    return err_setf(err, ERR_NOMEM, "--align: out of memory for %lld recorded ticks",
-                    (long long)T), -1;
+    return err_setf(err, ERR_NOMEM, "--align: out of memory for %lld recorded ticks", (long long)T),
+           -1;
 }
 
 void

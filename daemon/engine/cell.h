@@ -7,16 +7,16 @@
 enum { CELL_MAX_PARAMS = 12, CELL_MAX_DEFINES = 4 };
 
 struct cell_builtin {
-    const char *model;                        /* "lif", ... */
+    const char *model; /* "lif", ... */
     int n_states;
     const char *state_names[4];
     double state_init[4];
     int n_slots;
     const char *slot_names[4];
     int n_params;
-    const char *param_names[CELL_MAX_PARAMS];  /* without `reset` */
+    const char *param_names[CELL_MAX_PARAMS]; /* without `reset` */
     double param_defaults[CELL_MAX_PARAMS];
-    int has_reset;                            /* accepts `reset: soft | hard` (default soft) */
+    int has_reset; /* accepts `reset: soft | hard` (default soft) */
     int n_defines;
     const char *define_names[CELL_MAX_DEFINES];
     const char *define_soft[CELL_MAX_DEFINES]; /* the define text under reset: soft */

@@ -222,8 +222,8 @@ estimate_bytes(const struct model_desc *d)
     }
     for (int i = 0; i < d->n_projs; i++) {
         const struct model_proj *p = &d->projs[i];
-        double count = p->op == MODEL_OP_ELEMWISE ? (double)p->out_size
-                                                  : (double)p->in_size * p->out_size;
+        double count =
+            p->op == MODEL_OP_ELEMWISE ? (double)p->out_size : (double)p->in_size * p->out_size;
         if (p->op == MODEL_OP_SPARSE && p->weight.kind == MODEL_TENSOR_RANDOM)
             count *= p->weight.prob;
         else if (p->op == MODEL_OP_SPARSE)
@@ -343,8 +343,8 @@ reset_proj_traces(struct eproj *p)
 }
 
 int
-engine_compile(struct model_desc *d, const struct engine_opts *opts,
-               struct engine **out, struct err *err)
+engine_compile(struct model_desc *d, const struct engine_opts *opts, struct engine **out,
+               struct err *err)
 {
     const struct mem *m = opts && opts->mem ? opts->mem : mem_default();
     struct model_fs disk_fs;
@@ -379,7 +379,7 @@ engine_compile(struct model_desc *d, const struct engine_opts *opts,
     e->lr = l->present ? l->lr : 0.0;
     e->lambda_x = (real)l->lambda_x;
     e->lambda_f = (real)l->lambda_f;
-    e->ocfg = (struct optim_cfg){l->optimizer, l->momentum, l->beta1, l->beta2,
+    e->ocfg = (struct optim_cfg){l->optimizer, l->momentum,     l->beta1,    l->beta2,
                                  l->eps,       l->weight_decay, l->clip_norm};
     for (int i = 0; i < d->n_inputs; i++) {
         e->inputs[i].size = d->inputs[i].size;
@@ -399,8 +399,8 @@ engine_compile(struct model_desc *d, const struct engine_opts *opts,
         cl->is_spiking = mc->is_spiking;
         struct expr_error xe;
         if (expr_prog_compile(mc, d->dt, m, &cl->prog, &xe)) {
-            err_setf(err, ERR_EXPR, "%s:%d:%d: cells.%s: %s", d->path, mc->pos.line,
-                     mc->pos.col, mc->name, xe.msg);
+            err_setf(err, ERR_EXPR, "%s:%d:%d: cells.%s: %s", d->path, mc->pos.line, mc->pos.col,
+                     mc->name, xe.msg);
             goto fail;
         }
         size_t sb = expr_prog_scratch_bytes(cl->prog);
@@ -414,8 +414,8 @@ engine_compile(struct model_desc *d, const struct engine_opts *opts,
         if (opts && opts->param_source) {
             struct engine_tensors t = {0};
             if (opts->param_source(opts->param_source_ctx, mp->name, &t, err) ||
-                param_from_arrays(d, mp, m, t.count, t.values, t.indptr, t.indices, t.bias,
-                                  &p->w, err))
+                param_from_arrays(d, mp, m, t.count, t.values, t.indptr, t.indices, t.bias, &p->w,
+                                  err))
                 goto fail;
         } else if (param_load(d, mp, fs, m, &p->w, err)) {
             goto fail;
@@ -471,9 +471,8 @@ engine_compile(struct model_desc *d, const struct engine_opts *opts,
     }
     /* The fused rank-one path computes exactly what the accumulator path does for these
      * settings; it only moves fewer bytes. */
-    e->fused = l->present && l->signal == MODEL_SIGNAL_TARGET &&
-               l->optimizer == MODEL_OPTIM_SGD && l->update_every == 1 &&
-               !(l->clip_norm > 0.0) && l->weight_decay == 0.0 && !e->track;
+    e->fused = l->present && l->signal == MODEL_SIGNAL_TARGET && l->optimizer == MODEL_OPTIM_SGD &&
+               l->update_every == 1 && !(l->clip_norm > 0.0) && l->weight_decay == 0.0 && !e->track;
     for (int i = 0; i < d->n_projs; i++) {
         struct eproj *p = &e->projs[i];
         p->opw = p->opb = -1;
@@ -657,8 +656,8 @@ cell_forward(struct engine *e, int ci)
     for (int pi = 0; pi < e->n_projs; pi++)
         if (e->projs[pi].cell == ci)
             proj_forward(e, &e->projs[pi]);
-    expr_prog_eval(cl->prog, (size_t)cl->n, cl->h[e->cur], cl->out[e->cur], cl->jac,
-                   cl->dslot, cl->dout, cl->h[!e->cur], cl->slot, e->need_derivs, e->scratch);
+    expr_prog_eval(cl->prog, (size_t)cl->n, cl->h[e->cur], cl->out[e->cur], cl->jac, cl->dslot,
+                   cl->dout, cl->h[!e->cur], cl->slot, e->need_derivs, e->scratch);
     cl->bad = has_bad(cl->h[e->cur], (int64_t)cl->K * cl->n) | has_bad(cl->out[e->cur], cl->n);
     if (cl->is_spiking) {
         double s = 0.0;
@@ -790,8 +789,8 @@ backward(struct engine *e)
                                       p->w.values + (int64_t)src->offset * p->O, p->q);
                     break;
                 case MODEL_OP_SPARSE:
-                    op_sparse_backward(src->offset, src->size, sc->dl, p->w.indptr,
-                                       p->w.indices, p->w.values, p->q);
+                    op_sparse_backward(src->offset, src->size, sc->dl, p->w.indptr, p->w.indices,
+                                       p->w.values, p->q);
                     break;
                 case MODEL_OP_ELEMWISE:
                     op_elem_backward(src->size, sc->dl, p->w.values + src->offset,
@@ -1120,8 +1119,7 @@ engine_align_begin(struct engine *e, int64_t T, struct err *err)
 {
     if (e->learn != ENGINE_LEARN_ACCUMULATE || !e->d->learning.present ||
         e->d->learning.signal != MODEL_SIGNAL_TARGET)
-        return err_setf(err, ERR_USAGE, "--align needs --learn accumulate and signal: target"),
-               -1;
+        return err_setf(err, ERR_USAGE, "--align needs --learn accumulate and signal: target"), -1;
     return bptt_new(e, T, err);
 }
 

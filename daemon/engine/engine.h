@@ -17,9 +17,9 @@
 struct engine; /* opaque: one compiled model with all its state */
 
 enum engine_learn {
-    ENGINE_LEARN_OFF,        /* traces update; nothing accumulated or applied */
-    ENGINE_LEARN_ON,         /* DESIGN §4.4 applied */
-    ENGINE_LEARN_ACCUMULATE  /* gradients summed, never applied (etraced run --align) */
+    ENGINE_LEARN_OFF,       /* traces update; nothing accumulated or applied */
+    ENGINE_LEARN_ON,        /* DESIGN §4.4 applied */
+    ENGINE_LEARN_ACCUMULATE /* gradients summed, never applied (etraced run --align) */
 };
 
 /* The rule a projection uses after `algorithm`, `learn:` and the elemwise override. */
@@ -35,9 +35,9 @@ struct engine_tensors {
 };
 
 struct engine_opts {
-    const struct mem *mem;   /* NULL: mem_default() */
+    const struct mem *mem;     /* NULL: mem_default() */
     const struct model_fs *fs; /* NULL: files relative to the model path on disk */
-    int track_grad_sum;      /* keep the float64 sum of every tick's gradient (etraced run) */
+    int track_grad_sum;        /* keep the float64 sum of every tick's gradient (etraced run) */
     /* When set, every projection's parameters come from here instead of the model's files
      * and initialisers (restoring a checkpoint): fill *t (the arrays stay the caller's and
      * are copied) and return 0, or return -1 with e set. */
@@ -50,8 +50,8 @@ struct engine_opts {
  * ticks will ever use.
  * Returns 0 and *out, or -1 with e set (model-file errors as FILE:LINE:COL: FIELD: ...;
  * ERR_NOMEM; a resident estimate over physical memory is rejected before allocating). */
-int engine_compile(struct model_desc *d, const struct engine_opts *opts,
-                   struct engine **out, struct err *e);
+int engine_compile(struct model_desc *d, const struct engine_opts *opts, struct engine **out,
+                   struct err *e);
 
 /* Frees an engine and everything it owns; accepts NULL; sets *eng to NULL. */
 void engine_free(struct engine **eng);
@@ -91,13 +91,13 @@ void engine_set_fp_env(void);
 
 /* ---- results of the last tick -------------------------------------------------------- */
 
-uint64_t engine_tick_count(const struct engine *eng);   /* ticks executed so far */
+uint64_t engine_tick_count(const struct engine *eng); /* ticks executed so far */
 const real *engine_readout_values(const struct engine *eng, int readout); /* [size] */
 /* The action of a reward policy readout: [size] (gaussian) or [1] the index (softmax);
  * NULL for other readouts. */
 const real *engine_readout_action(const struct engine *eng, int readout);
-int engine_last_valid(const struct engine *eng);        /* 0 when a cell was reset */
-double engine_last_loss(const struct engine *eng);      /* summed loss (reward: r^t) */
+int engine_last_valid(const struct engine *eng);   /* 0 when a cell was reset */
+double engine_last_loss(const struct engine *eng); /* summed loss (reward: r^t) */
 
 /* ---- control, between ticks ----------------------------------------------------------- */
 
@@ -119,19 +119,19 @@ int engine_readout_size(const struct engine *eng, int readout);
 int engine_input_size(const struct engine *eng, int input);
 
 struct engine_param_view {
-    const char *name;     /* projection name */
+    const char *name; /* projection name */
     enum model_op op;
     enum engine_rule rule;
-    int64_t in_size, out_size;   /* I, O */
-    int64_t count;        /* weight values: I*O, nnz or O */
-    const real *weight;   /* [count], dense row-major [I][O], sparse CSR order */
-    const real *bias;     /* [O] or NULL */
-    const int64_t *indptr;   /* sparse: [I+1] */
-    const int32_t *indices;  /* sparse: [nnz] */
-    const double *grad_sum_w; /* track_grad_sum: [count] sum of per-tick gradients, else NULL */
-    const double *grad_sum_b; /* [O] or NULL */
-    int64_t trace_bytes;  /* memory of this projection's traces */
-    int reaches_loss;     /* a within-tick path from its target cell to a loss exists */
+    int64_t in_size, out_size; /* I, O */
+    int64_t count;             /* weight values: I*O, nnz or O */
+    const real *weight;        /* [count], dense row-major [I][O], sparse CSR order */
+    const real *bias;          /* [O] or NULL */
+    const int64_t *indptr;     /* sparse: [I+1] */
+    const int32_t *indices;    /* sparse: [nnz] */
+    const double *grad_sum_w;  /* track_grad_sum: [count] sum of per-tick gradients, else NULL */
+    const double *grad_sum_b;  /* [O] or NULL */
+    int64_t trace_bytes;       /* memory of this projection's traces */
+    int reaches_loss;          /* a within-tick path from its target cell to a loss exists */
 };
 
 /* A read-only view of projection p's parameters (valid until the next tick or free). */
@@ -176,20 +176,20 @@ enum engine_part {
 };
 
 struct engine_section {
-    const char *name;      /* "proj.w_rec.weight", "cell.hidden.h", ... (engine-owned) */
+    const char *name; /* "proj.w_rec.weight", "cell.hidden.h", ... (engine-owned) */
     enum engine_part part;
-    void *data;            /* the bytes, valid until the next tick */
+    void *data; /* the bytes, valid until the next tick */
     size_t bytes;
-    size_t elem_bytes;     /* sizeof(real), or 8 for int64 (4 for sparse indices) */
+    size_t elem_bytes; /* sizeof(real), or 8 for int64 (4 for sparse indices) */
 };
 
 /* The scalars of the engine state. */
 struct engine_scalars {
     uint64_t tick, es_n, steps, updates_refused, state_resets;
-    int64_t learn;          /* enum engine_learn */
+    int64_t learn; /* enum engine_learn */
     double lr, reward_pending, reward_baseline;
     int64_t held_action;
-    uint64_t rng[4];        /* the policy's generator */
+    uint64_t rng[4]; /* the policy's generator */
 };
 
 /* The number of sections, and section i (0 <= i < count). Between ticks only. */

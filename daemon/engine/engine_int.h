@@ -15,20 +15,20 @@ struct esection;
 struct ecell {
     int n, K, S;
     struct expr_prog *prog;
-    real *h[2];      /* [K][n] hidden states: h[cur] this tick, h[!cur] the previous */
-    real *out[2];    /* [n] outputs, same buffering */
-    real *init;      /* [K] initial state values */
-    real *init_out;  /* [n] the output of the initial states (the same for every neuron) */
-    real *slot;      /* [S][n] summed projection inputs */
-    real *jac;       /* [K][K][n] d h_new / d h_old */
-    real *dslot;     /* [K][S][n] d h_new / d slot */
-    real *dout;      /* [K][n] d out / d h_new */
-    real *g;         /* [K][n] dL/dh this tick */
-    real *dl;        /* [n] dL/d out this tick */
-    int has_dl;      /* a loss reached this cell in this tick */
-    int bad;         /* a state, output or trace went non-finite in this tick */
+    real *h[2];     /* [K][n] hidden states: h[cur] this tick, h[!cur] the previous */
+    real *out[2];   /* [n] outputs, same buffering */
+    real *init;     /* [K] initial state values */
+    real *init_out; /* [n] the output of the initial states (the same for every neuron) */
+    real *slot;     /* [S][n] summed projection inputs */
+    real *jac;      /* [K][K][n] d h_new / d h_old */
+    real *dslot;    /* [K][S][n] d h_new / d slot */
+    real *dout;     /* [K][n] d out / d h_new */
+    real *g;        /* [K][n] dL/dh this tick */
+    real *dl;       /* [n] dL/d out this tick */
+    int has_dl;     /* a loss reached this cell in this tick */
+    int bad;        /* a state, output or trace went non-finite in this tick */
     int is_spiking;
-    double spikes;   /* summed outputs since the last rate read */
+    double spikes; /* summed outputs since the last rate read */
     uint64_t rate_ticks;
 };
 
@@ -36,76 +36,76 @@ struct ecell {
 struct eproj {
     const struct model_proj *d;
     enum engine_rule rule;
-    int64_t I, O, count; /* count: number of weight values */
-    int cell, K, n;      /* target cell, its K and size */
-    int reads_now;       /* some source is a cell computed earlier in this tick */
-    struct param w;      /* values (+ CSR) and bias; owned */
-    real *w0, *b0;       /* values at load, for drift */
-    real *w_mark, *b_mark; /* values at the last engine_proj_norms, for ||delta W|| */
-    real *x;             /* [I] pre-synaptic vector of this tick */
-    real *y;             /* [O] */
-    real *Dcol;          /* [K][K][O] column view of the target's jac */
-    real *fcol;          /* [K][O] column view of d h / d slot */
-    real *gcol;          /* [K][O] column view of g */
-    real *q;             /* [O] column factor, and dL/dy in the backward pass */
-    real *scratch;       /* [K][O] */
-    real *E, *Eb;        /* D-RTRL traces: weight [K][count-shaped], bias [K][O] */
-    real *ex, *ef;       /* ES traces: [I], [K][O] */
-    real *acc_w, *acc_b; /* partial gradient sums */
+    int64_t I, O, count;         /* count: number of weight values */
+    int cell, K, n;              /* target cell, its K and size */
+    int reads_now;               /* some source is a cell computed earlier in this tick */
+    struct param w;              /* values (+ CSR) and bias; owned */
+    real *w0, *b0;               /* values at load, for drift */
+    real *w_mark, *b_mark;       /* values at the last engine_proj_norms, for ||delta W|| */
+    real *x;                     /* [I] pre-synaptic vector of this tick */
+    real *y;                     /* [O] */
+    real *Dcol;                  /* [K][K][O] column view of the target's jac */
+    real *fcol;                  /* [K][O] column view of d h / d slot */
+    real *gcol;                  /* [K][O] column view of g */
+    real *q;                     /* [O] column factor, and dL/dy in the backward pass */
+    real *scratch;               /* [K][O] */
+    real *E, *Eb;                /* D-RTRL traces: weight [K][count-shaped], bias [K][O] */
+    real *ex, *ef;               /* ES traces: [I], [K][O] */
+    real *acc_w, *acc_b;         /* partial gradient sums */
     real *m_w, *v_w, *m_b, *v_b; /* optimizer state */
-    real *e_w, *e_b;     /* reward eligibility */
-    real *gt_w, *gt_b;   /* this tick's gradient, when its sum is tracked */
-    double *sum_w, *sum_b; /* float64 sums of per-tick gradients (track_grad_sum) */
+    real *e_w, *e_b;             /* reward eligibility */
+    real *gt_w, *gt_b;           /* this tick's gradient, when its sum is tracked */
+    double *sum_w, *sum_b;       /* float64 sums of per-tick gradients (track_grad_sum) */
     int64_t trace_bytes;
-    int opw, opb;        /* indices into engine.oparams, or -1 */
-    int reaches_loss;    /* DESIGN §4.1: a within-tick path from the target cell to a loss */
+    int opw, opb;     /* indices into engine.oparams, or -1 */
+    int reaches_loss; /* DESIGN §4.1: a within-tick path from the target cell to a loss */
     /* the fused sgd path (engine.fused) */
-    int has_g;           /* this tick has a learning signal for the target cell */
-    int pending;         /* ES/instant: this tick's gradient a (x) q awaits the step */
-    const real *pend_a;  /* the row factor of that gradient (e_x or x); q is the column one */
-    double w_bound;      /* an upper bound of |w| and |b|; < 0 when unknown */
-    double step_bound;   /* an upper bound of this tick's |lr * gradient| */
-    double e_max;        /* D-RTRL: max|E| over the traces after the last tick */
+    int has_g;          /* this tick has a learning signal for the target cell */
+    int pending;        /* ES/instant: this tick's gradient a (x) q awaits the step */
+    const real *pend_a; /* the row factor of that gradient (e_x or x); q is the column one */
+    double w_bound;     /* an upper bound of |w| and |b|; < 0 when unknown */
+    double step_bound;  /* an upper bound of this tick's |lr * gradient| */
+    double e_max;       /* D-RTRL: max|E| over the traces after the last tick */
 };
 
 struct einput {
     int size;
     enum model_input_kind kind;
-    real *value;        /* [size] what the next tick reads (held for analog) */
-    int64_t n_events;   /* spikes queued for the next tick */
+    real *value;      /* [size] what the next tick reads (held for analog) */
+    int64_t n_events; /* spikes queued for the next tick */
 };
 
 struct ereadout {
     int cell, size;
     int64_t target_kind; /* 0 none pending, 1 values, 2 class */
     int64_t cls;
-    real *target;       /* [size] */
-    real *action;       /* [size] policy readouts only */
+    real *target; /* [size] */
+    real *action; /* [size] policy readouts only */
 };
 
 struct engine {
     const struct mem *mem;
-    struct model_desc *d;  /* owned */
+    struct model_desc *d; /* owned */
     int n_inputs, n_cells, n_projs, n_readouts;
     struct einput *inputs;
     struct ecell *cells;
     struct eproj *projs;
     struct ereadout *readouts;
-    void *arena;           /* one block for every per-tick buffer */
+    void *arena; /* one block for every per-tick buffer */
     size_t arena_bytes;
     size_t param_bytes;
-    void *scratch;         /* expr evaluation scratch, shared by the cells */
-    int cur;               /* buffer index of this tick */
-    int need_derivs;       /* some projection keeps a trace or learns */
-    int track;             /* track_grad_sum */
+    void *scratch;               /* expr evaluation scratch, shared by the cells */
+    int cur;                     /* buffer index of this tick */
+    int need_derivs;             /* some projection keeps a trace or learns */
+    int track;                   /* track_grad_sum */
     struct optim_param *oparams; /* every learning tensor, for optim_step */
     int n_oparams;
-    int fused;             /* sgd, K = 1, no clip, no decay, target, no gradient sums: each
-                              tick's step is fused into the trace pass (fused_learn_tick) */
-    int defer;             /* optimizer steps deferred (a snapshot is being copied) */
-    int step_owed;         /* a step fell due while deferred */
-    int acc_dirty;         /* the partial sums may hold gradient (the fused path waits) */
-    int at_boundary;       /* the last tick ended with a step, or learning is not on */
+    int fused;       /* sgd, K = 1, no clip, no decay, target, no gradient sums: each
+                        tick's step is fused into the trace pass (fused_learn_tick) */
+    int defer;       /* optimizer steps deferred (a snapshot is being copied) */
+    int step_owed;   /* a step fell due while deferred */
+    int acc_dirty;   /* the partial sums may hold gradient (the fused path waits) */
+    int at_boundary; /* the last tick ended with a step, or learning is not on */
     struct optim_cfg ocfg;
     /* engine state (DESIGN §4.5) */
     uint64_t tick;
@@ -118,12 +118,12 @@ struct engine {
     double last_loss;
     int last_valid;
     struct rng policy_rng;
-    real *xi;              /* [size] gaussian exploration */
-    real *probs;           /* [size] softmax */
-    real *dl_tmp;          /* [largest readout] one loss's derivative */
+    real *xi;     /* [size] gaussian exploration */
+    real *probs;  /* [size] softmax */
+    real *dl_tmp; /* [largest readout] one loss's derivative */
     int64_t held_action;
     real lambda_x, lambda_f;
-    struct bptt *tape;     /* etraced run --align: the recorded run, else NULL */
+    struct bptt *tape;         /* etraced run --align: the recorded run, else NULL */
     struct esection *sections; /* the state as named buffers (engine_state.c) */
     int n_sections;
 };

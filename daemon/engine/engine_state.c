@@ -8,17 +8,40 @@
 #include <string.h>
 
 enum what {
-    W_INPUT_VALUE, W_INPUT_EVENTS, W_CELL_H, W_CELL_OUT, W_PROJ_W, W_PROJ_B, W_PROJ_INDPTR,
-    W_PROJ_INDICES, W_PROJ_W0, W_PROJ_B0, W_PROJ_MW, W_PROJ_VW, W_PROJ_MB, W_PROJ_VB,
-    W_PROJ_ACCW, W_PROJ_ACCB, W_PROJ_E, W_PROJ_EB, W_PROJ_EX, W_PROJ_EF, W_PROJ_ELW,
-    W_PROJ_ELB, W_RO_TARGET, W_RO_KIND, W_RO_CLS, W_RO_ACTION, W_XI
+    W_INPUT_VALUE,
+    W_INPUT_EVENTS,
+    W_CELL_H,
+    W_CELL_OUT,
+    W_PROJ_W,
+    W_PROJ_B,
+    W_PROJ_INDPTR,
+    W_PROJ_INDICES,
+    W_PROJ_W0,
+    W_PROJ_B0,
+    W_PROJ_MW,
+    W_PROJ_VW,
+    W_PROJ_MB,
+    W_PROJ_VB,
+    W_PROJ_ACCW,
+    W_PROJ_ACCB,
+    W_PROJ_E,
+    W_PROJ_EB,
+    W_PROJ_EX,
+    W_PROJ_EF,
+    W_PROJ_ELW,
+    W_PROJ_ELB,
+    W_RO_TARGET,
+    W_RO_KIND,
+    W_RO_CLS,
+    W_RO_ACTION,
+    W_XI
 };
 
 struct esection {
     char name[160];
     enum engine_part part;
     enum what what;
-    int idx;          /* input, cell, projection or readout index */
+    int idx; /* input, cell, projection or readout index */
     size_t bytes, elem_bytes;
 };
 
@@ -27,36 +50,63 @@ resolve(struct engine *e, const struct esection *s)
 {
     struct eproj *p = s->what >= W_PROJ_W && s->what <= W_PROJ_ELB ? &e->projs[s->idx] : NULL;
     struct ecell *c = s->what == W_CELL_H || s->what == W_CELL_OUT ? &e->cells[s->idx] : NULL;
-    struct ereadout *r = s->what >= W_RO_TARGET && s->what <= W_RO_ACTION ? &e->readouts[s->idx]
-                                                                          : NULL;
+    struct ereadout *r =
+        s->what >= W_RO_TARGET && s->what <= W_RO_ACTION ? &e->readouts[s->idx] : NULL;
     switch (s->what) {
-    case W_INPUT_VALUE: return e->inputs[s->idx].value;
-    case W_INPUT_EVENTS: return &e->inputs[s->idx].n_events;
-    case W_CELL_H: return c->h[e->cur];
-    case W_CELL_OUT: return c->out[e->cur];
-    case W_PROJ_W: return p->w.values;
-    case W_PROJ_B: return p->w.bias;
-    case W_PROJ_INDPTR: return p->w.indptr;
-    case W_PROJ_INDICES: return p->w.indices;
-    case W_PROJ_W0: return p->w0;
-    case W_PROJ_B0: return p->b0;
-    case W_PROJ_MW: return p->m_w;
-    case W_PROJ_VW: return p->v_w;
-    case W_PROJ_MB: return p->m_b;
-    case W_PROJ_VB: return p->v_b;
-    case W_PROJ_ACCW: return p->acc_w;
-    case W_PROJ_ACCB: return p->acc_b;
-    case W_PROJ_E: return p->E;
-    case W_PROJ_EB: return p->Eb;
-    case W_PROJ_EX: return p->ex;
-    case W_PROJ_EF: return p->ef;
-    case W_PROJ_ELW: return p->e_w;
-    case W_PROJ_ELB: return p->e_b;
-    case W_RO_TARGET: return r->target;
-    case W_RO_KIND: return &r->target_kind;
-    case W_RO_CLS: return &r->cls;
-    case W_RO_ACTION: return r->action;
-    case W_XI: return e->xi;
+    case W_INPUT_VALUE:
+        return e->inputs[s->idx].value;
+    case W_INPUT_EVENTS:
+        return &e->inputs[s->idx].n_events;
+    case W_CELL_H:
+        return c->h[e->cur];
+    case W_CELL_OUT:
+        return c->out[e->cur];
+    case W_PROJ_W:
+        return p->w.values;
+    case W_PROJ_B:
+        return p->w.bias;
+    case W_PROJ_INDPTR:
+        return p->w.indptr;
+    case W_PROJ_INDICES:
+        return p->w.indices;
+    case W_PROJ_W0:
+        return p->w0;
+    case W_PROJ_B0:
+        return p->b0;
+    case W_PROJ_MW:
+        return p->m_w;
+    case W_PROJ_VW:
+        return p->v_w;
+    case W_PROJ_MB:
+        return p->m_b;
+    case W_PROJ_VB:
+        return p->v_b;
+    case W_PROJ_ACCW:
+        return p->acc_w;
+    case W_PROJ_ACCB:
+        return p->acc_b;
+    case W_PROJ_E:
+        return p->E;
+    case W_PROJ_EB:
+        return p->Eb;
+    case W_PROJ_EX:
+        return p->ex;
+    case W_PROJ_EF:
+        return p->ef;
+    case W_PROJ_ELW:
+        return p->e_w;
+    case W_PROJ_ELB:
+        return p->e_b;
+    case W_RO_TARGET:
+        return r->target;
+    case W_RO_KIND:
+        return &r->target_kind;
+    case W_RO_CLS:
+        return &r->cls;
+    case W_RO_ACTION:
+        return r->action;
+    case W_XI:
+        return e->xi;
     }
     return NULL;
 }
@@ -67,8 +117,8 @@ static void
 add(struct engine *e, struct esection *table, int *n, enum engine_part part, enum what what,
     int idx, size_t count, size_t elem, const char *kind, const char *item, const char *field)
 {
-    struct esection s = {.part = part, .what = what, .idx = idx, .bytes = count * elem,
-                         .elem_bytes = elem};
+    struct esection s = {
+        .part = part, .what = what, .idx = idx, .bytes = count * elem, .elem_bytes = elem};
     if (count == 0 || !resolve(e, &s))
         return;
     if (table) {
@@ -88,15 +138,15 @@ fill_table(struct engine *e, struct esection *t, int *n)
     const size_t R = sizeof(real), I8 = sizeof(int64_t);
     for (int i = 0; i < e->n_inputs; i++) {
         const char *nm = d->inputs[i].name;
-        add(e, t, n, ENGINE_PART_PENDING, W_INPUT_VALUE, i, (size_t)e->inputs[i].size, R,
-            "input", nm, "value");
+        add(e, t, n, ENGINE_PART_PENDING, W_INPUT_VALUE, i, (size_t)e->inputs[i].size, R, "input",
+            nm, "value");
         add(e, t, n, ENGINE_PART_PENDING, W_INPUT_EVENTS, i, 1, I8, "input", nm, "events");
     }
     for (int c = 0; c < e->n_cells; c++) {
         const struct ecell *cl = &e->cells[c];
         const char *nm = d->cells[c].name;
-        add(e, t, n, ENGINE_PART_STATE, W_CELL_H, c, (size_t)cl->K * (size_t)cl->n, R,
-            "cell", nm, "h");
+        add(e, t, n, ENGINE_PART_STATE, W_CELL_H, c, (size_t)cl->K * (size_t)cl->n, R, "cell", nm,
+            "h");
         add(e, t, n, ENGINE_PART_STATE, W_CELL_OUT, c, (size_t)cl->n, R, "cell", nm, "out");
     }
     for (int pi = 0; pi < e->n_projs; pi++) {
@@ -131,8 +181,8 @@ fill_table(struct engine *e, struct esection *t, int *n)
         };
         for (size_t k = 0; k < sizeof rows / sizeof rows[0]; k++) {
             size_t shape[6] = {W, O, K * W, K * O, In, In + 1};
-            add(e, t, n, rows[k].part, rows[k].what, pi, shape[rows[k].shape], rows[k].elem,
-                "proj", nm, rows[k].suffix);
+            add(e, t, n, rows[k].part, rows[k].what, pi, shape[rows[k].shape], rows[k].elem, "proj",
+                nm, rows[k].suffix);
         }
     }
     for (int r = 0; r < e->n_readouts; r++) {
@@ -234,9 +284,10 @@ engine_state_carry(struct engine *dst, struct engine *src, int keep_state)
     int n = 0, weights = 0;
     for (int i = 0; i < dst->n_sections; i++) {
         const struct esection *ds = &dst->sections[i];
-        int carry = ds->part == ENGINE_PART_PARAM || ds->part == ENGINE_PART_OPTIM ||
-                    ds->part == ENGINE_PART_ACC ||
-                    (keep_state && (ds->part == ENGINE_PART_STATE || ds->part == ENGINE_PART_TRACE));
+        int carry =
+            ds->part == ENGINE_PART_PARAM || ds->part == ENGINE_PART_OPTIM ||
+            ds->part == ENGINE_PART_ACC ||
+            (keep_state && (ds->part == ENGINE_PART_STATE || ds->part == ENGINE_PART_TRACE));
         int j = carry ? engine_state_find(src, ds->name) : -1;
         if (j < 0 || src->sections[j].bytes != ds->bytes)
             continue;

@@ -4,15 +4,15 @@
 #ifndef ETRACE_ERR_H
 #define ETRACE_ERR_H
 
-#define ERR_MAP(X)                                                                         \
-    X(OK, "ok")                                                                            \
-    X(NOMEM, "out of memory")                                                              \
-    X(IO, "cannot read or write a file")                                                   \
-    X(MODEL, "invalid model")                                                              \
-    X(NPY, "invalid .npy file")                                                            \
-    X(EXPR, "invalid expression")                                                          \
-    X(UNSUPPORTED, "not supported yet")                                                    \
-    X(USAGE, "invalid argument")                                                           \
+#define ERR_MAP(X)                                                                                 \
+    X(OK, "ok")                                                                                    \
+    X(NOMEM, "out of memory")                                                                      \
+    X(IO, "cannot read or write a file")                                                           \
+    X(MODEL, "invalid model")                                                                      \
+    X(NPY, "invalid .npy file")                                                                    \
+    X(EXPR, "invalid expression")                                                                  \
+    X(UNSUPPORTED, "not supported yet")                                                            \
+    X(USAGE, "invalid argument")                                                                   \
     X(STATE, "invalid engine state")
 
 enum err_code {

@@ -20,11 +20,11 @@
 /* Where an expression error is: which expression of the cell and the 0-based character
  * offset inside its text. */
 struct expr_error {
-    int field;      /* -1: the cell as a whole; else index into the fields below:
-                       0..n_defines-1 defines, n_defines..n_defines+K-1 updates,
-                       n_defines+K the output */
-    int offset;     /* 0-based column inside the expression text */
-    char msg[256];  /* "unknown name 'x'", "expected ')'", ... */
+    int field;     /* -1: the cell as a whole; else index into the fields below:
+                      0..n_defines-1 defines, n_defines..n_defines+K-1 updates,
+                      n_defines+K the output */
+    int offset;    /* 0-based column inside the expression text */
+    char msg[256]; /* "unknown name 'x'", "expected ')'", ... */
 };
 
 struct expr_prog; /* opaque: a compiled cell */
@@ -49,8 +49,8 @@ size_t expr_prog_scratch_bytes(const struct expr_prog *p);
  * expr_prog_scratch_bytes(p) bytes, 64-byte aligned. Pure: no allocation, no I/O; the
  * result depends only on the arguments. h_new must not alias h_old. */
 void expr_prog_eval(const struct expr_prog *p, size_t n, real *h_new, real *out, real *jac,
-                    real *dslot, real *dout, const real *h_old, const real *slot,
-                    int need_derivs, void *scratch);
+                    real *dslot, real *dout, const real *h_old, const real *slot, int need_derivs,
+                    void *scratch);
 
 /* The number of spike() calls evaluated in the output expression of one neuron (0 for a
  * non-spiking cell); used to report firing rates. */

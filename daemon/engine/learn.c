@@ -19,7 +19,6 @@ learn_gather_g(const struct engine *e, struct eproj *p)
             memcpy(p->gcol + k * O + (int64_t)b * n, cl->g + k * n, (size_t)n * sizeof(real));
 }
 
-
 /* How a tick's gradient leaves proj_traces: not at all (traces only), added to dw/db, or
  * as the fused sgd step (D-RTRL straight into the weights; ES and instant left pending as
  * a rank-one a (x) q for the step). */
@@ -46,8 +45,8 @@ proj_traces(struct engine *e, struct eproj *p, enum grad_mode mode, real *dw, re
         if (op == MODEL_OP_DENSE)
             m = trace_drtrl_dense(I, O, K, p->E, aw, ww, lr, p->scratch, p->Dcol, p->fcol, g, p->x);
         else if (op == MODEL_OP_SPARSE)
-            m = trace_drtrl_sparse(I, O, p->count, K, p->E, aw, ww, lr, p->w.indptr,
-                                   p->w.indices, p->Dcol, p->fcol, g, p->x);
+            m = trace_drtrl_sparse(I, O, p->count, K, p->E, aw, ww, lr, p->w.indptr, p->w.indices,
+                                   p->Dcol, p->fcol, g, p->x);
         else
             m = trace_drtrl_elem(O, K, p->E, aw, ww, lr, p->Dcol, p->fcol, g, p->x);
         if (p->Eb) { /* the bias: E_b = D E_b + f */
@@ -204,8 +203,8 @@ fused_step_bound(const struct engine *e, const struct eproj *p)
         double xmax = max_abs(p->I, p->x);
         if (p->w.bias && xmax < 1.0)
             xmax = 1.0;
-        double enew = (double)K * max_abs(K * K * O, p->Dcol) * p->e_max +
-                      max_abs(K * O, p->fcol) * xmax;
+        double enew =
+            (double)K * max_abs(K * K * O, p->Dcol) * p->e_max + max_abs(K * O, p->fcol) * xmax;
         return e->lr * (double)K * max_abs(K * O, p->gcol) * enew * 1.001;
     }
     double amax = max_abs(p->I, p->pend_a), qmax = max_abs(O, p->q);
@@ -220,8 +219,8 @@ rank1_apply(struct engine *e, struct eproj *p, real lr)
     if (p->d->op == MODEL_OP_DENSE)
         optim_sgd_rank1_dense(p->I, p->O, p->w.values, p->pend_a, p->q, lr, R(0.0));
     else if (p->d->op == MODEL_OP_SPARSE)
-        optim_sgd_rank1_sparse(p->I, p->w.values, p->w.indptr, p->w.indices, p->pend_a, p->q,
-                               lr, R(0.0));
+        optim_sgd_rank1_sparse(p->I, p->w.values, p->w.indptr, p->w.indices, p->pend_a, p->q, lr,
+                               R(0.0));
     else /* the instant rule on an elemwise weight */
         optim_sgd_rank1_elem(p->O, p->w.values, p->pend_a, p->q, lr, R(0.0));
     if (p->w.bias)
@@ -311,4 +310,3 @@ learn_fused_tick(struct engine *e)
     else
         learn_optimizer_step(e);
 }
-

@@ -7,9 +7,9 @@
 #include <stddef.h>
 
 struct mem {
-    void *(*alloc)(void *ctx, size_t size_bytes);  /* like malloc; NULL on failure */
-    void (*free)(void *ctx, void *ptr);            /* like free; accepts NULL */
-    void *ctx;                                     /* passed to both, owned by the caller */
+    void *(*alloc)(void *ctx, size_t size_bytes); /* like malloc; NULL on failure */
+    void (*free)(void *ctx, void *ptr);           /* like free; accepts NULL */
+    void *ctx;                                    /* passed to both, owned by the caller */
 };
 
 /* The process allocator (malloc/free). Never NULL; static storage. */

@@ -24,8 +24,8 @@ struct model_pos {
  * disk. On success *data is allocated with `m` and owned by the caller. Returns 0, or
  * -1 with a message in e (the file name, what failed). */
 struct model_fs {
-    int (*read)(void *ctx, const char *rel_path, const struct mem *m, void **data,
-                size_t *len, struct err *e);
+    int (*read)(void *ctx, const char *rel_path, const struct mem *m, void **data, size_t *len,
+                struct err *e);
     void *ctx;
 };
 
@@ -61,18 +61,18 @@ struct model_expr {
 
 struct model_cell {
     char *name;
-    char *model; /* the built-in's name, or "custom" */
-    int size;    /* neurons */
-    int n_states;                       /* K, 1..MODEL_MAX_K */
-    char *state_names[MODEL_MAX_K];     /* in `states:` order (built-ins: table order) */
-    double state_init[MODEL_MAX_K];     /* initial value of each state */
-    int n_slots;                        /* 1..MODEL_MAX_SLOTS */
+    char *model;                    /* the built-in's name, or "custom" */
+    int size;                       /* neurons */
+    int n_states;                   /* K, 1..MODEL_MAX_K */
+    char *state_names[MODEL_MAX_K]; /* in `states:` order (built-ins: table order) */
+    double state_init[MODEL_MAX_K]; /* initial value of each state */
+    int n_slots;                    /* 1..MODEL_MAX_SLOTS */
     char *slot_names[MODEL_MAX_SLOTS];
     int n_params;
     char **param_names;   /* [n_params] */
     double *param_values; /* [n_params], defaults overridden by the file */
     int n_defines;
-    struct model_expr *defines; /* [n_defines], in file order */
+    struct model_expr *defines;             /* [n_defines], in file order */
     struct model_expr updates[MODEL_MAX_K]; /* one per state, in state order */
     struct model_expr output;
     struct model_surrogate surrogate;
@@ -94,30 +94,30 @@ enum model_init {
 };
 
 enum model_tensor_kind {
-    MODEL_TENSOR_NONE,   /* no bias */
-    MODEL_TENSOR_INIT,   /* {init: NAME, ...} */
-    MODEL_TENSOR_FILE,   /* {file}; sparse: {file, indices, indptr} (CSR) */
-    MODEL_TENSOR_COO,    /* sparse {rows, cols, values} */
-    MODEL_TENSOR_RANDOM  /* sparse {prob, seed, init, ...} */
+    MODEL_TENSOR_NONE,  /* no bias */
+    MODEL_TENSOR_INIT,  /* {init: NAME, ...} */
+    MODEL_TENSOR_FILE,  /* {file}; sparse: {file, indices, indptr} (CSR) */
+    MODEL_TENSOR_COO,   /* sparse {rows, cols, values} */
+    MODEL_TENSOR_RANDOM /* sparse {prob, seed, init, ...} */
 };
 
 /* A weight or bias as the file gives it. Paths are as written (relative to the model
  * file); read them through struct model_fs. */
 struct model_tensor {
     enum model_tensor_kind kind;
-    char *file, *indices, *indptr;     /* FILE (indices/indptr: sparse CSR) */
-    char *rows, *cols, *values;        /* COO */
-    double prob;                       /* RANDOM: keep probability in [0, 1] */
-    uint64_t seed;                     /* RANDOM: structure seed */
-    enum model_init init;              /* INIT, and RANDOM's values */
+    char *file, *indices, *indptr;             /* FILE (indices/indptr: sparse CSR) */
+    char *rows, *cols, *values;                /* COO */
+    double prob;                               /* RANDOM: keep probability in [0, 1] */
+    uint64_t seed;                             /* RANDOM: structure seed */
+    enum model_init init;                      /* INIT, and RANDOM's values */
     double value, mean, std, low, high, scale; /* initialiser keys, defaults applied */
-    struct model_pos pos;              /* the `weight:` or `bias:` mapping */
+    struct model_pos pos;                      /* the `weight:` or `bias:` mapping */
 };
 
 struct model_source {
     int is_input; /* 1: inputs[index]; 0: cells[index] */
     int index;
-    int offset;   /* first row of this source in the pre-synaptic vector */
+    int offset; /* first row of this source in the pre-synaptic vector */
     int size;
 };
 
@@ -129,10 +129,10 @@ struct model_proj {
     int to_cell;               /* index into cells */
     int n_to_slots;
     int to_slots[MODEL_MAX_SLOTS]; /* slot indices of to_cell, in `to:` order */
-    int out_size;              /* O = n_to_slots * cell size */
+    int out_size;                  /* O = n_to_slots * cell size */
     enum model_op op;
     struct model_tensor weight;
-    struct model_tensor bias;  /* kind NONE when absent */
+    struct model_tensor bias; /* kind NONE when absent */
     enum model_learn learn;
     struct model_pos pos;
 };
@@ -150,41 +150,41 @@ enum model_optim { MODEL_OPTIM_SGD, MODEL_OPTIM_MOMENTUM, MODEL_OPTIM_ADAM };
 enum model_policy { MODEL_POLICY_SOFTMAX, MODEL_POLICY_GAUSSIAN };
 
 struct model_learning {
-    int present;                  /* 0: no `learning:` section, nothing learns */
+    int present; /* 0: no `learning:` section, nothing learns */
     enum model_algorithm algorithm;
-    int has_decay;                /* decay_or_rank given */
-    double lambda_x, lambda_f;    /* decays after converting ranks: (R-1)/(R+1) */
-    int hybrid_budget;            /* default 4 */
-    enum model_signal signal;     /* default target */
-    enum model_loss loss;         /* default mse */
-    enum model_optim optimizer;   /* default sgd */
-    double lr;                    /* default 1e-3 */
-    double momentum;              /* default 0.9 */
-    double beta1, beta2;          /* default 0.9, 0.999 */
-    double eps;                   /* default 1e-8 */
-    double weight_decay;          /* default 0 */
-    double clip_norm;             /* <= 0: none (the default, `null`) */
-    int update_every;             /* K >= 1, default 1 */
+    int has_decay;              /* decay_or_rank given */
+    double lambda_x, lambda_f;  /* decays after converting ranks: (R-1)/(R+1) */
+    int hybrid_budget;          /* default 4 */
+    enum model_signal signal;   /* default target */
+    enum model_loss loss;       /* default mse */
+    enum model_optim optimizer; /* default sgd */
+    double lr;                  /* default 1e-3 */
+    double momentum;            /* default 0.9 */
+    double beta1, beta2;        /* default 0.9, 0.999 */
+    double eps;                 /* default 1e-8 */
+    double weight_decay;        /* default 0 */
+    double clip_norm;           /* <= 0: none (the default, `null`) */
+    int update_every;           /* K >= 1, default 1 */
     /* signal: reward */
-    int policy_readout;           /* index into readouts */
+    int policy_readout; /* index into readouts */
     enum model_policy policy_kind;
-    double sigma;                 /* default 0.1 */
-    double tau_explore;           /* default 0.05 s */
-    int action_hold;              /* default 1 */
-    int explore_when_frozen;      /* default 0 */
-    double tau_e;                 /* default 0.5 s */
-    double tau_baseline;          /* default 5.0 s */
+    double sigma;            /* default 0.1 */
+    double tau_explore;      /* default 0.05 s */
+    int action_hold;         /* default 1 */
+    int explore_when_frozen; /* default 0 */
+    double tau_e;            /* default 0.5 s */
+    double tau_baseline;     /* default 5.0 s */
     struct model_pos pos;
 };
 
 struct model_desc {
-    char *path;       /* the model file as named (for messages) */
-    char *text;       /* the whole file text, NUL-terminated */
+    char *path; /* the model file as named (for messages) */
+    char *text; /* the whole file text, NUL-terminated */
     size_t text_len;
-    uint64_t hash;    /* FNV-1a 64 of text */
+    uint64_t hash; /* FNV-1a 64 of text */
     char *name;
-    double dt;        /* seconds, > 0 */
-    uint64_t seed;    /* default 0 */
+    double dt;     /* seconds, > 0 */
+    uint64_t seed; /* default 0 */
     int n_inputs;
     struct model_input *inputs;
     int n_cells;
@@ -206,8 +206,7 @@ int model_parse(const char *text, size_t len, const char *path, const struct mem
                 struct model_desc **out, struct err *e);
 
 /* Reads `path` from disk and parses it (ERR_IO when unreadable). */
-int model_load_file(const char *path, const struct mem *m, struct model_desc **out,
-                    struct err *e);
+int model_load_file(const char *path, const struct mem *m, struct model_desc **out, struct err *e);
 
 /* Frees a description from model_parse; accepts NULL; sets *d to NULL. */
 void model_free(struct model_desc **d, const struct mem *m);

@@ -15,10 +15,10 @@ enum { NPY_MAX_DIM = 4 };
 
 struct npy {
     enum npy_dtype dtype;
-    int ndim;                    /* 0..NPY_MAX_DIM */
+    int ndim; /* 0..NPY_MAX_DIM */
     int64_t shape[NPY_MAX_DIM];
-    int64_t count;               /* product of shape (1 for ndim 0) */
-    void *data;                  /* count elements, native byte order; owned, mem_free */
+    int64_t count; /* product of shape (1 for ndim 0) */
+    void *data;    /* count elements, native byte order; owned, mem_free */
 };
 
 /* Bytes per element of a dtype. */
@@ -30,8 +30,8 @@ size_t npy_dtype_size(enum npy_dtype t);
  * `name` names the file in messages. Returns 0 and fills *out (data allocated with m),
  * or -1 with e set (ERR_NPY: "NAME: wrong dtype '>f4'", "NAME: truncated: ...";
  * ERR_NOMEM). Element counts over 2^31 - 1 are rejected before allocating. */
-int npy_parse(const void *buf, size_t len, const char *name, const struct mem *m,
-              struct npy *out, struct err *e);
+int npy_parse(const void *buf, size_t len, const char *name, const struct mem *m, struct npy *out,
+              struct err *e);
 
 /* Frees out->data (accepts an already freed one). */
 void npy_fini(struct npy *a, const struct mem *m);
@@ -49,8 +49,7 @@ int npy_write_file(const char *path, enum npy_dtype dtype, int ndim, const int64
                    const void *data, struct err *e);
 
 /* Reads a whole file into memory allocated with m. Returns 0, or -1 with ERR_IO. */
-int npy_read_file(const char *path, const struct mem *m, void **data, size_t *len,
-                  struct err *e);
+int npy_read_file(const char *path, const struct mem *m, void **data, size_t *len, struct err *e);
 
 /* Reads and parses a .npy file (npy_read_file + npy_parse). */
 int npy_load_file(const char *path, const struct mem *m, struct npy *out, struct err *e);

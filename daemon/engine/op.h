@@ -20,12 +20,11 @@ void op_dense_forward(int64_t n_in, int64_t n_out, real *y, const real *w, const
                       const real *b);
 
 /* The same sum over every row (the reference the event-driven path is tested against). */
-void op_dense_forward_plain(int64_t n_in, int64_t n_out, real *y, const real *w,
-                            const real *x, const real *b);
+void op_dense_forward_plain(int64_t n_in, int64_t n_out, real *y, const real *w, const real *x,
+                            const real *b);
 
 /* dx[i] += sum_o w[i][o] dy[o] for rows i in [0, n_rows) of w ([n_rows][n_out] view). */
-void op_dense_backward(int64_t n_rows, int64_t n_out, real *dx, const real *w,
-                       const real *dy);
+void op_dense_backward(int64_t n_rows, int64_t n_out, real *dx, const real *w, const real *dy);
 
 /* Sparse CSR: indptr [n_in+1], indices [nnz] (post-synaptic o), v [nnz].
  * y[o] = b[o] + sum over rows i with x[i] != 0 of x[i] v[k], k in row i, in CSR order. */
@@ -34,8 +33,7 @@ void op_sparse_forward(int64_t n_in, int64_t n_out, real *y, const int64_t *indp
 
 /* The same over every row. */
 void op_sparse_forward_plain(int64_t n_in, int64_t n_out, real *y, const int64_t *indptr,
-                             const int32_t *indices, const real *v, const real *x,
-                             const real *b);
+                             const int32_t *indices, const real *v, const real *x, const real *b);
 
 /* dx[i] += sum_k v[k] dy[indices[k]] for rows [row0, row0 + n_rows). */
 void op_sparse_backward(int64_t row0, int64_t n_rows, real *dx, const int64_t *indptr,

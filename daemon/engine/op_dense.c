@@ -14,8 +14,7 @@ op_dense_init(int64_t n_out, real *y, const real *b)
 }
 
 void
-op_dense_forward(int64_t n_in, int64_t n_out, real *y, const real *w, const real *x,
-                 const real *b)
+op_dense_forward(int64_t n_in, int64_t n_out, real *y, const real *w, const real *x, const real *b)
 {
     op_dense_init(n_out, y, b);
     for (int64_t i = 0; i < n_in; i++) {

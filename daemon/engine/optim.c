@@ -26,7 +26,6 @@ sum_sq(int64_t n, const real *a)
     return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
 
-
 /* g = acc * scale + wd * w (the clipped gradient with L2 decay) */
 static inline real
 grad_of(const struct optim_plan *k, real acc, real w)
@@ -218,8 +217,8 @@ optim_sgd_rank1_sparse(int64_t n_in, real *restrict w, const int64_t *indptr,
 }
 
 void
-optim_sgd_rank1_elem(int64_t n, real *restrict w, const real *restrict a,
-                     const real *restrict q, real lr, real wd)
+optim_sgd_rank1_elem(int64_t n, real *restrict w, const real *restrict a, const real *restrict q,
+                     real lr, real wd)
 {
     /* the accumulator path adds a[o] q[o] (q[o] alone for a bias) to a zero accumulator */
     for (int64_t o = 0; o < n; o++) {

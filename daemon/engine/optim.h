@@ -22,20 +22,20 @@ struct optim_cfg {
 /* One parameter tensor (a weight or a bias) and its optimizer state. */
 struct optim_param {
     int64_t n;
-    real *w;         /* [n] the values */
-    real *acc;       /* [n] the accumulated gradient; zeroed by optim_step */
-    real *m;         /* [n] momentum buffer or adam first moment (NULL for sgd) */
-    real *v;         /* [n] adam second moment (NULL otherwise) */
-    double grad_sq;  /* sum of acc^2 at the last step (stats) */
+    real *w;        /* [n] the values */
+    real *acc;      /* [n] the accumulated gradient; zeroed by optim_step */
+    real *m;        /* [n] momentum buffer or adam first moment (NULL for sgd) */
+    real *v;        /* [n] adam second moment (NULL otherwise) */
+    double grad_sq; /* sum of acc^2 at the last step (stats) */
 };
 
 /* The coefficients of one step, fixed by optim_check. */
 struct optim_plan {
     real lr, scale, wd, mu, b1, b2, eps;
     real one_b1, one_b2; /* adam: 1 - b1, 1 - b2 computed in double */
-    real step_size; /* adam: lr / (1 - b1^s) */
-    real bc2_sqrt;  /* adam: sqrt(1 - b2^s) */
-    int first;      /* s == 1: momentum's buffer starts at g */
+    real step_size;      /* adam: lr / (1 - b1^s) */
+    real bc2_sqrt;       /* adam: sqrt(1 - b2^s) */
+    int first;           /* s == 1: momentum's buffer starts at g */
 };
 
 /* Computes the gradient norms (grad_sq), the clip scale and the plan, and checks every
@@ -56,9 +56,8 @@ void optim_discard(int n_params, struct optim_param *ps);
  * meaning 1 (a bias). The caller has established that every result is finite. */
 void optim_sgd_rank1_dense(int64_t n_in, int64_t n_out, real *w, const real *a, const real *q,
                            real lr, real wd);
-void optim_sgd_rank1_sparse(int64_t n_in, real *w, const int64_t *indptr,
-                            const int32_t *indices, const real *a, const real *q, real lr,
-                            real wd);
+void optim_sgd_rank1_sparse(int64_t n_in, real *w, const int64_t *indptr, const int32_t *indices,
+                            const real *a, const real *q, real lr, real wd);
 void optim_sgd_rank1_elem(int64_t n, real *w, const real *a, const real *q, real lr, real wd);
 
 /* Applies one step with learning rate lr; `step` is the 1-based index of this step.

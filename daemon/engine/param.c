@@ -599,8 +599,8 @@ param_load(const struct model_desc *d, const struct model_proj *p, const struct 
 
 int
 param_from_arrays(const struct model_desc *d, const struct model_proj *p, const struct mem *m,
-                  int64_t count, const real *values, const int64_t *indptr,
-                  const int32_t *indices, const real *bias, struct param *out, struct err *e)
+                  int64_t count, const real *values, const int64_t *indptr, const int32_t *indices,
+                  const real *bias, struct param *out, struct err *e)
 {
     const char *what = "the restored parameters";
     int64_t I = p->in_size, O = p->out_size;
@@ -622,7 +622,8 @@ param_from_arrays(const struct model_desc *d, const struct model_proj *p, const 
                                 d->path, p->name, what),
                        -1;
             for (int64_t k = indptr[i]; k < indptr[i + 1]; k++)
-                if (indices[k] < 0 || indices[k] >= O || (k > indptr[i] && indices[k] <= indices[k - 1]))
+                if (indices[k] < 0 || indices[k] >= O ||
+                    (k > indptr[i] && indices[k] <= indices[k - 1]))
                     return err_setf(e, ERR_STATE,
                                     "%s: projections.%s: %s: row %lld has a bad column index",
                                     d->path, p->name, what, (long long)i),

@@ -92,9 +92,9 @@ trace_drtrl_dense(int64_t n_in, int64_t n_out, int K, real *E, real *acc, real *
 }
 
 double
-trace_drtrl_sparse(int64_t n_in, int64_t n_out, int64_t nnz, int K, real *E, real *acc,
-                   real *w, real lr, const int64_t *indptr, const int32_t *indices,
-                   const real *D, const real *f, const real *g, const real *x)
+trace_drtrl_sparse(int64_t n_in, int64_t n_out, int64_t nnz, int K, real *E, real *acc, real *w,
+                   real lr, const int64_t *indptr, const int32_t *indices, const real *D,
+                   const real *f, const real *g, const real *x)
 {
     real_bits m = 0;
     enum sink sk = sink_of(g, acc, w);

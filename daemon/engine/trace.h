@@ -22,9 +22,8 @@
  *
  * Dense: E [K][n_in][n_out]; E[k,i,o] = sum_j D[k,j,o] E[j,i,o] + f[k,o] x[i].
  * scratch: [2K][n_out]. */
-double trace_drtrl_dense(int64_t n_in, int64_t n_out, int K, real *E, real *acc, real *w,
-                         real lr, real *scratch, const real *D, const real *f, const real *g,
-                         const real *x);
+double trace_drtrl_dense(int64_t n_in, int64_t n_out, int K, real *E, real *acc, real *w, real lr,
+                         real *scratch, const real *D, const real *f, const real *g, const real *x);
 
 /* Sparse: E [K][nnz] on the pattern's nonzeros (CSR rows = i). */
 double trace_drtrl_sparse(int64_t n_in, int64_t n_out, int64_t nnz, int K, real *E, real *acc,
@@ -41,20 +40,18 @@ int trace_es_input(int64_t n_in, real *ex, real lambda_x, const real *x);
 
 /* ES-D-RTRL hidden side: ef[k,o] = lambda_f sum_j D[k,j,o] ef[j,o] + (1 - lambda_f) f[k,o].
  * scratch: [K] per column is kept in registers; K <= 8. */
-int trace_es_hidden(int64_t n_out, int K, real *ef, real lambda_f, const real *D,
-                     const real *f);
+int trace_es_hidden(int64_t n_out, int K, real *ef, real lambda_f, const real *D, const real *f);
 
 /* q[o] = sum_k g[k,o] h[k,o] * scale: the column factor of a rank-one gradient
  * (ES: h = ef, scale = 1/c; instant: h = f, scale = 1). */
-void trace_column_factor(int64_t n_out, int K, real *q, const real *g, const real *h,
-                         real inv_c);
+void trace_column_factor(int64_t n_out, int K, real *q, const real *g, const real *h, real inv_c);
 
 /* acc[i,o] += a[i] q[o] (dense [n_in][n_out]); rows with a[i] == 0 skipped. */
 void trace_outer_dense(int64_t n_in, int64_t n_out, real *acc, const real *a, const real *q);
 
 /* acc[k] += a[i] q[indices[k]] on a CSR pattern. */
-void trace_outer_sparse(int64_t n_in, real *acc, const int64_t *indptr,
-                        const int32_t *indices, const real *a, const real *q);
+void trace_outer_sparse(int64_t n_in, real *acc, const int64_t *indptr, const int32_t *indices,
+                        const real *a, const real *q);
 
 /* acc[o] += a[o] q[o] (elemwise; a NULL: acc[o] += q[o], the bias). */
 void trace_outer_elem(int64_t n, real *acc, const real *a, const real *q);

@@ -150,8 +150,7 @@ dense_bench(FILE *out, const char *dir, int N, int d_rtrl, int quick)
                  torch_us / s.p50_us);
     printf("%-18s N=%-5d p50 %9.2f us  p99 %9.2f us  bound %9.2f us  ratio %5.2f  "
            "triad %6.1f GB/s  rate %.3f%s\n",
-           name, N, s.p50_us, s.p99_us, bound_us, s.p50_us / bound_us, bw / 1e9, rate,
-           torch_txt);
+           name, N, s.p50_us, s.p99_us, bound_us, s.p50_us / bound_us, bw / 1e9, rate, torch_txt);
     if (out) {
         fprintf(out,
                 "{\"bench\": \"%s\", \"n\": %d, \"real\": \"%s\", \"tick_us_p50\": %.3f, "
@@ -222,7 +221,8 @@ sparse_bench(FILE *out, const char *dir, int quick)
         /* per_row distinct sorted columns: one per stride block */
         int64_t stride = N / per_row;
         for (int64_t k = 0; k < per_row; k++) {
-            indices[i * per_row + k] = (int32_t)(k * stride + (int64_t)(rng_uniform(&r) * (double)stride));
+            indices[i * per_row + k] =
+                (int32_t)(k * stride + (int64_t)(rng_uniform(&r) * (double)stride));
             values[i * per_row + k] = (float)(0.3 * rng_normal(&r) / sqrt((double)per_row));
         }
     }

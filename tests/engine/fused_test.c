@@ -17,25 +17,25 @@
 #include "engine.h"
 #include "rng.h"
 
-#define MODEL_FMT \
-    "name: fused\n" \
-    "dt: 1.0e-3\n" \
-    "seed: 4\n" \
-    "inputs:\n  - {name: x, size: 6}\n" \
-    "cells:\n" \
-    "  - {name: h1, model: lif, size: 12, params: {tau: 1.0e-2}}\n" \
-    "  - {name: h2, model: alif, size: 10, params: {tau: 1.0e-2, beta: 0.5}}\n" \
-    "  - {name: out, model: linear, size: 3}\n" \
-    "projections:\n" \
-    "  - {name: p_in, from: x, to: h1.i, weight: {init: normal, std: 0.8}, bias: {init: " \
-    "constant, value: 0.3}}\n" \
-    "  - {name: p_rec, from: h1, to: h1.i, op: sparse, weight: {prob: 0.3, seed: 2, init: " \
-    "normal, std: 0.5}, bias: {init: zeros}}\n" \
-    "  - {name: p_12, from: h1, to: h2.i, weight: {init: normal, std: 3.0}, learn: instant}\n" \
-    "  - {name: p_el, from: h2, to: h2.delta, op: elemwise, weight: {init: normal, std: 0.2}}\n" \
-    "  - {name: p_out, from: [h1, h2], to: out, weight: {init: normal, std: 0.3}, bias: {init: " \
-    "zeros}}\n" \
-    "readouts:\n  - {name: y, cell: out}\n" \
+#define MODEL_FMT                                                                                  \
+    "name: fused\n"                                                                                \
+    "dt: 1.0e-3\n"                                                                                 \
+    "seed: 4\n"                                                                                    \
+    "inputs:\n  - {name: x, size: 6}\n"                                                            \
+    "cells:\n"                                                                                     \
+    "  - {name: h1, model: lif, size: 12, params: {tau: 1.0e-2}}\n"                                \
+    "  - {name: h2, model: alif, size: 10, params: {tau: 1.0e-2, beta: 0.5}}\n"                    \
+    "  - {name: out, model: linear, size: 3}\n"                                                    \
+    "projections:\n"                                                                               \
+    "  - {name: p_in, from: x, to: h1.i, weight: {init: normal, std: 0.8}, bias: {init: "          \
+    "constant, value: 0.3}}\n"                                                                     \
+    "  - {name: p_rec, from: h1, to: h1.i, op: sparse, weight: {prob: 0.3, seed: 2, init: "        \
+    "normal, std: 0.5}, bias: {init: zeros}}\n"                                                    \
+    "  - {name: p_12, from: h1, to: h2.i, weight: {init: normal, std: 3.0}, learn: instant}\n"     \
+    "  - {name: p_el, from: h2, to: h2.delta, op: elemwise, weight: {init: normal, std: 0.2}}\n"   \
+    "  - {name: p_out, from: [h1, h2], to: out, weight: {init: normal, std: 0.3}, bias: {init: "   \
+    "zeros}}\n"                                                                                    \
+    "readouts:\n  - {name: y, cell: out}\n"                                                        \
     "learning:\n  algorithm: %s\n  decay_or_rank: 0.8\n  optimizer: {kind: sgd, lr: %s}\n"
 
 static struct engine *
@@ -112,8 +112,8 @@ check_algo(const char *algo, const char *lr, int ticks)
     assert_same(fused, plain);
     struct engine_counters c;
     engine_counters(fused, &c);
-    printf("  %s lr %s: %llu steps, %llu refused, %llu resets, rate h1 %.3f h2 %.3f\n", algo,
-           lr, (unsigned long long)c.steps, (unsigned long long)c.updates_refused,
+    printf("  %s lr %s: %llu steps, %llu refused, %llu resets, rate h1 %.3f h2 %.3f\n", algo, lr,
+           (unsigned long long)c.steps, (unsigned long long)c.updates_refused,
            (unsigned long long)c.state_resets, engine_cell_rate(fused, 0),
            engine_cell_rate(fused, 1));
     engine_free(&fused);

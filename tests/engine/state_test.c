@@ -304,8 +304,7 @@ test_state_carry_weights_and_state(void **state)
         engine_param(c, p, &vb);
         assert_memory_equal(va.weight, vb.weight, (size_t)va.count * sizeof(real));
     }
-    assert_memory_equal(engine_readout_values(a, 0), engine_readout_values(c, 0),
-                        3 * sizeof(real));
+    assert_memory_equal(engine_readout_values(a, 0), engine_readout_values(c, 0), 3 * sizeof(real));
     engine_free(&a);
     engine_free(&b);
     engine_free(&c);
@@ -382,8 +381,8 @@ test_state_norms_delta_is_change_since_last_read(void **state)
         for (size_t k = 0; k < nb; k++)
             want += ((double)v.bias[k] - (double)b0[k]) * ((double)v.bias[k] - (double)b0[k]);
         engine_proj_norms(a, 2, &nm);
-        printf("  learning %d: ||delta W|| %.6g, expected %.6g, drift %.6g\n", learning,
-               nm.delta, sqrt(want), nm.drift);
+        printf("  learning %d: ||delta W|| %.6g, expected %.6g, drift %.6g\n", learning, nm.delta,
+               sqrt(want), nm.drift);
         assert_true(want > 0.0);
         assert_true(fabs(nm.delta - sqrt(want)) <= 1e-12 * sqrt(want));
         assert_true(fabs(nm.drift - sqrt(want)) <= 1e-12 * sqrt(want));
