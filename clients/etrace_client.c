@@ -639,6 +639,257 @@ etrace_export_write(const Etrace__ExportResult *exp, const char *dir, char *err,
     return 0;
 }
 
+/* ---- lockstep replay ------------------------------------------------------------------- */
+
+int
+etrace_replay_event(etrace_client_t *c, const Etrace__RecordEvent *ev, Etrace__Reply **reply)
+{
+    Etrace__Request req = ETRACE__REQUEST__INIT;
+    req.command_case = ETRACE__REQUEST__COMMAND_REPLAY;
+    req.replay = (Etrace__RecordEvent *)(uintptr_t)ev;
+    return etrace_request(c, &req, reply);
+}
+
+/* The outputs of a replay, per readout, grown a tick at a time. */
+struct replay_out {
+    size_t n_readouts;
+    char **names;      /* [n_readouts], owned */
+    size_t *sizes;     /* [n_readouts] */
+    float **values;    /* [n_readouts][T * size] */
+    double *loss;      /* [T] */
+    uint64_t T, cap;
+};
+
+static void
+replay_out_fini(struct replay_out *o)
+{
+    for (size_t k = 0; k < o->n_readouts; k++) {
+        free(o->names[k]);
+        free(o->values[k]);
+    }
+    free(o->names);
+    free(o->sizes);
+    free(o->values);
+    free(o->loss);
+    memset(o, 0, sizeof(*o));
+}
+
+/* Appends one step's Outputs. Returns 0, or -1 with the reason in c. */
+static int
+replay_out_add(etrace_client_t *c, struct replay_out *o, const Etrace__StepResult *st)
+{
+    if (!o->names) {
+        o->n_readouts = st->n_outputs;
+        o->names = calloc(st->n_outputs + 1, sizeof(*o->names));
+        o->sizes = calloc(st->n_outputs + 1, sizeof(*o->sizes));
+        o->values = calloc(st->n_outputs + 1, sizeof(*o->values));
+        if (!o->names || !o->sizes || !o->values)
+            return seterr(c, "out of memory"), -1;
+        for (size_t k = 0; k < st->n_outputs; k++) {
+            const char *nm = st->outputs[k]->readout ? st->outputs[k]->readout : "";
+            if (!*nm || strchr(nm, '/') || !strcmp(nm, ".."))
+                return seterr(c, "replay: readout %zu has a bad name", k), -1;
+            if (!(o->names[k] = strdup(nm)))
+                return seterr(c, "out of memory"), -1;
+            o->sizes[k] = st->outputs[k]->n_values;
+        }
+    }
+    if (st->n_outputs != o->n_readouts)
+        return seterr(c, "replay: the readouts changed (a swap to a model with other "
+                         "readouts is not supported by replay)"), -1;
+    for (size_t k = 0; k < st->n_outputs; k++)
+        if (st->outputs[k]->n_values != o->sizes[k] ||
+            strcmp(st->outputs[k]->readout ? st->outputs[k]->readout : "", o->names[k]))
+            return seterr(c, "replay: the readouts changed (a swap to a model with other "
+                             "readouts is not supported by replay)"), -1;
+    if (o->T == o->cap) {
+        uint64_t cap = o->cap ? 2 * o->cap : 4096;
+        for (size_t k = 0; k < o->n_readouts; k++) {
+            float *nv = realloc(o->values[k], (size_t)cap * (o->sizes[k] ? o->sizes[k] : 1) *
+                                                  sizeof(float));
+            if (!nv)
+                return seterr(c, "out of memory"), -1;
+            o->values[k] = nv;
+        }
+        double *nl = realloc(o->loss, (size_t)cap * sizeof(double));
+        if (!nl)
+            return seterr(c, "out of memory"), -1;
+        o->loss = nl;
+        o->cap = cap;
+    }
+    for (size_t k = 0; k < o->n_readouts; k++)
+        if (o->sizes[k])
+            memcpy(o->values[k] + o->T * o->sizes[k], st->outputs[k]->values,
+                   o->sizes[k] * sizeof(float));
+    o->loss[o->T] = st->n_outputs ? st->outputs[0]->loss : 0.0;
+    o->T++;
+    return 0;
+}
+
+/* Runs empty lockstep Steps until the daemon's tick is `to`. */
+static int
+replay_ticks(etrace_client_t *c, struct replay_out *o, uint64_t *tick, uint64_t to)
+{
+    while (*tick < to) {
+        Etrace__Reply *r = NULL;
+        int rc = etrace_step(c, NULL, 0, &r);
+        if (rc == ETRACE_OK && r->result_case != ETRACE__REPLY__RESULT_STEP) {
+            seterr(c, "replay: step: no outputs in the reply");
+            rc = ETRACE_EREPLY;
+        }
+        if (rc == ETRACE_OK && replay_out_add(c, o, r->step))
+            rc = ETRACE_ESYS;
+        if (rc == ETRACE_OK && r->step->n_outputs)
+            *tick = r->step->outputs[0]->tick + 1;
+        else if (rc == ETRACE_OK)
+            (*tick)++;
+        etrace_reply_free(r);
+        if (rc != ETRACE_OK)
+            return rc;
+    }
+    return ETRACE_OK;
+}
+
+/* The daemon's tick, from status. */
+static int
+replay_tick_now(etrace_client_t *c, uint64_t *tick)
+{
+    Etrace__Reply *r = NULL;
+    int rc = etrace_status(c, &r);
+    if (rc == ETRACE_OK && r->result_case == ETRACE__REPLY__RESULT_STATUS)
+        *tick = r->status->tick;
+    else if (rc == ETRACE_OK) {
+        seterr(c, "replay: status: no status in the reply");
+        rc = ETRACE_EREPLY;
+    }
+    etrace_reply_free(r);
+    return rc;
+}
+
+static int
+mkdir_in(etrace_client_t *c, const char *dir, const char *sub)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s%s%s", dir, sub ? "/" : "", sub ? sub : "");
+    if (mkdir(path, 0777) && errno != EEXIST)
+        return seterr(c, "%s: %s", path, strerror(errno)), -1;
+    return 0;
+}
+
+/* outputs/<readout>.npy (float32 [T, size]), loss.npy (float64 [T]) and params/, as
+ * `etraced run --replay` writes them. */
+static int
+replay_write(etrace_client_t *c, const struct replay_out *o, const char *dir)
+{
+    char path[4096], err[512];
+    int64_t shape[2];
+    Etrace__Tensor t = ETRACE__TENSOR__INIT;
+    t.shape = shape;
+    if (mkdir_in(c, dir, NULL) || mkdir_in(c, dir, "outputs"))
+        return ETRACE_ESYS;
+    for (size_t k = 0; k < o->n_readouts; k++) {
+        snprintf(path, sizeof(path), "%s/outputs/%s.npy", dir, o->names[k]);
+        shape[0] = (int64_t)o->T;
+        shape[1] = (int64_t)o->sizes[k];
+        t.n_shape = 2;
+        if (write_npy(path, "<f4", &t, o->values[k], 4, (size_t)o->T * o->sizes[k], err,
+                      sizeof(err)))
+            return seterr(c, "%s", err), ETRACE_ESYS;
+    }
+    snprintf(path, sizeof(path), "%s/loss.npy", dir);
+    shape[0] = (int64_t)o->T;
+    t.n_shape = 1;
+    if (write_npy(path, "<f8", &t, o->loss, 8, (size_t)o->T, err, sizeof(err)))
+        return seterr(c, "%s", err), ETRACE_ESYS;
+    Etrace__Reply *r = NULL;
+    int rc = etrace_export(c, &r);
+    if (rc == ETRACE_OK && r->result_case != ETRACE__REPLY__RESULT_EXPORT) {
+        seterr(c, "replay: export: no tensors in the reply");
+        rc = ETRACE_EREPLY;
+    }
+    if (rc == ETRACE_OK && etrace_export_write(r->export, dir, err, sizeof(err))) {
+        seterr(c, "%s", err);
+        rc = ETRACE_ESYS;
+    }
+    etrace_reply_free(r);
+    return rc;
+}
+
+int
+etrace_replay(etrace_client_t *c, const char *file, const char *dir,
+              struct etrace_replay_summary *sum)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0, pos = 0;
+    struct replay_out o;
+    struct etrace_replay_summary s;
+    uint64_t tick = 0;
+    int rc = ETRACE_OK, started = 0;
+
+    memset(&o, 0, sizeof(o));
+    memset(&s, 0, sizeof(s));
+    if (read_whole(file, &buf, &len)) {
+        seterr(c, "%s: %s", file, strerror(errno ? errno : EIO));
+        return ETRACE_EREPLY;
+    }
+    while (pos < len && rc == ETRACE_OK && !s.has_end) {
+        uint64_t n = 0;
+        int shift = 0;
+        while (pos < len && shift < 64) {
+            uint8_t b = buf[pos++];
+            n |= (uint64_t)(b & 0x7f) << shift;
+            shift += 7;
+            if (!(b & 0x80))
+                break;
+        }
+        if (n > len - pos)
+            break; /* truncated: replay what is whole, as etraced run --replay does */
+        Etrace__RecordEvent *ev = etrace__record_event__unpack(NULL, (size_t)n, buf + pos);
+        pos += (size_t)n;
+        if (!ev) {
+            seterr(c, "%s: event %llu is undecodable", file, (unsigned long long)s.events);
+            rc = ETRACE_EREPLY;
+            break;
+        }
+        s.events++;
+        if (!started && ev->kind_case != ETRACE__RECORD_EVENT__KIND_SNAPSHOT) {
+            seterr(c, "%s: the first record must be a snapshot", file);
+            rc = ETRACE_EREPLY;
+        } else if (ev->kind_case == ETRACE__RECORD_EVENT__KIND_END) {
+            rc = replay_ticks(c, &o, &tick, ev->tick);
+            s.has_end = 1;
+        } else {
+            if (started)
+                rc = replay_ticks(c, &o, &tick, ev->tick);
+            Etrace__Reply *r = NULL;
+            if (rc == ETRACE_OK)
+                rc = etrace_replay_event(c, ev, &r);
+            etrace_reply_free(r);
+            /* A snapshot, restore or swap may set the tick: ask. */
+            if (rc == ETRACE_OK && (!started || ev->kind_case == ETRACE__RECORD_EVENT__KIND_SWAP ||
+                                    ev->kind_case == ETRACE__RECORD_EVENT__KIND_RESTORE))
+                rc = replay_tick_now(c, &tick);
+            if (rc == ETRACE_OK && !started)
+                s.first_tick = tick;
+            started = 1;
+        }
+        etrace__record_event__free_unpacked(ev, NULL);
+    }
+    if (rc == ETRACE_OK && !started) {
+        seterr(c, "%s: no snapshot", file);
+        rc = ETRACE_EREPLY;
+    }
+    if (rc == ETRACE_OK)
+        rc = replay_write(c, &o, dir);
+    s.ticks = o.T;
+    s.last_tick = tick;
+    if (sum)
+        *sum = s;
+    replay_out_fini(&o);
+    free(buf);
+    return rc;
+}
+
 /* ---- input ------------------------------------------------------------------------------- */
 
 static int

@@ -90,6 +90,30 @@ int etrace_curve_keypair(char *public_key, char *secret_key);
 int etrace_export_write(const Etrace__ExportResult *exp, const char *dir, char *err,
                         size_t err_len);
 
+/* ---- lockstep replay (DESIGN §5.4) -------------------------------------------------- */
+
+/* Applies one recorded event on a `clock: lockstep` daemon without running a tick;
+ * result: status (op for a snapshot, restore or swap). */
+int etrace_replay_event(etrace_client_t *c, const Etrace__RecordEvent *ev, Etrace__Reply **reply);
+
+struct etrace_replay_summary {
+    uint64_t events;      /* records read */
+    uint64_t first_tick;  /* the snapshot's tick */
+    uint64_t last_tick;   /* the daemon's tick at the end */
+    uint64_t ticks;       /* ticks run (rows of the outputs) */
+    int has_end;          /* the recording had its end record */
+};
+
+/* Replays the recording `file` (read here) through a `clock: lockstep` daemon: the
+ * snapshot is restored, then before each event empty Steps run the ticks up to the
+ * event's tick, and the event is applied (etrace_replay_event). Writes, under dir,
+ * outputs/<readout>.npy (float32 [T, size]), loss.npy (float64 [T]) and params/ (the final
+ * weights, exported), as `etraced run --replay` does: on a float engine, byte for byte
+ * the same files. A truncated recording replays up to its last whole event. sum may be
+ * NULL. Returns as etrace_request (the reason in etrace_client_error). */
+int etrace_replay(etrace_client_t *c, const char *file, const char *dir,
+                  struct etrace_replay_summary *sum);
+
 /* ---- the input socket: fire and forget (rejections show in Stats) ----------------- */
 
 /* Sends one Input. Returns ETRACE_OK, ETRACE_ETIMEOUT (the send did not complete in time:

@@ -47,6 +47,8 @@ usage(void)
             "  checkpoint [NAME]           write a checkpoint now (daemon-side bare NAME)\n"
             "  restore NAME                restore a checkpoint while running\n"
             "  record start NAME | record stop   record inputs and events for replay\n"
+            "  replay FILE --out DIR       replay a recording (read here) through a lockstep\n"
+            "                              daemon; writes DIR/outputs, loss.npy, params/\n"
             "  keygen                      print a new CURVE key pair (local)\n"
             "  shutdown                    stop the daemon\n"
             "  top                         a live view of the stats (q quits)\n"
@@ -597,6 +599,21 @@ run_command(const struct opts *o, etrace_client_t *c, int argc, char **argv)
         return finish(o, c, etrace_checkpoint(c, argc == 2 ? argv[1] : NULL, &r), &r);
     if (!strcmp(cmd, "restore") && argc == 2)
         return finish(o, c, etrace_restore(c, argv[1], &r), &r);
+    if (!strcmp(cmd, "replay") && argc == 4 && !strcmp(argv[2], "--out")) {
+        struct etrace_replay_summary sum;
+        rc = etrace_replay(c, argv[1], argv[3], &sum);
+        if (rc != ETRACE_OK) {
+            fprintf(stderr, "etracectl: replay: %s\n", etrace_client_error(c));
+            return rc_exit(rc);
+        }
+        if (!sum.has_end)
+            fprintf(stderr, "etracectl: replay: %s has no end record; replayed up to the "
+                            "last whole event\n", argv[1]);
+        printf("replayed %s: %llu events, ticks %llu to %llu (%llu ticks); wrote %s/\n",
+               argv[1], (unsigned long long)sum.events, (unsigned long long)sum.first_tick,
+               (unsigned long long)sum.last_tick, (unsigned long long)sum.ticks, argv[3]);
+        return EXIT_SUCCESS;
+    }
     if (!strcmp(cmd, "record") && argc == 3 && !strcmp(argv[1], "start"))
         return finish(o, c, etrace_record_start(c, argv[2], &r), &r);
     if (!strcmp(cmd, "record") && argc == 2 && !strcmp(argv[1], "stop"))

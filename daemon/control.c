@@ -318,6 +318,132 @@ start_step(struct call *c)
     return START_TICK;
 }
 
+/* Counts a rejected argument and answers with it. */
+static enum start_rc
+refuse(struct call *c, enum wire_reject why, Etrace__Error__Code code, const char *what)
+{
+    c->d->ep[CONFIG_EP_CONTROL].c.rejected[why]++;
+    reply_error(c->rb, code, "replay: %s", what);
+    return START_DONE;
+}
+
+/* Moves the call's envelope into a pending slot answered later (control_reply_op). */
+static struct daemon_pending *park(struct call *c);
+
+/* Lockstep replay (DESIGN §5.4): one recorded event, applied without running a tick. */
+static enum start_rc
+start_replay(struct call *c)
+{
+    struct daemon *d = c->d;
+    const Etrace__RecordEvent *ev = c->req->replay;
+    struct tick_cmd cmd = {.type = TICK_CMD_REPLAY};
+    struct daemon_pending *p;
+    char err[200];
+    size_t bytes = 0;
+
+    if (d->cfg.clock != CONFIG_CLOCK_LOCKSTEP) {
+        reply_error(c->rb, ETRACE__ERROR__CODE__WRONG_MODE,
+                    "replay needs clock: lockstep (this daemon runs clock: timer)");
+        return START_DONE;
+    }
+    switch (ev->kind_case) {
+    case ETRACE__RECORD_EVENT__KIND_INPUT: {
+        enum wire_reject why = wire_input_check(&d->lay, ev->input, &bytes, err, sizeof(err));
+        if (why != WIRE_OK) {
+            d->ep[CONFIG_EP_CONTROL].c.rejected[why]++;
+            reply_error(c->rb, wire_reject_code(why), "replay: input: %s", err);
+            return START_DONE;
+        }
+        if (!(p = daemon_pending_new(d))) {
+            reply_error(c->rb, ETRACE__ERROR__CODE__BUSY, "too many requests in flight");
+            return START_DONE;
+        }
+        struct tick_cmd *q = ticker_send_reserve(&d->tick, bytes);
+        if (!q) {
+            daemon_pending_free(p);
+            reply_error(c->rb, ETRACE__ERROR__CODE__BUSY, "command queue full");
+            return START_DONE;
+        }
+        memset(q, 0, sizeof(*q));
+        q->type = TICK_CMD_REPLAY;
+        q->serial = p->serial;
+        q->arg.replay.kind = TICK_REC_INPUT;
+        wire_input_write(&d->lay, ev->input, ticker_now_ns(), q + 1);
+        ((struct wire_input *)(void *)(q + 1))->gen = ops_input_gen(d);
+        ticker_send_commit(&d->tick, bytes);
+        p->req_id = c->req->id;
+        p->command = c->req->command_case;
+        for (int i = 0; i < c->n_env; i++) {
+            zmq_msg_init(&p->env[i]);
+            zmq_msg_move(&p->env[i], &c->env[i]);
+        }
+        p->n_env = c->n_env;
+        return START_TICK;
+    }
+    case ETRACE__RECORD_EVENT__KIND_LR:
+        if (!isfinite(ev->lr) || ev->lr < 0.0)
+            return refuse(c, WIRE_REJECT_BAD_ARGUMENT, ETRACE__ERROR__CODE__BAD_ARGUMENT,
+                          "lr must be finite and >= 0");
+        cmd.arg.replay.kind = TICK_REC_LR;
+        cmd.arg.replay.v = ev->lr;
+        return queue(c, &cmd, NULL);
+    case ETRACE__RECORD_EVENT__KIND_LEARN:
+        if (ev->learn != ENGINE_LEARN_OFF && ev->learn != ENGINE_LEARN_ON &&
+            ev->learn != ENGINE_LEARN_ACCUMULATE)
+            return refuse(c, WIRE_REJECT_BAD_ARGUMENT, ETRACE__ERROR__CODE__BAD_ARGUMENT,
+                          "learn: unknown mode");
+        if (ev->learn != ENGINE_LEARN_OFF && !d->lay.has_learning)
+            return refuse(c, WIRE_REJECT_BAD_ARGUMENT, ETRACE__ERROR__CODE__BAD_ARGUMENT,
+                          "learn: the model has no learning section");
+        cmd.arg.replay.kind = TICK_REC_LEARN;
+        cmd.arg.replay.a = ev->learn;
+        return queue(c, &cmd, NULL);
+    case ETRACE__RECORD_EVENT__KIND_RESET:
+        cmd.arg.replay.kind = TICK_REC_RESET;
+        cmd.arg.replay.a = ev->reset->what == ETRACE__RESET__WHAT__STATES   ? 1
+                           : ev->reset->what == ETRACE__RESET__WHAT__TRACES ? 2
+                                                                             : 3;
+        return queue(c, &cmd, NULL);
+    case ETRACE__RECORD_EVENT__KIND_STALE_ZERO: {
+        int i = layout_find_input(&d->lay, ev->stale_zero);
+        if (i < 0 || d->lay.inputs[i].is_spikes)
+            return refuse(c, WIRE_REJECT_UNKNOWN_NAME, ETRACE__ERROR__CODE__UNKNOWN_NAME,
+                          "stale_zero: no such analog input");
+        cmd.arg.replay.kind = TICK_REC_STALE_ZERO;
+        cmd.arg.replay.a = i;
+        return queue(c, &cmd, NULL);
+    }
+    case ETRACE__RECORD_EVENT__KIND_DEFER_STEPS:
+        cmd.arg.replay.kind = TICK_REC_DEFER;
+        cmd.arg.replay.a = ev->defer_steps != 0;
+        return queue(c, &cmd, NULL);
+    case ETRACE__RECORD_EVENT__KIND_SWAP:
+        if (!ev->swap->model.len)
+            return refuse(c, WIRE_REJECT_BAD_ARGUMENT, ETRACE__ERROR__CODE__BAD_ARGUMENT,
+                          "swap: no model text");
+        if (!(p = park(c)))
+            return START_DONE;
+        ops_load(d, p, ev->swap);
+        return START_WAIT;
+    case ETRACE__RECORD_EVENT__KIND_SNAPSHOT:
+    case ETRACE__RECORD_EVENT__KIND_RESTORE:
+        if (!(p = park(c)))
+            return START_DONE;
+        ops_restore_checkpoint(d, p,
+                               ev->kind_case == ETRACE__RECORD_EVENT__KIND_SNAPSHOT ? ev->snapshot
+                                                                                    : ev->restore,
+                               ev->kind_case == ETRACE__RECORD_EVENT__KIND_SNAPSHOT
+                                   ? "replay snapshot"
+                                   : "replay restore");
+        return START_WAIT;
+    case ETRACE__RECORD_EVENT__KIND_END:
+        return start_status(c);
+    default:
+        return refuse(c, WIRE_REJECT_BAD_ARGUMENT, ETRACE__ERROR__CODE__BAD_ARGUMENT,
+                      "no event");
+    }
+}
+
 static enum start_rc
 start_export(struct call *c)
 {
@@ -332,7 +458,6 @@ start_export(struct call *c)
     return queue(c, &cmd, buf);
 }
 
-/* Moves the call's envelope into a pending slot answered later (control_reply_op). */
 static struct daemon_pending *
 park(struct call *c)
 {
@@ -421,6 +546,7 @@ static const struct handler handlers[] = {
     {ETRACE__REQUEST__COMMAND_CHECKPOINT, "checkpoint", start_checkpoint},
     {ETRACE__REQUEST__COMMAND_RESTORE, "restore", start_restore},
     {ETRACE__REQUEST__COMMAND_RECORD, "record", start_record},
+    {ETRACE__REQUEST__COMMAND_REPLAY, "replay", start_replay},
 };
 
 const char *
@@ -484,7 +610,8 @@ control_on_message(struct endpoint *ep, zmq_msg_t *parts, int n_parts)
         goto send;
     }
     if (ops_swap_in_flight(d) && (req->command_case == ETRACE__REQUEST__COMMAND_STEP ||
-                                  req->command_case == ETRACE__REQUEST__COMMAND_EXPORT)) {
+                                  req->command_case == ETRACE__REQUEST__COMMAND_EXPORT ||
+                                  req->command_case == ETRACE__REQUEST__COMMAND_REPLAY)) {
         reply_error(&rb, ETRACE__ERROR__CODE__BUSY, "a load or restore is in progress");
         goto send;
     }

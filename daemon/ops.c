@@ -26,7 +26,7 @@ struct swap_job {
     struct daemon_pending *p;
     uint64_t serial;
     int restore;
-    uint8_t *load_bytes;       /* the packed Load (load) */
+    uint8_t *load_bytes;       /* the packed Load (load), or Checkpoint (replay restore) */
     size_t load_len;
     char name[256];            /* the checkpoint (restore) */
     char dir[4096];
@@ -234,7 +234,14 @@ static void
 swap_work(uv_work_t *w)
 {
     struct swap_job *j = w->data;
-    if (j->restore) {
+    if (j->restore && j->load_bytes) {
+        /* Lockstep replay: the checkpoint came in the request. */
+        if (!(j->ck = snap_unpack(j->load_bytes, j->load_len, j->err, sizeof j->err)) ||
+            snap_restore(j->ck, j->name, &j->eng, j->err, sizeof j->err)) {
+            j->code = ETRACE__ERROR__CODE__BAD_ARGUMENT;
+            return;
+        }
+    } else if (j->restore) {
         uint8_t *buf = NULL;
         size_t len = 0;
         if (checkpoint_read(j->dir, j->name, &buf, &len, j->err, sizeof j->err) ||
@@ -425,6 +432,33 @@ ops_restore(struct daemon *d, struct daemon_pending *p, const char *name)
     j->restore = 1;
     snprintf(j->name, sizeof j->name, "%s", name);
     snprintf(j->dir, sizeof j->dir, "%s", ckpt_dir(d));
+    start_swap(d, p, j);
+}
+
+void
+ops_restore_checkpoint(struct daemon *d, struct daemon_pending *p, const Etrace__Checkpoint *ck,
+                       const char *label)
+{
+    if (d->ops->swap) {
+        fail_p(d, p, ETRACE__ERROR__CODE__BUSY, "a load or restore is in progress");
+        return;
+    }
+    struct swap_job *j = calloc(1, sizeof(*j));
+    if (!j) {
+        fail_p(d, p, ETRACE__ERROR__CODE__INTERNAL, "out of memory");
+        return;
+    }
+    /* The request is freed when the handler returns: the worker gets its own copy. */
+    j->load_len = etrace__checkpoint__get_packed_size(ck);
+    j->load_bytes = malloc(j->load_len ? j->load_len : 1);
+    if (!j->load_bytes) {
+        free(j);
+        fail_p(d, p, ETRACE__ERROR__CODE__INTERNAL, "out of memory");
+        return;
+    }
+    etrace__checkpoint__pack(ck, j->load_bytes);
+    j->restore = 1;
+    snprintf(j->name, sizeof j->name, "%s", label);
     start_swap(d, p, j);
 }
 

@@ -28,6 +28,10 @@ void ops_load(struct daemon *d, struct daemon_pending *p, const Etrace__Load *l)
 void ops_checkpoint(struct daemon *d, struct daemon_pending *p, const char *name);
 void ops_restore(struct daemon *d, struct daemon_pending *p, const char *name);
 void ops_record(struct daemon *d, struct daemon_pending *p, const Etrace__Record *r);
+/* Lockstep replay: restores the checkpoint carried in a request (a recording's snapshot or
+ * restore event) as `restore` does a file's; `label` names it in the reply and the log. */
+void ops_restore_checkpoint(struct daemon *d, struct daemon_pending *p,
+                            const Etrace__Checkpoint *ck, const char *label);
 
 /* A tick result of an operation command (SWAP, SNAPSHOT, RECORD_STOP) for slot p. */
 void ops_on_result(struct daemon *d, struct daemon_pending *p, const struct tick_result *r);

@@ -634,6 +634,53 @@ swap_progress(struct ticker *t)
     reply(t, &t->swap_cmd, 0, NULL, NULL);
 }
 
+/* Lockstep replay: one recorded event, applied as the recorded tick thread applied it
+ * (and recorded again if this daemon records), without running a tick. */
+static void
+do_replay(struct ticker *t, const struct tick_cmd *c)
+{
+    int32_t a = c->arg.replay.a;
+    if (!t->opts.lockstep) {
+        reply(t, c, ETRACE__ERROR__CODE__WRONG_MODE, "replay needs clock: lockstep", NULL);
+        return;
+    }
+    switch (c->arg.replay.kind) {
+    case TICK_REC_INPUT:
+        apply_input(t, (const struct wire_input *)(const void *)(c + 1));
+        break;
+    case TICK_REC_LR:
+        rec_push(t, TICK_REC_LR, 0, c->arg.replay.v, NULL, 0);
+        engine_set_lr(t->eng, c->arg.replay.v);
+        break;
+    case TICK_REC_LEARN:
+        rec_push(t, TICK_REC_LEARN, a, 0.0, NULL, 0);
+        engine_set_learn(t->eng, (enum engine_learn)a);
+        break;
+    case TICK_REC_RESET:
+        rec_push(t, TICK_REC_RESET, a, 0.0, NULL, 0);
+        engine_reset(t->eng, a & 1, (a >> 1) & 1);
+        break;
+    case TICK_REC_STALE_ZERO:
+        if (a < 0 || a >= t->lay->n_inputs || t->lay->inputs[a].is_spikes) {
+            reply(t, c, ETRACE__ERROR__CODE__UNKNOWN_NAME, "stale_zero: no such analog input",
+                  NULL);
+            return;
+        }
+        rec_push(t, TICK_REC_STALE_ZERO, a, 0.0, NULL, 0);
+        engine_set_input(t->eng, a, t->tt.zeros);
+        t->tt.zeroed[a] = 1;
+        break;
+    case TICK_REC_DEFER:
+        engine_defer_steps(t->eng, a != 0);
+        rec_push(t, TICK_REC_DEFER, a != 0, 0.0, NULL, 0);
+        break;
+    default:
+        reply(t, c, ETRACE__ERROR__CODE__INTERNAL, "unknown replay event", NULL);
+        return;
+    }
+    reply(t, c, 0, NULL, NULL);
+}
+
 /* Applies every queued command. Returns 1 if any ran. */
 static int
 drain_commands(struct ticker *t)
@@ -713,6 +760,9 @@ drain_commands(struct ticker *t)
         case TICK_CMD_RECORD_STOP:
             t->recording = 0;
             reply(t, c, 0, NULL, NULL);
+            break;
+        case TICK_CMD_REPLAY:
+            do_replay(t, c);
             break;
         default:
             reply(t, c, ETRACE__ERROR__CODE__INTERNAL, "unknown tick command", NULL);

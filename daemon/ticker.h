@@ -84,7 +84,9 @@ enum tick_cmd_type {
     TICK_CMD_QUIT,
     TICK_CMD_SWAP,      /* arg.swap: swapped in; the old engine and tables come back in it */
     TICK_CMD_SNAPSHOT,  /* arg.snap: filled (at once, or a slice per tick); answered when whole */
-    TICK_CMD_RECORD_STOP /* stop logging recording events */
+    TICK_CMD_RECORD_STOP, /* stop logging recording events */
+    TICK_CMD_REPLAY     /* arg.replay: one recorded event applied without a tick
+                         * (lockstep); TICK_REC_INPUT: a struct wire_input follows */
 };
 
 /* The tables of the tick thread that are sized by the model's layout. */
@@ -164,6 +166,11 @@ struct tick_cmd {
         const struct tick_input_cfg *input_cfg;
         struct tick_swap *swap;
         struct tick_snap_req *snap;
+        struct {
+            int32_t kind; /* enum tick_rec_kind: INPUT, LR, LEARN, RESET, STALE_ZERO, DEFER */
+            int32_t a;    /* as struct tick_rec */
+            double v;
+        } replay;
     } arg;
 };
 

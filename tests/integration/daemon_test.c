@@ -716,7 +716,7 @@ test_daemon_hostile_input_counted(void **state)
     assert_int_equal(etrace_request_raw(r.c, no_cmd, sizeof(no_cmd), &rep), ETRACE_EREPLY);
     assert_int_equal(rep->error->code, ETRACE__ERROR__CODE__UNKNOWN_COMMAND);
     etrace_reply_free(rep);
-    const uint8_t reserved[] = {0x08, 0x06, 0xc2, 0x01, 0x00}; /* field 24: reserved */
+    const uint8_t reserved[] = {0x08, 0x06, 0xca, 0x01, 0x00}; /* field 25: reserved */
     assert_int_equal(etrace_request_raw(r.c, reserved, sizeof(reserved), &rep), ETRACE_EREPLY);
     assert_int_equal(rep->error->code, ETRACE__ERROR__CODE__UNKNOWN_COMMAND);
     etrace_reply_free(rep);

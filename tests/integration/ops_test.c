@@ -711,6 +711,95 @@ test_ops_record_replay(void **state)
     assert_int_equal(daemon_stop(&r), 0);
 }
 
+/* Lockstep replay through the daemon (`etracectl replay`) against `etraced run --replay`:
+ * a 2 s timer-mode recording with frames, targets and an lr change; outputs, loss and
+ * final weights byte for byte. */
+static void
+test_ops_lockstep_replay(void **state)
+{
+    struct daemon_run r, ls;
+    char cmd[4000], rec[700], fa[900], fb[900];
+    (void)state;
+    daemon_start(&r, "stats_period_ms: 500\n");
+    sleep_ms(200); /* mid-run */
+    Etrace__Reply *rep = NULL;
+    assert_int_equal(etrace_record_start(r.c, "rec2", &rep), ETRACE_OK);
+    uint64_t first = rep->op->tick;
+    etrace_reply_free(rep);
+    int64_t t0 = now_ms();
+    int k = 0;
+    while (now_ms() - t0 < 2000) {
+        float x[4] = {sinf((float)k * 0.01f), cosf((float)k * 0.013f), 0.5f, -0.25f};
+        float tg[2] = {0.3f * sinf((float)k * 0.002f), 0.1f};
+        int32_t sp[2] = {k % 6, (k * 5) % 6};
+        etrace_send_frame(r.c, "sensors", x, 4, (uint64_t)k);
+        if (k % 3 == 0)
+            etrace_send_spikes(r.c, "ev", sp, 2, (uint64_t)k);
+        if (k % 2 == 0)
+            etrace_send_target(r.c, "action", tg, 2);
+        if (k == 1000) {
+            assert_int_equal(etrace_lr(r.c, 3.0e-3, &rep), ETRACE_OK);
+            etrace_reply_free(rep);
+        }
+        k++;
+        sleep_ms(1);
+    }
+    assert_int_equal(etrace_pause(r.c, &rep), ETRACE_OK);
+    etrace_reply_free(rep);
+    assert_int_equal(etrace_record_stop(r.c, &rep), ETRACE_OK);
+    uint64_t end = rep->op->tick;
+    print_message("recorded ticks %llu..%llu: %llu events\n", (unsigned long long)first,
+                  (unsigned long long)end, (unsigned long long)rep->op->events);
+    etrace_reply_free(rep);
+    snprintf(fa, sizeof fa, "%s/live", r.dir);
+    export_to(&r, fa);
+    /* A replay event on a timer daemon is refused. */
+    Etrace__RecordEvent ev = ETRACE__RECORD_EVENT__INIT;
+    ev.kind_case = ETRACE__RECORD_EVENT__KIND_LR;
+    ev.lr = 1.0e-3;
+    assert_int_equal(etrace_replay_event(r.c, &ev, &rep), ETRACE_EREPLY);
+    assert_int_equal(rep->error->code, ETRACE__ERROR__CODE__WRONG_MODE);
+    etrace_reply_free(rep);
+    assert_int_equal(daemon_stop_keep(&r), 0);
+
+    snprintf(rec, sizeof rec, "%s/etraced/rec2", r.dir);
+    snprintf(cmd, sizeof cmd, "%s run --replay %s --out %s/offline >/dev/null", bin_etraced, rec,
+             r.dir);
+    run_cmd(cmd, 0);
+    daemon_start(&ls, "clock: lockstep\n");
+    int64_t t1 = now_ms();
+    snprintf(cmd, sizeof cmd, "%s --control %s replay %s --out %s/lockstep", bin_ctl, ls.ep[2],
+             rec, r.dir);
+    run_cmd(cmd, 0);
+    print_message("lockstep replay of %llu ticks took %lld ms\n",
+                  (unsigned long long)(end - first), (long long)(now_ms() - t1));
+    static const char *const files[] = {"outputs/action.npy", "loss.npy",
+                                        "params/w_in.weight.npy", "params/w_in.bias.npy",
+                                        "params/w_out.weight.npy"};
+    for (int i = 0; i < 5; i++) {
+        snprintf(fa, sizeof fa, "%s/offline/%s", r.dir, files[i]);
+        snprintf(fb, sizeof fb, "%s/lockstep/%s", r.dir, files[i]);
+        if (!same_file(fa, fb))
+            fail_msg("lockstep replay: %s differs from etraced run --replay", files[i]);
+        if (i >= 2) {
+            snprintf(fa, sizeof fa, "%s/live/%s", r.dir, files[i]);
+            if (!same_file(fa, fb))
+                fail_msg("lockstep replay: %s differs from the live run's", files[i]);
+        }
+    }
+    /* The outputs cover exactly the recorded ticks. */
+    float *v = calloc((end - first) * 2, sizeof(float));
+    snprintf(fa, sizeof fa, "%s/lockstep/outputs/action.npy", r.dir);
+    assert_int_equal(read_npy_f32(fa, v, (end - first) * 2), 0);
+    free(v);
+    Etrace__Reply *st = NULL;
+    assert_int_equal(etrace_status(ls.c, &st), ETRACE_OK);
+    assert_int_equal(st->status->tick, end);
+    etrace_reply_free(st);
+    assert_int_equal(daemon_stop(&ls), 0);
+    rm_tree(r.dir);
+}
+
 /* ---- CURVE (DESIGN §5.7) ------------------------------------------------------------ */
 
 struct keypair {
@@ -1004,6 +1093,7 @@ main(int argc, char **argv)
         cmocka_unit_test_teardown(test_ops_hot_swap, teardown),
         cmocka_unit_test_teardown(test_ops_names_refused, teardown),
         cmocka_unit_test_teardown(test_ops_record_replay, teardown),
+        cmocka_unit_test_teardown(test_ops_lockstep_replay, teardown),
         cmocka_unit_test_teardown(test_ops_checkpoint_kill9, teardown),
         cmocka_unit_test_teardown(test_ops_curve, teardown),
         cmocka_unit_test_teardown(test_ops_sdnotify, teardown),
