@@ -95,11 +95,28 @@ choose_rule(const struct model_desc *d, const struct model_proj *p, int64_t coun
     return ENGINE_RULE_FROZEN;
 }
 
-/* The arena is laid out twice: once with base NULL to size it, once to carve it. */
+/* The arena is laid out twice: once with base NULL to size it, once to carve it. Buffers
+ * the size of a weight tensor are allocated one by one instead (carve_big), so that a hot
+ * swap can hand them over to the new model by pointer (engine_state_carry). */
 struct carver {
     char *base;
     size_t off;
+    const struct mem *mem; /* the second pass allocates the big buffers with it */
+    size_t big_bytes;
+    int failed;            /* a big allocation failed */
 };
+
+static real *
+carve_big(struct carver *c, int64_t n, size_t elem)
+{
+    size_t bytes = (size_t)(n > 0 ? n : 1) * elem;
+    c->big_bytes += bytes;
+    if (!c->base)
+        return NULL;
+    real *p = mem_calloc(c->mem, 1, bytes);
+    c->failed |= !p;
+    return p;
+}
 
 static real *
 carve(struct carver *c, int64_t n)
@@ -147,9 +164,9 @@ layout(struct engine *e, struct carver *c)
         int learns = p->rule != ENGINE_RULE_FROZEN;
         p->x = carve(c, I);
         p->y = carve(c, O);
-        p->w0 = carve(c, p->count);
+        p->w0 = carve_big(c, p->count, sizeof(real));
         p->b0 = has_b ? carve(c, O) : NULL;
-        p->w_mark = carve(c, p->count);
+        p->w_mark = carve_big(c, p->count, sizeof(real));
         p->b_mark = has_b ? carve(c, O) : NULL;
         if (e->need_derivs) {
             p->Dcol = carve(c, K * K * O);
@@ -158,35 +175,36 @@ layout(struct engine *e, struct carver *c)
             p->q = carve(c, O);
             p->scratch = carve(c, 2 * K * O);
         }
-        size_t before = c->off;
+        p->trace_bytes = 0;
         if (p->rule == ENGINE_RULE_D_RTRL) {
-            p->E = carve(c, K * p->count);
+            p->E = carve_big(c, K * p->count, sizeof(real));
             p->Eb = has_b ? carve(c, K * O) : NULL;
+            p->trace_bytes = (K * p->count + (has_b ? K * O : 0)) * (int64_t)sizeof(real);
         } else if (p->rule == ENGINE_RULE_ES) {
             p->ex = carve(c, I);
             p->ef = carve(c, K * O);
+            p->trace_bytes = (I + K * O) * (int64_t)sizeof(real);
         }
-        p->trace_bytes = (int64_t)(c->off - before);
         if (!learns)
             continue;
-        p->acc_w = carve(c, p->count);
+        p->acc_w = carve_big(c, p->count, sizeof(real));
         p->acc_b = has_b ? carve(c, O) : NULL;
         if (l->optimizer != MODEL_OPTIM_SGD) {
-            p->m_w = carve(c, p->count);
+            p->m_w = carve_big(c, p->count, sizeof(real));
             p->m_b = has_b ? carve(c, O) : NULL;
         }
         if (l->optimizer == MODEL_OPTIM_ADAM) {
-            p->v_w = carve(c, p->count);
+            p->v_w = carve_big(c, p->count, sizeof(real));
             p->v_b = has_b ? carve(c, O) : NULL;
         }
         if (l->signal == MODEL_SIGNAL_REWARD) {
-            p->e_w = carve(c, p->count);
+            p->e_w = carve_big(c, p->count, sizeof(real));
             p->e_b = has_b ? carve(c, O) : NULL;
         }
         if (e->track) {
-            p->gt_w = carve(c, p->count);
+            p->gt_w = carve_big(c, p->count, sizeof(real));
             p->gt_b = has_b ? carve(c, O) : NULL;
-            p->sum_w = carve_d(c, p->count);
+            p->sum_w = (double *)carve_big(c, p->count, sizeof(double));
             p->sum_b = has_b ? carve_d(c, O) : NULL;
         }
     }
@@ -443,18 +461,21 @@ engine_compile(struct model_desc *d, const struct engine_opts *opts, struct engi
     for (int i = 0; i < d->n_projs; i++)
         e->projs[i].reaches_loss = reach[e->projs[i].cell];
     mem_free(m, &reach);
-    struct carver c = {NULL, 0};
+    struct carver c = {.mem = m};
     layout(e, &c);
     e->arena_bytes = c.off;
-    if (check_memory(d, (double)c.off + (double)e->param_bytes, err))
+    e->big_bytes = c.big_bytes;
+    if (check_memory(d, (double)c.off + (double)c.big_bytes + (double)e->param_bytes, err))
         goto fail; /* exact now that the sparse structures are known */
     e->arena = mem_alloc(m, c.off);
     e->scratch = mem_alloc(m, scratch_bytes);
     if (!e->arena || !e->scratch)
         goto nomem;
     memset(e->arena, 0, c.off);
-    c = (struct carver){e->arena, 0};
+    c = (struct carver){.base = e->arena, .mem = m};
     layout(e, &c);
+    if (c.failed)
+        goto nomem;
     for (int i = 0; i < d->n_cells; i++) {
         struct ecell *cl = &e->cells[i];
         for (int k = 0; k < cl->K; k++)
@@ -518,8 +539,19 @@ engine_free(struct engine **pe)
     engine_state_fini(e);
     for (int i = 0; e->cells && i < e->n_cells; i++)
         expr_prog_free(&e->cells[i].prog, m);
-    for (int i = 0; e->projs && i < e->n_projs; i++)
-        param_fini(&e->projs[i].w, m);
+    for (int i = 0; e->projs && i < e->n_projs; i++) {
+        struct eproj *p = &e->projs[i];
+        param_fini(&p->w, m);
+        mem_free(m, &p->w0);
+        mem_free(m, &p->w_mark);
+        mem_free(m, &p->E);
+        mem_free(m, &p->acc_w);
+        mem_free(m, &p->m_w);
+        mem_free(m, &p->v_w);
+        mem_free(m, &p->e_w);
+        mem_free(m, &p->gt_w);
+        mem_free(m, &p->sum_w);
+    }
     mem_free(m, &e->inputs);
     mem_free(m, &e->cells);
     mem_free(m, &e->projs);
@@ -1093,7 +1125,7 @@ engine_resident_bytes(const struct engine *e)
     for (int pi = 0; pi < e->n_projs; pi++)
         if (e->projs[pi].w.indptr)
             idx += (size_t)(e->projs[pi].I + 1) * 8 + (size_t)e->projs[pi].count * 4;
-    return e->arena_bytes + idx;
+    return e->arena_bytes + e->big_bytes + idx;
 }
 
 void

@@ -202,10 +202,11 @@ int engine_state_find(struct engine *eng, const char *name);
 void engine_state_get_scalars(const struct engine *eng, struct engine_scalars *s);
 void engine_state_set_scalars(struct engine *eng, const struct engine_scalars *s);
 
-/* Hot swap (DESIGN §5.4): copies into dst every section of src whose name and size match:
- * weights with their optimizer state and partial sum (and the step count), always;
- * with keep_state also hidden states, outputs, traces and n. dst's W0 becomes the weights
- * it now has. Returns the number of sections carried. */
+/* Hot swap (DESIGN §5.4): carries into dst every section of src whose name and size match:
+ * weights with W0 (so drift continues), their optimizer state and partial sum (and the
+ * step count), always; with keep_state also hidden states, outputs, traces and n.
+ * Weight-sized buffers are handed over by pointer (src gets dst's in exchange, to be freed
+ * with it), the rest copied. Returns the number of sections carried. */
 int engine_state_carry(struct engine *dst, struct engine *src, int keep_state);
 
 /* Snapshots (DESIGN §5.2): a snapshot is taken at the end of a tick at which the partial

@@ -278,40 +278,86 @@ engine_state_set_scalars(struct engine *e, const struct engine_scalars *s)
     }
 }
 
+/* The pointer field of a buffer that engine.c allocates on its own (carve_big), which a
+ * hot swap hands over instead of copying; NULL for arena buffers. */
+static real **
+own_buffer(struct eproj *p, enum what w)
+{
+    switch (w) {
+    case W_PROJ_W: return &p->w.values;
+    case W_PROJ_W0: return &p->w0;
+    case W_PROJ_MW: return &p->m_w;
+    case W_PROJ_VW: return &p->v_w;
+    case W_PROJ_ACCW: return &p->acc_w;
+    case W_PROJ_E: return &p->E;
+    case W_PROJ_ELW: return &p->e_w;
+    default: return NULL;
+    }
+}
+
+/* Points the optimizer's table at the engine's current buffers (after a hand-over). */
+static void
+refresh_oparams(struct engine *e)
+{
+    for (int pi = 0; pi < e->n_projs; pi++) {
+        struct eproj *p = &e->projs[pi];
+        if (p->opw >= 0) {
+            e->oparams[p->opw].w = p->w.values;
+            e->oparams[p->opw].acc = p->acc_w;
+            e->oparams[p->opw].m = p->m_w;
+            e->oparams[p->opw].v = p->v_w;
+        }
+    }
+}
+
 int
 engine_state_carry(struct engine *dst, struct engine *src, int keep_state)
 {
     int n = 0, weights = 0;
+    int same_mem = dst->mem == src->mem; /* handed-over buffers are freed by the other */
     for (int i = 0; i < dst->n_sections; i++) {
         const struct esection *ds = &dst->sections[i];
-        int carry =
-            ds->part == ENGINE_PART_PARAM || ds->part == ENGINE_PART_OPTIM ||
-            ds->part == ENGINE_PART_ACC ||
-            (keep_state && (ds->part == ENGINE_PART_STATE || ds->part == ENGINE_PART_TRACE));
+        int carry = ds->part == ENGINE_PART_PARAM || ds->part == ENGINE_PART_OPTIM ||
+                    ds->part == ENGINE_PART_ACC || ds->part == ENGINE_PART_W0 ||
+                    (keep_state && (ds->part == ENGINE_PART_STATE || ds->part == ENGINE_PART_TRACE));
         int j = carry ? engine_state_find(src, ds->name) : -1;
         if (j < 0 || src->sections[j].bytes != ds->bytes)
             continue;
+        const struct esection *ss = &src->sections[j];
+        struct eproj *dp = ds->what >= W_PROJ_W && ds->what <= W_PROJ_ELB ? &dst->projs[ds->idx]
+                                                                          : NULL;
+        struct eproj *sp = dp ? &src->projs[ss->idx] : NULL;
         /* a sparse weight moves only onto the same structure */
-        if (ds->what == W_PROJ_W && dst->projs[ds->idx].w.indptr) {
-            const struct eproj *a = &dst->projs[ds->idx], *b = &src->projs[src->sections[j].idx];
-            if (!b->w.indptr || a->I != b->I ||
-                memcmp(a->w.indptr, b->w.indptr, (size_t)(a->I + 1) * sizeof(int64_t)) ||
-                memcmp(a->w.indices, b->w.indices, (size_t)a->count * sizeof(int32_t)))
-                continue;
+        if (ds->what == W_PROJ_W && dp->w.indptr &&
+            (!sp->w.indptr || dp->I != sp->I ||
+             memcmp(dp->w.indptr, sp->w.indptr, (size_t)(dp->I + 1) * sizeof(int64_t)) ||
+             memcmp(dp->w.indices, sp->w.indices, (size_t)dp->count * sizeof(int32_t))))
+            continue;
+        real **df = dp ? own_buffer(dp, ds->what) : NULL;
+        if (df && same_mem) {
+            /* hand the buffer over: no copy of a weight-sized tensor between two ticks */
+            real **sf = own_buffer(sp, ss->what), *t = *df;
+            *df = *sf;
+            *sf = t;
+            if (ds->what == W_PROJ_W) { /* the ||delta W|| mark travels with the weights */
+                t = dp->w_mark;
+                dp->w_mark = sp->w_mark;
+                sp->w_mark = t;
+                if (dp->b_mark && sp->b_mark && dp->O == sp->O)
+                    memcpy(dp->b_mark, sp->b_mark, (size_t)dp->O * sizeof(real));
+            }
+        } else {
+            memcpy(resolve(dst, ds), resolve(src, ss), ds->bytes);
         }
-        memcpy(resolve(dst, ds), resolve(src, &src->sections[j]), ds->bytes);
         weights |= ds->part == ENGINE_PART_PARAM;
         n++;
     }
-    /* W0 is the weights the new model starts from; the bound of the fused path is stale */
-    for (int pi = 0; pi < dst->n_projs; pi++) {
-        struct eproj *p = &dst->projs[pi];
-        memcpy(p->w0, p->w.values, (size_t)p->count * sizeof(real));
-        if (p->b0)
-            memcpy(p->b0, p->w.bias, (size_t)p->O * sizeof(real));
-        p->w_bound = -1.0;
-        engine_mark_weights(p);
-    }
+    refresh_oparams(dst);
+    refresh_oparams(src);
+    for (int pi = 0; pi < dst->n_projs; pi++)
+        dst->projs[pi].w_bound = -1.0; /* the bound of the fused path is stale */
+    for (int pi = 0; pi < src->n_projs; pi++)
+        src->projs[pi].w_bound = -1.0;
     if (weights)
         dst->steps = src->steps;
     if (keep_state)
