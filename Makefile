@@ -250,6 +250,7 @@ test: all tests
 	    'fuzz-replay/model:$(BUILD)/fuzz/model_fuzz tests/fuzz/corpus/model tests/engine/bad_models' \
 	    'fuzz-replay/npy:$(BUILD)/fuzz/npy_fuzz tests/fuzz/corpus/npy tests/engine/npy_files' \
 	    $(BAD_SUITES) $(REF_SUITE) $(ALIGN_SUITE) $(CLIENT_SUITES) \
+	    'install:sh tests/support/install-check.sh $(BUILD)' \
 	    "check-layers:sh tests/support/check-layers.sh"
 
 engine-tests: $(ENGINE_TESTS)
