@@ -143,7 +143,7 @@ static const struct config_row rows[] = {
     R_("checkpoint.resume", CONFIG_BOOL, 0, 0, 1, 0, checkpoint_resume, checkpoint.resume,
        NULL, "start from the newest whole checkpoint"),
     R_("snapshot_slice_bytes", CONFIG_INT, MIB, 4 * KIB, GIB, 1, snapshot_slice_bytes,
-       snapshot_slice_bytes, NULL, "bytes of weights copied per tick for a snapshot"),
+       snapshot_slice_bytes, NULL, "bytes of weights copied per tick for a snapshot, and read for the stats norms"),
     R_("realtime.priority", CONFIG_INT, 0, 0, 99, 0, rt_priority, realtime.priority, NULL,
        "SCHED_FIFO priority of the tick thread (0: off)"),
     R_("realtime.cpu", CONFIG_INT, -1, -1, 4095, 0, rt_cpu, realtime.cpu, NULL,

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <math.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -300,6 +301,8 @@ reload_config(struct daemon *d)
     d->cfg.checkpoint_every_s = nc.checkpoint_every_s;
     d->cfg.checkpoint_keep = nc.checkpoint_keep;
     d->cfg.snapshot_slice_bytes = nc.snapshot_slice_bytes;
+    atomic_store_explicit(&d->tick.norm_slice_bytes, nc.snapshot_slice_bytes,
+                          memory_order_relaxed);
     for (int i = 0; i < d->cfg.n_curve_allow; i++)
         free(d->cfg.curve_allow[i]);
     free(d->cfg.curve_allow);
@@ -635,6 +638,8 @@ daemon_main(int argc, char **argv)
         fprintf(stderr, "etraced: out of memory\n");
         goto out_loop;
     }
+    atomic_store_explicit(&d->tick.norm_slice_bytes, d->cfg.snapshot_slice_bytes,
+                          memory_order_relaxed);
     d->stats_pend = &d->stats_buf[0];
     size_t max_floats = 1;
     for (int r = 0; r < d->lay.n_readouts; r++)

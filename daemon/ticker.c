@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -341,13 +342,13 @@ run_tick(struct ticker *t, int64_t deadline_ns, int64_t start_ns, void *step_out
     return end_ns;
 }
 
+/* Advances the stats norms by one slice; a finished sweep is what Stats shows. */
 static void
-norms_step(struct ticker *t)
+norms_step(struct ticker *t, int64_t budget)
 {
-    if (t->norm_cursor >= t->lay->n_projs)
+    if (t->sweep.proj >= t->lay->n_projs)
         return;
-    engine_proj_norms(t->eng, t->norm_cursor, &t->tt.norms[t->norm_cursor]);
-    if (++t->norm_cursor == t->lay->n_projs)
+    if (engine_norms_advance(t->eng, &t->sweep, budget, t->tt.norms))
         memcpy(t->tt.norms_done, t->tt.norms, (size_t)t->lay->n_projs * sizeof(*t->tt.norms));
 }
 
@@ -357,9 +358,8 @@ take_stats(struct ticker *t, struct tick_stats *s)
     const struct layout *l = t->lay;
     /* Between ticks in lockstep or paused nothing runs: sweep every projection now. */
     if (t->opts.lockstep || t->paused) {
-        t->norm_cursor = 0;
-        while (t->norm_cursor < l->n_projs)
-            norms_step(t);
+        engine_norms_restart(&t->sweep);
+        norms_step(t, 0);
     }
     s->time_ns = ticker_now_ns();
     s->tick = engine_tick_count(t->eng);
@@ -390,8 +390,10 @@ take_stats(struct ticker *t, struct tick_stats *s)
     s->inputs_dropped_swap = t->inputs_dropped_swap;
     for (int c = 0; c < l->n_cells; c++)
         s->rates[c] = l->cells[c].is_spiking ? engine_cell_rate(t->eng, c) : -1.0;
-    /* Start the next sweep, so each Stats shows norms at most one period old. */
-    t->norm_cursor = 0;
+    /* Start the next sweep once this one is complete: each Stats shows norms at most one
+     * period old when a sweep fits in a period, else the newest complete sweep. */
+    if (t->sweep.proj >= l->n_projs)
+        engine_norms_restart(&t->sweep);
 }
 
 static void
@@ -602,7 +604,7 @@ do_swap(struct ticker *t, const struct tick_cmd *c)
     sw->eng = old;
     t->lay = sw->lay;
     t->gen = sw->gen;
-    t->norm_cursor = 0;
+    engine_norms_restart(&t->sweep);
     t->swaps++;
     /* Outputs after this marker are the new model's (struct wire_output is longer). */
     uint64_t *marker = spsc_reserve(&t->out_q, sizeof(uint64_t));
@@ -858,7 +860,8 @@ run_timer(struct ticker *t)
         t->next_ns += period;
         publish_status(t);
         notify_loop(t);
-        norms_step(t);
+        norms_step(t, atomic_load_explicit(&t->norm_slice_bytes, memory_order_relaxed) /
+                          (int64_t)sizeof(real));
     }
 }
 

@@ -204,6 +204,8 @@ struct ticker {
     struct spsc rec_q;           /* tick -> loop: struct tick_rec [+ input] (recording) */
     _Atomic int rec_overflow;    /* tick -> loop: rec_q was full, the recording stopped */
     int efd;                     /* eventfd the tick thread blocks on */
+    _Atomic int64_t norm_slice_bytes; /* loop -> tick: snapshot_slice_bytes, read per tick
+                                       * for the stats norms (reloadable) */
     pthread_t thread;
     int started;
     /* Everything below is the tick thread's. */
@@ -219,7 +221,7 @@ struct ticker {
     int64_t input_sender_time_ns;
     struct tick_tables tt;                 /* sized by lay */
     uint64_t drain_id;
-    int norm_cursor;
+    struct engine_norm_sweep sweep;        /* the stats norms, a slice per tick */
     uint32_t gen;                          /* input generation of lay */
     uint64_t swaps, inputs_dropped_swap;
     int64_t last_swap_gap_ns;

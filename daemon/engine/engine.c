@@ -1065,45 +1065,121 @@ engine_counters(const struct engine *e, struct engine_counters *c)
     c->es_n = e->es_n;
 }
 
-static double
-norm_sq(int64_t n, const real *a, const real *b)
+/* The arrays of a projection a norm sweep reads, in order. */
+enum norm_part { NP_W, NP_B, NP_E, NP_EB, NP_EX, NP_EF, NP_END };
+
+/* Array `part` of p: its length, values, and (weights and bias) W0 and the mark. */
+static int64_t
+norm_part(const struct eproj *p, int part, const real **a, const real **a0, real **mark)
 {
-    double s = 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = b ? (double)a[i] - (double)b[i] : (double)a[i];
-        s += d * d;
+    *a0 = NULL;
+    *mark = NULL;
+    switch (part) {
+    case NP_W:
+        *a = p->w.values, *a0 = p->w0, *mark = p->w_mark;
+        return p->count;
+    case NP_B:
+        *a = p->w.bias, *a0 = p->b0, *mark = p->b_mark;
+        return p->w.bias ? p->O : 0;
+    case NP_E:
+        *a = p->E;
+        return p->E ? (int64_t)p->K * p->count : 0;
+    case NP_EB:
+        *a = p->Eb;
+        return p->Eb ? (int64_t)p->K * p->O : 0;
+    case NP_EX:
+        *a = p->ex;
+        return p->ex ? p->I : 0;
+    case NP_EF:
+        *a = p->ef;
+        return p->ef ? (int64_t)p->K * p->O : 0;
+    default:
+        *a = NULL;
+        return 0;
     }
-    return s;
+}
+
+/* Sums elements [lo, hi) of one array into the sweep; a weight array also moves its
+ * mark, so ||delta W|| measures each weight's change since it was last read. */
+static void
+norm_slice(struct engine_norm_sweep *s, int64_t lo, int64_t hi, const real *a, const real *a0,
+           real *mark)
+{
+    if (!a0) {
+        double t = s->trace;
+        for (int64_t i = lo; i < hi; i++)
+            t += (double)a[i] * (double)a[i];
+        s->trace = t;
+        return;
+    }
+    double w = s->w, dr = s->drift, de = s->delta;
+    for (int64_t i = lo; i < hi; i++) {
+        double v = (double)a[i], d0 = v - (double)a0[i], dm = v - (double)mark[i];
+        w += v * v;
+        dr += d0 * d0;
+        de += dm * dm;
+    }
+    s->w = w, s->drift = dr, s->delta = de;
+    memcpy(mark + lo, a + lo, (size_t)(hi - lo) * sizeof(real));
+}
+
+void
+engine_norms_restart(struct engine_norm_sweep *s)
+{
+    *s = (struct engine_norm_sweep){0};
+}
+
+/* Advances projection s->proj; returns 1 when it is finished (its norms in *nm). */
+static int
+norms_proj(struct engine *e, struct engine_norm_sweep *s, int64_t *budget, struct engine_norms *nm)
+{
+    struct eproj *p = &e->projs[s->proj];
+    for (; s->part < NP_END; s->part++, s->off = 0) {
+        const real *a, *a0;
+        real *mark;
+        int64_t n = norm_part(p, s->part, &a, &a0, &mark), cost = a0 ? 3 : 1;
+        while (s->off < n) {
+            if (*budget == 0)
+                return 0;
+            int64_t hi = n;
+            if (*budget > 0 && (hi - s->off) * cost > *budget)
+                hi = s->off + (*budget + cost - 1) / cost;
+            norm_slice(s, s->off, hi, a, a0, mark);
+            if (*budget > 0)
+                *budget = (hi - s->off) * cost >= *budget ? 0 : *budget - (hi - s->off) * cost;
+            s->off = hi;
+        }
+    }
+    double grad = 0.0;
+    int idx[2] = {p->opw, p->opb};
+    for (int k = 0; k < 2; k++)
+        if (idx[k] >= 0)
+            grad += e->oparams[idx[k]].grad_sq;
+    *nm = (struct engine_norms){sqrt(s->w), sqrt(s->drift), sqrt(s->delta), sqrt(grad),
+                                sqrt(s->trace)};
+    return 1;
+}
+
+int
+engine_norms_advance(struct engine *e, struct engine_norm_sweep *s, int64_t budget,
+                     struct engine_norms *out)
+{
+    if (budget <= 0)
+        budget = -1; /* no limit */
+    while (s->proj < e->n_projs) {
+        if (!norms_proj(e, s, &budget, &out[s->proj]))
+            return 0;
+        *s = (struct engine_norm_sweep){.proj = s->proj + 1};
+    }
+    return 1;
 }
 
 void
 engine_proj_norms(struct engine *e, int pi, struct engine_norms *nm)
 {
-    struct eproj *p = &e->projs[pi];
-    double w = norm_sq(p->count, p->w.values, NULL), dr = norm_sq(p->count, p->w.values, p->w0);
-    if (p->w.bias) {
-        w += norm_sq(p->O, p->w.bias, NULL);
-        dr += norm_sq(p->O, p->w.bias, p->b0);
-    }
-    /* ||delta W|| since the previous reading: against the mark, which then moves here */
-    double delta = norm_sq(p->count, p->w.values, p->w_mark), grad = 0.0;
-    memcpy(p->w_mark, p->w.values, (size_t)p->count * sizeof(real));
-    if (p->w.bias) {
-        delta += norm_sq(p->O, p->w.bias, p->b_mark);
-        memcpy(p->b_mark, p->w.bias, (size_t)p->O * sizeof(real));
-    }
-    int idx[2] = {p->opw, p->opb};
-    for (int k = 0; k < 2; k++)
-        if (idx[k] >= 0)
-            grad += e->oparams[idx[k]].grad_sq;
-    double tr = 0.0;
-    if (p->E)
-        tr += norm_sq((int64_t)p->K * p->count, p->E, NULL);
-    if (p->Eb)
-        tr += norm_sq((int64_t)p->K * p->O, p->Eb, NULL);
-    if (p->ex)
-        tr += norm_sq(p->I, p->ex, NULL) + norm_sq((int64_t)p->K * p->O, p->ef, NULL);
-    *nm = (struct engine_norms){sqrt(w), sqrt(dr), sqrt(delta), sqrt(grad), sqrt(tr)};
+    struct engine_norm_sweep s = {.proj = pi};
+    int64_t unlimited = -1;
+    norms_proj(e, &s, &unlimited, nm);
 }
 
 double

@@ -150,12 +150,29 @@ struct engine_counters {
 void engine_counters(const struct engine *eng, struct engine_counters *c);
 
 /* Per-projection norms for stats (weight and bias together): ||W||, ||W - W0|| (drift since
- * load), ||delta W|| of the steps applied since the previous call (reading resets it),
- * ||gradient|| of the last step, ||traces||. O(parameters): between ticks only. */
+ * load), ||delta W|| of the weights' change since the previous reading (reading moves the
+ * mark), ||gradient|| of the last step, ||traces||. O(parameters): between ticks only. */
 struct engine_norms {
     double w, drift, delta, grad, trace;
 };
 void engine_proj_norms(struct engine *eng, int p, struct engine_norms *n);
+
+/* The same norms for every projection, computed a bounded slice at a time so that a
+ * model-wide figure never stalls a tick (DESIGN §5.2). Every element is summed in the same
+ * order whatever the slicing, so a sliced sweep over unchanged weights gives the bits of
+ * engine_proj_norms. The sweep belongs to one engine; restart it after a swap. */
+struct engine_norm_sweep {
+    int proj;                       /* the projection in progress; n_projs: complete */
+    int part;                       /* which of its arrays */
+    int64_t off;                    /* elements of that array done */
+    double w, drift, delta, trace; /* sums of squares so far for proj */
+};
+void engine_norms_restart(struct engine_norm_sweep *s);
+/* Advances the sweep by about `budget` elements read (each weight counts 3: W, W0 and the
+ * mark; <= 0: no limit), storing each finished projection's norms in out[p]. Returns 1 once
+ * the sweep is complete (and at once on a complete sweep). */
+int engine_norms_advance(struct engine *eng, struct engine_norm_sweep *s, int64_t budget,
+                         struct engine_norms *out);
 
 /* Firing rate of cell c over the ticks since the last call (spiking cells; else -1). */
 double engine_cell_rate(struct engine *eng, int c);
