@@ -800,6 +800,196 @@ test_ops_lockstep_replay(void **state)
     rm_tree(r.dir);
 }
 
+/* Counts a recording's records per kind (length-delimited RecordEvents). */
+static void
+count_kinds(const char *path, unsigned counts[64])
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    size_t len = (size_t)ftell(f), pos = 0;
+    rewind(f);
+    uint8_t *buf = malloc(len ? len : 1);
+    assert_non_null(buf);
+    assert_int_equal(fread(buf, 1, len, f), len);
+    fclose(f);
+    memset(counts, 0, 64 * sizeof(*counts));
+    while (pos < len) {
+        uint64_t n = 0;
+        for (int shift = 0; pos < len && shift < 64; shift += 7) {
+            uint8_t b = buf[pos++];
+            n |= (uint64_t)(b & 0x7f) << shift;
+            if (!(b & 0x80))
+                break;
+        }
+        assert_true(n <= len - pos);
+        Etrace__RecordEvent *ev = etrace__record_event__unpack(NULL, n, buf + pos);
+        assert_non_null(ev);
+        counts[(unsigned)ev->kind_case & 63]++;
+        etrace__record_event__free_unpacked(ev, NULL);
+        pos += n;
+    }
+    free(buf);
+}
+
+/* Every kind of numerics event in one recording (DESIGN §5.4): learn off and on, reset
+ * states and traces, an input going stale under `on_stale: zero`, an lr change, a hot swap
+ * with --keep-weights --keep-state, and a restore of a checkpoint taken before the
+ * recording. `etraced run --replay` reproduces the live outputs (in the order they were
+ * published: a restore rewinds `tick`) and final weights bit for bit, and the lockstep
+ * replay through the daemon writes the same files. */
+static void
+test_ops_replay_every_event(void **state)
+{
+    struct daemon_run r, ls;
+    char cmd[4000], rec[700], fa[900], fb[900];
+    (void)state;
+    daemon_start(&r, "stats_period_ms: 500\n"
+                     "inputs:\n"
+                     "  sensors: {max_age_ms: 5, on_stale: zero}\n");
+    /* The swapped-in model: the same shapes, another learning rate and seed. */
+    char model2[800];
+    snprintf(model2, sizeof model2, "%s/model2.yaml", r.dir);
+    const char *lr_line = strstr(model_text, "lr: 1.0e-3");
+    assert_non_null(lr_line);
+    char text2[sizeof model_text + 16];
+    snprintf(text2, sizeof text2, "%.*slr: 4.0e-3}\n", (int)(lr_line - model_text), model_text);
+    write_file(model2, text2);
+    Etrace__Reply *rep = NULL;
+    assert_int_equal(etrace_checkpoint(r.c, "before", &rep), ETRACE_OK);
+    etrace_reply_free(rep);
+    etrace_sub_t *out = etrace_sub_new(r.ep[1], "action");
+    sleep_ms(200);
+    assert_int_equal(etrace_record_start(r.c, "rec3", &rep), ETRACE_OK);
+    uint64_t first = rep->op->tick;
+    etrace_reply_free(rep);
+    int64_t t0 = now_ms();
+    int k = 0, done[8] = {0};
+    while (now_ms() - t0 < 2500) {
+        int64_t ms = now_ms() - t0;
+        float x[4] = {sinf((float)k * 0.01f), cosf((float)k * 0.013f), 0.5f, -0.25f};
+        float tg[2] = {0.3f * sinf((float)k * 0.002f), 0.1f};
+        if (ms < 800 || ms > 840) /* a 40 ms gap: stale after 5 ms, zeros recorded */
+            etrace_send_frame(r.c, "sensors", x, 4, (uint64_t)k);
+        if (k % 2 == 0)
+            etrace_send_target(r.c, "action", tg, 2);
+        static const int at[8] = {300, 450, 600, 700, 1000, 1200, 1700, 1 << 30};
+        for (int e = 0; e < 7; e++) {
+            if (done[e] || ms < at[e])
+                continue;
+            done[e] = 1;
+            int rc = 0;
+            switch (e) {
+            case 0: rc = etrace_learn(r.c, 0, &rep); break;
+            case 1: rc = etrace_learn(r.c, 1, &rep); break;
+            case 2: rc = etrace_reset(r.c, ETRACE__RESET__WHAT__STATES, &rep); break;
+            case 3: rc = etrace_reset(r.c, ETRACE__RESET__WHAT__TRACES, &rep); break;
+            case 4: rc = etrace_lr(r.c, 2.0e-3, &rep); break;
+            case 5: rc = etrace_load(r.c, model2, 1, 1, &rep); break;
+            case 6: rc = etrace_restore(r.c, "before.ckpt", &rep); break;
+            }
+            if (rc != ETRACE_OK)
+                fail_msg("event %d: %s", e, rep && rep->error ? rep->error->message : "no reply");
+            etrace_reply_free(rep);
+            rep = NULL;
+        }
+        k++;
+        sleep_ms(1);
+    }
+    assert_int_equal(etrace_pause(r.c, &rep), ETRACE_OK);
+    etrace_reply_free(rep);
+    assert_int_equal(etrace_record_stop(r.c, &rep), ETRACE_OK);
+    uint64_t end = rep->op->tick, n_events = rep->op->events;
+    etrace_reply_free(rep);
+    snprintf(fa, sizeof fa, "%s/live", r.dir);
+    export_to(&r, fa);
+    /* The live outputs from the recording's first tick on, in publication order. */
+    size_t cap = 8192, n_live = 0, n_rewind = 0;
+    float *lv = calloc(cap * 2, sizeof(float));
+    uint64_t prev = 0;
+    int started = 0, gaps = 0;
+    for (;;) {
+        Etrace__Output *o = NULL;
+        if (etrace_sub_recv_output(out, 500, &o) != ETRACE_OK)
+            break;
+        if (!started && o->tick == first)
+            started = 1;
+        if (started && n_live < cap) {
+            if (n_live && o->tick != prev + 1) {
+                if (o->tick < prev)
+                    n_rewind++;
+                else
+                    gaps++;
+            }
+            prev = o->tick;
+            memcpy(lv + 2 * n_live++, o->values, 2 * sizeof(float));
+        }
+        etrace__output__free_unpacked(o, NULL);
+    }
+    etrace_sub_free(&out);
+    print_message("recorded from tick %llu to %llu: %llu records, %zu outputs, %zu rewind\n",
+                  (unsigned long long)first, (unsigned long long)end,
+                  (unsigned long long)n_events, n_live, n_rewind);
+    assert_int_equal(n_rewind, 1); /* the restore */
+    assert_int_equal(gaps, 0);
+    assert_int_equal(daemon_stop_keep(&r), 0);
+
+    snprintf(rec, sizeof rec, "%s/etraced/rec3", r.dir);
+    unsigned kinds[64];
+    count_kinds(rec, kinds);
+    print_message("records: input %u, learn %u, reset %u, stale_zero %u, lr %u, swap %u, "
+                  "restore %u\n",
+                  kinds[ETRACE__RECORD_EVENT__KIND_INPUT], kinds[ETRACE__RECORD_EVENT__KIND_LEARN],
+                  kinds[ETRACE__RECORD_EVENT__KIND_RESET],
+                  kinds[ETRACE__RECORD_EVENT__KIND_STALE_ZERO],
+                  kinds[ETRACE__RECORD_EVENT__KIND_LR], kinds[ETRACE__RECORD_EVENT__KIND_SWAP],
+                  kinds[ETRACE__RECORD_EVENT__KIND_RESTORE]);
+    assert_true(kinds[ETRACE__RECORD_EVENT__KIND_INPUT] > 1000);
+    assert_int_equal(kinds[ETRACE__RECORD_EVENT__KIND_LEARN], 2);
+    assert_int_equal(kinds[ETRACE__RECORD_EVENT__KIND_RESET], 2);
+    assert_true(kinds[ETRACE__RECORD_EVENT__KIND_STALE_ZERO] >= 1);
+    assert_int_equal(kinds[ETRACE__RECORD_EVENT__KIND_LR], 1);
+    assert_int_equal(kinds[ETRACE__RECORD_EVENT__KIND_SWAP], 1);
+    assert_int_equal(kinds[ETRACE__RECORD_EVENT__KIND_RESTORE], 1);
+    snprintf(cmd, sizeof cmd, "%s run --replay %s --out %s/offline >/dev/null", bin_etraced, rec,
+             r.dir);
+    run_cmd(cmd, 0);
+    float *rv = calloc(cap * 2, sizeof(float));
+    snprintf(fa, sizeof fa, "%s/offline/outputs/action.npy", r.dir);
+    assert_int_equal(read_npy_f32(fa, rv, n_live * 2), 0);
+    size_t n_diff = 0;
+    for (size_t t = 0; t < n_live; t++)
+        if (memcmp(lv + 2 * t, rv + 2 * t, 2 * sizeof(float)) && n_diff++ < 5)
+            print_message("output %zu: live %.9g replay %.9g\n", t, (double)lv[2 * t],
+                          (double)rv[2 * t]);
+    print_message("replay of every event: %zu outputs, %zu differ\n", n_live, n_diff);
+    assert_int_equal(n_diff, 0);
+    free(lv);
+    free(rv);
+
+    daemon_start(&ls, "clock: lockstep\n");
+    snprintf(cmd, sizeof cmd, "%s --control %s replay %s --out %s/lockstep >/dev/null", bin_ctl,
+             ls.ep[2], rec, r.dir);
+    run_cmd(cmd, 0);
+    static const char *const files[] = {"outputs/action.npy", "loss.npy",
+                                        "params/w_in.weight.npy", "params/w_in.bias.npy",
+                                        "params/w_out.weight.npy"};
+    for (int i = 0; i < 5; i++) {
+        snprintf(fa, sizeof fa, "%s/offline/%s", r.dir, files[i]);
+        snprintf(fb, sizeof fb, "%s/lockstep/%s", r.dir, files[i]);
+        if (!same_file(fa, fb))
+            fail_msg("every event: lockstep replay's %s differs from etraced run --replay",
+                     files[i]);
+        if (i >= 2) {
+            snprintf(fb, sizeof fb, "%s/live/%s", r.dir, files[i]);
+            if (!same_file(fa, fb))
+                fail_msg("every event: replayed %s differs from the live run's", files[i]);
+        }
+    }
+    assert_int_equal(daemon_stop(&ls), 0);
+    rm_tree(r.dir);
+}
+
 /* ---- CURVE (DESIGN §5.7) ------------------------------------------------------------ */
 
 struct keypair {
@@ -1094,6 +1284,7 @@ main(int argc, char **argv)
         cmocka_unit_test_teardown(test_ops_names_refused, teardown),
         cmocka_unit_test_teardown(test_ops_record_replay, teardown),
         cmocka_unit_test_teardown(test_ops_lockstep_replay, teardown),
+        cmocka_unit_test_teardown(test_ops_replay_every_event, teardown),
         cmocka_unit_test_teardown(test_ops_checkpoint_kill9, teardown),
         cmocka_unit_test_teardown(test_ops_curve, teardown),
         cmocka_unit_test_teardown(test_ops_sdnotify, teardown),
