@@ -43,8 +43,7 @@ print_string(FILE *f, const char *s, size_t n)
 static void
 print_base64(FILE *f, const uint8_t *d, size_t n)
 {
-    static const char tab[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     fputc('"', f);
     for (size_t i = 0; i < n; i += 3) {
         uint32_t v = (uint32_t)d[i] << 16;
@@ -122,8 +121,7 @@ print_value(FILE *f, const ProtobufCFieldDescriptor *fd, const void *p)
         break;
     case PROTOBUF_C_TYPE_ENUM: {
         int v = *(const int *)p;
-        const ProtobufCEnumValue *ev =
-            protobuf_c_enum_descriptor_get_value(fd->descriptor, v);
+        const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(fd->descriptor, v);
         if (ev)
             print_string(f, ev->name, strlen(ev->name));
         else

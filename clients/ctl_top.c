@@ -306,9 +306,9 @@ ctl_top_run(const char *stats_ep, const char *const curve[3])
     }
     if (!stats_ep && etrace_default_endpoint("stats", def, sizeof(def)) == 0)
         stats_ep = def;
-    etrace_sub_t *sub = curve ? etrace_sub_new_curve(stats_ep, "stats", curve[0], curve[1],
-                                                     curve[2])
-                              : etrace_sub_new(stats_ep, "stats");
+    etrace_sub_t *sub = curve
+                            ? etrace_sub_new_curve(stats_ep, "stats", curve[0], curve[1], curve[2])
+                            : etrace_sub_new(stats_ep, "stats");
     if (!sub) {
         fprintf(stderr, "etracectl: cannot subscribe to %s\n", stats_ep ? stats_ep : "stats");
         free(t);

@@ -12,12 +12,12 @@
 #include <zmq.h>
 
 struct etrace_client {
-    void *zctx;           /* owned */
-    int curve;            /* the keys below are set */
+    void *zctx; /* owned */
+    int curve;  /* the keys below are set */
     char server_key[41], public_key[41], secret_key[41];
-    void *ctl;            /* DEALER, owned */
-    void *in;             /* PUSH, owned, NULL until the first send */
-    char *input_ep;       /* owned */
+    void *ctl;      /* DEALER, owned */
+    void *in;       /* PUSH, owned, NULL until the first send */
+    char *input_ep; /* owned */
     int timeout_ms;
     uint64_t next_id;
     char err[512];
@@ -28,8 +28,7 @@ struct etrace_sub {
     void *sock; /* SUB, owned */
 };
 
-static void
-seterr(etrace_client_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void seterr(etrace_client_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void
 seterr(etrace_client_t *c, const char *fmt, ...)
@@ -69,8 +68,8 @@ curve_keys(etrace_client_t *c, void *sock)
     return 0;
 }
 
-static etrace_client_t *client_new(const char *control_ep, const char *input_ep,
-                                   int timeout_ms, const char *const keys[3]);
+static etrace_client_t *client_new(const char *control_ep, const char *input_ep, int timeout_ms,
+                                   const char *const keys[3]);
 
 etrace_client_t *
 etrace_client_new(const char *control_ep, const char *input_ep, int timeout_ms)
@@ -96,8 +95,7 @@ etrace_curve_keypair(char *public_key, char *secret_key)
 }
 
 static etrace_client_t *
-client_new(const char *control_ep, const char *input_ep, int timeout_ms,
-           const char *const keys[3])
+client_new(const char *control_ep, const char *input_ep, int timeout_ms, const char *const keys[3])
 {
     char def[4200];
     int zero = 0;
@@ -221,9 +219,8 @@ wait_reply(etrace_client_t *c, uint64_t id, int match, Etrace__Reply **reply)
         *reply = r;
         if (r->error && r->error->code != ETRACE__ERROR__CODE__NONE) {
             const char *code = "error";
-            const ProtobufCEnumValue *ev =
-                protobuf_c_enum_descriptor_get_value(&etrace__error__code__descriptor,
-                                                     (int)r->error->code);
+            const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(
+                &etrace__error__code__descriptor, (int)r->error->code);
             if (ev)
                 code = ev->name;
             seterr(c, "%s: %s", code, r->error->message ? r->error->message : "");
@@ -520,8 +517,7 @@ done:
 }
 
 static int
-named(etrace_client_t *c, Etrace__Request__CommandCase cmd, const char *name,
-      Etrace__Reply **reply)
+named(etrace_client_t *c, Etrace__Request__CommandCase cmd, const char *name, Etrace__Reply **reply)
 {
     Etrace__Request req = ETRACE__REQUEST__INIT;
     Etrace__Name n = ETRACE__NAME__INIT;
@@ -576,8 +572,8 @@ write_npy(const char *path, const char *descr, const Etrace__Tensor *t, const vo
     char shape[128] = "", header[256];
     size_t off = 0;
     for (size_t i = 0; i < t->n_shape; i++)
-        off += (size_t)snprintf(shape + off, sizeof(shape) - off, "%lld%s",
-                                (long long)t->shape[i], t->n_shape == 1 ? "," : (i + 1 < t->n_shape ? ", " : ""));
+        off += (size_t)snprintf(shape + off, sizeof(shape) - off, "%lld%s", (long long)t->shape[i],
+                                t->n_shape == 1 ? "," : (i + 1 < t->n_shape ? ", " : ""));
     int hl = snprintf(header, sizeof(header),
                       "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }", descr, shape);
     /* magic(6) + version(2) + len(2) + header, padded with spaces to 64, ending '\n'. */
@@ -606,8 +602,7 @@ write_npy(const char *path, const char *descr, const Etrace__Tensor *t, const vo
 }
 
 int
-etrace_export_write(const Etrace__ExportResult *exp, const char *dir, char *err,
-                    size_t err_len)
+etrace_export_write(const Etrace__ExportResult *exp, const char *dir, char *err, size_t err_len)
 {
     char path[4096];
     if (mkdir(dir, 0777) && errno != EEXIST) {
@@ -653,10 +648,10 @@ etrace_replay_event(etrace_client_t *c, const Etrace__RecordEvent *ev, Etrace__R
 /* The outputs of a replay, per readout, grown a tick at a time. */
 struct replay_out {
     size_t n_readouts;
-    char **names;      /* [n_readouts], owned */
-    size_t *sizes;     /* [n_readouts] */
-    float **values;    /* [n_readouts][T * size] */
-    double *loss;      /* [T] */
+    char **names;   /* [n_readouts], owned */
+    size_t *sizes;  /* [n_readouts] */
+    float **values; /* [n_readouts][T * size] */
+    double *loss;   /* [T] */
     uint64_t T, cap;
 };
 
@@ -696,17 +691,19 @@ replay_out_add(etrace_client_t *c, struct replay_out *o, const Etrace__StepResul
     }
     if (st->n_outputs != o->n_readouts)
         return seterr(c, "replay: the readouts changed (a swap to a model with other "
-                         "readouts is not supported by replay)"), -1;
+                         "readouts is not supported by replay)"),
+               -1;
     for (size_t k = 0; k < st->n_outputs; k++)
         if (st->outputs[k]->n_values != o->sizes[k] ||
             strcmp(st->outputs[k]->readout ? st->outputs[k]->readout : "", o->names[k]))
             return seterr(c, "replay: the readouts changed (a swap to a model with other "
-                             "readouts is not supported by replay)"), -1;
+                             "readouts is not supported by replay)"),
+                   -1;
     if (o->T == o->cap) {
         uint64_t cap = o->cap ? 2 * o->cap : 4096;
         for (size_t k = 0; k < o->n_readouts; k++) {
-            float *nv = realloc(o->values[k], (size_t)cap * (o->sizes[k] ? o->sizes[k] : 1) *
-                                                  sizeof(float));
+            float *nv = realloc(o->values[k],
+                                (size_t)cap * (o->sizes[k] ? o->sizes[k] : 1) * sizeof(float));
             if (!nv)
                 return seterr(c, "out of memory"), -1;
             o->values[k] = nv;
@@ -941,8 +938,7 @@ etrace_send_input(etrace_client_t *c, const Etrace__Input *in)
 }
 
 int
-etrace_send_frame(etrace_client_t *c, const char *name, const float *values, size_t n,
-                  uint64_t seq)
+etrace_send_frame(etrace_client_t *c, const char *name, const float *values, size_t n, uint64_t seq)
 {
     Etrace__Input in = ETRACE__INPUT__INIT;
     Etrace__Frame f = ETRACE__FRAME__INIT, *fp = &f;
@@ -956,8 +952,7 @@ etrace_send_frame(etrace_client_t *c, const char *name, const float *values, siz
 }
 
 int
-etrace_send_spikes(etrace_client_t *c, const char *name, const int32_t *idx, size_t n,
-                   uint64_t seq)
+etrace_send_spikes(etrace_client_t *c, const char *name, const int32_t *idx, size_t n, uint64_t seq)
 {
     Etrace__Input in = ETRACE__INPUT__INIT;
     Etrace__Frame f = ETRACE__FRAME__INIT, *fp = &f;
@@ -1013,8 +1008,7 @@ etrace_send_reward(etrace_client_t *c, float reward)
 
 /* ---- subscribers ------------------------------------------------------------------------- */
 
-static etrace_sub_t *sub_new(const char *endpoint, const char *topic,
-                             const char *const keys[3]);
+static etrace_sub_t *sub_new(const char *endpoint, const char *topic, const char *const keys[3]);
 
 etrace_sub_t *
 etrace_sub_new(const char *endpoint, const char *topic)
@@ -1044,8 +1038,7 @@ sub_new(const char *endpoint, const char *topic, const char *const keys[3])
     if (!topic)
         topic = "";
     if (!endpoint &&
-        etrace_default_endpoint(strcmp(topic, "stats") ? "output" : "stats", def, sizeof(def)) ==
-            0)
+        etrace_default_endpoint(strcmp(topic, "stats") ? "output" : "stats", def, sizeof(def)) == 0)
         endpoint = def;
     s->zctx = zmq_ctx_new();
     s->sock = s->zctx ? zmq_socket(s->zctx, ZMQ_SUB) : NULL;

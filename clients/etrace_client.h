@@ -30,8 +30,7 @@ int etrace_default_endpoint(const char *name, char *buf, size_t len);
 /* Connects to the control endpoint (NULL: the default) and, lazily on the first send, the
  * input endpoint (NULL: the default). timeout_ms bounds every request and send (<= 0:
  * 5000). Returns a client (free with etrace_client_free), or NULL when out of memory. */
-etrace_client_t *etrace_client_new(const char *control_ep, const char *input_ep,
-                                   int timeout_ms);
+etrace_client_t *etrace_client_new(const char *control_ep, const char *input_ep, int timeout_ms);
 
 /* As etrace_client_new, over CURVE (DESIGN §5.7): server_key is the daemon's public key,
  * public_key and secret_key the client's (each Z85, 40 characters). Returns NULL when out
@@ -57,18 +56,18 @@ int etrace_request(etrace_client_t *c, Etrace__Request *req, Etrace__Reply **rep
 void etrace_reply_free(Etrace__Reply *reply);
 
 /* The commands of DESIGN §7, each one Request; the Reply as etrace_request. */
-int etrace_status(etrace_client_t *c, Etrace__Reply **reply);    /* result: status */
-int etrace_stats(etrace_client_t *c, Etrace__Reply **reply);     /* result: stats */
-int etrace_pause(etrace_client_t *c, Etrace__Reply **reply);     /* result: status */
-int etrace_resume(etrace_client_t *c, Etrace__Reply **reply);    /* result: status */
-int etrace_learn(etrace_client_t *c, int on, Etrace__Reply **reply);     /* status */
-int etrace_lr(etrace_client_t *c, double lr, Etrace__Reply **reply);     /* status */
+int etrace_status(etrace_client_t *c, Etrace__Reply **reply);        /* result: status */
+int etrace_stats(etrace_client_t *c, Etrace__Reply **reply);         /* result: stats */
+int etrace_pause(etrace_client_t *c, Etrace__Reply **reply);         /* result: status */
+int etrace_resume(etrace_client_t *c, Etrace__Reply **reply);        /* result: status */
+int etrace_learn(etrace_client_t *c, int on, Etrace__Reply **reply); /* status */
+int etrace_lr(etrace_client_t *c, double lr, Etrace__Reply **reply); /* status */
 int etrace_reset(etrace_client_t *c, Etrace__Reset__What what, Etrace__Reply **reply);
 /* One lockstep tick with input `in` (NULL: none); result: step (the Outputs). */
 int etrace_step(etrace_client_t *c, const Etrace__Input *in, int reset_before,
                 Etrace__Reply **reply);
-int etrace_export(etrace_client_t *c, Etrace__Reply **reply);    /* result: export */
-int etrace_shutdown(etrace_client_t *c, Etrace__Reply **reply);  /* result: status */
+int etrace_export(etrace_client_t *c, Etrace__Reply **reply);   /* result: export */
+int etrace_shutdown(etrace_client_t *c, Etrace__Reply **reply); /* result: status */
 
 /* Hot swap (DESIGN §5.4): reads the model file at model_path and every .npy file it names
  * (relative to its directory) and sends them; result: op. keep_state implies keep_weights.
@@ -76,10 +75,10 @@ int etrace_shutdown(etrace_client_t *c, Etrace__Reply **reply);  /* result: stat
 int etrace_load(etrace_client_t *c, const char *model_path, int keep_weights, int keep_state,
                 Etrace__Reply **reply);
 /* Daemon-side names are bare file names in its state directory. */
-int etrace_checkpoint(etrace_client_t *c, const char *name, Etrace__Reply **reply); /* op */
-int etrace_restore(etrace_client_t *c, const char *name, Etrace__Reply **reply);    /* op */
+int etrace_checkpoint(etrace_client_t *c, const char *name, Etrace__Reply **reply);   /* op */
+int etrace_restore(etrace_client_t *c, const char *name, Etrace__Reply **reply);      /* op */
 int etrace_record_start(etrace_client_t *c, const char *name, Etrace__Reply **reply); /* op */
-int etrace_record_stop(etrace_client_t *c, Etrace__Reply **reply);                  /* op */
+int etrace_record_stop(etrace_client_t *c, Etrace__Reply **reply);                    /* op */
 
 /* A new CURVE key pair as Z85 text (public[41], secret[41]). Returns 0, or -1 when libzmq
  * has no CURVE. */
@@ -97,11 +96,11 @@ int etrace_export_write(const Etrace__ExportResult *exp, const char *dir, char *
 int etrace_replay_event(etrace_client_t *c, const Etrace__RecordEvent *ev, Etrace__Reply **reply);
 
 struct etrace_replay_summary {
-    uint64_t events;      /* records read */
-    uint64_t first_tick;  /* the snapshot's tick */
-    uint64_t last_tick;   /* the daemon's tick at the end */
-    uint64_t ticks;       /* ticks run (rows of the outputs) */
-    int has_end;          /* the recording had its end record */
+    uint64_t events;     /* records read */
+    uint64_t first_tick; /* the snapshot's tick */
+    uint64_t last_tick;  /* the daemon's tick at the end */
+    uint64_t ticks;      /* ticks run (rows of the outputs) */
+    int has_end;         /* the recording had its end record */
 };
 
 /* Replays the recording `file` (read here) through a `clock: lockstep` daemon: the
@@ -136,8 +135,7 @@ int etrace_send_spikes(etrace_client_t *c, const char *name, const int32_t *idx,
                        uint64_t seq);
 
 /* A target for readout `readout`: values[n] (mse). */
-int etrace_send_target(etrace_client_t *c, const char *readout, const float *values,
-                       size_t n);
+int etrace_send_target(etrace_client_t *c, const char *readout, const float *values, size_t n);
 
 /* A class-index target (cross_entropy). */
 int etrace_send_class(etrace_client_t *c, const char *readout, int class_index);
@@ -154,9 +152,8 @@ etrace_sub_t *etrace_sub_new(const char *endpoint, const char *topic);
 
 /* As etrace_sub_new, over CURVE (DESIGN §5.7), with the keys of etrace_client_new_curve.
  * Returns NULL when out of memory or a key is not Z85. */
-etrace_sub_t *etrace_sub_new_curve(const char *endpoint, const char *topic,
-                                   const char *server_key, const char *public_key,
-                                   const char *secret_key);
+etrace_sub_t *etrace_sub_new_curve(const char *endpoint, const char *topic, const char *server_key,
+                                   const char *public_key, const char *secret_key);
 
 /* Closes and frees *s; accepts NULL; sets *s to NULL. */
 void etrace_sub_free(etrace_sub_t **s);

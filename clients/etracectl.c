@@ -197,9 +197,8 @@ print_stats(const Etrace__Stats *s)
            s->learning ? "on" : "off", s->lr, s->loss_avg, s->reward_avg,
            (unsigned long long)s->optimizer_steps, (unsigned long long)s->updates_refused,
            (unsigned long long)s->state_resets);
-    printf("swaps %llu  last_swap_gap %.1f us  curve_denials %llu\n",
-           (unsigned long long)s->swaps, (double)s->last_swap_gap_ns / 1e3,
-           (unsigned long long)s->curve_denials);
+    printf("swaps %llu  last_swap_gap %.1f us  curve_denials %llu\n", (unsigned long long)s->swaps,
+           (double)s->last_swap_gap_ns / 1e3, (unsigned long long)s->curve_denials);
     for (size_t i = 0; i < s->n_sockets; i++) {
         const Etrace__SocketStats *k = s->sockets[i];
         printf("socket %-8s accepted %llu  undecodable %llu  wrong_size %llu  unknown_name %llu"
@@ -225,8 +224,8 @@ print_stats(const Etrace__Stats *s)
                (unsigned long long)s->readouts[i]->superseded);
     for (size_t i = 0; i < s->n_projections; i++) {
         const Etrace__ProjectionStats *p = s->projections[i];
-        printf("proj %-12s |W| %.6g  |W-W0| %.6g  |dW| %.6g  |grad| %.6g  |trace| %.6g\n",
-               p->name, p->w_norm, p->drift_norm, p->delta_norm, p->grad_norm, p->trace_norm);
+        printf("proj %-12s |W| %.6g  |W-W0| %.6g  |dW| %.6g  |grad| %.6g  |trace| %.6g\n", p->name,
+               p->w_norm, p->drift_norm, p->delta_norm, p->grad_norm, p->trace_norm);
     }
     for (size_t i = 0; i < s->n_cells; i++)
         printf("cell %-12s rate %.6g\n", s->cells[i]->name, s->cells[i]->rate);
@@ -477,9 +476,9 @@ finish(const struct opts *o, etrace_client_t *c, int rc, Etrace__Reply **rp)
 static int
 cmd_stats_watch(const struct opts *o, long count)
 {
-    etrace_sub_t *s = o->curve[0] ? etrace_sub_new_curve(o->ep[3], "stats", o->curve[0],
-                                                         o->curve[1], o->curve[2])
-                                  : etrace_sub_new(o->ep[3], "stats");
+    etrace_sub_t *s =
+        o->curve[0] ? etrace_sub_new_curve(o->ep[3], "stats", o->curve[0], o->curve[1], o->curve[2])
+                    : etrace_sub_new(o->ep[3], "stats");
     int rc = 0;
     if (!s) {
         fprintf(stderr, "etracectl: cannot subscribe to the stats socket\n");
@@ -578,8 +577,8 @@ run_command(const struct opts *o, etrace_client_t *c, int argc, char **argv)
                 return EXIT_REPLY;
             }
             if (!o->json)
-                printf("%zu tensors as of tick %llu written to %s/params\n",
-                       r->export->n_tensors, (unsigned long long)r->export->tick, argv[1]);
+                printf("%zu tensors as of tick %llu written to %s/params\n", r->export->n_tensors,
+                       (unsigned long long)r->export->tick, argv[1]);
         }
         return finish(o, c, rc, &r);
     }
@@ -607,10 +606,12 @@ run_command(const struct opts *o, etrace_client_t *c, int argc, char **argv)
             return rc_exit(rc);
         }
         if (!sum.has_end)
-            fprintf(stderr, "etracectl: replay: %s has no end record; replayed up to the "
-                            "last whole event\n", argv[1]);
-        printf("replayed %s: %llu events, ticks %llu to %llu (%llu ticks); wrote %s/\n",
-               argv[1], (unsigned long long)sum.events, (unsigned long long)sum.first_tick,
+            fprintf(stderr,
+                    "etracectl: replay: %s has no end record; replayed up to the "
+                    "last whole event\n",
+                    argv[1]);
+        printf("replayed %s: %llu events, ticks %llu to %llu (%llu ticks); wrote %s/\n", argv[1],
+               (unsigned long long)sum.events, (unsigned long long)sum.first_tick,
                (unsigned long long)sum.last_tick, (unsigned long long)sum.ticks, argv[3]);
         return EXIT_SUCCESS;
     }
@@ -740,8 +741,10 @@ main(int argc, char **argv)
         o.curve[2] = sec;
         c = etrace_client_new_curve(o.ep[2], o.ep[0], o.timeout_ms, curve_server, pub, sec);
         if (!c) {
-            fprintf(stderr, "etracectl: %s: no Z85 public/secret key pair, or a bad "
-                            "--curve-server key\n", curve_keys);
+            fprintf(stderr,
+                    "etracectl: %s: no Z85 public/secret key pair, or a bad "
+                    "--curve-server key\n",
+                    curve_keys);
             return EXIT_REPLY;
         }
     } else

@@ -24,8 +24,10 @@ checkpoint_name_ok(const char *name, char *err, size_t err_len)
         return -1;
     }
     if (strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, "..") || strstr(name, "..")) {
-        snprintf(err, err_len, "name '%s': a bare file name in the state directory is "
-                 "required ('/' and '..' are refused)", name);
+        snprintf(err, err_len,
+                 "name '%s': a bare file name in the state directory is "
+                 "required ('/' and '..' are refused)",
+                 name);
         return -1;
     }
     if (name[0] == '.' || name[0] == '-') {

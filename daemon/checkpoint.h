@@ -19,18 +19,17 @@ int checkpoint_name_ok(const char *name, char *err, size_t err_len);
 
 /* The file name for a checkpoint request: name + ".ckpt" unless it ends so; a generated
  * one when name is NULL or empty. Returns 0, or -1 (bad name, reason in err). */
-int checkpoint_file_name(const char *name, char *out, size_t out_len, char *err,
-                         size_t err_len);
+int checkpoint_file_name(const char *name, char *out, size_t out_len, char *err, size_t err_len);
 
 /* Writes buf[len] as dir/name crash-safely: dir/.name.tmp, fsync, rename, fsync(dir).
  * An existing symlink at dir/name is refused. Returns 0, or -1 with err. */
-int checkpoint_write(const char *dir, const char *name, const void *buf, size_t len,
-                     char *err, size_t err_len);
+int checkpoint_write(const char *dir, const char *name, const void *buf, size_t len, char *err,
+                     size_t err_len);
 
 /* Reads dir/name (O_NOFOLLOW: a symlink is refused) into a malloc'd *buf. Returns 0, or -1
  * with err. */
-int checkpoint_read(const char *dir, const char *name, uint8_t **buf, size_t *len,
-                    char *err, size_t err_len);
+int checkpoint_read(const char *dir, const char *name, uint8_t **buf, size_t *len, char *err,
+                    size_t err_len);
 
 /* Opens dir/name for a new recording (O_CREAT | O_EXCL | O_NOFOLLOW, mode 0600). Returns
  * the fd, or -1 with err (exists, symlink, ...). */

@@ -59,31 +59,34 @@ static const cyaml_schema_value_t str_ptr = {
 static const cyaml_schema_field_t endpoints_fields[] = {
     CYAML_FIELD_STRING_PTR("input", OPTP, struct file_endpoints, input, 0, CYAML_UNLIMITED),
     CYAML_FIELD_STRING_PTR("output", OPTP, struct file_endpoints, output, 0, CYAML_UNLIMITED),
-    CYAML_FIELD_STRING_PTR("control", OPTP, struct file_endpoints, control, 0,
-                           CYAML_UNLIMITED),
+    CYAML_FIELD_STRING_PTR("control", OPTP, struct file_endpoints, control, 0, CYAML_UNLIMITED),
     CYAML_FIELD_STRING_PTR("stats", OPTP, struct file_endpoints, stats, 0, CYAML_UNLIMITED),
-    CYAML_FIELD_END};
+    CYAML_FIELD_END,
+};
 static const cyaml_schema_field_t limits_fields[] = {
     CYAML_FIELD_INT_PTR("input_bytes", OPTP, struct file_limits, input_bytes),
     CYAML_FIELD_INT_PTR("control_bytes", OPTP, struct file_limits, control_bytes),
-    CYAML_FIELD_END};
+    CYAML_FIELD_END,
+};
 static const cyaml_schema_field_t checkpoint_fields[] = {
     CYAML_FIELD_STRING_PTR("dir", OPTP, struct file_checkpoint, dir, 0, CYAML_UNLIMITED),
     CYAML_FIELD_INT_PTR("every_s", OPTP, struct file_checkpoint, every_s),
     CYAML_FIELD_INT_PTR("keep", OPTP, struct file_checkpoint, keep),
     CYAML_FIELD_BOOL_PTR("resume", OPTP, struct file_checkpoint, resume),
-    CYAML_FIELD_END};
+    CYAML_FIELD_END,
+};
 static const cyaml_schema_field_t realtime_fields[] = {
     CYAML_FIELD_INT_PTR("priority", OPTP, struct file_realtime, priority),
     CYAML_FIELD_INT_PTR("cpu", OPTP, struct file_realtime, cpu),
     CYAML_FIELD_BOOL_PTR("mlockall", OPTP, struct file_realtime, mlockall),
-    CYAML_FIELD_END};
+    CYAML_FIELD_END,
+};
 static const cyaml_schema_field_t curve_fields[] = {
-    CYAML_FIELD_STRING_PTR("server_secret_file", OPTP, struct file_curve, server_secret_file,
-                           0, CYAML_UNLIMITED),
-    CYAML_FIELD_SEQUENCE("allow", OPTP, struct file_curve, allow, &str_ptr, 0,
-                         CYAML_UNLIMITED),
-    CYAML_FIELD_END};
+    CYAML_FIELD_STRING_PTR("server_secret_file", OPTP, struct file_curve, server_secret_file, 0,
+                           CYAML_UNLIMITED),
+    CYAML_FIELD_SEQUENCE("allow", OPTP, struct file_curve, allow, &str_ptr, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_END,
+};
 static const cyaml_schema_field_t top_fields[] = {
     CYAML_FIELD_STRING_PTR("model", OPTP, struct file_cfg, model, 0, CYAML_UNLIMITED),
     CYAML_FIELD_STRING_PTR("clock", OPTP, struct file_cfg, clock, 0, CYAML_UNLIMITED),
@@ -97,7 +100,8 @@ static const cyaml_schema_field_t top_fields[] = {
     CYAML_FIELD_MAPPING("realtime", OPT, struct file_cfg, realtime, realtime_fields),
     CYAML_FIELD_MAPPING("curve", OPT, struct file_cfg, curve, curve_fields),
     CYAML_FIELD_IGNORE("inputs", OPT), /* a map keyed by input name: read below */
-    CYAML_FIELD_END};
+    CYAML_FIELD_END,
+};
 static const cyaml_schema_value_t top_schema = {
     CYAML_VALUE_MAPPING(CYAML_FLAG_POINTER, struct file_cfg, top_fields)};
 
@@ -109,41 +113,44 @@ static const char *const clock_names[] = {"timer", "lockstep", NULL};
 #define MIB (1024LL * 1024LL)
 #define GIB (1024LL * 1024LL * 1024LL)
 static const struct config_row rows[] = {
-#define R_(name, type, def, lo, hi, reload, field, ffield, names, doc)                     \
-    {name, type, def, lo, hi, reload, offsetof(struct config, field),                      \
-     offsetof(struct file_cfg, ffield), names, doc}
+#define R_(name, type, def, lo, hi, reload, field, ffield, names, doc)                             \
+    {                                                                                              \
+        name, type, def, lo, hi, reload, offsetof(struct config, field),                           \
+            offsetof(struct file_cfg, ffield), names, doc                                          \
+    }
     R_("model", CONFIG_STR, 0, 0, 0, 0, model, model, NULL,
        "model file, relative to this file's directory (default: --model)"),
     R_("clock", CONFIG_ENUM, CONFIG_CLOCK_TIMER, 0, 0, 0, clock, clock, clock_names,
        "timer: tick every period; lockstep: one tick per Step request"),
     R_("period_us", CONFIG_INT, 0, 10, 10000000, 0, period_us, period_us, NULL,
        "tick period in microseconds (default: the model's dt)"),
-    R_("stats_period_ms", CONFIG_INT, 1000, 10, 3600000, 1, stats_period_ms, stats_period_ms,
-       NULL, "Stats published every ... milliseconds"),
-    R_("endpoints.input", CONFIG_STR, 0, 0, 0, 0, endpoints[CONFIG_EP_INPUT],
-       endpoints.input, NULL, "PULL socket for Input (default ipc://RUN/input)"),
-    R_("endpoints.output", CONFIG_STR, 0, 0, 0, 0, endpoints[CONFIG_EP_OUTPUT],
-       endpoints.output, NULL, "PUB socket for [readout][Output] (default ipc://RUN/output)"),
-    R_("endpoints.control", CONFIG_STR, 0, 0, 0, 0, endpoints[CONFIG_EP_CONTROL],
-       endpoints.control, NULL, "ROUTER socket for Request/Reply (default ipc://RUN/control)"),
-    R_("endpoints.stats", CONFIG_STR, 0, 0, 0, 0, endpoints[CONFIG_EP_STATS], endpoints.stats,
-       NULL, "PUB socket for [\"stats\"][Stats] (default ipc://RUN/stats)"),
-    R_("max_msg_bytes", CONFIG_INT, 512 * MIB, 4096, INT64_MAX, 0, max_msg_bytes,
-       max_msg_bytes, NULL, "ZMQ_MAXMSGSIZE: a bigger message drops the connection"),
+    R_("stats_period_ms", CONFIG_INT, 1000, 10, 3600000, 1, stats_period_ms, stats_period_ms, NULL,
+       "Stats published every ... milliseconds"),
+    R_("endpoints.input", CONFIG_STR, 0, 0, 0, 0, endpoints[CONFIG_EP_INPUT], endpoints.input, NULL,
+       "PULL socket for Input (default ipc://RUN/input)"),
+    R_("endpoints.output", CONFIG_STR, 0, 0, 0, 0, endpoints[CONFIG_EP_OUTPUT], endpoints.output,
+       NULL, "PUB socket for [readout][Output] (default ipc://RUN/output)"),
+    R_("endpoints.control", CONFIG_STR, 0, 0, 0, 0, endpoints[CONFIG_EP_CONTROL], endpoints.control,
+       NULL, "ROUTER socket for Request/Reply (default ipc://RUN/control)"),
+    R_("endpoints.stats", CONFIG_STR, 0, 0, 0, 0, endpoints[CONFIG_EP_STATS], endpoints.stats, NULL,
+       "PUB socket for [\"stats\"][Stats] (default ipc://RUN/stats)"),
+    R_("max_msg_bytes", CONFIG_INT, 512 * MIB, 4096, INT64_MAX, 0, max_msg_bytes, max_msg_bytes,
+       NULL, "ZMQ_MAXMSGSIZE: a bigger message drops the connection"),
     R_("limits.input_bytes", CONFIG_INT, MIB, 64, INT64_MAX, 1, limit_input_bytes,
        limits.input_bytes, NULL, "largest Input accepted; bigger ones count `oversized`"),
     R_("limits.control_bytes", CONFIG_INT, 256 * MIB, 64, INT64_MAX, 1, limit_control_bytes,
        limits.control_bytes, NULL, "largest Request accepted (a load carries weights)"),
     R_("checkpoint.dir", CONFIG_STR, 0, 0, 0, 0, checkpoint_dir, checkpoint.dir, NULL,
        "checkpoint directory (default: the state directory)"),
-    R_("checkpoint.every_s", CONFIG_INT, 0, 0, 86400, 1, checkpoint_every_s,
-       checkpoint.every_s, NULL, "periodic checkpoints every ... seconds (0: off)"),
+    R_("checkpoint.every_s", CONFIG_INT, 0, 0, 86400, 1, checkpoint_every_s, checkpoint.every_s,
+       NULL, "periodic checkpoints every ... seconds (0: off)"),
     R_("checkpoint.keep", CONFIG_INT, 3, 1, 1000, 1, checkpoint_keep, checkpoint.keep, NULL,
        "the newest ... checkpoints are kept"),
-    R_("checkpoint.resume", CONFIG_BOOL, 0, 0, 1, 0, checkpoint_resume, checkpoint.resume,
-       NULL, "start from the newest whole checkpoint"),
+    R_("checkpoint.resume", CONFIG_BOOL, 0, 0, 1, 0, checkpoint_resume, checkpoint.resume, NULL,
+       "start from the newest whole checkpoint"),
     R_("snapshot_slice_bytes", CONFIG_INT, MIB, 4 * KIB, GIB, 1, snapshot_slice_bytes,
-       snapshot_slice_bytes, NULL, "bytes of weights copied per tick for a snapshot, and read for the stats norms"),
+       snapshot_slice_bytes, NULL,
+       "bytes of weights copied per tick for a snapshot, and read for the stats norms"),
     R_("realtime.priority", CONFIG_INT, 0, 0, 99, 0, rt_priority, realtime.priority, NULL,
        "SCHED_FIFO priority of the tick thread (0: off)"),
     R_("realtime.cpu", CONFIG_INT, -1, -1, 4095, 0, rt_cpu, realtime.cpu, NULL,
@@ -287,8 +294,8 @@ is_row_prefix(const char *prefix)
 }
 
 static int
-check_value(const char *path, const struct config_row *r, yaml_document_t *doc,
-            yaml_node_t *v, char *err, size_t len)
+check_value(const char *path, const struct config_row *r, yaml_document_t *doc, yaml_node_t *v,
+            char *err, size_t len)
 {
     int line = (int)v->start_mark.line + 1;
     const char *s = scalar(v);
@@ -332,12 +339,12 @@ check_value(const char *path, const struct config_row *r, yaml_document_t *doc,
             errf(err, len, "%s:%d: %s: expected a list of strings", path, line, r->name);
             return -1;
         }
-        for (yaml_node_item_t *it = v->data.sequence.items.start;
-             it < v->data.sequence.items.top; it++) {
+        for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
+             it++) {
             yaml_node_t *item = yaml_document_get_node(doc, *it);
             if (!scalar(item)) {
-                errf(err, len, "%s:%d: %s: expected a string", path,
-                     (int)item->start_mark.line + 1, r->name);
+                errf(err, len, "%s:%d: %s: expected a string", path, (int)item->start_mark.line + 1,
+                     r->name);
                 return -1;
             }
         }
@@ -392,12 +399,12 @@ check_mapping(const char *path, yaml_document_t *doc, yaml_node_t *map, const ch
 
 /* inputs: {NAME: {max_age_ms: INT, on_stale: hold|zero}, ...} */
 static int
-read_inputs(struct config *c, const char *path, yaml_document_t *doc, yaml_node_t *root,
-            char *err, size_t len)
+read_inputs(struct config *c, const char *path, yaml_document_t *doc, yaml_node_t *root, char *err,
+            size_t len)
 {
     yaml_node_t *map = NULL;
-    for (yaml_node_pair_t *p = root->data.mapping.pairs.start;
-         p < root->data.mapping.pairs.top; p++) {
+    for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
+         p++) {
         const char *ks = scalar(yaml_document_get_node(doc, p->key));
         if (ks && !strcmp(ks, "inputs"))
             map = yaml_document_get_node(doc, p->value);
@@ -448,8 +455,8 @@ read_inputs(struct config *c, const char *path, yaml_document_t *doc, yaml_node_
             int qline = (int)qk->start_mark.line + 1;
             if (key && !strcmp(key, "max_age_ms")) {
                 if (!is_int_text(val) || strtoll(val, NULL, 10) < 0) {
-                    errf(err, len, "%s:%d: inputs.%s.max_age_ms: expected an integer >= 0",
-                         path, qline, name);
+                    errf(err, len, "%s:%d: inputs.%s.max_age_ms: expected an integer >= 0", path,
+                         qline, name);
                     return -1;
                 }
                 in->max_age_ms = strtoll(val, NULL, 10);
@@ -459,8 +466,8 @@ read_inputs(struct config *c, const char *path, yaml_document_t *doc, yaml_node_
                 } else if (val && !strcmp(val, "zero")) {
                     in->on_stale = CONFIG_ON_STALE_ZERO;
                 } else {
-                    errf(err, len, "%s:%d: inputs.%s.on_stale: expected hold | zero", path,
-                         qline, name);
+                    errf(err, len, "%s:%d: inputs.%s.on_stale: expected hold | zero", path, qline,
+                         name);
                     return -1;
                 }
             } else {
@@ -476,8 +483,8 @@ read_inputs(struct config *c, const char *path, yaml_document_t *doc, yaml_node_
 /* ---- libcyaml -------------------------------------------------------------------------- */
 
 struct cy_log {
-    char first[256];  /* the first error line */
-    int line;         /* the first backtrace line number, 0 if none */
+    char first[256]; /* the first error line */
+    int line;        /* the first backtrace line number, 0 if none */
 };
 
 static void
@@ -546,8 +553,10 @@ resolve(struct config *c, const struct file_cfg *f, const char *path, char *err,
         }
     }
     if (c->max_msg_bytes < c->limit_input_bytes || c->max_msg_bytes < c->limit_control_bytes) {
-        errf(err, len, "%s: max_msg_bytes: %lld is below limits.input_bytes or "
-             "limits.control_bytes", path, (long long)c->max_msg_bytes);
+        errf(err, len,
+             "%s: max_msg_bytes: %lld is below limits.input_bytes or "
+             "limits.control_bytes",
+             path, (long long)c->max_msg_bytes);
         return -1;
     }
     return 0;
@@ -576,8 +585,7 @@ config_load_text(struct config *c, const char *text, size_t len, const char *pat
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
     if (!yaml_parser_load(&parser, &doc)) {
         errf(err, err_len, "%s:%zu: %s %s", path, parser.problem_mark.line + 1,
-             parser.problem ? parser.problem : "YAML error",
-             parser.context ? parser.context : "");
+             parser.problem ? parser.problem : "YAML error", parser.context ? parser.context : "");
         yaml_parser_delete(&parser);
         goto fail;
     }
@@ -606,8 +614,8 @@ config_load_text(struct config *c, const char *text, size_t len, const char *pat
                          .mem_fn = cyaml_mem,
                          .log_level = CYAML_LOG_ERROR,
                          .flags = CYAML_CFG_DEFAULT};
-    cyaml_err_t ce = cyaml_load_data((const uint8_t *)text, len, &cy, &top_schema,
-                                     (cyaml_data_t **)&f, NULL);
+    cyaml_err_t ce =
+        cyaml_load_data((const uint8_t *)text, len, &cy, &top_schema, (cyaml_data_t **)&f, NULL);
     if (ce != CYAML_OK) {
         errf(err, err_len, "%s:%d: %s (%s)", path, log.line, cyaml_strerror(ce),
              log.first[0] ? log.first : "libcyaml");
@@ -638,11 +646,10 @@ config_load(struct config *c, const char *path, char *err, size_t err_len)
         errf(err, err_len, "%s: %s", path, strerror(errno));
         return -1;
     }
-    if (fseek(fp, 0, SEEK_END) || (n = ftell(fp)) < 0 || fseek(fp, 0, SEEK_SET) ||
-        n > 16 * MIB || !(text = malloc((size_t)n + 1)) ||
-        fread(text, 1, (size_t)n, fp) != (size_t)n) {
-        errf(err, err_len, "%s: cannot read (%s)", path, n > 16 * MIB ? "over 16 MiB"
-                                                                       : strerror(errno));
+    if (fseek(fp, 0, SEEK_END) || (n = ftell(fp)) < 0 || fseek(fp, 0, SEEK_SET) || n > 16 * MIB ||
+        !(text = malloc((size_t)n + 1)) || fread(text, 1, (size_t)n, fp) != (size_t)n) {
+        errf(err, err_len, "%s: cannot read (%s)", path,
+             n > 16 * MIB ? "over 16 MiB" : strerror(errno));
         free(text);
         fclose(fp);
         return -1;

@@ -9,40 +9,45 @@
 
 enum config_clock { CONFIG_CLOCK_TIMER, CONFIG_CLOCK_LOCKSTEP };
 enum config_on_stale { CONFIG_ON_STALE_HOLD, CONFIG_ON_STALE_ZERO };
-enum config_endpoint { CONFIG_EP_INPUT, CONFIG_EP_OUTPUT, CONFIG_EP_CONTROL, CONFIG_EP_STATS,
-                       CONFIG_N_EP };
+enum config_endpoint {
+    CONFIG_EP_INPUT,
+    CONFIG_EP_OUTPUT,
+    CONFIG_EP_CONTROL,
+    CONFIG_EP_STATS,
+    CONFIG_N_EP
+};
 
 /* inputs.<name>: per model input. */
 struct config_input {
-    char *name;                   /* the model input it applies to, owned */
-    int64_t max_age_ms;           /* 0: never stale */
+    char *name;                    /* the model input it applies to, owned */
+    int64_t max_age_ms;            /* 0: never stale */
     enum config_on_stale on_stale; /* what a stale input reads */
-    int line;                     /* where it is in the file, for messages */
+    int line;                      /* where it is in the file, for messages */
 };
 
 /* Every setting, resolved: defaults applied, bounds checked. Strings are owned. */
 struct config {
-    char *path;                    /* the config file, or NULL for --model alone */
-    char *model;                   /* model file (relative to the config file's dir) */
-    enum config_clock clock;       /* timer or lockstep */
-    int64_t period_us;             /* 0: the model's dt */
-    int64_t stats_period_ms;       /* stats every ... */
-    char *endpoints[CONFIG_N_EP];  /* NULL: ipc://RUN/<name> */
-    int64_t max_msg_bytes;         /* ZMQ_MAXMSGSIZE of the input and control sockets */
-    int64_t limit_input_bytes;     /* largest Input accepted */
-    int64_t limit_control_bytes;   /* largest Request accepted */
-    char *checkpoint_dir;          /* NULL: the state directory */
-    int64_t checkpoint_every_s;    /* 0: off */
-    int64_t checkpoint_keep;       /* newest checkpoints kept */
-    int checkpoint_resume;         /* start from the newest checkpoint */
-    int64_t snapshot_slice_bytes;  /* bytes copied per tick for a snapshot */
-    int64_t rt_priority;           /* SCHED_FIFO priority of the tick thread; 0 off */
-    int64_t rt_cpu;                /* tick thread CPU; -1: the last if priority > 0 */
-    int rt_mlockall;               /* lock memory (if RLIMIT_MEMLOCK permits) */
+    char *path;                     /* the config file, or NULL for --model alone */
+    char *model;                    /* model file (relative to the config file's dir) */
+    enum config_clock clock;        /* timer or lockstep */
+    int64_t period_us;              /* 0: the model's dt */
+    int64_t stats_period_ms;        /* stats every ... */
+    char *endpoints[CONFIG_N_EP];   /* NULL: ipc://RUN/<name> */
+    int64_t max_msg_bytes;          /* ZMQ_MAXMSGSIZE of the input and control sockets */
+    int64_t limit_input_bytes;      /* largest Input accepted */
+    int64_t limit_control_bytes;    /* largest Request accepted */
+    char *checkpoint_dir;           /* NULL: the state directory */
+    int64_t checkpoint_every_s;     /* 0: off */
+    int64_t checkpoint_keep;        /* newest checkpoints kept */
+    int checkpoint_resume;          /* start from the newest checkpoint */
+    int64_t snapshot_slice_bytes;   /* bytes copied per tick for a snapshot */
+    int64_t rt_priority;            /* SCHED_FIFO priority of the tick thread; 0 off */
+    int64_t rt_cpu;                 /* tick thread CPU; -1: the last if priority > 0 */
+    int rt_mlockall;                /* lock memory (if RLIMIT_MEMLOCK permits) */
     char *curve_server_secret_file; /* NULL: no CURVE */
-    char **curve_allow;            /* [n_curve_allow] Z85 client public keys */
+    char **curve_allow;             /* [n_curve_allow] Z85 client public keys */
     int n_curve_allow;
-    struct config_input *inputs;   /* [n_inputs] */
+    struct config_input *inputs; /* [n_inputs] */
     int n_inputs;
 };
 
@@ -50,15 +55,15 @@ enum config_type { CONFIG_INT, CONFIG_BOOL, CONFIG_STR, CONFIG_ENUM, CONFIG_STRL
 
 /* One row of the settings table. */
 struct config_row {
-    const char *name;           /* dotted key, e.g. "limits.input_bytes" */
+    const char *name; /* dotted key, e.g. "limits.input_bytes" */
     enum config_type type;
-    int64_t def;                /* INT/BOOL/ENUM default (STR defaults are NULL) */
-    int64_t min, max;           /* INT bounds, inclusive */
-    int reloadable;             /* SIGHUP applies it */
-    size_t off;                 /* offset of the value in struct config */
-    size_t file_off;            /* offset of its pointer in config.c's loaded-file struct */
-    const char *const *names;   /* ENUM: value names, NULL-terminated */
-    const char *doc;            /* one line for the example config and README */
+    int64_t def;              /* INT/BOOL/ENUM default (STR defaults are NULL) */
+    int64_t min, max;         /* INT bounds, inclusive */
+    int reloadable;           /* SIGHUP applies it */
+    size_t off;               /* offset of the value in struct config */
+    size_t file_off;          /* offset of its pointer in config.c's loaded-file struct */
+    const char *const *names; /* ENUM: value names, NULL-terminated */
+    const char *doc;          /* one line for the example config and README */
 };
 
 /* The table (static storage) and its length. */
@@ -74,8 +79,8 @@ int config_init_defaults(struct config *c, const char *model_path);
 int config_load(struct config *c, const char *path, char *err, size_t err_len);
 
 /* Same, from text in memory (path names it in messages). */
-int config_load_text(struct config *c, const char *text, size_t len, const char *path,
-                     char *err, size_t err_len);
+int config_load_text(struct config *c, const char *text, size_t len, const char *path, char *err,
+                     size_t err_len);
 
 /* Frees every owned string; accepts a zeroed struct; leaves it zeroed. */
 void config_fini(struct config *c);

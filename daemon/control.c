@@ -19,20 +19,20 @@ struct reply_buf {
     Etrace__Status status;
     struct stats_msg stats;
     Etrace__StepResult step;
-    Etrace__Output *outs;          /* [n_readouts] */
+    Etrace__Output *outs; /* [n_readouts] */
     Etrace__Output **outs_p;
-    float *floats;                 /* readout values and actions */
+    float *floats; /* readout values and actions */
     Etrace__ExportResult exp;
-    Etrace__Tensor *tensors;       /* [4 * n_projs] */
+    Etrace__Tensor *tensors; /* [4 * n_projs] */
     Etrace__Tensor **tensors_p;
-    int64_t *shapes;               /* [2 * 4 * n_projs] */
+    int64_t *shapes; /* [2 * 4 * n_projs] */
     char msg[256];
 };
 
 enum start_rc {
-    START_DONE,    /* the reply is built */
-    START_TICK,    /* a tick command was queued; the reply comes with its result */
-    START_WAIT     /* parked elsewhere (stats before the first snapshot) */
+    START_DONE, /* the reply is built */
+    START_TICK, /* a tick command was queued; the reply comes with its result */
+    START_WAIT  /* parked elsewhere (stats before the first snapshot) */
 };
 
 /* One call in progress: the request and where its reply goes. */
@@ -40,9 +40,9 @@ struct call {
     struct daemon *d;
     const Etrace__Request *req;
     struct reply_buf *rb;
-    zmq_msg_t *env;   /* the envelope parts */
+    zmq_msg_t *env; /* the envelope parts */
     int n_env;
-    int stop_after;   /* shutdown: stop once the reply is sent */
+    int stop_after; /* shutdown: stop once the reply is sent */
 };
 
 typedef enum start_rc (*start_fn)(struct call *c);
@@ -55,8 +55,7 @@ struct handler {
 
 /* ---- replies ---------------------------------------------------------------------------- */
 
-static void
-reply_error(struct reply_buf *rb, Etrace__Error__Code code, const char *fmt, ...)
+static void reply_error(struct reply_buf *rb, Etrace__Error__Code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static void
@@ -236,8 +235,8 @@ start_lr(struct call *c)
     struct tick_cmd cmd = {.type = TICK_CMD_LR};
     cmd.arg.lr = c->req->lr->lr;
     if (!isfinite(cmd.arg.lr) || cmd.arg.lr < 0.0) {
-        c->d->ep[CONFIG_EP_CONTROL].c.rejected[isfinite(cmd.arg.lr) ? WIRE_REJECT_BAD_ARGUMENT
-                                                                    : WIRE_REJECT_NON_FINITE]++;
+        c->d->ep[CONFIG_EP_CONTROL]
+            .c.rejected[isfinite(cmd.arg.lr) ? WIRE_REJECT_BAD_ARGUMENT : WIRE_REJECT_NON_FINITE]++;
         reply_error(c->rb,
                     isfinite(cmd.arg.lr) ? ETRACE__ERROR__CODE__BAD_ARGUMENT
                                          : ETRACE__ERROR__CODE__NON_FINITE,
@@ -402,7 +401,7 @@ start_replay(struct call *c)
         cmd.arg.replay.kind = TICK_REC_RESET;
         cmd.arg.replay.a = ev->reset->what == ETRACE__RESET__WHAT__STATES   ? 1
                            : ev->reset->what == ETRACE__RESET__WHAT__TRACES ? 2
-                                                                             : 3;
+                                                                            : 3;
         return queue(c, &cmd, NULL);
     case ETRACE__RECORD_EVENT__KIND_STALE_ZERO: {
         int i = layout_find_input(&d->lay, ev->stale_zero);
@@ -429,18 +428,15 @@ start_replay(struct call *c)
     case ETRACE__RECORD_EVENT__KIND_RESTORE:
         if (!(p = park(c)))
             return START_DONE;
-        ops_restore_checkpoint(d, p,
-                               ev->kind_case == ETRACE__RECORD_EVENT__KIND_SNAPSHOT ? ev->snapshot
-                                                                                    : ev->restore,
-                               ev->kind_case == ETRACE__RECORD_EVENT__KIND_SNAPSHOT
-                                   ? "replay snapshot"
-                                   : "replay restore");
+        ops_restore_checkpoint(
+            d, p, ev->kind_case == ETRACE__RECORD_EVENT__KIND_SNAPSHOT ? ev->snapshot : ev->restore,
+            ev->kind_case == ETRACE__RECORD_EVENT__KIND_SNAPSHOT ? "replay snapshot"
+                                                                 : "replay restore");
         return START_WAIT;
     case ETRACE__RECORD_EVENT__KIND_END:
         return start_status(c);
     default:
-        return refuse(c, WIRE_REJECT_BAD_ARGUMENT, ETRACE__ERROR__CODE__BAD_ARGUMENT,
-                      "no event");
+        return refuse(c, WIRE_REJECT_BAD_ARGUMENT, ETRACE__ERROR__CODE__BAD_ARGUMENT, "no event");
     }
 }
 
@@ -592,8 +588,8 @@ control_on_message(struct endpoint *ep, zmq_msg_t *parts, int n_parts)
     req = etrace__request__unpack(NULL, len, zmq_msg_data(body));
     if (!req) {
         ep->c.rejected[WIRE_REJECT_UNDECODABLE]++;
-        reply_error(&rb, ETRACE__ERROR__CODE__UNDECODABLE,
-                    "not a Request message (%zu bytes)", len);
+        reply_error(&rb, ETRACE__ERROR__CODE__UNDECODABLE, "not a Request message (%zu bytes)",
+                    len);
         goto send;
     }
     rb.reply.id = req->id;
@@ -675,8 +671,8 @@ fill_step(struct daemon *d, struct reply_buf *rb, const struct wire_output *o)
 }
 
 static Etrace__Tensor *
-tensor(struct reply_buf *rb, int *n, const char *proj, const char *part, int64_t d0,
-       int64_t d1, char *names, size_t name_len)
+tensor(struct reply_buf *rb, int *n, const char *proj, const char *part, int64_t d0, int64_t d1,
+       char *names, size_t name_len)
 {
     Etrace__Tensor *t = &rb->tensors[*n];
     etrace__tensor__init(t);
@@ -730,8 +726,7 @@ fill_export(struct daemon *d, struct reply_buf *rb, uint8_t *buf, char *names, s
             set_values(t, buf + pr->exp_bias, pr->out_size);
         }
         if (pr->op == MODEL_OP_SPARSE) {
-            t = tensor(rb, &n, pr->name, "indptr", pr->in_size + 1, -1, nm + 2 * stride,
-                       stride);
+            t = tensor(rb, &n, pr->name, "indptr", pr->in_size + 1, -1, nm + 2 * stride, stride);
             t->ints = (int64_t *)(void *)(buf + pr->exp_indptr);
             t->n_ints = (size_t)(pr->in_size + 1);
             t = tensor(rb, &n, pr->name, "indices", pr->count, -1, nm + 3 * stride, stride);

@@ -36,8 +36,10 @@ curve_read_secret(const char *path, uint8_t key[32], char *err, size_t err_len)
     }
     fclose(f);
     if (!found) {
-        snprintf(err, err_len, "curve.server_secret_file %s: no 40-character Z85 secret key "
-                 "(write one with `etracectl keygen`)", path);
+        snprintf(err, err_len,
+                 "curve.server_secret_file %s: no 40-character Z85 secret key "
+                 "(write one with `etracectl keygen`)",
+                 path);
         return -1;
     }
     return 0;

@@ -301,8 +301,7 @@ reload_config(struct daemon *d)
     d->cfg.checkpoint_every_s = nc.checkpoint_every_s;
     d->cfg.checkpoint_keep = nc.checkpoint_keep;
     d->cfg.snapshot_slice_bytes = nc.snapshot_slice_bytes;
-    atomic_store_explicit(&d->tick.norm_slice_bytes, nc.snapshot_slice_bytes,
-                          memory_order_relaxed);
+    atomic_store_explicit(&d->tick.norm_slice_bytes, nc.snapshot_slice_bytes, memory_order_relaxed);
     for (int i = 0; i < d->cfg.n_curve_allow; i++)
         free(d->cfg.curve_allow[i]);
     free(d->cfg.curve_allow);
@@ -466,8 +465,7 @@ apply_mlock(struct daemon *d)
     size_t need = 2 * engine_resident_bytes(d->eng);
     if (!d->cfg.rt_mlockall)
         return;
-    if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-        rl.rlim_cur < need) {
+    if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
         log_warning("realtime.mlockall: RLIMIT_MEMLOCK is %llu bytes, below twice the "
                     "resident estimate (%zu); memory is not locked",
                     (unsigned long long)rl.rlim_cur, need);
@@ -604,13 +602,16 @@ daemon_main(int argc, char **argv)
     d->dt_ns = (int64_t)llround(d->lay.dt_s * 1e9);
     d->period_ns = d->cfg.period_us ? d->cfg.period_us * 1000 : d->dt_ns;
     if (d->cfg.clock == CONFIG_CLOCK_TIMER && d->period_ns < 10000) {
-        fprintf(stderr, "etraced: the model's dt (%g s) is below the 10 us period floor; set "
-                "period_us\n", d->lay.dt_s);
+        fprintf(stderr,
+                "etraced: the model's dt (%g s) is below the 10 us period floor; set "
+                "period_us\n",
+                d->lay.dt_s);
         goto out_layout;
     }
     if (d->cfg.period_us && d->period_ns != d->dt_ns)
         log_warning("period_us %lld differs from the model's dt (%g s): model time runs at "
-                    "%.3gx wall time", (long long)d->cfg.period_us, d->lay.dt_s,
+                    "%.3gx wall time",
+                    (long long)d->cfg.period_us, d->lay.dt_s,
                     (double)d->dt_ns / (double)d->period_ns);
     if (ops_init(d)) {
         fprintf(stderr, "etraced: out of memory\n");

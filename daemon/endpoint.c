@@ -136,8 +136,8 @@ on_mon(uv_poll_t *h, int status, int events)
 
 int
 endpoint_open(struct endpoint *ep, uv_loop_t *loop, void *zctx, int type, const char *name,
-              const char *url, int64_t max_msg_bytes, int hwm, endpoint_recv_fn on_recv,
-              void *data, const uint8_t *curve_secret, char *err, size_t err_len)
+              const char *url, int64_t max_msg_bytes, int hwm, endpoint_recv_fn on_recv, void *data,
+              const uint8_t *curve_secret, char *err, size_t err_len)
 {
     int zero = 0, fd;
     size_t fd_len = sizeof(fd);
@@ -226,8 +226,7 @@ int
 endpoint_send(struct endpoint *ep, int n, const void *const *data, const size_t *len)
 {
     for (int i = 0; i < n; i++) {
-        if (zmq_send(ep->sock, data[i], len[i], ZMQ_DONTWAIT | (i + 1 < n ? ZMQ_SNDMORE : 0)) <
-            0) {
+        if (zmq_send(ep->sock, data[i], len[i], ZMQ_DONTWAIT | (i + 1 < n ? ZMQ_SNDMORE : 0)) < 0) {
             ep->c.dropped++;
             recheck(ep);
             return -1;

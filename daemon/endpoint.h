@@ -25,27 +25,27 @@ typedef void (*endpoint_recv_fn)(struct endpoint *ep, zmq_msg_t *parts, int n_pa
 
 /* Counters of one socket, since start (shown in Stats). */
 struct endpoint_counters {
-    uint64_t accepted;                 /* messages accepted (or sent, for PUB) */
-    uint64_t rejected[WIRE_N_REJECT];  /* per reason */
-    uint64_t peer_dropped;             /* connections that ended (monitor) */
-    uint64_t dropped;                  /* messages the daemon could not take or send */
-    uint64_t curve_refused;            /* CURVE endpoint: handshakes of clients without
-                                        * CURVE (mechanism mismatch, monitor) */
+    uint64_t accepted;                /* messages accepted (or sent, for PUB) */
+    uint64_t rejected[WIRE_N_REJECT]; /* per reason */
+    uint64_t peer_dropped;            /* connections that ended (monitor) */
+    uint64_t dropped;                 /* messages the daemon could not take or send */
+    uint64_t curve_refused;           /* CURVE endpoint: handshakes of clients without
+                                       * CURVE (mechanism mismatch, monitor) */
 };
 
 struct endpoint {
-    const char *name;       /* "input", "output", "control", "stats" */
-    char *url;              /* as bound, owned */
-    void *sock;             /* the ZeroMQ socket, owned */
-    void *mon;              /* PAIR socket reading the monitor, owned (NULL: none) */
-    uv_poll_t poll;         /* on ZMQ_FD of sock */
-    uv_poll_t mon_poll;     /* on ZMQ_FD of mon */
-    uv_idle_t idle;         /* re-arms a drain cut short by the budget */
-    int budget;             /* messages per drain */
-    int n_open_handles;     /* handles not yet closed */
-    int is_curve;           /* a CURVE server (tcp:// with curve_secret) */
-    endpoint_recv_fn on_recv;  /* NULL for send-only sockets */
-    void *data;             /* the owner's */
+    const char *name;         /* "input", "output", "control", "stats" */
+    char *url;                /* as bound, owned */
+    void *sock;               /* the ZeroMQ socket, owned */
+    void *mon;                /* PAIR socket reading the monitor, owned (NULL: none) */
+    uv_poll_t poll;           /* on ZMQ_FD of sock */
+    uv_poll_t mon_poll;       /* on ZMQ_FD of mon */
+    uv_idle_t idle;           /* re-arms a drain cut short by the budget */
+    int budget;               /* messages per drain */
+    int n_open_handles;       /* handles not yet closed */
+    int is_curve;             /* a CURVE server (tcp:// with curve_secret) */
+    endpoint_recv_fn on_recv; /* NULL for send-only sockets */
+    void *data;               /* the owner's */
     struct endpoint_counters c;
     void (*on_closed)(struct endpoint *ep); /* after endpoint_close finished, or NULL */
 };

@@ -78,9 +78,9 @@ enum { MAX_FILES = 64 };
 struct named_file {
     const char *name; /* input or readout name */
     const char *path;
-    int index;        /* input or readout index */
+    int index; /* input or readout index */
     struct npy a;
-    double *v;        /* the array as doubles */
+    double *v; /* the array as doubles */
     int64_t rows, cols;
 };
 
@@ -174,10 +174,10 @@ parse_run_args(int argc, char **argv, struct run *r)
     if (!r->out_dir)
         return fprintf(stderr, "etraced run: --out DIR is required\n"), 64;
     if (r->replay) {
-        if (r->model || r->n_inputs || r->n_targets || r->reward_path || r->ticks >= 0 ||
-            r->align)
+        if (r->model || r->n_inputs || r->n_targets || r->reward_path || r->ticks >= 0 || r->align)
             return fprintf(stderr, "etraced run: --replay FILE takes no MODEL and no file "
-                                   "flags (only --out, and --learn is not allowed)\n"), 64;
+                                   "flags (only --out, and --learn is not allowed)\n"),
+                   64;
         return 0;
     }
     if (!r->model)
@@ -241,8 +241,8 @@ mkdir_p(const char *dir)
 }
 
 static int
-write_npy(const char *dir, const char *sub, const char *name, const char *suffix,
-          enum npy_dtype t, int ndim, const int64_t *shape, const void *data)
+write_npy(const char *dir, const char *sub, const char *name, const char *suffix, enum npy_dtype t,
+          int ndim, const int64_t *shape, const void *data)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, sub);
@@ -384,7 +384,8 @@ check_files(struct run *r, struct engine *eng, int64_t *T_out)
         for (int k = 0; k < r->n_inputs; k++)
             found |= strcmp(r->inputs[k].name, d->inputs[i].name) == 0;
         if (!found)
-            return fprintf(stderr, "etraced run: no --input for input '%s'\n", d->inputs[i].name), 1;
+            return fprintf(stderr, "etraced run: no --input for input '%s'\n", d->inputs[i].name),
+                   1;
     }
     struct named_file *all[2 * MAX_FILES + 1];
     int n_all = 0;
@@ -393,12 +394,14 @@ check_files(struct run *r, struct engine *eng, int64_t *T_out)
         f->index = model_find_input(d, f->name);
         if (f->index < 0)
             return fprintf(stderr, "etraced run: --input %s: the model has no input '%s'\n",
-                           f->path, f->name), 1;
+                           f->path, f->name),
+                   1;
         if (load_table(f, "--input"))
             return 1;
         if (f->a.ndim != 2 || f->cols != d->inputs[f->index].size)
             return fprintf(stderr, "etraced run: --input %s: shape must be [T, %d]\n", f->path,
-                           d->inputs[f->index].size), 1;
+                           d->inputs[f->index].size),
+                   1;
         all[n_all++] = f;
     }
     for (int k = 0; k < r->n_targets; k++) {
@@ -406,14 +409,16 @@ check_files(struct run *r, struct engine *eng, int64_t *T_out)
         f->index = model_find_readout(d, f->name);
         if (f->index < 0)
             return fprintf(stderr, "etraced run: --target %s: the model has no readout '%s'\n",
-                           f->path, f->name), 1;
+                           f->path, f->name),
+                   1;
         if (load_table(f, "--target"))
             return 1;
         int size = engine_readout_size(eng, f->index);
         int ce = d->learning.present && d->learning.loss == MODEL_LOSS_CROSS_ENTROPY;
         if (ce ? f->cols != 1 : (f->a.ndim != 2 || f->cols != size))
             return fprintf(stderr, "etraced run: --target %s: shape must be %s\n", f->path,
-                           ce ? "[T] or [T, 1] (class indices)" : "[T, readout size]"), 1;
+                           ce ? "[T] or [T, 1] (class indices)" : "[T, readout size]"),
+                   1;
         all[n_all++] = f;
     }
     if (r->reward_path) {
@@ -421,7 +426,8 @@ check_files(struct run *r, struct engine *eng, int64_t *T_out)
         if (load_table(&r->reward, "--reward"))
             return 1;
         if (r->reward.cols != 1)
-            return fprintf(stderr, "etraced run: --reward %s: shape must be [T]\n", r->reward.path), 1;
+            return fprintf(stderr, "etraced run: --reward %s: shape must be [T]\n", r->reward.path),
+                   1;
         all[n_all++] = &r->reward;
     }
     for (int k = 0; k < n_all; k++) {
@@ -435,13 +441,15 @@ check_files(struct run *r, struct engine *eng, int64_t *T_out)
             return fprintf(stderr, "etraced run: no input files: give --ticks N\n"), 64;
         if (differ)
             return fprintf(stderr, "etraced run: the files have different row counts: give "
-                                   "--ticks N\n"), 1;
+                                   "--ticks N\n"),
+                   1;
         T = common;
     }
     for (int k = 0; k < n_all; k++)
         if (all[k]->rows < T)
             return fprintf(stderr, "etraced run: %s has %lld rows, fewer than the %lld ticks\n",
-                           all[k]->path, (long long)all[k]->rows, (long long)T), 1;
+                           all[k]->path, (long long)all[k]->rows, (long long)T),
+                   1;
     *T_out = T;
     return 0;
 }
@@ -545,8 +553,10 @@ offline_run_main(int argc, char **argv)
                 if (src[0] >= 0.0) {
                     int size = engine_readout_size(eng, f->index);
                     if (src[0] != floor(src[0]) || src[0] >= size) {
-                        fprintf(stderr, "etraced run: %s: row %lld: class %g is not an index "
-                                        "below %d\n", f->path, (long long)t, src[0], size);
+                        fprintf(stderr,
+                                "etraced run: %s: row %lld: class %g is not an index "
+                                "below %d\n",
+                                f->path, (long long)t, src[0], size);
                         goto done;
                     }
                     engine_set_target_class(eng, f->index, (int)src[0]);
@@ -692,8 +702,8 @@ offline_export_checkpoint_main(int argc, char **argv)
         fprintf(stderr, "etraced export-checkpoint: %s\n", err);
     else {
         if (mkdir_p(argv[2]) == 0 && write_params(eng, argv[2], 0) == 0) {
-            printf("etraced export-checkpoint: %s (model %s, tick %llu) -> %s/params/\n",
-                   argv[1], ck->model_name, (unsigned long long)engine_tick_count(eng), argv[2]);
+            printf("etraced export-checkpoint: %s (model %s, tick %llu) -> %s/params/\n", argv[1],
+                   ck->model_name, (unsigned long long)engine_tick_count(eng), argv[2]);
             rc = 0;
         }
         engine_free(&eng);
@@ -715,8 +725,9 @@ replay_input(struct engine *eng, const Etrace__Input *in, const char *file)
         int i = model_find_input(d, f->name);
         if (i < 0 || (f->n_values && f->n_values != (size_t)d->inputs[i].size) ||
             f->n_values > 4096)
-            return fprintf(stderr, "etraced run: %s: input '%s' does not fit the model\n",
-                           file, f->name), -1;
+            return fprintf(stderr, "etraced run: %s: input '%s' does not fit the model\n", file,
+                           f->name),
+                   -1;
         if (d->inputs[i].kind == MODEL_INPUT_SPIKES) {
             engine_add_spikes(eng, i, f->spikes, (int)f->n_spikes);
         } else {
@@ -761,8 +772,10 @@ replay_replace(struct engine **eng, struct engine *next, const char *file)
     *eng = next;
     return 0;
 differ:
-    fprintf(stderr, "etraced run: %s: a swap to a model with other readouts: not supported "
-                    "by replay\n", file);
+    fprintf(stderr,
+            "etraced run: %s: a swap to a model with other readouts: not supported "
+            "by replay\n",
+            file);
     engine_free(&next);
     return -1;
 }
@@ -795,8 +808,10 @@ replay_main(const char *file, const char *out_dir)
                 break;
         }
         if (n > len - pos) {
-            fprintf(stderr, "etraced run: %s: truncated after %lld events; replaying what is "
-                            "whole\n", file, (long long)n_events);
+            fprintf(stderr,
+                    "etraced run: %s: truncated after %lld events; replaying what is "
+                    "whole\n",
+                    file, (long long)n_events);
             break;
         }
         Etrace__RecordEvent *ev = etrace__record_event__unpack(NULL, n, buf + pos);
@@ -826,8 +841,8 @@ replay_main(const char *file, const char *out_dir)
             if (T == cap) {
                 cap = cap ? 2 * cap : 4096;
                 for (int k = 0; k < engine_n_readouts(eng); k++) {
-                    real *no = realloc(outs[k], (size_t)cap *
-                                       (size_t)engine_readout_size(eng, k) * sizeof(real));
+                    real *no = realloc(outs[k], (size_t)cap * (size_t)engine_readout_size(eng, k) *
+                                                    sizeof(real));
                     if (!no)
                         goto oom_ev;
                     outs[k] = no;
@@ -919,8 +934,10 @@ replay_main(const char *file, const char *out_dir)
         goto done;
     }
     if (!has_end)
-        fprintf(stderr, "etraced run: %s: no end record (the daemon stopped while recording); "
-                        "replayed up to the last whole event\n", file);
+        fprintf(stderr,
+                "etraced run: %s: no end record (the daemon stopped while recording); "
+                "replayed up to the last whole event\n",
+                file);
     if (mkdir_p(out_dir)) {
         fprintf(stderr, "etraced run: cannot create %s: %s\n", out_dir, strerror(errno));
         goto done;

@@ -26,17 +26,17 @@ struct swap_job {
     struct daemon_pending *p;
     uint64_t serial;
     int restore;
-    uint8_t *load_bytes;       /* the packed Load (load), or Checkpoint (replay restore) */
+    uint8_t *load_bytes; /* the packed Load (load), or Checkpoint (replay restore) */
     size_t load_len;
-    char name[256];            /* the checkpoint (restore) */
+    char name[256]; /* the checkpoint (restore) */
     char dir[4096];
-    Etrace__Checkpoint *ck;    /* restore: kept for the recording */
-    struct engine *eng;        /* the new engine */
-    struct layout *lay;        /* its layout (heap: the tick thread points at it) */
+    Etrace__Checkpoint *ck; /* restore: kept for the recording */
+    struct engine *eng;     /* the new engine */
+    struct layout *lay;     /* its layout (heap: the tick thread points at it) */
     struct snap_plan plan;
     int *in_map, *ro_map;
     struct tick_swap sw;
-    int code;                  /* Etrace__Error__Code of a failure */
+    int code; /* Etrace__Error__Code of a failure */
     char err[1024];
 };
 
@@ -49,7 +49,7 @@ struct snap_job {
     struct tick_snap_req req;
     char name[256];
     char dir[4096];
-    int keep;                  /* prune generated checkpoints to this many (0: no) */
+    int keep; /* prune generated checkpoints to this many (0: no) */
     size_t bytes;
     int rc;
     char err[512];
@@ -58,9 +58,9 @@ struct snap_job {
 /* One piece of a recording, written in order. */
 struct chunk {
     struct chunk *next;
-    uint8_t *buf;              /* owned, or NULL for the snapshot */
+    uint8_t *buf; /* owned, or NULL for the snapshot */
     size_t len;
-    struct snap *snap;         /* the opening snapshot (packed by the writer) */
+    struct snap *snap; /* the opening snapshot (packed by the writer) */
 };
 
 struct recorder {
@@ -72,11 +72,11 @@ struct recorder {
     uv_work_t work;
     int writing;
     int write_rc;
-    int snap_ready;            /* the first chunk holds its snapshot */
-    uint8_t *buf;              /* events not yet in a chunk */
+    int snap_ready; /* the first chunk holds its snapshot */
+    uint8_t *buf;   /* events not yet in a chunk */
     size_t len, cap;
     uint64_t events, bytes;
-    int stopping;              /* stop requested: finish after the last write */
+    int stopping; /* stop requested: finish after the last write */
     struct daemon_pending *stop_p;
     uint64_t stop_serial;
     uint64_t stop_tick;
@@ -84,13 +84,13 @@ struct recorder {
 };
 
 struct ops {
-    struct snap_plan plan;     /* of the live engine */
-    uint32_t gen;              /* input generation of d->lay */
-    struct swap_job *swap;     /* in flight */
-    int marker_seen;           /* the swap's output marker was drained */
-    int rec_swap_seen;         /* the swap's recording event was drained */
-    struct layout *lay_shell;  /* the struct the tick thread reads after a swap */
-    struct snap_job *snap;     /* in flight (one at a time) */
+    struct snap_plan plan;    /* of the live engine */
+    uint32_t gen;             /* input generation of d->lay */
+    struct swap_job *swap;    /* in flight */
+    int marker_seen;          /* the swap's output marker was drained */
+    int rec_swap_seen;        /* the swap's recording event was drained */
+    struct layout *lay_shell; /* the struct the tick thread reads after a swap */
+    struct snap_job *snap;    /* in flight (one at a time) */
     struct recorder *rec;
     int64_t next_ckpt_ns;
     char ckpt_dir[4096];
@@ -814,8 +814,7 @@ rec_append(struct recorder *r, const Etrace__RecordEvent *ev)
 
 /* The Input an input record applied, by name (the recording must outlive the layout). */
 static int
-rec_input(struct recorder *rec, const struct layout *l, uint64_t tick,
-          const struct wire_input *h)
+rec_input(struct recorder *rec, const struct layout *l, uint64_t tick, const struct wire_input *h)
 {
     Etrace__Frame frames[64], *fp[64];
     Etrace__Signal sigs[64], *sp[64];
@@ -1052,8 +1051,8 @@ rec_finish(struct daemon *d)
 {
     struct recorder *r = d->ops->rec;
     fsync(r->fd);
-    log_info("record %s/%s: stopped at tick %llu, %llu events, %llu bytes%s", d->state_dir,
-             r->name, (unsigned long long)r->stop_tick, (unsigned long long)r->events,
+    log_info("record %s/%s: stopped at tick %llu, %llu events, %llu bytes%s", d->state_dir, r->name,
+             (unsigned long long)r->stop_tick, (unsigned long long)r->events,
              (unsigned long long)r->bytes, r->failed ? " (FAILED: incomplete)" : "");
     if (r->stop_p) {
         Etrace__OpResult res = ETRACE__OP_RESULT__INIT;
@@ -1223,7 +1222,8 @@ ops_housekeeping(struct daemon *d, int64_t now_ns)
     if (o->rec && atomic_load(&d->tick.rec_overflow) && !o->rec->stopping) {
         atomic_store(&d->tick.rec_overflow, 0);
         log_error("record %s: the event ring overflowed (the writer fell behind); the "
-                  "recording ends here, incomplete", o->rec->name);
+                  "recording ends here, incomplete",
+                  o->rec->name);
         o->rec->failed = 1;
         o->rec->stopping = 1;
     }

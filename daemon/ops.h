@@ -41,8 +41,7 @@ void ops_housekeeping(struct daemon *d, int64_t now_ns);
 
 /* Output records: returns 1 if rec is a swap marker (consumed), else 0; *lay gets the
  * layout to decode output records with. */
-int ops_output_marker(struct daemon *d, const void *rec, size_t len,
-                      const struct layout **lay);
+int ops_output_marker(struct daemon *d, const void *rec, size_t len, const struct layout **lay);
 
 /* 1 while a swap is in flight (layout-dependent requests are refused as BUSY). */
 int ops_swap_in_flight(const struct daemon *d);

@@ -355,8 +355,7 @@ ck_params(void *ctx, const char *proj, struct engine_tensors *t, struct err *e)
     const Etrace__Section *ix = find_sec(ck, name);
     t->indices = ix ? (const int32_t *)(const void *)ix->data.data : NULL;
     if ((ip && ip->data.len % 8) || (ix && ix->data.len != (size_t)t->count * 4))
-        return err_setf(e, ERR_STATE, "checkpoint: projection %s: bad sparse structure", proj),
-               -1;
+        return err_setf(e, ERR_STATE, "checkpoint: projection %s: bad sparse structure", proj), -1;
     return 0;
 }
 
@@ -385,8 +384,7 @@ snap_restore(const Etrace__Checkpoint *ck, const char *name, struct engine **out
         snprintf(err, err_len, "%s", e.msg[0] ? e.msg : err_name(e.code));
         return -1;
     }
-    struct engine_opts o = {.param_source = ck_params,
-                            .param_source_ctx = (void *)(uintptr_t)ck};
+    struct engine_opts o = {.param_source = ck_params, .param_source_ctx = (void *)(uintptr_t)ck};
     if (engine_compile(d, &o, &eng, &e)) {
         model_free(&d, mem_default());
         snprintf(err, err_len, "%s: %s", name, e.msg[0] ? e.msg : err_name(e.code));
@@ -451,8 +449,11 @@ load_fs_read(void *ctx, const char *rel_path, const struct mem *m, void **data, 
         *len = n;
         return 0;
     }
-    return err_setf(e, ERR_IO, "%s: not sent with the load request (etracectl load sends "
-                               "every file the model names)", rel_path), -1;
+    return err_setf(e, ERR_IO,
+                    "%s: not sent with the load request (etracectl load sends "
+                    "every file the model names)",
+                    rel_path),
+           -1;
 }
 
 int

@@ -26,14 +26,14 @@ struct snap_sec {
 /* The shape of a compiled engine's state: what a snapshot of it holds. Built once per
  * compiled engine (the sections' names and sizes never change). */
 struct snap_plan {
-    int n;                 /* sections */
-    struct snap_sec *sec;  /* [n], owned */
-    size_t total;          /* bytes of every section */
-    char *model_text;      /* the model file's text, owned */
+    int n;                /* sections */
+    struct snap_sec *sec; /* [n], owned */
+    size_t total;         /* bytes of every section */
+    char *model_text;     /* the model file's text, owned */
     size_t model_len;
     uint64_t model_hash;
-    char *model_name;      /* owned */
-    int has_learning;      /* the model has a learning section */
+    char *model_name; /* owned */
+    int has_learning; /* the model has a learning section */
 };
 
 /* Reads eng's section table and model text. Returns 0, or -1 when out of memory. */
@@ -44,13 +44,13 @@ void snap_plan_fini(struct snap_plan *p);
 
 /* A snapshot: a copy of every section, the scalars and the model, self-contained. */
 struct snap {
-    struct snap_plan plan;     /* a copy of the engine's plan, owned */
-    uint8_t *data;             /* [plan.total], owned */
-    struct engine_scalars sc;  /* the scalars as of the snapshot */
-    uint64_t period_index;     /* periods elapsed (timer mode), for the record */
-    int64_t wall_ns;           /* CLOCK_REALTIME when taken */
-    int cursor;                /* tick thread: the next section to copy a slice of */
-    size_t cursor_off;         /* ... and the offset within it */
+    struct snap_plan plan;    /* a copy of the engine's plan, owned */
+    uint8_t *data;            /* [plan.total], owned */
+    struct engine_scalars sc; /* the scalars as of the snapshot */
+    uint64_t period_index;    /* periods elapsed (timer mode), for the record */
+    int64_t wall_ns;          /* CLOCK_REALTIME when taken */
+    int cursor;               /* tick thread: the next section to copy a slice of */
+    size_t cursor_off;        /* ... and the offset within it */
 };
 
 /* Allocates a snapshot for an engine of plan p (copied). Returns NULL when out of memory. */
@@ -73,8 +73,8 @@ int snap_copy_slice(struct snap *s, struct engine *eng, size_t budget);
 struct snap_msg {
     Etrace__Checkpoint ck;
     Etrace__Scalars sc;
-    Etrace__Section *secs;     /* [n], owned */
-    Etrace__Section **secs_p;  /* [n], owned */
+    Etrace__Section *secs;    /* [n], owned */
+    Etrace__Section **secs_p; /* [n], owned */
     uint64_t rng[4];
 };
 
@@ -100,8 +100,8 @@ Etrace__Checkpoint *snap_unpack(const uint8_t *buf, size_t len, char *err, size_
  * the engine continues as the one that was snapshotted. `name` labels messages.
  * Returns 0 and *out, or -1 with the reason in err. Any thread (touches only the new
  * engine). */
-int snap_restore(const Etrace__Checkpoint *ck, const char *name, struct engine **out,
-                 char *err, size_t err_len);
+int snap_restore(const Etrace__Checkpoint *ck, const char *name, struct engine **out, char *err,
+                 size_t err_len);
 
 /* Compiles a Load request's model, serving the files it names from the request's bytes
  * (the daemon never opens a client's path). Returns 0 and *out, or -1 with the model's

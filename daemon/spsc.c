@@ -125,8 +125,7 @@ spsc_pop(struct spsc *q)
     uint64_t hdr;
 
     memcpy(&hdr, q->buf + (tail & (q->cap_bytes - 1)), sizeof(hdr));
-    atomic_store_explicit(&q->tail, tail + HDR_BYTES + round8((size_t)hdr),
-                          memory_order_release);
+    atomic_store_explicit(&q->tail, tail + HDR_BYTES + round8((size_t)hdr), memory_order_release);
 }
 
 size_t
@@ -173,8 +172,7 @@ latest_back(struct latest *l)
 int
 latest_publish(struct latest *l)
 {
-    unsigned old = atomic_exchange_explicit(&l->mid, l->back | LATEST_FRESH,
-                                            memory_order_acq_rel);
+    unsigned old = atomic_exchange_explicit(&l->mid, l->back | LATEST_FRESH, memory_order_acq_rel);
     l->back = old & 3u;
     return (old & LATEST_FRESH) != 0;
 }

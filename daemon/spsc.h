@@ -55,11 +55,11 @@ size_t spsc_used_bytes(struct spsc *q);
 
 /* A latest-value buffer of values of size_bytes each. */
 struct latest {
-    uint8_t *buf[3];            /* three values, owned */
-    size_t size_bytes;          /* of one value */
-    _Atomic unsigned mid;       /* the middle buffer's index | LATEST_FRESH */
-    unsigned back;              /* the writer's buffer */
-    unsigned front;             /* the reader's buffer */
+    uint8_t *buf[3];      /* three values, owned */
+    size_t size_bytes;    /* of one value */
+    _Atomic unsigned mid; /* the middle buffer's index | LATEST_FRESH */
+    unsigned back;        /* the writer's buffer */
+    unsigned front;       /* the reader's buffer */
 };
 
 /* Allocates three zeroed values of size_bytes. Returns 0 or -1 (out of memory). */

@@ -77,8 +77,8 @@ stats_build(struct stats_msg *m, const struct daemon *d, const struct tick_stats
     m->projs_p = calloc((size_t)l->n_projs + 1, sizeof(*m->projs_p));
     m->cells = calloc((size_t)n_spiking + 1, sizeof(*m->cells));
     m->cells_p = calloc((size_t)n_spiking + 1, sizeof(*m->cells_p));
-    if (!m->inputs || !m->inputs_p || !m->readouts || !m->readouts_p || !m->projs ||
-        !m->projs_p || !m->cells || !m->cells_p) {
+    if (!m->inputs || !m->inputs_p || !m->readouts || !m->readouts_p || !m->projs || !m->projs_p ||
+        !m->cells || !m->cells_p) {
         stats_msg_fini(m);
         return -1;
     }

@@ -13,10 +13,10 @@ struct stats_msg {
     Etrace__Percentiles tick_time, lateness;
     Etrace__SocketStats sockets[CONFIG_N_EP];
     Etrace__SocketStats *sockets_p[CONFIG_N_EP];
-    Etrace__InputStats *inputs, **inputs_p;         /* [n_inputs] */
-    Etrace__ReadoutStats *readouts, **readouts_p;   /* [n_readouts] */
-    Etrace__ProjectionStats *projs, **projs_p;      /* [n_projs] */
-    Etrace__CellStats *cells, **cells_p;            /* [spiking cells] */
+    Etrace__InputStats *inputs, **inputs_p;       /* [n_inputs] */
+    Etrace__ReadoutStats *readouts, **readouts_p; /* [n_readouts] */
+    Etrace__ProjectionStats *projs, **projs_p;    /* [n_projs] */
+    Etrace__CellStats *cells, **cells_p;          /* [spiking cells] */
 };
 
 /* Allocates a snapshot's arrays for layout l. Returns 0 or -1. */

@@ -422,8 +422,7 @@ take_export(struct ticker *t, uint8_t *buf)
  * allows at most 64), so a reservation cannot fail; if it ever did, the loop's request
  * would time out rather than the tick thread wait. */
 static void
-reply(struct ticker *t, const struct tick_cmd *c, int32_t code, const char *msg,
-      const void *out)
+reply(struct ticker *t, const struct tick_cmd *c, int32_t code, const char *msg, const void *out)
 {
     size_t extra = out ? t->lay->output_bytes : 0;
     struct tick_result *r = spsc_reserve(&t->res_q, sizeof(*r) + extra);
@@ -710,8 +709,8 @@ drain_commands(struct ticker *t)
             reply(t, c, 0, NULL, NULL);
             break;
         case TICK_CMD_LEARN:
-            rec_push(t, TICK_REC_LEARN, c->arg.on ? ENGINE_LEARN_ON : ENGINE_LEARN_OFF, 0.0,
-                     NULL, 0);
+            rec_push(t, TICK_REC_LEARN, c->arg.on ? ENGINE_LEARN_ON : ENGINE_LEARN_OFF, 0.0, NULL,
+                     0);
             engine_set_learn(t->eng, c->arg.on ? ENGINE_LEARN_ON : ENGINE_LEARN_OFF);
             reply(t, c, 0, NULL, NULL);
             break;
@@ -721,15 +720,14 @@ drain_commands(struct ticker *t)
             reply(t, c, 0, NULL, NULL);
             break;
         case TICK_CMD_RESET:
-            rec_push(t, TICK_REC_RESET, c->arg.reset.states | c->arg.reset.traces << 1, 0.0,
-                     NULL, 0);
+            rec_push(t, TICK_REC_RESET, c->arg.reset.states | c->arg.reset.traces << 1, 0.0, NULL,
+                     0);
             engine_reset(t->eng, c->arg.reset.states, c->arg.reset.traces);
             reply(t, c, 0, NULL, NULL);
             break;
         case TICK_CMD_STEP:
             if (!t->opts.lockstep)
-                reply(t, c, ETRACE__ERROR__CODE__WRONG_MODE, "step needs clock: lockstep",
-                      NULL);
+                reply(t, c, ETRACE__ERROR__CODE__WRONG_MODE, "step needs clock: lockstep", NULL);
             else
                 do_step(t, c);
             break;
@@ -742,7 +740,8 @@ drain_commands(struct ticker *t)
             reply(t, c, 0, NULL, NULL);
             break;
         case TICK_CMD_INPUT_CFG:
-            memcpy(t->tt.in_cfg, c->arg.input_cfg, (size_t)t->lay->n_inputs * sizeof(*t->tt.in_cfg));
+            memcpy(t->tt.in_cfg, c->arg.input_cfg,
+                   (size_t)t->lay->n_inputs * sizeof(*t->tt.in_cfg));
             reply(t, c, 0, NULL, NULL);
             break;
         case TICK_CMD_QUIT:

@@ -21,11 +21,11 @@ struct snap; /* snapshot.h */
 
 /* Published after every tick and command: what `status` shows. */
 struct tick_status {
-    uint64_t tick;          /* ticks executed */
-    uint64_t period_index;  /* periods elapsed */
-    int32_t paused;         /* 1 while paused */
-    int32_t learn;          /* enum engine_learn */
-    double lr;              /* the learning rate */
+    uint64_t tick;         /* ticks executed */
+    uint64_t period_index; /* periods elapsed */
+    int32_t paused;        /* 1 while paused */
+    int32_t learn;         /* enum engine_learn */
+    double lr;             /* the learning rate */
 };
 
 struct tick_input_counters {
@@ -43,7 +43,7 @@ struct tick_readout_counters {
 /* A stats snapshot. The loop owns the struct and its arrays (sized by the layout); the
  * tick thread fills it in answer to TICK_CMD_STATS and resets its period figures. */
 struct tick_stats {
-    int64_t time_ns;          /* when it was taken */
+    int64_t time_ns; /* when it was taken */
     uint64_t tick, period_index, overruns, skipped;
     uint64_t outputs_dropped; /* ticks whose output record found the ring full */
     uint64_t invalid_ticks;   /* ticks with valid = 0 */
@@ -51,8 +51,8 @@ struct tick_stats {
     struct hist lateness;     /* over the period (timer mode) */
     double loss_sum;          /* over the period's ticks with a target */
     uint64_t loss_n;
-    double reward_sum;        /* over the period */
-    uint64_t n_ticks;         /* ticks in the period */
+    double reward_sum; /* over the period */
+    uint64_t n_ticks;  /* ticks in the period */
     struct engine_counters eng;
     int32_t learn, paused;
     double lr;
@@ -60,8 +60,8 @@ struct tick_stats {
     struct tick_readout_counters *readouts; /* [n_readouts] */
     struct engine_norms *norms;             /* [n_projs], the last complete sweep */
     double *rates;                          /* [n_cells], -1 for non-spiking cells */
-    uint64_t swaps;           /* hot swaps and restores since start */
-    int64_t last_swap_gap_ns; /* start of the last old tick to the start of the first new */
+    uint64_t swaps;                         /* hot swaps and restores since start */
+    int64_t last_swap_gap_ns;     /* start of the last old tick to the start of the first new */
     uint64_t inputs_dropped_swap; /* inputs checked against a layout swapped out meanwhile */
 };
 
@@ -82,24 +82,24 @@ enum tick_cmd_type {
     TICK_CMD_STATS,     /* arg.stats: filled */
     TICK_CMD_INPUT_CFG, /* arg.input_cfg: [n_inputs], copied */
     TICK_CMD_QUIT,
-    TICK_CMD_SWAP,      /* arg.swap: swapped in; the old engine and tables come back in it */
-    TICK_CMD_SNAPSHOT,  /* arg.snap: filled (at once, or a slice per tick); answered when whole */
+    TICK_CMD_SWAP,        /* arg.swap: swapped in; the old engine and tables come back in it */
+    TICK_CMD_SNAPSHOT,    /* arg.snap: filled (at once, or a slice per tick); answered when whole */
     TICK_CMD_RECORD_STOP, /* stop logging recording events */
-    TICK_CMD_REPLAY     /* arg.replay: one recorded event applied without a tick
-                         * (lockstep); TICK_REC_INPUT: a struct wire_input follows */
+    TICK_CMD_REPLAY       /* arg.replay: one recorded event applied without a tick
+                           * (lockstep); TICK_REC_INPUT: a struct wire_input follows */
 };
 
 /* The tables of the tick thread that are sized by the model's layout. */
 struct tick_tables {
-    struct tick_input_counters *in_c;      /* [n_inputs] */
-    struct tick_readout_counters *ro_c;    /* [n_readouts] */
-    struct tick_input_cfg *in_cfg;         /* [n_inputs] */
-    int64_t *last_frame_ns;                /* [n_inputs], 0: none yet */
-    uint64_t *frame_drain;                 /* [n_inputs], drain stamp of the last frame */
-    int *zeroed;                           /* [n_inputs], stale input set to zeros */
-    real *zeros;                           /* [largest input] */
-    struct engine_norms *norms;            /* [n_projs], the sweep in progress */
-    struct engine_norms *norms_done;       /* [n_projs], the last complete sweep */
+    struct tick_input_counters *in_c;   /* [n_inputs] */
+    struct tick_readout_counters *ro_c; /* [n_readouts] */
+    struct tick_input_cfg *in_cfg;      /* [n_inputs] */
+    int64_t *last_frame_ns;             /* [n_inputs], 0: none yet */
+    uint64_t *frame_drain;              /* [n_inputs], drain stamp of the last frame */
+    int *zeroed;                        /* [n_inputs], stale input set to zeros */
+    real *zeros;                        /* [largest input] */
+    struct engine_norms *norms;         /* [n_projs], the sweep in progress */
+    struct engine_norms *norms_done;    /* [n_projs], the last complete sweep */
 };
 
 /* Allocates tables for layout l. Returns 0 or -1 (out of memory). */
@@ -126,9 +126,9 @@ struct tick_swap {
 
 /* A snapshot request: the tick thread copies the engine into snap. */
 struct tick_snap_req {
-    struct snap *snap;         /* owned by the loop; filled by the tick thread */
-    size_t slice_bytes;        /* snapshot_slice_bytes */
-    int record;                /* start logging recording events at the snapshot */
+    struct snap *snap;  /* owned by the loop; filled by the tick thread */
+    size_t slice_bytes; /* snapshot_slice_bytes */
+    int record;         /* start logging recording events at the snapshot */
 };
 
 /* Recording events (DESIGN §5.4), tick -> loop through rec_q: this header, then for
@@ -144,14 +144,14 @@ enum tick_rec_kind {
 };
 
 struct tick_rec {
-    uint64_t tick;  /* the engine's tick count when applied (before tick `tick` runs) */
-    uint32_t kind;  /* enum tick_rec_kind */
+    uint64_t tick; /* the engine's tick count when applied (before tick `tick` runs) */
+    uint32_t kind; /* enum tick_rec_kind */
     int32_t a;
     double v;
 };
 
 struct tick_cmd {
-    uint32_t type;   /* enum tick_cmd_type */
+    uint32_t type; /* enum tick_cmd_type */
     uint32_t pad;
     uint64_t serial; /* echoed in the result */
     union {
@@ -177,33 +177,33 @@ struct tick_cmd {
 /* The answer to a command. STEP: an output record follows (layout.output_bytes). */
 struct tick_result {
     uint64_t serial;
-    uint32_t type;          /* enum tick_cmd_type */
-    int32_t code;           /* Etrace__Error__Code, 0 ok */
+    uint32_t type; /* enum tick_cmd_type */
+    int32_t code;  /* Etrace__Error__Code, 0 ok */
     struct tick_status status;
-    char msg[112];          /* the error, when code != 0 */
+    char msg[112]; /* the error, when code != 0 */
 };
 
 struct ticker_opts {
-    int lockstep;           /* clock: lockstep */
-    int64_t period_ns;      /* timer period */
-    int rt_priority;        /* SCHED_FIFO priority, 0 off */
-    int rt_cpu;             /* CPU to pin to, -1 none */
-    size_t in_q_bytes;      /* input ring capacity */
-    uv_async_t *wake;       /* sent after pushing to out_q or res_q */
+    int lockstep;      /* clock: lockstep */
+    int64_t period_ns; /* timer period */
+    int rt_priority;   /* SCHED_FIFO priority, 0 off */
+    int rt_cpu;        /* CPU to pin to, -1 none */
+    size_t in_q_bytes; /* input ring capacity */
+    uv_async_t *wake;  /* sent after pushing to out_q or res_q */
 };
 
 struct ticker {
-    struct engine *eng;          /* owned by the tick thread while it runs */
-    const struct layout *lay;    /* the daemon's (the tick thread's after a swap) */
+    struct engine *eng;       /* owned by the tick thread while it runs */
+    const struct layout *lay; /* the daemon's (the tick thread's after a swap) */
     struct ticker_opts opts;
-    struct spsc cmd_q;           /* loop -> tick: struct tick_cmd [+ input] */
-    struct spsc in_q;            /* loop -> tick: struct wire_input */
-    struct spsc out_q;           /* tick -> loop: struct wire_output */
-    struct spsc res_q;           /* tick -> loop: struct tick_result [+ output] */
-    struct latest status;        /* tick -> loop: struct tick_status */
-    struct spsc rec_q;           /* tick -> loop: struct tick_rec [+ input] (recording) */
-    _Atomic int rec_overflow;    /* tick -> loop: rec_q was full, the recording stopped */
-    int efd;                     /* eventfd the tick thread blocks on */
+    struct spsc cmd_q;                /* loop -> tick: struct tick_cmd [+ input] */
+    struct spsc in_q;                 /* loop -> tick: struct wire_input */
+    struct spsc out_q;                /* tick -> loop: struct wire_output */
+    struct spsc res_q;                /* tick -> loop: struct tick_result [+ output] */
+    struct latest status;             /* tick -> loop: struct tick_status */
+    struct spsc rec_q;                /* tick -> loop: struct tick_rec [+ input] (recording) */
+    _Atomic int rec_overflow;         /* tick -> loop: rec_q was full, the recording stopped */
+    int efd;                          /* eventfd the tick thread blocks on */
     _Atomic int64_t norm_slice_bytes; /* loop -> tick: snapshot_slice_bytes, read per tick
                                        * for the stats norms (reloadable) */
     pthread_t thread;
@@ -211,7 +211,7 @@ struct ticker {
     /* Everything below is the tick thread's. */
     int paused, quit;
     uint64_t period_index;
-    int64_t next_ns;             /* the next deadline */
+    int64_t next_ns; /* the next deadline */
     uint64_t overruns, skipped, outputs_dropped, invalid_ticks;
     struct hist tick_time, lateness;
     double loss_sum, reward_sum, tick_reward;
@@ -219,19 +219,19 @@ struct ticker {
     int had_target;
     uint64_t input_seq;
     int64_t input_sender_time_ns;
-    struct tick_tables tt;                 /* sized by lay */
+    struct tick_tables tt; /* sized by lay */
     uint64_t drain_id;
-    struct engine_norm_sweep sweep;        /* the stats norms, a slice per tick */
-    uint32_t gen;                          /* input generation of lay */
+    struct engine_norm_sweep sweep; /* the stats norms, a slice per tick */
+    uint32_t gen;                   /* input generation of lay */
     uint64_t swaps, inputs_dropped_swap;
     int64_t last_swap_gap_ns;
-    int64_t last_start_ns;                 /* start of the latest tick */
-    int64_t swap_old_start_ns;             /* start of the last old tick, 0: no gap pending */
-    struct tick_cmd swap_cmd;              /* a swap answered after the first new tick */
+    int64_t last_start_ns;     /* start of the latest tick */
+    int64_t swap_old_start_ns; /* start of the last old tick, 0: no gap pending */
+    struct tick_cmd swap_cmd;  /* a swap answered after the first new tick */
     int swap_reply_pending;
-    struct tick_cmd snap_cmd;              /* the snapshot in progress */
-    int snap_state;                        /* 0 none, 1 waiting for a boundary, 2 slicing */
-    int recording;                         /* log events to rec_q */
+    struct tick_cmd snap_cmd; /* the snapshot in progress */
+    int snap_state;           /* 0 none, 1 waiting for a boundary, 2 slicing */
+    int recording;            /* log events to rec_q */
 };
 
 /* Allocates the rings and tables for eng (not yet running). Returns 0 or -1. */
@@ -249,8 +249,7 @@ void ticker_fini(struct ticker *t);
 
 /* Loop thread: queues a command (with `extra` bytes after it) and wakes the tick thread.
  * Returns 0, or -1 when the command ring is full. */
-int ticker_send(struct ticker *t, const struct tick_cmd *cmd, const void *extra,
-                size_t extra_len);
+int ticker_send(struct ticker *t, const struct tick_cmd *cmd, const void *extra, size_t extra_len);
 
 /* Loop thread: space for a command with extra_len bytes after it, to fill in place, then
  * ticker_send_commit. NULL when full. */

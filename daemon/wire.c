@@ -168,10 +168,10 @@ all_finite(const float *v, size_t n)
     return 1;
 }
 
-#define REJECT(code, ...)                                                                  \
-    do {                                                                                   \
-        snprintf(err, err_len, __VA_ARGS__);                                               \
-        return WIRE_REJECT_##code;                                                         \
+#define REJECT(code, ...)                                                                          \
+    do {                                                                                           \
+        snprintf(err, err_len, __VA_ARGS__);                                                       \
+        return WIRE_REJECT_##code;                                                                 \
     } while (0)
 
 enum wire_reject
@@ -200,8 +200,8 @@ wire_input_check(const struct layout *l, const Etrace__Input *msg, size_t *bytes
             if (fr->n_spikes)
                 REJECT(WRONG_SIZE, "input '%s' is analog: send values, not spikes", in->name);
             if (fr->n_values != (size_t)in->size)
-                REJECT(WRONG_SIZE, "input '%s': %zu values, expected %d", in->name,
-                       fr->n_values, in->size);
+                REJECT(WRONG_SIZE, "input '%s': %zu values, expected %d", in->name, fr->n_values,
+                       in->size);
             if (!all_finite(fr->values, fr->n_values))
                 REJECT(NON_FINITE, "input '%s': a value is NaN or infinite", in->name);
             total += sizeof(struct wire_item) + round8(fr->n_values * sizeof(real));
@@ -233,11 +233,10 @@ wire_input_check(const struct layout *l, const Etrace__Input *msg, size_t *bytes
             if (ro->is_class)
                 REJECT(WRONG_SIZE, "readout '%s' takes a class index, not values", ro->name);
             if (n != (size_t)ro->size)
-                REJECT(WRONG_SIZE, "readout '%s': target of %zu values, expected %d", ro->name,
-                       n, ro->size);
+                REJECT(WRONG_SIZE, "readout '%s': target of %zu values, expected %d", ro->name, n,
+                       ro->size);
             if (!all_finite(sg->target->values, n))
-                REJECT(NON_FINITE, "readout '%s': a target value is NaN or infinite",
-                       ro->name);
+                REJECT(NON_FINITE, "readout '%s': a target value is NaN or infinite", ro->name);
             total += sizeof(struct wire_item) + round8(n * sizeof(real));
         }
     }

@@ -14,23 +14,23 @@
 /* ---- the model's layout ------------------------------------------------------------- */
 
 struct layout_input {
-    char *name;   /* owned */
+    char *name; /* owned */
     int size;
     int is_spikes;
 };
 
 struct layout_readout {
-    char *name;       /* owned */
+    char *name; /* owned */
     int size;
-    int action_size;  /* 0: no action; gaussian policy: size; softmax: 1 */
-    int is_class;     /* cross_entropy: targets are class indices */
+    int action_size; /* 0: no action; gaussian policy: size; softmax: 1 */
+    int is_class;    /* cross_entropy: targets are class indices */
 };
 
 struct layout_proj {
-    char *name;        /* owned */
+    char *name; /* owned */
     enum model_op op;
     int64_t in_size, out_size; /* I, O */
-    int64_t count;     /* weight values */
+    int64_t count;             /* weight values */
     int has_bias;
     /* Where an export buffer holds this projection (byte offsets; see layout.export_bytes):
      * the weight real[count], the bias real[O], sparse indptr int64[I+1], indices
@@ -39,12 +39,12 @@ struct layout_proj {
 };
 
 struct layout_cell {
-    char *name;    /* owned */
+    char *name; /* owned */
     int is_spiking;
 };
 
 struct layout {
-    char *model_name;      /* owned */
+    char *model_name; /* owned */
     uint64_t model_hash;
     double dt_s;
     int has_learning;
@@ -53,8 +53,8 @@ struct layout {
     struct layout_readout *readouts; /* [n_readouts] */
     struct layout_proj *projs;       /* [n_projs] */
     struct layout_cell *cells;       /* [n_cells] */
-    size_t output_bytes;   /* one tick's output record */
-    size_t export_bytes;   /* one export buffer */
+    size_t output_bytes;             /* one tick's output record */
+    size_t export_bytes;             /* one export buffer */
 };
 
 /* Reads eng's layout (call before the tick thread starts). Returns 0 or -1 (no memory). */
@@ -92,13 +92,13 @@ struct wire_input {
 };
 
 /* Why a message was rejected (DESIGN §5.5); indexes the per-socket counters. */
-#define WIRE_REJECT_MAP(X)                                                                 \
-    X(UNDECODABLE, "undecodable")                                                          \
-    X(WRONG_SIZE, "wrong size")                                                            \
-    X(UNKNOWN_NAME, "unknown name")                                                        \
-    X(NON_FINITE, "non-finite")                                                            \
-    X(OVERSIZED, "oversized")                                                              \
-    X(UNKNOWN_COMMAND, "unknown command")                                                  \
+#define WIRE_REJECT_MAP(X)                                                                         \
+    X(UNDECODABLE, "undecodable")                                                                  \
+    X(WRONG_SIZE, "wrong size")                                                                    \
+    X(UNKNOWN_NAME, "unknown name")                                                                \
+    X(NON_FINITE, "non-finite")                                                                    \
+    X(OVERSIZED, "oversized")                                                                      \
+    X(UNKNOWN_COMMAND, "unknown command")                                                          \
     X(BAD_ARGUMENT, "bad argument")
 
 enum wire_reject {
@@ -106,7 +106,7 @@ enum wire_reject {
 #define X(name, text) WIRE_REJECT_##name,
     WIRE_REJECT_MAP(X)
 #undef X
-    WIRE_N_REJECT
+        WIRE_N_REJECT
 };
 
 /* The reason's name ("wrong size"). */
@@ -117,12 +117,11 @@ Etrace__Error__Code wire_reject_code(enum wire_reject r);
 
 /* Checks msg against l; returns WIRE_OK and the record size in *bytes, or a reason with a
  * message naming the problem in err. */
-enum wire_reject wire_input_check(const struct layout *l, const Etrace__Input *msg,
-                                  size_t *bytes, char *err, size_t err_len);
+enum wire_reject wire_input_check(const struct layout *l, const Etrace__Input *msg, size_t *bytes,
+                                  char *err, size_t err_len);
 
 /* Writes the record of a checked msg into buf (wire_input_check's *bytes long). */
-void wire_input_write(const struct layout *l, const Etrace__Input *msg, int64_t recv_ns,
-                      void *buf);
+void wire_input_write(const struct layout *l, const Etrace__Input *msg, int64_t recv_ns, void *buf);
 
 /* ---- one tick's outputs ------------------------------------------------------------- */
 
@@ -146,7 +145,7 @@ const real *wire_output_action(const struct layout *l, const struct wire_output 
 
 /* Fills Output message m (readout r) from record o; values point into scratch, which must
  * hold the readout's size + action size floats. */
-void wire_output_to_msg(const struct layout *l, const struct wire_output *o, int r,
-                        float *scratch, Etrace__Output *m);
+void wire_output_to_msg(const struct layout *l, const struct wire_output *o, int r, float *scratch,
+                        Etrace__Output *m);
 
 #endif

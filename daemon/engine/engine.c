@@ -103,7 +103,7 @@ struct carver {
     size_t off;
     const struct mem *mem; /* the second pass allocates the big buffers with it */
     size_t big_bytes;
-    int failed;            /* a big allocation failed */
+    int failed; /* a big allocation failed */
 };
 
 static real *

@@ -162,9 +162,9 @@ void engine_proj_norms(struct engine *eng, int p, struct engine_norms *n);
  * order whatever the slicing, so a sliced sweep over unchanged weights gives the bits of
  * engine_proj_norms. The sweep belongs to one engine; restart it after a swap. */
 struct engine_norm_sweep {
-    int proj;                       /* the projection in progress; n_projs: complete */
-    int part;                       /* which of its arrays */
-    int64_t off;                    /* elements of that array done */
+    int proj;                      /* the projection in progress; n_projs: complete */
+    int part;                      /* which of its arrays */
+    int64_t off;                   /* elements of that array done */
     double w, drift, delta, trace; /* sums of squares so far for proj */
 };
 void engine_norms_restart(struct engine_norm_sweep *s);

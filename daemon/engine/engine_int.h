@@ -93,7 +93,7 @@ struct engine {
     struct ereadout *readouts;
     void *arena; /* one block for every per-tick buffer */
     size_t arena_bytes;
-    size_t big_bytes;      /* buffers the size of a weight tensor, allocated one by one */
+    size_t big_bytes; /* buffers the size of a weight tensor, allocated one by one */
     size_t param_bytes;
     void *scratch;               /* expr evaluation scratch, shared by the cells */
     int cur;                     /* buffer index of this tick */

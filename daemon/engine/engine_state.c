@@ -284,14 +284,22 @@ static real **
 own_buffer(struct eproj *p, enum what w)
 {
     switch (w) {
-    case W_PROJ_W: return &p->w.values;
-    case W_PROJ_W0: return &p->w0;
-    case W_PROJ_MW: return &p->m_w;
-    case W_PROJ_VW: return &p->v_w;
-    case W_PROJ_ACCW: return &p->acc_w;
-    case W_PROJ_E: return &p->E;
-    case W_PROJ_ELW: return &p->e_w;
-    default: return NULL;
+    case W_PROJ_W:
+        return &p->w.values;
+    case W_PROJ_W0:
+        return &p->w0;
+    case W_PROJ_MW:
+        return &p->m_w;
+    case W_PROJ_VW:
+        return &p->v_w;
+    case W_PROJ_ACCW:
+        return &p->acc_w;
+    case W_PROJ_E:
+        return &p->E;
+    case W_PROJ_ELW:
+        return &p->e_w;
+    default:
+        return NULL;
     }
 }
 
@@ -317,15 +325,16 @@ engine_state_carry(struct engine *dst, struct engine *src, int keep_state)
     int same_mem = dst->mem == src->mem; /* handed-over buffers are freed by the other */
     for (int i = 0; i < dst->n_sections; i++) {
         const struct esection *ds = &dst->sections[i];
-        int carry = ds->part == ENGINE_PART_PARAM || ds->part == ENGINE_PART_OPTIM ||
-                    ds->part == ENGINE_PART_ACC || ds->part == ENGINE_PART_W0 ||
-                    (keep_state && (ds->part == ENGINE_PART_STATE || ds->part == ENGINE_PART_TRACE));
+        int carry =
+            ds->part == ENGINE_PART_PARAM || ds->part == ENGINE_PART_OPTIM ||
+            ds->part == ENGINE_PART_ACC || ds->part == ENGINE_PART_W0 ||
+            (keep_state && (ds->part == ENGINE_PART_STATE || ds->part == ENGINE_PART_TRACE));
         int j = carry ? engine_state_find(src, ds->name) : -1;
         if (j < 0 || src->sections[j].bytes != ds->bytes)
             continue;
         const struct esection *ss = &src->sections[j];
-        struct eproj *dp = ds->what >= W_PROJ_W && ds->what <= W_PROJ_ELB ? &dst->projs[ds->idx]
-                                                                          : NULL;
+        struct eproj *dp =
+            ds->what >= W_PROJ_W && ds->what <= W_PROJ_ELB ? &dst->projs[ds->idx] : NULL;
         struct eproj *sp = dp ? &src->projs[ss->idx] : NULL;
         /* a sparse weight moves only onto the same structure */
         if (ds->what == W_PROJ_W && dp->w.indptr &&

@@ -34,14 +34,15 @@ static void
 write_model(const char *path, int n)
 {
     FILE *f = fopen(path, "w");
-    fprintf(f, "name: bench%d\ndt: 1.0e-3\nseed: 1\ninputs:\n  - {name: sensors, size: 8}\n"
-               "cells:\n  - {name: hidden, model: lif, size: %d, params: {tau: 10.0e-3}}\n"
-               "  - {name: out, model: leaky_readout, size: 2}\n"
-               "projections:\n  - {name: w_rec, from: [sensors, hidden], to: hidden.delta,\n"
-               "     weight: {init: kaiming_normal}}\n"
-               "  - {name: w_out, from: hidden, to: out, weight: {init: kaiming_normal}}\n"
-               "readouts:\n  - {name: action, cell: out}\n"
-               "learning: {algorithm: es_d_rtrl, decay_or_rank: 0.99, optimizer: {kind: sgd}}\n",
+    fprintf(f,
+            "name: bench%d\ndt: 1.0e-3\nseed: 1\ninputs:\n  - {name: sensors, size: 8}\n"
+            "cells:\n  - {name: hidden, model: lif, size: %d, params: {tau: 10.0e-3}}\n"
+            "  - {name: out, model: leaky_readout, size: 2}\n"
+            "projections:\n  - {name: w_rec, from: [sensors, hidden], to: hidden.delta,\n"
+            "     weight: {init: kaiming_normal}}\n"
+            "  - {name: w_out, from: hidden, to: out, weight: {init: kaiming_normal}}\n"
+            "readouts:\n  - {name: action, cell: out}\n"
+            "learning: {algorithm: es_d_rtrl, decay_or_rank: 0.99, optimizer: {kind: sgd}}\n",
             n, n);
     fclose(f);
 }
@@ -223,10 +224,9 @@ main(int argc, char **argv)
                 "\"bare_us_p99\": %.2f, \"bare_us_p999\": %.2f, \"bare_us_max\": %.2f, "
                 "\"bare_skipped\": %ld, \"p99_ratio_to_bare\": %.3f}\n",
                 hz, seconds, (double)l->p50_ns / 1e3, (double)l->p99_ns / 1e3,
-                (double)l->p999_ns / 1e3, (double)l->max_ns / 1e3,
-                (unsigned long long)st->skipped, (unsigned long long)st->overruns,
-                (double)st->tick_time->p50_ns / 1e3, (double)st->tick_time->p99_ns / 1e3, b.p50,
-                b.p99, b.p999, b.max, b.skipped,
+                (double)l->p999_ns / 1e3, (double)l->max_ns / 1e3, (unsigned long long)st->skipped,
+                (unsigned long long)st->overruns, (double)st->tick_time->p50_ns / 1e3,
+                (double)st->tick_time->p99_ns / 1e3, b.p50, b.p99, b.p999, b.max, b.skipped,
                 b.p99 > 0 ? (double)l->p99_ns / 1e3 / b.p99 : 0.0);
         etrace__stats__free_unpacked(st, NULL);
     }

@@ -192,8 +192,9 @@ test_config_diff_reloadable(void **state)
     char err[256];
     (void)state;
     assert_int_equal(load(&a, "stats_period_ms: 100\nclock: timer\n", err, sizeof(err)), 0);
-    assert_int_equal(load(&b, "stats_period_ms: 200\nclock: lockstep\n"
-                              "inputs: {x: {max_age_ms: 3}}\n",
+    assert_int_equal(load(&b,
+                          "stats_period_ms: 200\nclock: lockstep\n"
+                          "inputs: {x: {max_age_ms: 3}}\n",
                           err, sizeof(err)),
                      0);
     assert_int_equal(config_diff(&a, &b, record, &s), 3);
