@@ -60,17 +60,20 @@ CLIENT_SRC  :=
 CTL_SRC     :=
 DAEMON_TEST_NAMES :=
 INTEG_TEST_NAMES  :=
+INTEG_SUPPORT_SRC :=
 INTEG_SCRIPTS     :=
 LONG_SUITES       :=
 -include daemon.mk
 DAEMON_LIB_SRC := $(filter-out daemon/main.c,$(DAEMON_SRC)) daemon/offline.c
-SUPPORT_SRC := $(sort $(wildcard tests/support/*.c))
+# The integration tests' own support (libetrace-client, ZeroMQ) stays out of the engine tests.
+SUPPORT_SRC := $(filter-out $(INTEG_SUPPORT_SRC),$(sort $(wildcard tests/support/*.c)))
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 ENGINE_OBJ  := $(call obj,$(ENGINE_SRC))
 DAEMON_OBJ  := $(call obj,$(DAEMON_LIB_SRC))
 SUPPORT_OBJ := $(call obj,$(SUPPORT_SRC))
+INTEG_SUPPORT_OBJ := $(call obj,$(INTEG_SUPPORT_SRC))
 ifneq ($(PROTO),)
 PROTO_C     := $(BUILD)/gen/etrace.pb-c.c
 PROTO_H     := $(BUILD)/gen/etrace.pb-c.h
@@ -159,7 +162,7 @@ $(BUILD)/tests/daemon/%: $(BUILD)/obj/tests/daemon/%.o $(SUPPORT_OBJ) $(LIBDAEMO
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ -lcmocka $(DAEMON_LIBS)
 
-$(BUILD)/tests/integration/%: $(BUILD)/obj/tests/integration/%.o $(SUPPORT_OBJ) $(BUILD)/libetrace-client.a $(LIBDAEMON) $(LIBENGINE)
+$(BUILD)/tests/integration/%: $(BUILD)/obj/tests/integration/%.o $(INTEG_SUPPORT_OBJ) $(SUPPORT_OBJ) $(BUILD)/libetrace-client.a $(LIBDAEMON) $(LIBENGINE)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ -lcmocka $(DAEMON_LIBS)
 

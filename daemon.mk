@@ -9,6 +9,8 @@ CLIENT_SRC := clients/etrace_client.c
 CTL_SRC    := clients/etracectl.c clients/ctl_json.c clients/ctl_top.c
 DAEMON_TEST_NAMES := spsc hist config
 INTEG_TEST_NAMES  := daemon learning ops
+# The integration tests' harness: the real etraced in a temp dir, through the client library.
+INTEG_SUPPORT_SRC := tests/support/daemon_run.c
 
 # The daemon bench talks to a running etraced through the client library.
 $(BUILD)/bench/daemon_bench: $(BUILD)/obj/tests/bench/daemon_bench.o \

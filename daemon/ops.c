@@ -386,27 +386,39 @@ start_swap(struct daemon *d, struct daemon_pending *p, struct swap_job *j)
     }
 }
 
-void
-ops_load(struct daemon *d, struct daemon_pending *p, const Etrace__Load *l)
+/* A swap job for p with room for `packed` bytes of a request the worker keeps (the request
+ * itself is freed when the handler returns); NULL, with p answered, while another load or
+ * restore is in flight or when memory is short. */
+static struct swap_job *
+swap_job_new(struct daemon *d, struct daemon_pending *p, size_t packed)
 {
     if (d->ops->swap) {
         fail_p(d, p, ETRACE__ERROR__CODE__BUSY, "a load or restore is in progress");
-        return;
+        return NULL;
     }
     struct swap_job *j = calloc(1, sizeof(*j));
-    if (!j) {
-        fail_p(d, p, ETRACE__ERROR__CODE__INTERNAL, "out of memory");
-        return;
+    if (j && packed) {
+        j->load_len = packed;
+        j->load_bytes = malloc(packed);
+        if (!j->load_bytes) {
+            free(j);
+            j = NULL;
+        }
     }
-    /* The request is freed when the handler returns: the worker gets its own copy. */
-    j->load_len = etrace__load__get_packed_size(l);
-    j->load_bytes = malloc(j->load_len ? j->load_len : 1);
-    if (!j->load_bytes) {
-        free(j);
+    if (!j)
         fail_p(d, p, ETRACE__ERROR__CODE__INTERNAL, "out of memory");
+    return j;
+}
+
+void
+ops_load(struct daemon *d, struct daemon_pending *p, const Etrace__Load *l)
+{
+    size_t n = etrace__load__get_packed_size(l);
+    struct swap_job *j = swap_job_new(d, p, n ? n : 1);
+    if (!j)
         return;
-    }
     etrace__load__pack(l, j->load_bytes);
+    j->load_len = n;
     j->sw.carry = l->keep_weights;
     j->sw.keep_state = l->keep_state;
     start_swap(d, p, j);
@@ -420,15 +432,9 @@ ops_restore(struct daemon *d, struct daemon_pending *p, const char *name)
         fail_p(d, p, ETRACE__ERROR__CODE__BAD_ARGUMENT, err);
         return;
     }
-    if (d->ops->swap) {
-        fail_p(d, p, ETRACE__ERROR__CODE__BUSY, "a load or restore is in progress");
+    struct swap_job *j = swap_job_new(d, p, 0);
+    if (!j)
         return;
-    }
-    struct swap_job *j = calloc(1, sizeof(*j));
-    if (!j) {
-        fail_p(d, p, ETRACE__ERROR__CODE__INTERNAL, "out of memory");
-        return;
-    }
     j->restore = 1;
     snprintf(j->name, sizeof j->name, "%s", name);
     snprintf(j->dir, sizeof j->dir, "%s", ckpt_dir(d));
@@ -439,24 +445,12 @@ void
 ops_restore_checkpoint(struct daemon *d, struct daemon_pending *p, const Etrace__Checkpoint *ck,
                        const char *label)
 {
-    if (d->ops->swap) {
-        fail_p(d, p, ETRACE__ERROR__CODE__BUSY, "a load or restore is in progress");
+    size_t n = etrace__checkpoint__get_packed_size(ck);
+    struct swap_job *j = swap_job_new(d, p, n ? n : 1);
+    if (!j)
         return;
-    }
-    struct swap_job *j = calloc(1, sizeof(*j));
-    if (!j) {
-        fail_p(d, p, ETRACE__ERROR__CODE__INTERNAL, "out of memory");
-        return;
-    }
-    /* The request is freed when the handler returns: the worker gets its own copy. */
-    j->load_len = etrace__checkpoint__get_packed_size(ck);
-    j->load_bytes = malloc(j->load_len ? j->load_len : 1);
-    if (!j->load_bytes) {
-        free(j);
-        fail_p(d, p, ETRACE__ERROR__CODE__INTERNAL, "out of memory");
-        return;
-    }
     etrace__checkpoint__pack(ck, j->load_bytes);
+    j->load_len = n;
     j->restore = 1;
     snprintf(j->name, sizeof j->name, "%s", label);
     start_swap(d, p, j);

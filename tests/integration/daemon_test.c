@@ -3,13 +3,9 @@
  * time bound, every daemon stopped and its directory removed.
  * Environment: ETRACED and ETRACECTL override the binaries (default: next to this test,
  * BUILD/etraced and BUILD/etracectl). */
-#include <signal.h>
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <setjmp.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -19,239 +15,14 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 #include <zmq.h>
 
 #include <cmocka.h>
 
+#include "daemon_run.h"
 #include "etrace_client.h"
 
-extern char **environ;
-
-/* The daemon of the running test, stopped by the teardown if an assertion failed. */
-static struct daemon_run *live;
-
-static char bin_etraced[1024], bin_ctl[1024];
-
-struct daemon_run {
-    char dir[256];       /* the temp dir: model, config, ipc sockets, log */
-    char ep[4][512];     /* input, output, control, stats */
-    char cfg[512];
-    pid_t pid;
-    etrace_client_t *c;
-};
-
-static const char model_text[] =
-    "name: itest\n"
-    "dt: 1.0e-3\n"
-    "seed: 3\n"
-    "inputs:\n"
-    "  - {name: sensors, size: 4}\n"
-    "  - {name: ev, size: 6, kind: spikes}\n"
-    "cells:\n"
-    "  - {name: hidden, model: lif, size: 32, params: {tau: 10.0e-3}}\n"
-    "  - {name: out, model: leaky_readout, size: 2}\n"
-    "projections:\n"
-    "  - {name: w_in, from: [sensors, ev, hidden], to: hidden.delta,\n"
-    "     weight: {init: kaiming_normal}, bias: {init: constant, value: 0.05}}\n"
-    "  - {name: w_out, from: hidden, to: out, weight: {init: kaiming_normal, scale: 0.5}}\n"
-    "readouts:\n"
-    "  - {name: action, cell: out}\n"
-    "learning:\n"
-    "  algorithm: es_d_rtrl\n"
-    "  decay_or_rank: 0.9\n"
-    "  optimizer: {kind: sgd, lr: 1.0e-3}\n";
-
-static int64_t
-now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void
-sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static void
-write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
-static long
-rss_kib(pid_t pid)
-{
-    char path[64], line[256];
-    long kib = -1;
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    while (fgets(line, sizeof(line), f))
-        if (!strncmp(line, "VmRSS:", 6))
-            kib = atol(line + 6);
-    fclose(f);
-    return kib;
-}
-
-/* Starts etraced with `extra` config lines; waits until `status` answers. */
-static void
-daemon_start(struct daemon_run *r, const char *extra)
-{
-    static const char *const names[4] = {"input", "output", "control", "stats"};
-    char path[600], cfg[4096], log[600];
-    memset(r, 0, sizeof(*r));
-    snprintf(r->dir, sizeof(r->dir), "/tmp/etraced-itest-XXXXXX");
-    assert_non_null(mkdtemp(r->dir));
-    snprintf(path, sizeof(path), "%s/model.yaml", r->dir);
-    write_file(path, model_text);
-    int n = snprintf(cfg, sizeof(cfg), "model: model.yaml\nendpoints:\n");
-    for (int i = 0; i < 4; i++) {
-        snprintf(r->ep[i], sizeof(r->ep[i]), "ipc://%s/%s", r->dir, names[i]);
-        n += snprintf(cfg + n, sizeof(cfg) - (size_t)n, "  %s: %s\n", names[i], r->ep[i]);
-    }
-    snprintf(cfg + n, sizeof(cfg) - (size_t)n, "%s", extra);
-    snprintf(r->cfg, sizeof(r->cfg), "%s/etraced.yaml", r->dir);
-    write_file(r->cfg, cfg);
-    snprintf(log, sizeof(log), "%s/daemon.log", r->dir);
-
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 2, 1);
-    setenv("XDG_RUNTIME_DIR", r->dir, 1);
-    setenv("XDG_STATE_HOME", r->dir, 1);
-    char *argv[] = {bin_etraced, "--config", r->cfg, NULL};
-    assert_int_equal(posix_spawn(&r->pid, bin_etraced, &fa, NULL, argv, environ), 0);
-    posix_spawn_file_actions_destroy(&fa);
-    live = r;
-    r->c = etrace_client_new(r->ep[2], r->ep[0], 500);
-    assert_non_null(r->c);
-    int64_t deadline = now_ms() + 10000;
-    for (;;) {
-        Etrace__Reply *rep = NULL;
-        int rc = etrace_status(r->c, &rep);
-        etrace_reply_free(rep);
-        if (rc == ETRACE_OK)
-            break;
-        int st;
-        if (waitpid(r->pid, &st, WNOHANG) == r->pid) {
-            char cmd[700];
-            snprintf(cmd, sizeof(cmd), "cat %s >&2", log);
-            (void)!system(cmd);
-            r->pid = 0;
-            fail_msg("etraced exited at start-up");
-        }
-        if (now_ms() > deadline)
-            fail_msg("etraced did not answer within 10 s");
-    }
-    etrace_client_free(&r->c);
-    r->c = etrace_client_new(r->ep[2], r->ep[0], 5000);
-}
-
-static void
-rm_tree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    char path[1024];
-    if (!d)
-        return;
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-            continue;
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        struct stat st;
-        if (!lstat(path, &st) && S_ISDIR(st.st_mode))
-            rm_tree(path);
-        else
-            unlink(path);
-    }
-    closedir(d);
-    rmdir(dir);
-}
-
-/* Stops the daemon (shutdown, then SIGTERM, then SIGKILL) and removes its directory.
- * Returns the exit status. */
-static int
-daemon_stop(struct daemon_run *r)
-{
-    int st = -1;
-    if (r->pid > 0) {
-        Etrace__Reply *rep = NULL;
-        etrace_shutdown(r->c, &rep);
-        etrace_reply_free(rep);
-        int64_t deadline = now_ms() + 5000;
-        while (waitpid(r->pid, &st, WNOHANG) == 0) {
-            if (now_ms() > deadline) {
-                kill(r->pid, now_ms() > deadline + 2000 ? SIGKILL : SIGTERM);
-            }
-            sleep_ms(10);
-        }
-    }
-    etrace_client_free(&r->c);
-    rm_tree(r->dir);
-    live = NULL;
-    return st;
-}
-
-static int
-teardown(void **state)
-{
-    (void)state;
-    if (live) {
-        if (live->pid > 0) {
-            kill(live->pid, SIGKILL);
-            waitpid(live->pid, NULL, 0);
-            live->pid = 0;
-        }
-        daemon_stop(live);
-    }
-    return 0;
-}
-
-static Etrace__Stats *
-get_stats(struct daemon_run *r)
-{
-    /* A fresh snapshot: wait for one published after now on the stats socket. */
-    etrace_sub_t *s = etrace_sub_new(r->ep[3], "stats");
-    Etrace__Stats *st = NULL;
-    assert_non_null(s);
-    assert_int_equal(etrace_sub_recv_stats(s, 5000, &st), ETRACE_OK);
-    etrace__stats__free_unpacked(st, NULL);
-    assert_int_equal(etrace_sub_recv_stats(s, 5000, &st), ETRACE_OK); /* a whole period */
-    etrace_sub_free(&s);
-    return st;
-}
-
-static const Etrace__SocketStats *
-sock(const Etrace__Stats *st, const char *name)
-{
-    for (size_t i = 0; i < st->n_sockets; i++)
-        if (!strcmp(st->sockets[i]->name, name))
-            return st->sockets[i];
-    fail_msg("no socket %s in Stats", name);
-    return NULL;
-}
-
-static uint64_t
-status_tick(struct daemon_run *r)
-{
-    Etrace__Reply *rep = NULL;
-    assert_int_equal(etrace_status(r->c, &rep), ETRACE_OK);
-    uint64_t t = rep->status->tick;
-    etrace_reply_free(rep);
-    return t;
-}
+static const char model_text[] = DAEMON_RUN_ITEST_MODEL;
 
 /* ---- timer mode ----------------------------------------------------------------------- */
 
@@ -260,15 +31,15 @@ test_daemon_timer_streams_without_gaps(void **state)
 {
     struct daemon_run r;
     (void)state;
-    daemon_start(&r, "stats_period_ms: 200\n");
+    daemon_run_start(&r, model_text, "stats_period_ms: 200\n");
     etrace_sub_t *out = etrace_sub_new(r.ep[1], "action");
     assert_non_null(out);
-    sleep_ms(200); /* the subscription reaches the daemon */
+    daemon_run_sleep_ms(200); /* the subscription reaches the daemon */
     float v[4] = {0.5f, 0.1f, 0.2f, 0.3f}, tgt[2] = {0.1f, -0.1f};
     uint64_t first = 0, prev = 0, n_out = 0, gaps = 0;
-    int64_t t0 = now_ms();
+    int64_t t0 = daemon_run_now_ms();
     uint64_t sent = 0;
-    while (now_ms() - t0 < 2200) {
+    while (daemon_run_now_ms() - t0 < 2200) {
         v[0] = (float)sent * 1e-3f;
         assert_int_equal(etrace_send_frame(r.c, "sensors", v, 4, sent), ETRACE_OK);
         assert_int_equal(etrace_send_target(r.c, "action", tgt, 2), ETRACE_OK);
@@ -283,25 +54,24 @@ test_daemon_timer_streams_without_gaps(void **state)
             n_out++;
             etrace__output__free_unpacked(o, NULL);
         }
-        sleep_ms(1);
+        daemon_run_sleep_ms(1);
     }
-    Etrace__Stats *st = get_stats(&r);
+    Etrace__Stats *st = daemon_run_stats(&r);
     print_message("timer: %llu frames sent, %llu outputs from tick %llu, gaps %llu; lateness "
                   "p50 %.1f us p99 %.1f us max %.1f us; skipped %llu overruns %llu\n",
-                  (unsigned long long)sent, (unsigned long long)n_out,
-                  (unsigned long long)first, (unsigned long long)gaps,
-                  (double)st->lateness->p50_ns / 1e3, (double)st->lateness->p99_ns / 1e3,
-                  (double)st->lateness->max_ns / 1e3, (unsigned long long)st->skipped,
-                  (unsigned long long)st->overruns);
+                  (unsigned long long)sent, (unsigned long long)n_out, (unsigned long long)first,
+                  (unsigned long long)gaps, (double)st->lateness->p50_ns / 1e3,
+                  (double)st->lateness->p99_ns / 1e3, (double)st->lateness->max_ns / 1e3,
+                  (unsigned long long)st->skipped, (unsigned long long)st->overruns);
     assert_true(n_out > 1000);
     /* Every gap in tick numbers must be explained by a drop counter. */
-    assert_true(gaps <= sock(st, "output")->dropped);
-    assert_int_equal(sock(st, "input")->accepted, 2 * sent);
+    assert_true(gaps <= daemon_run_sock(st, "output")->dropped);
+    assert_int_equal(daemon_run_sock(st, "input")->accepted, 2 * sent);
     assert_int_equal(st->inputs[0]->frames, sent);
     assert_true(st->readouts[0]->targets == sent);
     etrace__stats__free_unpacked(st, NULL);
     etrace_sub_free(&out);
-    assert_int_equal(daemon_stop(&r), 0);
+    assert_int_equal(daemon_run_stop(&r), 0);
 }
 
 /* ---- control commands through the library ------------------------------------------- */
@@ -312,7 +82,7 @@ test_daemon_control_library(void **state)
     struct daemon_run r;
     Etrace__Reply *rep = NULL;
     (void)state;
-    daemon_start(&r, "stats_period_ms: 100\n");
+    daemon_run_start(&r, model_text, "stats_period_ms: 100\n");
     assert_int_equal(etrace_status(r.c, &rep), ETRACE_OK);
     assert_string_equal(rep->status->model_name, "itest");
     assert_int_equal(rep->status->period_ns, 1000000);
@@ -327,13 +97,13 @@ test_daemon_control_library(void **state)
     assert_int_equal(etrace_pause(r.c, &rep), ETRACE_OK);
     assert_true(rep->status->paused);
     etrace_reply_free(rep);
-    uint64_t t1 = status_tick(&r);
-    sleep_ms(50);
-    assert_int_equal(status_tick(&r), t1);
+    uint64_t t1 = daemon_run_status_tick(&r);
+    daemon_run_sleep_ms(50);
+    assert_int_equal(daemon_run_status_tick(&r), t1);
     assert_int_equal(etrace_resume(r.c, &rep), ETRACE_OK);
     etrace_reply_free(rep);
-    sleep_ms(50);
-    assert_true(status_tick(&r) > t1);
+    daemon_run_sleep_ms(50);
+    assert_true(daemon_run_status_tick(&r) > t1);
 
     assert_int_equal(etrace_learn(r.c, 0, &rep), ETRACE_OK);
     assert_false(rep->status->learning);
@@ -378,16 +148,16 @@ test_daemon_control_library(void **state)
 
     assert_int_equal(etrace_shutdown(r.c, &rep), ETRACE_OK);
     etrace_reply_free(rep);
-    int64_t deadline = now_ms() + 5000;
+    int64_t deadline = daemon_run_now_ms() + 5000;
     int status = -1;
-    while (waitpid(r.pid, &status, WNOHANG) == 0 && now_ms() < deadline)
-        sleep_ms(10);
+    while (waitpid(r.pid, &status, WNOHANG) == 0 && daemon_run_now_ms() < deadline)
+        daemon_run_sleep_ms(10);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     /* The ipc files are gone. */
     snprintf(path, sizeof(path), "%s/control", r.dir);
     assert_int_not_equal(stat(path, &st), 0);
     r.pid = 0;
-    daemon_stop(&r);
+    daemon_run_stop(&r);
 }
 
 /* ---- control commands through etracectl ---------------------------------------------- */
@@ -396,8 +166,8 @@ static int
 ctl(struct daemon_run *r, const char *args)
 {
     char cmd[8192];
-    snprintf(cmd, sizeof(cmd), "%s --config %s --timeout 2000 %s >/dev/null 2>&1", bin_ctl,
-             r->cfg, args);
+    snprintf(cmd, sizeof(cmd), "%s --config %s --timeout 2000 %s >/dev/null 2>&1",
+             daemon_run_etracectl(), r->cfg, args);
     int st = system(cmd);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
@@ -407,7 +177,7 @@ test_daemon_control_etracectl(void **state)
 {
     struct daemon_run r;
     (void)state;
-    daemon_start(&r, "stats_period_ms: 100\n");
+    daemon_run_start(&r, model_text, "stats_period_ms: 100\n");
     static const struct {
         const char *args;
         int code;
@@ -452,18 +222,18 @@ test_daemon_control_etracectl(void **state)
             fail_msg("etracectl %s: exit %d, expected %d", args, code, cases[i].code);
     }
     assert_int_equal(ctl(&r, "shutdown"), 0);
-    int64_t deadline = now_ms() + 5000;
+    int64_t deadline = daemon_run_now_ms() + 5000;
     int status = -1;
-    while (waitpid(r.pid, &status, WNOHANG) == 0 && now_ms() < deadline)
-        sleep_ms(10);
+    while (waitpid(r.pid, &status, WNOHANG) == 0 && daemon_run_now_ms() < deadline)
+        daemon_run_sleep_ms(10);
     r.pid = 0;
     /* No daemon: 2. */
     char cmd[8192];
     snprintf(cmd, sizeof(cmd), "%s --control ipc://%s/none --timeout 200 status 2>/dev/null",
-             bin_ctl, r.dir);
+             daemon_run_etracectl(), r.dir);
     int st = system(cmd);
     assert_int_equal(WEXITSTATUS(st), 2);
-    daemon_stop(&r);
+    daemon_run_stop(&r);
 }
 
 /* ---- hostile input ---------------------------------------------------------------------- */
@@ -652,7 +422,7 @@ send_multipart_raw(const char *ep, int type, int n_parts)
     zmq_connect(s, ep);
     for (int i = 0; i < n_parts; i++)
         zmq_send(s, "xx", 2, i + 1 < n_parts ? ZMQ_SNDMORE : 0);
-    sleep_ms(100);
+    daemon_run_sleep_ms(100);
     zmq_close(s);
     zmq_ctx_term(ctx);
 }
@@ -666,9 +436,10 @@ test_daemon_hostile_input_counted(void **state)
     unsigned seed = 1234;
     (void)state;
     print_message("seed %u\n", seed);
-    daemon_start(&r, "stats_period_ms: 100\nmax_msg_bytes: 65536\n"
+    daemon_run_start(&r, model_text,
+                     "stats_period_ms: 100\nmax_msg_bytes: 65536\n"
                      "limits: {input_bytes: 4096, control_bytes: 8192}\n");
-    uint64_t t0 = status_tick(&r);
+    uint64_t t0 = daemon_run_status_tick(&r);
     for (int round = 0; round < 20; round++) {
         for (int k = 0; k <= N_INPUT_KINDS; k++) { /* the last kind is a valid frame */
             size_t len = 0;
@@ -687,15 +458,15 @@ test_daemon_hostile_input_counted(void **state)
         static uint8_t big[100000];
         zmq_connect(s, r.ep[0]);
         zmq_send(s, big, sizeof(big), 0);
-        sleep_ms(200);
+        daemon_run_sleep_ms(200);
         int zero = 0;
         zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof(zero));
         zmq_close(s);
         zmq_ctx_term(ctx);
     }
-    sleep_ms(300);
-    Etrace__Stats *st = get_stats(&r);
-    const Etrace__SocketStats *in = sock(st, "input");
+    daemon_run_sleep_ms(300);
+    Etrace__Stats *st = daemon_run_stats(&r);
+    const Etrace__SocketStats *in = daemon_run_sock(st, "input");
     for (int k = 0; k < R_N; k++) {
         print_message("input %s: %llu (expected %llu)\n", reason_names[k],
                       (unsigned long long)rejected(in, k), (unsigned long long)expect[k]);
@@ -743,8 +514,8 @@ test_daemon_hostile_input_counted(void **state)
         assert_int_equal(etrace_request_raw(r.c, b, n, &rep), ETRACE_EREPLY);
         etrace_reply_free(rep);
     }
-    st = get_stats(&r);
-    const Etrace__SocketStats *cs = sock(st, "control");
+    st = daemon_run_stats(&r);
+    const Etrace__SocketStats *cs = daemon_run_sock(st, "control");
     print_message("control: undecodable %llu unknown_command %llu oversized %llu bad_argument "
                   "%llu non_finite %llu\n",
                   (unsigned long long)cs->undecodable, (unsigned long long)cs->unknown_command,
@@ -756,7 +527,7 @@ test_daemon_hostile_input_counted(void **state)
     assert_int_equal(cs->bad_argument, 1);
     assert_int_equal(cs->non_finite, 1);
     etrace__stats__free_unpacked(st, NULL);
-    assert_int_equal(daemon_stop(&r), 0);
+    assert_int_equal(daemon_run_stop(&r), 0);
 }
 
 /* ---- memory ---------------------------------------------------------------------------------- */
@@ -769,37 +540,36 @@ test_daemon_memory_flat(void **state)
     unsigned seed = 99;
     long rss10k = 0;
     (void)state;
-    daemon_start(&r, "stats_period_ms: 100\nlimits: {input_bytes: 4096}\n");
+    daemon_run_start(&r, model_text, "stats_period_ms: 100\nlimits: {input_bytes: 4096}\n");
     for (int i = 0; i < 100000; i++) {
         size_t len;
         hostile_input(i % (N_INPUT_KINDS + 3), buf, &len, &seed);
         assert_int_equal(etrace_send_raw(r.c, buf, len), ETRACE_OK);
-        if (i % 500 == 499)
-            sleep_ms(5); /* a steady stream: queues stay short, so RSS shows leaks only */
+        if (i % 500 == 499) /* a steady stream: queues stay short, so RSS shows leaks only */
+            daemon_run_sleep_ms(5);
         if (i == 10000) {
-            sleep_ms(300);
-            rss10k = rss_kib(r.pid);
+            daemon_run_sleep_ms(300);
+            rss10k = daemon_run_rss_kib(r.pid);
         }
     }
-    sleep_ms(500);
-    long rss100k = rss_kib(r.pid);
+    daemon_run_sleep_ms(500);
+    long rss100k = daemon_run_rss_kib(r.pid);
     print_message("RSS at 10,000: %ld KiB, at 100,000: %ld KiB\n", rss10k, rss100k);
     assert_true(rss100k - rss10k < 1024);
 
     /* Subscribers that connect and vanish. */
-    long before = rss_kib(r.pid);
+    long before = daemon_run_rss_kib(r.pid);
     for (int i = 0; i < 300; i++) {
         etrace_sub_t *s = etrace_sub_new(r.ep[i % 2 ? 1 : 3], i % 2 ? "" : "stats");
         assert_non_null(s);
-        sleep_ms(2);
+        daemon_run_sleep_ms(2);
         etrace_sub_free(&s);
     }
-    sleep_ms(500);
-    long after = rss_kib(r.pid);
-    print_message("RSS before 300 vanishing subscribers: %ld KiB, after: %ld KiB\n", before,
-                  after);
+    daemon_run_sleep_ms(500);
+    long after = daemon_run_rss_kib(r.pid);
+    print_message("RSS before 300 vanishing subscribers: %ld KiB, after: %ld KiB\n", before, after);
     assert_true(after - before < 1024);
-    assert_int_equal(daemon_stop(&r), 0);
+    assert_int_equal(daemon_run_stop(&r), 0);
 }
 
 /* ---- lockstep equals `etraced run` ------------------------------------------------------ */
@@ -809,8 +579,7 @@ write_npy_f32(const char *path, const float *v, int rows, int cols)
 {
     char header[128];
     int hl = snprintf(header, sizeof(header),
-                      "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }", rows,
-                      cols);
+                      "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }", rows, cols);
     int total = 10 + hl + 1, pad = (64 - total % 64) % 64;
     FILE *f = fopen(path, "wb");
     assert_non_null(f);
@@ -823,26 +592,6 @@ write_npy_f32(const char *path, const float *v, int rows, int cols)
     fputc('\n', f);
     fwrite(v, sizeof(float), (size_t)rows * (size_t)cols, f);
     fclose(f);
-}
-
-/* Reads the data of a float32 .npy (after its header) into v[n]. Returns 0 or -1. */
-static int
-read_npy_f32(const char *path, float *v, size_t n)
-{
-    FILE *f = fopen(path, "rb");
-    uint8_t pre[10];
-    if (!f || fread(pre, 1, 10, f) != 10)
-        return -1;
-    size_t hl = (size_t)pre[8] | (size_t)pre[9] << 8;
-    char header[512];
-    if (hl >= sizeof(header) || fread(header, 1, hl, f) != hl)
-        return -1;
-    header[hl] = '\0';
-    if (!strstr(header, "<f4"))
-        return -1;
-    size_t got = fread(v, sizeof(float), n, f);
-    fclose(f);
-    return got == n ? 0 : -1;
 }
 
 enum { N_STEPS = 1000 };
@@ -859,34 +608,20 @@ test_daemon_lockstep_equals_run(void **state)
         tgt[t][0] = 0.3f;
         tgt[t][1] = -0.2f;
     }
-    daemon_start(&r, "clock: lockstep\nstats_period_ms: 100\n");
-    int64_t t0 = now_ms();
+    daemon_run_start(&r, model_text, "clock: lockstep\nstats_period_ms: 100\n");
+    int64_t t0 = daemon_run_now_ms();
     for (int t = 0; t < N_STEPS; t++) {
-        Etrace__Input msg = ETRACE__INPUT__INIT;
-        Etrace__Frame f = ETRACE__FRAME__INIT, *fp = &f;
-        Etrace__Signal s = ETRACE__SIGNAL__INIT, *sp = &s;
-        Etrace__Signal__Target tg = ETRACE__SIGNAL__TARGET__INIT;
-        f.name = "sensors";
-        f.values = in[t];
-        f.n_values = 4;
-        tg.values = tgt[t];
-        tg.n_values = 2;
-        s.readout = "action";
-        s.kind_case = ETRACE__SIGNAL__KIND_TARGET;
-        s.target = &tg;
-        msg.frames = &fp;
-        msg.n_frames = 1;
-        msg.signals = &sp;
-        msg.n_signals = 1;
         Etrace__Reply *rep = NULL;
-        assert_int_equal(etrace_step(r.c, &msg, 0, &rep), ETRACE_OK);
+        assert_int_equal(daemon_run_step_target(&r, "sensors", in[t], 4, "action", tgt[t], 2, &rep),
+                         ETRACE_OK);
         assert_int_equal(rep->step->n_outputs, 1);
         assert_int_equal(rep->step->outputs[0]->tick, t);
         assert_int_equal(rep->step->outputs[0]->n_values, 2);
         memcpy(got[t], rep->step->outputs[0]->values, sizeof(got[t]));
         etrace_reply_free(rep);
     }
-    print_message("lockstep: %d steps in %lld ms\n", N_STEPS, (long long)(now_ms() - t0));
+    print_message("lockstep: %d steps in %lld ms\n", N_STEPS,
+                  (long long)(daemon_run_now_ms() - t0));
     /* Step errors in lockstep: named problems. */
     {
         Etrace__Input msg = ETRACE__INPUT__INIT;
@@ -917,14 +652,14 @@ test_daemon_lockstep_equals_run(void **state)
     snprintf(cmd, sizeof(cmd),
              "%s run %s --input sensors=%s --input ev=%s --target action=%s --out %s "
              ">/dev/null 2>&1",
-             bin_etraced, model, inp, evp, tg, out);
+             daemon_run_etraced(), model, inp, evp, tg, out);
     int st = system(cmd);
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-        daemon_stop(&r);
+        daemon_run_stop(&r);
         skip(); /* etraced run is not available in this build */
     }
     snprintf(path, sizeof(path), "%s/outputs/action.npy", out);
-    assert_int_equal(read_npy_f32(path, &ref[0][0], N_STEPS * 2), 0);
+    assert_int_equal(daemon_run_read_npy_f32(path, &ref[0][0], N_STEPS * 2), 0);
     int n_diff = 0;
     for (int t = 0; t < N_STEPS; t++)
         for (int k = 0; k < 2; k++)
@@ -933,44 +668,21 @@ test_daemon_lockstep_equals_run(void **state)
                     print_message("tick %d [%d]: lockstep %.9g, run %.9g\n", t, k,
                                   (double)got[t][k], (double)ref[t][k]);
     assert_int_equal(n_diff, 0);
-    assert_int_equal(daemon_stop(&r), 0);
-}
-
-static void
-find_binaries(const char *argv0)
-{
-    const char *e = getenv("ETRACED"), *c = getenv("ETRACECTL");
-    char build[900];
-    /* argv0 is BUILD/tests/integration/daemon_test. */
-    snprintf(build, sizeof(build), "%s", argv0);
-    for (int i = 0; i < 3; i++) {
-        char *slash = strrchr(build, '/');
-        if (slash)
-            *slash = '\0';
-        else
-            snprintf(build, sizeof(build), ".");
-    }
-    snprintf(bin_etraced, sizeof(bin_etraced), "%s", e ? e : "");
-    if (!e)
-        snprintf(bin_etraced, sizeof(bin_etraced), "%s/etraced", build);
-    if (c)
-        snprintf(bin_ctl, sizeof(bin_ctl), "%s", c);
-    else
-        snprintf(bin_ctl, sizeof(bin_ctl), "%s/etracectl", build);
+    assert_int_equal(daemon_run_stop(&r), 0);
 }
 
 int
 main(int argc, char **argv)
 {
     (void)argc;
-    find_binaries(argv[0]);
+    daemon_run_find_binaries(argv[0]);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_daemon_control_library, teardown),
-        cmocka_unit_test_teardown(test_daemon_control_etracectl, teardown),
-        cmocka_unit_test_teardown(test_daemon_timer_streams_without_gaps, teardown),
-        cmocka_unit_test_teardown(test_daemon_hostile_input_counted, teardown),
-        cmocka_unit_test_teardown(test_daemon_memory_flat, teardown),
-        cmocka_unit_test_teardown(test_daemon_lockstep_equals_run, teardown),
+        cmocka_unit_test_teardown(test_daemon_control_library, daemon_run_teardown),
+        cmocka_unit_test_teardown(test_daemon_control_etracectl, daemon_run_teardown),
+        cmocka_unit_test_teardown(test_daemon_timer_streams_without_gaps, daemon_run_teardown),
+        cmocka_unit_test_teardown(test_daemon_hostile_input_counted, daemon_run_teardown),
+        cmocka_unit_test_teardown(test_daemon_memory_flat, daemon_run_teardown),
+        cmocka_unit_test_teardown(test_daemon_lockstep_equals_run, daemon_run_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,12 +5,9 @@
  * Environment: ETRACED and ETRACECTL override the binaries (default: next to this test,
  * BUILD/etraced and BUILD/etracectl). */
 #include <signal.h>
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <setjmp.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -23,376 +20,15 @@
 #include <sys/un.h>
 #include <sys/types.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
 #include <cmocka.h>
 
+#include "daemon_run.h"
 #include "etrace_client.h"
 
-extern char **environ;
-
-/* The daemon of the running test, stopped by the teardown if an assertion failed. */
-static struct daemon_run *live;
-
-static char bin_etraced[1024], bin_ctl[1024];
-
-struct daemon_run {
-    char dir[256];       /* the temp dir: model, config, ipc sockets, log */
-    char ep[4][512];     /* input, output, control, stats */
-    char cfg[512];
-    pid_t pid;
-    etrace_client_t *c;
-};
-
-static const char model_text[] =
-    "name: itest\n"
-    "dt: 1.0e-3\n"
-    "seed: 3\n"
-    "inputs:\n"
-    "  - {name: sensors, size: 4}\n"
-    "  - {name: ev, size: 6, kind: spikes}\n"
-    "cells:\n"
-    "  - {name: hidden, model: lif, size: 32, params: {tau: 10.0e-3}}\n"
-    "  - {name: out, model: leaky_readout, size: 2}\n"
-    "projections:\n"
-    "  - {name: w_in, from: [sensors, ev, hidden], to: hidden.delta,\n"
-    "     weight: {init: kaiming_normal}, bias: {init: constant, value: 0.05}}\n"
-    "  - {name: w_out, from: hidden, to: out, weight: {init: kaiming_normal, scale: 0.5}}\n"
-    "readouts:\n"
-    "  - {name: action, cell: out}\n"
-    "learning:\n"
-    "  algorithm: es_d_rtrl\n"
-    "  decay_or_rank: 0.9\n"
-    "  optimizer: {kind: sgd, lr: 1.0e-3}\n";
-
-static int64_t
-now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void
-sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static void
-write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
-static long
-rss_kib(pid_t pid)
-{
-    char path[64], line[256];
-    long kib = -1;
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    while (fgets(line, sizeof(line), f))
-        if (!strncmp(line, "VmRSS:", 6))
-            kib = atol(line + 6);
-    fclose(f);
-    return kib;
-}
-
-/* Makes r's temporary directory (model, config, ipc sockets, log). */
-static void
-daemon_prepare(struct daemon_run *r)
-{
-    memset(r, 0, sizeof(*r));
-    snprintf(r->dir, sizeof(r->dir), "/tmp/etraced-itest-XXXXXX");
-    assert_non_null(mkdtemp(r->dir));
-}
-
-/* Starts etraced in r->dir on endpoints eps (NULL: ipc paths in r->dir) with `extra`
- * config lines; waits until `status` answers, over CURVE when keys (server public, client
- * public, client secret) are given. Returns 0, or -1 when etraced exited at start-up (a
- * port in use, say; its log is printed). */
-static int
-daemon_launch(struct daemon_run *r, const char *const eps[4], const char *extra,
-              const char *const keys[3])
-{
-    static const char *const names[4] = {"input", "output", "control", "stats"};
-    char path[600], cfg[4096], log[600];
-    snprintf(path, sizeof(path), "%s/model.yaml", r->dir);
-    write_file(path, model_text);
-    int n = snprintf(cfg, sizeof(cfg), "model: model.yaml\nendpoints:\n");
-    for (int i = 0; i < 4; i++) {
-        if (eps)
-            snprintf(r->ep[i], sizeof(r->ep[i]), "%s", eps[i]);
-        else
-            snprintf(r->ep[i], sizeof(r->ep[i]), "ipc://%s/%s", r->dir, names[i]);
-        n += snprintf(cfg + n, sizeof(cfg) - (size_t)n, "  %s: %s\n", names[i], r->ep[i]);
-    }
-    snprintf(cfg + n, sizeof(cfg) - (size_t)n, "%s", extra);
-    snprintf(r->cfg, sizeof(r->cfg), "%s/etraced.yaml", r->dir);
-    write_file(r->cfg, cfg);
-    snprintf(log, sizeof(log), "%s/daemon.log", r->dir);
-
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 2, 1);
-    setenv("XDG_RUNTIME_DIR", r->dir, 1);
-    setenv("XDG_STATE_HOME", r->dir, 1);
-    char *argv[] = {bin_etraced, "--config", r->cfg, NULL};
-    assert_int_equal(posix_spawn(&r->pid, bin_etraced, &fa, NULL, argv, environ), 0);
-    posix_spawn_file_actions_destroy(&fa);
-    live = r;
-    for (int64_t deadline = now_ms() + 10000;;) {
-        /* A new client per attempt: a refused CURVE handshake is not retried. */
-        r->c = keys ? etrace_client_new_curve(r->ep[2], r->ep[0], 300, keys[0], keys[1], keys[2])
-                    : etrace_client_new(r->ep[2], r->ep[0], 500);
-        assert_non_null(r->c);
-        Etrace__Reply *rep = NULL;
-        int rc = etrace_status(r->c, &rep);
-        etrace_reply_free(rep);
-        etrace_client_free(&r->c);
-        if (rc == ETRACE_OK)
-            break;
-        int st;
-        if (waitpid(r->pid, &st, WNOHANG) == r->pid) {
-            char cmd[700];
-            snprintf(cmd, sizeof(cmd), "cat %s >&2", log);
-            (void)!system(cmd);
-            r->pid = 0;
-            live = NULL;
-            return -1;
-        }
-        if (now_ms() > deadline)
-            fail_msg("etraced did not answer within 10 s");
-    }
-    r->c = keys ? etrace_client_new_curve(r->ep[2], r->ep[0], 5000, keys[0], keys[1], keys[2])
-                : etrace_client_new(r->ep[2], r->ep[0], 5000);
-    assert_non_null(r->c);
-    return 0;
-}
-
-/* Starts etraced on ipc paths in a new temporary directory with `extra` config lines. */
-static void
-daemon_start(struct daemon_run *r, const char *extra)
-{
-    daemon_prepare(r);
-    if (daemon_launch(r, NULL, extra, NULL))
-        fail_msg("etraced exited at start-up");
-}
-
-static void
-rm_tree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    char path[1024];
-    if (!d)
-        return;
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-            continue;
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        struct stat st;
-        if (!lstat(path, &st) && S_ISDIR(st.st_mode))
-            rm_tree(path);
-        else
-            unlink(path);
-    }
-    closedir(d);
-    rmdir(dir);
-}
-
-/* Stops the daemon (shutdown, then SIGTERM, then SIGKILL), keeping its directory.
- * Returns the exit status. */
-static int
-daemon_stop_keep(struct daemon_run *r)
-{
-    int st = -1;
-    if (r->pid > 0) {
-        Etrace__Reply *rep = NULL;
-        etrace_shutdown(r->c, &rep);
-        etrace_reply_free(rep);
-        int64_t deadline = now_ms() + 5000;
-        while (waitpid(r->pid, &st, WNOHANG) == 0) {
-            if (now_ms() > deadline) {
-                kill(r->pid, now_ms() > deadline + 2000 ? SIGKILL : SIGTERM);
-            }
-            sleep_ms(10);
-        }
-    }
-    etrace_client_free(&r->c);
-    live = NULL;
-    return st;
-}
-
-/* Stops the daemon as daemon_stop_keep and removes its directory. */
-static int
-daemon_stop(struct daemon_run *r)
-{
-    int st = daemon_stop_keep(r);
-    rm_tree(r->dir);
-    return st;
-}
-
-static int
-teardown(void **state)
-{
-    (void)state;
-    if (live) {
-        if (live->pid > 0) {
-            kill(live->pid, SIGKILL);
-            waitpid(live->pid, NULL, 0);
-            live->pid = 0;
-        }
-        daemon_stop(live);
-    }
-    return 0;
-}
-
-static Etrace__Stats *
-get_stats(struct daemon_run *r)
-{
-    /* A fresh snapshot: wait for one published after now on the stats socket. */
-    etrace_sub_t *s = etrace_sub_new(r->ep[3], "stats");
-    Etrace__Stats *st = NULL;
-    assert_non_null(s);
-    assert_int_equal(etrace_sub_recv_stats(s, 5000, &st), ETRACE_OK);
-    etrace__stats__free_unpacked(st, NULL);
-    assert_int_equal(etrace_sub_recv_stats(s, 5000, &st), ETRACE_OK); /* a whole period */
-    etrace_sub_free(&s);
-    return st;
-}
-
-static const Etrace__SocketStats *
-sock(const Etrace__Stats *st, const char *name)
-{
-    for (size_t i = 0; i < st->n_sockets; i++)
-        if (!strcmp(st->sockets[i]->name, name))
-            return st->sockets[i];
-    fail_msg("no socket %s in Stats", name);
-    return NULL;
-}
-
-static int
-read_npy_f32(const char *path, float *v, size_t n)
-{
-    FILE *f = fopen(path, "rb");
-    uint8_t pre[10];
-    if (!f || fread(pre, 1, 10, f) != 10)
-        return -1;
-    size_t hl = (size_t)pre[8] | (size_t)pre[9] << 8;
-    char header[512];
-    if (hl >= sizeof(header) || fread(header, 1, hl, f) != hl)
-        return -1;
-    header[hl] = '\0';
-    if (!strstr(header, "<f4"))
-        return -1;
-    size_t got = fread(v, sizeof(float), n, f);
-    fclose(f);
-    return got == n ? 0 : -1;
-}
-static void
-find_binaries(const char *argv0)
-{
-    const char *e = getenv("ETRACED"), *c = getenv("ETRACECTL");
-    char build[900];
-    /* argv0 is BUILD/tests/integration/daemon_test. */
-    snprintf(build, sizeof(build), "%s", argv0);
-    for (int i = 0; i < 3; i++) {
-        char *slash = strrchr(build, '/');
-        if (slash)
-            *slash = '\0';
-        else
-            snprintf(build, sizeof(build), ".");
-    }
-    snprintf(bin_etraced, sizeof(bin_etraced), "%s", e ? e : "");
-    if (!e)
-        snprintf(bin_etraced, sizeof(bin_etraced), "%s/etraced", build);
-    if (c)
-        snprintf(bin_ctl, sizeof(bin_ctl), "%s", c);
-    else
-        snprintf(bin_ctl, sizeof(bin_ctl), "%s/etracectl", build);
-}
-
-/* Respawns etraced on r's config (same directory); waits until `status` answers. */
-static void
-daemon_respawn(struct daemon_run *r)
-{
-    char log[600];
-    snprintf(log, sizeof(log), "%s/daemon.log", r->dir);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 2, 1);
-    char *argv[] = {bin_etraced, "--config", r->cfg, NULL};
-    assert_int_equal(posix_spawn(&r->pid, bin_etraced, &fa, NULL, argv, environ), 0);
-    posix_spawn_file_actions_destroy(&fa);
-    etrace_client_free(&r->c);
-    r->c = etrace_client_new(r->ep[2], r->ep[0], 300);
-    int64_t deadline = now_ms() + 10000;
-    for (;;) {
-        Etrace__Reply *rep = NULL;
-        int rc = etrace_status(r->c, &rep);
-        etrace_reply_free(rep);
-        if (rc == ETRACE_OK)
-            break;
-        if (now_ms() > deadline)
-            fail_msg("etraced did not answer after a restart");
-    }
-    etrace_client_free(&r->c);
-    r->c = etrace_client_new(r->ep[2], r->ep[0], 5000);
-}
-
-static void
-run_cmd(const char *cmd, int want)
-{
-    int st = system(cmd);
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != want)
-        fail_msg("'%s' exited %d, wanted %d", cmd, WIFEXITED(st) ? WEXITSTATUS(st) : -1, want);
-}
-
-/* Compares DIR_A/params/NAME.npy and DIR_B/params/NAME.npy byte for byte. */
-static int
-same_file(const char *a, const char *b)
-{
-    char cmd[2100];
-    snprintf(cmd, sizeof cmd, "cmp -s %s %s", a, b);
-    int st = system(cmd);
-    return WIFEXITED(st) && WEXITSTATUS(st) == 0;
-}
-
-static void
-export_to(struct daemon_run *r, const char *dir)
-{
-    Etrace__Reply *rep = NULL;
-    char err[256];
-    assert_int_equal(etrace_export(r->c, &rep), ETRACE_OK);
-    assert_int_equal(etrace_export_write(rep->export, dir, err, sizeof err), 0);
-    etrace_reply_free(rep);
-}
-
-static char *
-log_text(struct daemon_run *r)
-{
-    static char buf[1 << 20];
-    char path[600];
-    snprintf(path, sizeof path, "%s/daemon.log", r->dir);
-    FILE *f = fopen(path, "r");
-    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-    if (f)
-        fclose(f);
-    buf[n] = '\0';
-    return buf;
-}
+static const char model_text[] = DAEMON_RUN_ITEST_MODEL;
 
 /* ---- hot swap ----------------------------------------------------------------------- */
 
@@ -402,16 +38,16 @@ test_ops_hot_swap(void **state)
     struct daemon_run r;
     char path[600], a[600], b[600], fa[700], fb[700];
     (void)state;
-    daemon_start(&r, "stats_period_ms: 100\n");
+    daemon_run_start(&r, model_text, "stats_period_ms: 100\n");
     /* Another model with the same projections (other seed): --keep-weights carries them. */
     snprintf(path, sizeof path, "%s/other.yaml", r.dir);
     char other[sizeof(model_text) + 8];
     snprintf(other, sizeof other, "%s", model_text);
     char *seed = strstr(other, "seed: 3");
     seed[6] = '9';
-    write_file(path, other);
+    daemon_run_write_file(path, other);
     etrace_sub_t *out = etrace_sub_new(r.ep[1], "action");
-    sleep_ms(300);
+    daemon_run_sleep_ms(300);
     Etrace__Reply *rep = NULL;
     /* 1. A swap at 1 kHz: consecutive ticks on the output socket, a gap of one period. */
     assert_int_equal(etrace_load(r.c, path, 0, 0, &rep), ETRACE_OK);
@@ -441,14 +77,15 @@ test_ops_hot_swap(void **state)
     etrace_sub_free(&out);
     /* 2. A broken model changes nothing; the reply names the error. */
     snprintf(path, sizeof path, "%s/bad.yaml", r.dir);
-    write_file(path, "name: bad\ndt: 1.0e-3\ncells:\n  - {name: h, model: nope, size: 3}\n");
+    daemon_run_write_file(path,
+                          "name: bad\ndt: 1.0e-3\ncells:\n  - {name: h, model: nope, size: 3}\n");
     Etrace__Reply *st0 = NULL;
     assert_int_equal(etrace_status(r.c, &st0), ETRACE_OK);
     assert_int_equal(etrace_load(r.c, path, 1, 0, &rep), ETRACE_EREPLY);
     assert_non_null(strstr(rep->error->message, "bad.yaml"));
     print_message("broken model refused: %s\n", rep->error->message);
     etrace_reply_free(rep);
-    sleep_ms(50);
+    daemon_run_sleep_ms(50);
     Etrace__Reply *st1 = NULL;
     assert_int_equal(etrace_status(r.c, &st1), ETRACE_OK);
     assert_string_equal(st1->status->model_name, "itest");
@@ -460,16 +97,16 @@ test_ops_hot_swap(void **state)
     etrace_reply_free(rep);
     snprintf(a, sizeof a, "%s/before", r.dir);
     snprintf(b, sizeof b, "%s/after", r.dir);
-    export_to(&r, a);
+    daemon_run_export_to(&r, a);
     snprintf(path, sizeof path, "%s/model.yaml", r.dir);
     assert_int_equal(etrace_load(r.c, path, 1, 0, &rep), ETRACE_OK);
     etrace_reply_free(rep);
-    export_to(&r, b);
+    daemon_run_export_to(&r, b);
     static const char *const files[] = {"w_in.weight", "w_in.bias", "w_out.weight"};
     for (int i = 0; i < 3; i++) {
         snprintf(fa, sizeof fa, "%s/params/%s.npy", a, files[i]);
         snprintf(fb, sizeof fb, "%s/params/%s.npy", b, files[i]);
-        if (!same_file(fa, fb))
+        if (!daemon_run_same_file(fa, fb))
             fail_msg("--keep-weights: %s differs", files[i]);
     }
     assert_int_equal(etrace_resume(r.c, &rep), ETRACE_OK);
@@ -479,19 +116,19 @@ test_ops_hot_swap(void **state)
         assert_int_equal(etrace_load(r.c, path, i & 1, 0, &rep), ETRACE_OK);
         etrace_reply_free(rep);
     }
-    long rss0 = rss_kib(r.pid);
+    long rss0 = daemon_run_rss_kib(r.pid);
     for (int i = 0; i < 100; i++) {
         assert_int_equal(etrace_load(r.c, path, i & 1, i % 3 == 0, &rep), ETRACE_OK);
         etrace_reply_free(rep);
     }
-    long rss1 = rss_kib(r.pid);
+    long rss1 = daemon_run_rss_kib(r.pid);
     print_message("100 swaps: RSS %ld -> %ld KiB\n", rss0, rss1);
     assert_true(rss1 - rss0 < 2048);
-    Etrace__Stats *st = get_stats(&r);
+    Etrace__Stats *st = daemon_run_stats(&r);
     assert_true(st->swaps >= 122);
-    assert_true(sock(st, "control")->accepted > 0);
+    assert_true(daemon_run_sock(st, "control")->accepted > 0);
     etrace__stats__free_unpacked(st, NULL);
-    assert_int_equal(daemon_stop(&r), 0);
+    assert_int_equal(daemon_run_stop(&r), 0);
 }
 
 /* ---- crash-safe checkpoints ---------------------------------------------------------- */
@@ -502,7 +139,7 @@ test_ops_checkpoint_kill9(void **state)
     struct daemon_run r;
     char cmd[4000], ckdir[600], a[700], b[700];
     (void)state;
-    daemon_start(&r, "clock: lockstep\ncheckpoint: {resume: true, keep: 3}\n");
+    daemon_run_start(&r, model_text, "clock: lockstep\ncheckpoint: {resume: true, keep: 3}\n");
     snprintf(ckdir, sizeof ckdir, "%s/etraced", r.dir);
     srand(12345);
     int resumed = 0;
@@ -510,7 +147,7 @@ test_ops_checkpoint_kill9(void **state)
         /* Step and checkpoint in a loop until killed at a random moment. */
         pid_t killer = fork();
         if (killer == 0) {
-            sleep_ms(20 + rand() % 120);
+            daemon_run_sleep_ms(20 + rand() % 120);
             kill(r.pid, SIGKILL);
             _exit(0);
         }
@@ -531,9 +168,9 @@ test_ops_checkpoint_kill9(void **state)
         }
         waitpid(killer, NULL, 0);
         waitpid(r.pid, NULL, 0);
-        daemon_respawn(&r);
+        daemon_run_respawn(&r);
         /* It resumed from the newest whole checkpoint; its weights are that file's. */
-        const char *lg = log_text(&r), *last = NULL, *p = lg;
+        const char *lg = daemon_run_log_text(&r), *last = NULL, *p = lg;
         while ((p = strstr(p, "resumed from ")))
             last = p++;
         if (!last)
@@ -543,15 +180,16 @@ test_ops_checkpoint_kill9(void **state)
         snprintf(a, sizeof a, "%s/r%d", r.dir, round);
         snprintf(b, sizeof b, "%s/f%d", r.dir, round);
         Etrace__Reply *rep = NULL;
-        export_to(&r, a);
-        snprintf(cmd, sizeof cmd, "%s export-checkpoint %s %s >/dev/null", bin_etraced, name, b);
-        run_cmd(cmd, 0);
+        daemon_run_export_to(&r, a);
+        snprintf(cmd, sizeof cmd, "%s export-checkpoint %s %s >/dev/null", daemon_run_etraced(),
+                 name, b);
+        daemon_run_cmd(cmd, 0);
         static const char *const files[] = {"w_in.weight", "w_in.bias", "w_out.weight"};
         for (int i = 0; i < 3; i++) {
             char fa[800], fb[800];
             snprintf(fa, sizeof fa, "%s/params/%s.npy", a, files[i]);
             snprintf(fb, sizeof fb, "%s/params/%s.npy", b, files[i]);
-            if (!same_file(fa, fb))
+            if (!daemon_run_same_file(fa, fb))
                 fail_msg("round %d: resumed weights %s differ from %s", round, files[i], name);
         }
         (void)rep;
@@ -565,16 +203,17 @@ test_ops_checkpoint_kill9(void **state)
     snprintf(cmd, sizeof cmd,
              "cd %s && set -- $(ls -t ckpt-*.ckpt) && "
              "printf 'XXXX' | dd of=$1 bs=1 seek=200 conv=notrunc 2>/dev/null && "
-             "truncate -s 1000 $2 && echo $1 $2 > ../victims", ckdir);
-    run_cmd(cmd, 0);
-    daemon_respawn(&r);
+             "truncate -s 1000 $2 && echo $1 $2 > ../victims",
+             ckdir);
+    daemon_run_cmd(cmd, 0);
+    daemon_run_respawn(&r);
     char victims[2][300];
     snprintf(cmd, sizeof cmd, "%s/victims", r.dir);
     FILE *f = fopen(cmd, "r");
     assert_non_null(f);
     assert_int_equal(fscanf(f, "%299s %299s", victims[0], victims[1]), 2);
     fclose(f);
-    const char *lg = log_text(&r);
+    const char *lg = daemon_run_log_text(&r);
     for (int i = 0; i < 2; i++) {
         char want[700];
         snprintf(want, sizeof want, "%s skipped", victims[i]);
@@ -583,7 +222,7 @@ test_ops_checkpoint_kill9(void **state)
     }
     assert_non_null(strstr(lg, "checksum mismatch"));
     print_message("corrupt and truncated checkpoints skipped with a log line each\n");
-    assert_int_equal(daemon_stop(&r), 0);
+    assert_int_equal(daemon_run_stop(&r), 0);
 }
 
 /* ---- names ------------------------------------------------------------------------- */
@@ -594,7 +233,7 @@ test_ops_names_refused(void **state)
     struct daemon_run r;
     char path[700], target[700];
     (void)state;
-    daemon_start(&r, "clock: lockstep\n");
+    daemon_run_start(&r, model_text, "clock: lockstep\n");
     Etrace__Reply *rep = NULL;
     static const char *const bad[] = {"../x", "a/b", "..", "/tmp/x"};
     for (int i = 0; i < 4; i++) {
@@ -619,7 +258,7 @@ test_ops_names_refused(void **state)
     etrace_reply_free(rep);
     struct stat st;
     assert_int_equal(stat(target, &st), -1); /* nothing was written through the link */
-    assert_int_equal(daemon_stop(&r), 0);
+    assert_int_equal(daemon_run_stop(&r), 0);
 }
 
 /* ---- record and replay -------------------------------------------------------------- */
@@ -630,17 +269,17 @@ test_ops_record_replay(void **state)
     struct daemon_run r;
     char cmd[4000], dir[700], rec[700], fa[800], fb[800];
     (void)state;
-    daemon_start(&r, "stats_period_ms: 500\n");
+    daemon_run_start(&r, model_text, "stats_period_ms: 500\n");
     etrace_sub_t *out = etrace_sub_new(r.ep[1], "action");
-    sleep_ms(300); /* mid-run */
+    daemon_run_sleep_ms(300); /* mid-run */
     Etrace__Reply *rep = NULL;
     assert_int_equal(etrace_record_start(r.c, "rec1", &rep), ETRACE_OK);
     uint64_t first = rep->op->tick;
     etrace_reply_free(rep);
     /* 10 s at 1 kHz: frames and targets every millisecond, an lr change half-way. */
-    int64_t t0 = now_ms();
+    int64_t t0 = daemon_run_now_ms();
     int k = 0;
-    while (now_ms() - t0 < 10000) {
+    while (daemon_run_now_ms() - t0 < 10000) {
         float x[4] = {sinf((float)k * 0.01f), cosf((float)k * 0.013f), 0.5f, -0.25f};
         float tg[2] = {0.3f * sinf((float)k * 0.002f), 0.1f};
         etrace_send_frame(r.c, "sensors", x, 4, (uint64_t)k);
@@ -651,18 +290,18 @@ test_ops_record_replay(void **state)
             etrace_reply_free(rep);
         }
         k++;
-        sleep_ms(1);
+        daemon_run_sleep_ms(1);
     }
     assert_int_equal(etrace_pause(r.c, &rep), ETRACE_OK);
     etrace_reply_free(rep);
     assert_int_equal(etrace_record_stop(r.c, &rep), ETRACE_OK);
     uint64_t end = rep->op->tick;
-    print_message("recorded ticks %llu..%llu: %llu events, %llu bytes\n",
-                  (unsigned long long)first, (unsigned long long)end,
-                  (unsigned long long)rep->op->events, (unsigned long long)rep->op->bytes);
+    print_message("recorded ticks %llu..%llu: %llu events, %llu bytes\n", (unsigned long long)first,
+                  (unsigned long long)end, (unsigned long long)rep->op->events,
+                  (unsigned long long)rep->op->bytes);
     etrace_reply_free(rep);
     snprintf(dir, sizeof dir, "%s/live", r.dir);
-    export_to(&r, dir);
+    daemon_run_export_to(&r, dir);
     /* The daemon's outputs of the recorded ticks. */
     size_t n_ticks = (size_t)(end - first);
     float *lv = calloc(n_ticks * 2, sizeof(float));
@@ -680,11 +319,11 @@ test_ops_record_replay(void **state)
     etrace_sub_free(&out);
     snprintf(rec, sizeof rec, "%s/etraced/rec1", r.dir);
     snprintf(dir, sizeof dir, "%s/replay", r.dir);
-    snprintf(cmd, sizeof cmd, "%s run --replay %s --out %s", bin_etraced, rec, dir);
-    run_cmd(cmd, 0);
+    snprintf(cmd, sizeof cmd, "%s run --replay %s --out %s", daemon_run_etraced(), rec, dir);
+    daemon_run_cmd(cmd, 0);
     float *rep_out = calloc(n_ticks * 2, sizeof(float));
     snprintf(fa, sizeof fa, "%s/outputs/action.npy", dir);
-    assert_int_equal(read_npy_f32(fa, rep_out, n_ticks * 2), 0);
+    assert_int_equal(daemon_run_read_npy_f32(fa, rep_out, n_ticks * 2), 0);
     size_t n_cmp = 0, n_diff = 0;
     for (size_t t = 0; t < n_ticks; t++) {
         if (!have[t])
@@ -694,21 +333,20 @@ test_ops_record_replay(void **state)
             print_message("tick %zu: live %.9g replay %.9g\n", t + first, (double)lv[2 * t],
                           (double)rep_out[2 * t]);
     }
-    print_message("replay: %zu ticks, %zu outputs compared, %zu differ\n", n_ticks, n_cmp,
-                  n_diff);
+    print_message("replay: %zu ticks, %zu outputs compared, %zu differ\n", n_ticks, n_cmp, n_diff);
     assert_true(n_cmp > 9 * n_ticks / 10);
     assert_int_equal(n_diff, 0);
     static const char *const files[] = {"w_in.weight", "w_in.bias", "w_out.weight"};
     for (int i = 0; i < 3; i++) {
         snprintf(fa, sizeof fa, "%s/live/params/%s.npy", r.dir, files[i]);
         snprintf(fb, sizeof fb, "%s/replay/params/%s.npy", r.dir, files[i]);
-        if (!same_file(fa, fb))
+        if (!daemon_run_same_file(fa, fb))
             fail_msg("replay: final %s differs", files[i]);
     }
     free(lv);
     free(have);
     free(rep_out);
-    assert_int_equal(daemon_stop(&r), 0);
+    assert_int_equal(daemon_run_stop(&r), 0);
 }
 
 /* Lockstep replay through the daemon (`etracectl replay`) against `etraced run --replay`:
@@ -720,15 +358,15 @@ test_ops_lockstep_replay(void **state)
     struct daemon_run r, ls;
     char cmd[4000], rec[700], fa[900], fb[900];
     (void)state;
-    daemon_start(&r, "stats_period_ms: 500\n");
-    sleep_ms(200); /* mid-run */
+    daemon_run_start(&r, model_text, "stats_period_ms: 500\n");
+    daemon_run_sleep_ms(200); /* mid-run */
     Etrace__Reply *rep = NULL;
     assert_int_equal(etrace_record_start(r.c, "rec2", &rep), ETRACE_OK);
     uint64_t first = rep->op->tick;
     etrace_reply_free(rep);
-    int64_t t0 = now_ms();
+    int64_t t0 = daemon_run_now_ms();
     int k = 0;
-    while (now_ms() - t0 < 2000) {
+    while (daemon_run_now_ms() - t0 < 2000) {
         float x[4] = {sinf((float)k * 0.01f), cosf((float)k * 0.013f), 0.5f, -0.25f};
         float tg[2] = {0.3f * sinf((float)k * 0.002f), 0.1f};
         int32_t sp[2] = {k % 6, (k * 5) % 6};
@@ -742,7 +380,7 @@ test_ops_lockstep_replay(void **state)
             etrace_reply_free(rep);
         }
         k++;
-        sleep_ms(1);
+        daemon_run_sleep_ms(1);
     }
     assert_int_equal(etrace_pause(r.c, &rep), ETRACE_OK);
     etrace_reply_free(rep);
@@ -752,7 +390,7 @@ test_ops_lockstep_replay(void **state)
                   (unsigned long long)end, (unsigned long long)rep->op->events);
     etrace_reply_free(rep);
     snprintf(fa, sizeof fa, "%s/live", r.dir);
-    export_to(&r, fa);
+    daemon_run_export_to(&r, fa);
     /* A replay event on a timer daemon is refused. */
     Etrace__RecordEvent ev = ETRACE__RECORD_EVENT__INIT;
     ev.kind_case = ETRACE__RECORD_EVENT__KIND_LR;
@@ -760,44 +398,43 @@ test_ops_lockstep_replay(void **state)
     assert_int_equal(etrace_replay_event(r.c, &ev, &rep), ETRACE_EREPLY);
     assert_int_equal(rep->error->code, ETRACE__ERROR__CODE__WRONG_MODE);
     etrace_reply_free(rep);
-    assert_int_equal(daemon_stop_keep(&r), 0);
+    assert_int_equal(daemon_run_stop_keep(&r), 0);
 
     snprintf(rec, sizeof rec, "%s/etraced/rec2", r.dir);
-    snprintf(cmd, sizeof cmd, "%s run --replay %s --out %s/offline >/dev/null", bin_etraced, rec,
-             r.dir);
-    run_cmd(cmd, 0);
-    daemon_start(&ls, "clock: lockstep\n");
-    int64_t t1 = now_ms();
-    snprintf(cmd, sizeof cmd, "%s --control %s replay %s --out %s/lockstep", bin_ctl, ls.ep[2],
-             rec, r.dir);
-    run_cmd(cmd, 0);
-    print_message("lockstep replay of %llu ticks took %lld ms\n",
-                  (unsigned long long)(end - first), (long long)(now_ms() - t1));
-    static const char *const files[] = {"outputs/action.npy", "loss.npy",
-                                        "params/w_in.weight.npy", "params/w_in.bias.npy",
-                                        "params/w_out.weight.npy"};
+    snprintf(cmd, sizeof cmd, "%s run --replay %s --out %s/offline >/dev/null",
+             daemon_run_etraced(), rec, r.dir);
+    daemon_run_cmd(cmd, 0);
+    daemon_run_start(&ls, model_text, "clock: lockstep\n");
+    int64_t t1 = daemon_run_now_ms();
+    snprintf(cmd, sizeof cmd, "%s --control %s replay %s --out %s/lockstep", daemon_run_etracectl(),
+             ls.ep[2], rec, r.dir);
+    daemon_run_cmd(cmd, 0);
+    print_message("lockstep replay of %llu ticks took %lld ms\n", (unsigned long long)(end - first),
+                  (long long)(daemon_run_now_ms() - t1));
+    static const char *const files[] = {"outputs/action.npy", "loss.npy", "params/w_in.weight.npy",
+                                        "params/w_in.bias.npy", "params/w_out.weight.npy"};
     for (int i = 0; i < 5; i++) {
         snprintf(fa, sizeof fa, "%s/offline/%s", r.dir, files[i]);
         snprintf(fb, sizeof fb, "%s/lockstep/%s", r.dir, files[i]);
-        if (!same_file(fa, fb))
+        if (!daemon_run_same_file(fa, fb))
             fail_msg("lockstep replay: %s differs from etraced run --replay", files[i]);
         if (i >= 2) {
             snprintf(fa, sizeof fa, "%s/live/%s", r.dir, files[i]);
-            if (!same_file(fa, fb))
+            if (!daemon_run_same_file(fa, fb))
                 fail_msg("lockstep replay: %s differs from the live run's", files[i]);
         }
     }
     /* The outputs cover exactly the recorded ticks. */
     float *v = calloc((end - first) * 2, sizeof(float));
     snprintf(fa, sizeof fa, "%s/lockstep/outputs/action.npy", r.dir);
-    assert_int_equal(read_npy_f32(fa, v, (end - first) * 2), 0);
+    assert_int_equal(daemon_run_read_npy_f32(fa, v, (end - first) * 2), 0);
     free(v);
     Etrace__Reply *st = NULL;
     assert_int_equal(etrace_status(ls.c, &st), ETRACE_OK);
     assert_int_equal(st->status->tick, end);
     etrace_reply_free(st);
-    assert_int_equal(daemon_stop(&ls), 0);
-    rm_tree(r.dir);
+    assert_int_equal(daemon_run_stop(&ls), 0);
+    daemon_run_rm_tree(r.dir);
 }
 
 /* Counts a recording's records per kind (length-delimited RecordEvents). */
@@ -844,7 +481,8 @@ test_ops_replay_every_event(void **state)
     struct daemon_run r, ls;
     char cmd[4000], rec[700], fa[900], fb[900];
     (void)state;
-    daemon_start(&r, "stats_period_ms: 500\n"
+    daemon_run_start(&r, model_text,
+                     "stats_period_ms: 500\n"
                      "inputs:\n"
                      "  sensors: {max_age_ms: 5, on_stale: zero}\n");
     /* The swapped-in model: the same shapes, another learning rate and seed. */
@@ -854,19 +492,19 @@ test_ops_replay_every_event(void **state)
     assert_non_null(lr_line);
     char text2[sizeof model_text + 16];
     snprintf(text2, sizeof text2, "%.*slr: 4.0e-3}\n", (int)(lr_line - model_text), model_text);
-    write_file(model2, text2);
+    daemon_run_write_file(model2, text2);
     Etrace__Reply *rep = NULL;
     assert_int_equal(etrace_checkpoint(r.c, "before", &rep), ETRACE_OK);
     etrace_reply_free(rep);
     etrace_sub_t *out = etrace_sub_new(r.ep[1], "action");
-    sleep_ms(200);
+    daemon_run_sleep_ms(200);
     assert_int_equal(etrace_record_start(r.c, "rec3", &rep), ETRACE_OK);
     uint64_t first = rep->op->tick;
     etrace_reply_free(rep);
-    int64_t t0 = now_ms();
+    int64_t t0 = daemon_run_now_ms();
     int k = 0, done[8] = {0};
-    while (now_ms() - t0 < 2500) {
-        int64_t ms = now_ms() - t0;
+    while (daemon_run_now_ms() - t0 < 2500) {
+        int64_t ms = daemon_run_now_ms() - t0;
         float x[4] = {sinf((float)k * 0.01f), cosf((float)k * 0.013f), 0.5f, -0.25f};
         float tg[2] = {0.3f * sinf((float)k * 0.002f), 0.1f};
         if (ms < 800 || ms > 840) /* a 40 ms gap: stale after 5 ms, zeros recorded */
@@ -880,13 +518,27 @@ test_ops_replay_every_event(void **state)
             done[e] = 1;
             int rc = 0;
             switch (e) {
-            case 0: rc = etrace_learn(r.c, 0, &rep); break;
-            case 1: rc = etrace_learn(r.c, 1, &rep); break;
-            case 2: rc = etrace_reset(r.c, ETRACE__RESET__WHAT__STATES, &rep); break;
-            case 3: rc = etrace_reset(r.c, ETRACE__RESET__WHAT__TRACES, &rep); break;
-            case 4: rc = etrace_lr(r.c, 2.0e-3, &rep); break;
-            case 5: rc = etrace_load(r.c, model2, 1, 1, &rep); break;
-            case 6: rc = etrace_restore(r.c, "before.ckpt", &rep); break;
+            case 0:
+                rc = etrace_learn(r.c, 0, &rep);
+                break;
+            case 1:
+                rc = etrace_learn(r.c, 1, &rep);
+                break;
+            case 2:
+                rc = etrace_reset(r.c, ETRACE__RESET__WHAT__STATES, &rep);
+                break;
+            case 3:
+                rc = etrace_reset(r.c, ETRACE__RESET__WHAT__TRACES, &rep);
+                break;
+            case 4:
+                rc = etrace_lr(r.c, 2.0e-3, &rep);
+                break;
+            case 5:
+                rc = etrace_load(r.c, model2, 1, 1, &rep);
+                break;
+            case 6:
+                rc = etrace_restore(r.c, "before.ckpt", &rep);
+                break;
             }
             if (rc != ETRACE_OK)
                 fail_msg("event %d: %s", e, rep && rep->error ? rep->error->message : "no reply");
@@ -894,7 +546,7 @@ test_ops_replay_every_event(void **state)
             rep = NULL;
         }
         k++;
-        sleep_ms(1);
+        daemon_run_sleep_ms(1);
     }
     assert_int_equal(etrace_pause(r.c, &rep), ETRACE_OK);
     etrace_reply_free(rep);
@@ -902,7 +554,7 @@ test_ops_replay_every_event(void **state)
     uint64_t end = rep->op->tick, n_events = rep->op->events;
     etrace_reply_free(rep);
     snprintf(fa, sizeof fa, "%s/live", r.dir);
-    export_to(&r, fa);
+    daemon_run_export_to(&r, fa);
     /* The live outputs from the recording's first tick on, in publication order. */
     size_t cap = 8192, n_live = 0, n_rewind = 0;
     float *lv = calloc(cap * 2, sizeof(float));
@@ -928,11 +580,11 @@ test_ops_replay_every_event(void **state)
     }
     etrace_sub_free(&out);
     print_message("recorded from tick %llu to %llu: %llu records, %zu outputs, %zu rewind\n",
-                  (unsigned long long)first, (unsigned long long)end,
-                  (unsigned long long)n_events, n_live, n_rewind);
+                  (unsigned long long)first, (unsigned long long)end, (unsigned long long)n_events,
+                  n_live, n_rewind);
     assert_int_equal(n_rewind, 1); /* the restore */
     assert_int_equal(gaps, 0);
-    assert_int_equal(daemon_stop_keep(&r), 0);
+    assert_int_equal(daemon_run_stop_keep(&r), 0);
 
     snprintf(rec, sizeof rec, "%s/etraced/rec3", r.dir);
     unsigned kinds[64];
@@ -951,12 +603,12 @@ test_ops_replay_every_event(void **state)
     assert_int_equal(kinds[ETRACE__RECORD_EVENT__KIND_LR], 1);
     assert_int_equal(kinds[ETRACE__RECORD_EVENT__KIND_SWAP], 1);
     assert_int_equal(kinds[ETRACE__RECORD_EVENT__KIND_RESTORE], 1);
-    snprintf(cmd, sizeof cmd, "%s run --replay %s --out %s/offline >/dev/null", bin_etraced, rec,
-             r.dir);
-    run_cmd(cmd, 0);
+    snprintf(cmd, sizeof cmd, "%s run --replay %s --out %s/offline >/dev/null",
+             daemon_run_etraced(), rec, r.dir);
+    daemon_run_cmd(cmd, 0);
     float *rv = calloc(cap * 2, sizeof(float));
     snprintf(fa, sizeof fa, "%s/offline/outputs/action.npy", r.dir);
-    assert_int_equal(read_npy_f32(fa, rv, n_live * 2), 0);
+    assert_int_equal(daemon_run_read_npy_f32(fa, rv, n_live * 2), 0);
     size_t n_diff = 0;
     for (size_t t = 0; t < n_live; t++)
         if (memcmp(lv + 2 * t, rv + 2 * t, 2 * sizeof(float)) && n_diff++ < 5)
@@ -967,27 +619,26 @@ test_ops_replay_every_event(void **state)
     free(lv);
     free(rv);
 
-    daemon_start(&ls, "clock: lockstep\n");
-    snprintf(cmd, sizeof cmd, "%s --control %s replay %s --out %s/lockstep >/dev/null", bin_ctl,
-             ls.ep[2], rec, r.dir);
-    run_cmd(cmd, 0);
-    static const char *const files[] = {"outputs/action.npy", "loss.npy",
-                                        "params/w_in.weight.npy", "params/w_in.bias.npy",
-                                        "params/w_out.weight.npy"};
+    daemon_run_start(&ls, model_text, "clock: lockstep\n");
+    snprintf(cmd, sizeof cmd, "%s --control %s replay %s --out %s/lockstep >/dev/null",
+             daemon_run_etracectl(), ls.ep[2], rec, r.dir);
+    daemon_run_cmd(cmd, 0);
+    static const char *const files[] = {"outputs/action.npy", "loss.npy", "params/w_in.weight.npy",
+                                        "params/w_in.bias.npy", "params/w_out.weight.npy"};
     for (int i = 0; i < 5; i++) {
         snprintf(fa, sizeof fa, "%s/offline/%s", r.dir, files[i]);
         snprintf(fb, sizeof fb, "%s/lockstep/%s", r.dir, files[i]);
-        if (!same_file(fa, fb))
+        if (!daemon_run_same_file(fa, fb))
             fail_msg("every event: lockstep replay's %s differs from etraced run --replay",
                      files[i]);
         if (i >= 2) {
             snprintf(fb, sizeof fb, "%s/live/%s", r.dir, files[i]);
-            if (!same_file(fa, fb))
+            if (!daemon_run_same_file(fa, fb))
                 fail_msg("every event: replayed %s differs from the live run's", files[i]);
         }
     }
-    assert_int_equal(daemon_stop(&ls), 0);
-    rm_tree(r.dir);
+    assert_int_equal(daemon_run_stop(&ls), 0);
+    daemon_run_rm_tree(r.dir);
 }
 
 /* ---- CURVE (DESIGN §5.7) ------------------------------------------------------------ */
@@ -1005,7 +656,7 @@ keygen(struct keypair *k)
     char cmd[1200], line[200];
     uint8_t sec[32], pub[32], derived[32];
     memset(k, 0, sizeof(*k));
-    snprintf(cmd, sizeof cmd, "%s keygen", bin_ctl);
+    snprintf(cmd, sizeof cmd, "%s keygen", daemon_run_etracectl());
     FILE *f = popen(cmd, "r");
     assert_non_null(f);
     while (fgets(line, sizeof line, f)) {
@@ -1032,9 +683,9 @@ static int
 curve_status(const struct daemon_run *r, const struct keypair *server, const struct keypair *k,
              int timeout_ms)
 {
-    etrace_client_t *c = k ? etrace_client_new_curve(r->ep[2], r->ep[0], timeout_ms, server->pub,
-                                                      k->pub, k->sec)
-                           : etrace_client_new(r->ep[2], r->ep[0], timeout_ms);
+    etrace_client_t *c =
+        k ? etrace_client_new_curve(r->ep[2], r->ep[0], timeout_ms, server->pub, k->pub, k->sec)
+          : etrace_client_new(r->ep[2], r->ep[0], timeout_ms);
     Etrace__Reply *rep = NULL;
     assert_non_null(c);
     int rc = etrace_status(c, &rep);
@@ -1070,16 +721,16 @@ test_ops_curve(void **state)
     keygen(&allowed);
     keygen(&other);
     assert_string_not_equal(allowed.pub, other.pub);
-    daemon_prepare(&r);
+    daemon_run_prepare(&r, model_text);
     snprintf(path, sizeof path, "%s/server.key", r.dir);
-    write_file(path, server.text);
+    daemon_run_write_file(path, server.text);
     snprintf(path, sizeof path, "%s/allowed.key", r.dir);
-    write_file(path, allowed.text);
+    daemon_run_write_file(path, allowed.text);
     snprintf(path, sizeof path, "%s/other.key", r.dir);
-    write_file(path, other.text);
+    daemon_run_write_file(path, other.text);
     snprintf(path, sizeof path, "%s/server.key", r.dir);
     /* Random high ports on 127.0.0.1; another try when one is taken. */
-    srand((unsigned)getpid() ^ (unsigned)now_ms());
+    srand((unsigned)getpid() ^ (unsigned)daemon_run_now_ms());
     const char *const keys[3] = {server.pub, allowed.pub, allowed.sec};
     int started = 0;
     for (int attempt = 0; attempt < 8 && !started; attempt++) {
@@ -1091,7 +742,7 @@ test_ops_curve(void **state)
         snprintf(extra, sizeof extra,
                  "stats_period_ms: 100\ncurve:\n  server_secret_file: %s\n  allow: [\"%s\"]\n",
                  path, allowed.pub);
-        started = daemon_launch(&r, eps, extra, keys) == 0;
+        started = daemon_run_launch(&r, eps, extra, keys) == 0;
     }
     assert_true(started);
 
@@ -1104,7 +755,7 @@ test_ops_curve(void **state)
     assert_false(curve_output(&r, &server, &other, 500));
     /* Counted: the other key on control and on output (ZAP). */
     uint64_t denials = 0, control_denied = 0, output_denied = 0;
-    for (int64_t deadline = now_ms() + 3000; now_ms() < deadline;) {
+    for (int64_t deadline = daemon_run_now_ms() + 3000; daemon_run_now_ms() < deadline;) {
         Etrace__Reply *rep = NULL;
         assert_int_equal(etrace_stats(r.c, &rep), ETRACE_OK);
         denials = rep->stats->curve_denials;
@@ -1117,11 +768,10 @@ test_ops_curve(void **state)
         etrace_reply_free(rep);
         if (control_denied >= 1 && output_denied >= 1)
             break;
-        sleep_ms(50);
+        daemon_run_sleep_ms(50);
     }
-    print_message("curve: denials %llu (control %llu, output %llu)\n",
-                  (unsigned long long)denials, (unsigned long long)control_denied,
-                  (unsigned long long)output_denied);
+    print_message("curve: denials %llu (control %llu, output %llu)\n", (unsigned long long)denials,
+                  (unsigned long long)control_denied, (unsigned long long)output_denied);
     assert_true(control_denied >= 1);
     assert_true(output_denied >= 1);
     assert_true(denials >= control_denied + output_denied);
@@ -1130,18 +780,18 @@ test_ops_curve(void **state)
     snprintf(cmd, sizeof cmd,
              "%s --control %s --curve-server '%s' --curve-keys %s/allowed.key --timeout 2000 "
              "status >/dev/null",
-             bin_ctl, r.ep[2], server.pub, r.dir);
-    run_cmd(cmd, 0);
+             daemon_run_etracectl(), r.ep[2], server.pub, r.dir);
+    daemon_run_cmd(cmd, 0);
     snprintf(cmd, sizeof cmd,
              "%s --control %s --curve-server '%s' --curve-keys %s/other.key --timeout 500 "
              "status 2>/dev/null",
-             bin_ctl, r.ep[2], server.pub, r.dir);
-    run_cmd(cmd, 2);
+             daemon_run_etracectl(), r.ep[2], server.pub, r.dir);
+    daemon_run_cmd(cmd, 2);
     snprintf(cmd, sizeof cmd,
              "%s --control %s --stats %s --curve-server '%s' --curve-keys %s/allowed.key "
              "--timeout 2000 stats --watch --count 1 | grep -q '^swaps .* curve_denials'",
-             bin_ctl, r.ep[2], r.ep[3], server.pub, r.dir);
-    run_cmd(cmd, 0);
+             daemon_run_etracectl(), r.ep[2], r.ep[3], server.pub, r.dir);
+    daemon_run_cmd(cmd, 0);
 
     /* SIGHUP with another allow-list: the other key in, the first one out (new
      * connections; an established one stays). */
@@ -1154,18 +804,19 @@ test_ops_curve(void **state)
     char *at = strstr(text, allowed.pub);
     assert_non_null(at);
     memcpy(at, other.pub, 40);
-    write_file(r.cfg, text);
+    daemon_run_write_file(r.cfg, text);
     assert_int_equal(kill(r.pid, SIGHUP), 0);
     int rc = ETRACE_ETIMEOUT;
-    for (int64_t deadline = now_ms() + 3000; rc != ETRACE_OK && now_ms() < deadline;)
+    for (int64_t deadline = daemon_run_now_ms() + 3000;
+         rc != ETRACE_OK && daemon_run_now_ms() < deadline;)
         rc = curve_status(&r, &server, &other, 300);
     assert_int_equal(rc, ETRACE_OK);
     assert_int_equal(curve_status(&r, &server, &allowed, 500), ETRACE_ETIMEOUT);
     assert_true(curve_output(&r, &server, &other, 2000));
-    assert_non_null(strstr(log_text(&r), "curve.allow changed: applied"));
+    assert_non_null(strstr(daemon_run_log_text(&r), "curve.allow changed: applied"));
     etrace_client_free(&r.c);
     r.c = etrace_client_new_curve(r.ep[2], r.ep[0], 5000, server.pub, other.pub, other.sec);
-    assert_int_equal(daemon_stop(&r), 0);
+    assert_int_equal(daemon_run_stop(&r), 0);
 }
 
 /* ---- systemd notification (DESIGN §5.7) ---------------------------------------------- */
@@ -1178,8 +829,8 @@ struct notify_counts {
 static void
 notify_read(int fd, int ms, struct notify_counts *n)
 {
-    for (int64_t deadline = now_ms() + ms;;) {
-        int64_t left = deadline - now_ms();
+    for (int64_t deadline = daemon_run_now_ms() + ms;;) {
+        int64_t left = deadline - daemon_run_now_ms();
         if (left <= 0)
             return;
         struct timeval tv = {left / 1000, (long)(left % 1000) * 1000};
@@ -1197,16 +848,6 @@ notify_read(int fd, int ms, struct notify_counts *n)
     }
 }
 
-static uint64_t
-status_tick(struct daemon_run *r)
-{
-    Etrace__Reply *rep = NULL;
-    assert_int_equal(etrace_status(r->c, &rep), ETRACE_OK);
-    uint64_t tick = rep->status->tick;
-    etrace_reply_free(rep);
-    return tick;
-}
-
 static void
 test_ops_sdnotify(void **state)
 {
@@ -1215,7 +856,7 @@ test_ops_sdnotify(void **state)
     struct notify_counts n = {0, 0, 0};
     char path[700];
     (void)state;
-    daemon_prepare(&r);
+    daemon_run_prepare(&r, model_text);
     assert_true(strlen(r.dir) + sizeof "/notify" <= sizeof sa.sun_path);
     memcpy(sa.sun_path, r.dir, strlen(r.dir));
     memcpy(sa.sun_path + strlen(r.dir), "/notify", sizeof "/notify");
@@ -1224,7 +865,7 @@ test_ops_sdnotify(void **state)
     assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
     setenv("NOTIFY_SOCKET", sa.sun_path, 1);
     setenv("WATCHDOG_USEC", "200000", 1);
-    int launched = daemon_launch(&r, NULL, "", NULL);
+    int launched = daemon_run_launch(&r, NULL, "", NULL);
     unsetenv("NOTIFY_SOCKET");
     unsetenv("WATCHDOG_USEC");
     assert_int_equal(launched, 0);
@@ -1239,10 +880,10 @@ test_ops_sdnotify(void **state)
         assert_int_equal(stat(path, &st), 0);
     }
     /* Timer mode, ticking: WATCHDOG=1 about every WATCHDOG_USEC / 2. */
-    uint64_t t0 = status_tick(&r);
+    uint64_t t0 = daemon_run_status_tick(&r);
     n.watchdog = 0;
     notify_read(fd, 1000, &n);
-    uint64_t t1 = status_tick(&r);
+    uint64_t t1 = daemon_run_status_tick(&r);
     print_message("sdnotify: %d WATCHDOG=1 in 1 s while ticking (%llu ticks)\n", n.watchdog,
                   (unsigned long long)(t1 - t0));
     assert_true(t1 > t0);
@@ -1253,9 +894,9 @@ test_ops_sdnotify(void **state)
     etrace_reply_free(rep);
     notify_read(fd, 300, &n); /* the last feeds for ticks run before the pause */
     n.watchdog = 0;
-    t0 = status_tick(&r);
+    t0 = daemon_run_status_tick(&r);
     notify_read(fd, 1000, &n);
-    t1 = status_tick(&r);
+    t1 = daemon_run_status_tick(&r);
     print_message("sdnotify: %d WATCHDOG=1 in 1 s while paused (%llu ticks)\n", n.watchdog,
                   (unsigned long long)(t1 - t0));
     assert_int_equal(t1, t0);
@@ -1267,27 +908,27 @@ test_ops_sdnotify(void **state)
     assert_true(n.watchdog >= 2);
     /* Shutdown: STOPPING=1. */
     n.stopping = 0;
-    assert_int_equal(daemon_stop_keep(&r), 0);
+    assert_int_equal(daemon_run_stop_keep(&r), 0);
     notify_read(fd, 200, &n);
     assert_int_equal(n.stopping, 1);
     close(fd);
-    rm_tree(r.dir);
+    daemon_run_rm_tree(r.dir);
 }
 
 int
 main(int argc, char **argv)
 {
     (void)argc;
-    find_binaries(argv[0]);
+    daemon_run_find_binaries(argv[0]);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_ops_hot_swap, teardown),
-        cmocka_unit_test_teardown(test_ops_names_refused, teardown),
-        cmocka_unit_test_teardown(test_ops_record_replay, teardown),
-        cmocka_unit_test_teardown(test_ops_lockstep_replay, teardown),
-        cmocka_unit_test_teardown(test_ops_replay_every_event, teardown),
-        cmocka_unit_test_teardown(test_ops_checkpoint_kill9, teardown),
-        cmocka_unit_test_teardown(test_ops_curve, teardown),
-        cmocka_unit_test_teardown(test_ops_sdnotify, teardown),
+        cmocka_unit_test_teardown(test_ops_hot_swap, daemon_run_teardown),
+        cmocka_unit_test_teardown(test_ops_names_refused, daemon_run_teardown),
+        cmocka_unit_test_teardown(test_ops_record_replay, daemon_run_teardown),
+        cmocka_unit_test_teardown(test_ops_lockstep_replay, daemon_run_teardown),
+        cmocka_unit_test_teardown(test_ops_replay_every_event, daemon_run_teardown),
+        cmocka_unit_test_teardown(test_ops_checkpoint_kill9, daemon_run_teardown),
+        cmocka_unit_test_teardown(test_ops_curve, daemon_run_teardown),
+        cmocka_unit_test_teardown(test_ops_sdnotify, daemon_run_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
