@@ -200,7 +200,7 @@ help:
 DEB_PACKAGES := build-essential pkg-config libyaml-dev libcmocka-dev libuv1-dev libzmq3-dev \
     libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libcyaml-dev libsystemd-dev \
     python3 python3-numpy python3-zmq python3-protobuf clang libclang-rt-14-dev tmux \
-    python3-prometheus-client python3-matplotlib
+    python3-prometheus-client python3-matplotlib systemd
 
 deps:
 	apt-get update
@@ -254,6 +254,7 @@ test: all tests
 	    'fuzz-replay/npy:$(BUILD)/fuzz/npy_fuzz tests/fuzz/corpus/npy tests/engine/npy_files' \
 	    $(BAD_SUITES) $(REF_SUITE) $(ALIGN_SUITE) $(CLIENT_SUITES) \
 	    'install:sh tests/support/install-check.sh $(BUILD)' \
+	    'systemd-verify:sh tests/support/systemd-verify.sh $(BUILD)' \
 	    "check-layers:sh tests/support/check-layers.sh"
 
 engine-tests: $(ENGINE_TESTS)
