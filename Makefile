@@ -228,9 +228,13 @@ plots: all
 run: all
 	$(Q)sh tests/support/demo.sh $(BUILD)
 
+# libzmq is not instrumented: its internal pipes read as races (tests/support/tsan.supp).
+TSAN_ENV := TSAN_OPTIONS=suppressions=$(CURDIR)/tests/support/tsan.supp
 # Every suite, each timed by run-suites.sh: the engine tests in float, in double (where the
 # finite-difference and BPTT identities are checked tightly) and under ASan+UBSan; the
-# daemon and integration tests; the reference cases; the layer check.
+# daemon and integration tests, the latter also against an ASan+UBSan etraced (its exit
+# status shows LeakSanitizer's verdict) and a ThreadSanitizer etraced, with the SPSC
+# two-thread stress under TSan; the reference cases; the layer check.
 suite = $(foreach t,$(2),'$(1)/$(notdir $(t)):ETRACE_SRC=. $(t)')
 REF_SUITE := $(if $(wildcard $(SHARED)/reference/compare.py),'reference:$(PYTHON) $(SHARED)/reference/compare.py --project . --etraced $(BUILD)/etraced' 'align-bptt:$(PYTHON) tests/support/align-check.py $(BUILD)/etraced $(SHARED)/reference/cases')
 ALIGN_SUITE := 'align-task:sh tests/support/align-task.sh $(BUILD)/etraced'
@@ -243,12 +247,17 @@ test: all tests
 	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/double REAL=double engine-tests
 	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/asan SANITIZE=address,undefined engine-tests \
 	    $(BUILD)/asan/etraced
+	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/tsan SANITIZE=thread $(BUILD)/tsan/etraced \
+	    $(BUILD)/tsan/tests/daemon/spsc_test
 	$(Q)SUITE_LOG_DIR=$(BUILD)/test-logs sh tests/support/run-suites.sh \
 	    $(call suite,engine,$(ENGINE_TESTS)) \
 	    $(call suite,engine-double,$(patsubst $(BUILD)/%,$(BUILD)/double/%,$(ENGINE_TESTS))) \
 	    $(call suite,engine-asan,$(patsubst $(BUILD)/%,$(BUILD)/asan/%,$(ENGINE_TESTS))) \
 	    $(call suite,daemon,$(DAEMON_TESTS)) \
 	    $(call suite,integration,$(INTEG_TESTS)) \
+	    $(foreach t,$(INTEG_TESTS),'integration-asan/$(notdir $(t)):ETRACED=$(BUILD)/asan/etraced ETRACE_SANITIZED=1 $(t)') \
+	    'tsan/spsc_test:$(BUILD)/tsan/tests/daemon/spsc_test' \
+	    $(foreach t,$(INTEG_TESTS),'integration-tsan/$(notdir $(t)):$(TSAN_ENV) ETRACED=$(BUILD)/tsan/etraced ETRACE_SANITIZED=1 $(t)') \
 	    $(INTEG_SCRIPTS) \
 	    'fuzz-replay/model:$(BUILD)/fuzz/model_fuzz tests/fuzz/corpus/model tests/engine/bad_models' \
 	    'fuzz-replay/npy:$(BUILD)/fuzz/npy_fuzz tests/fuzz/corpus/npy tests/engine/npy_files' \

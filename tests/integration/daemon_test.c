@@ -555,7 +555,8 @@ test_daemon_memory_flat(void **state)
     daemon_run_sleep_ms(500);
     long rss100k = daemon_run_rss_kib(r.pid);
     print_message("RSS at 10,000: %ld KiB, at 100,000: %ld KiB\n", rss10k, rss100k);
-    assert_true(rss100k - rss10k < 1024);
+    if (!daemon_run_sanitized())
+        assert_true(rss100k - rss10k < 1024);
 
     /* Subscribers that connect and vanish. */
     long before = daemon_run_rss_kib(r.pid);
@@ -568,8 +569,9 @@ test_daemon_memory_flat(void **state)
     daemon_run_sleep_ms(500);
     long after = daemon_run_rss_kib(r.pid);
     print_message("RSS before 300 vanishing subscribers: %ld KiB, after: %ld KiB\n", before, after);
-    assert_true(after - before < 1024);
-    assert_int_equal(daemon_run_stop(&r), 0);
+    if (!daemon_run_sanitized())
+        assert_true(after - before < 1024);
+    assert_int_equal(daemon_run_stop(&r), 0); /* under ASan: LeakSanitizer found nothing */
 }
 
 /* ---- lockstep equals `etraced run` ------------------------------------------------------ */

@@ -51,6 +51,12 @@ daemon_run_find_binaries(const char *argv0)
         snprintf(bin_ctl, sizeof(bin_ctl), "%s/etracectl", build);
 }
 
+int
+daemon_run_sanitized(void)
+{
+    return getenv("ETRACE_SANITIZED") != NULL;
+}
+
 const char *
 daemon_run_etraced(void)
 {

@@ -50,6 +50,10 @@ struct daemon_run {
  * when argv0 is BUILD/tests/integration/NAME (else in "."). Call once from main(). */
 void daemon_run_find_binaries(const char *argv0);
 
+/* 1 when $ETRACE_SANITIZED is set: the daemon under test runs under ASan, whose quarantine
+ * makes resident memory meaningless (leaks show as a non-zero exit status instead). */
+int daemon_run_sanitized(void);
+
 /* The path of the etraced binary daemon_run_find_binaries chose (static storage). */
 const char *daemon_run_etraced(void);
 
