@@ -5,6 +5,7 @@
  * Environment: ETRACED and ETRACECTL override the binaries (default: next to this test,
  * BUILD/etraced and BUILD/etracectl). */
 #include <signal.h>
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <setjmp.h>
@@ -134,70 +135,110 @@ test_ops_hot_swap(void **state)
 
 /* ---- crash-safe checkpoints ---------------------------------------------------------- */
 
+/* The checkpoints a kill -9 round saw answered: name and tick. */
+struct ckpt_seen {
+    char name[300];
+    uint64_t tick;
+};
+
 static void
 test_ops_checkpoint_kill9(void **state)
 {
     struct daemon_run r;
-    char cmd[4000], ckdir[600], a[700], b[700];
+    char cmd[4000], ckdir[600], a[700], b[700], init[700];
     (void)state;
     daemon_run_start(&r, model_text, "clock: lockstep\ncheckpoint: {resume: true, keep: 3}\n");
     snprintf(ckdir, sizeof ckdir, "%s/etraced", r.dir);
+    snprintf(init, sizeof init, "%s/init", r.dir);
+    daemon_run_export_to(&r, init);
     srand(12345);
-    int resumed = 0;
+    static struct ckpt_seen seen[20000];
+    int n_seen = 0, resumed = 0, moved = 0, k = 0;
     for (int round = 0; round < 50; round++) {
-        /* Step and checkpoint in a loop until killed at a random moment. */
+        /* Learning steps (frames and targets, so the weights move) and checkpoints in a loop
+         * until killed at a random moment. */
         pid_t killer = fork();
         if (killer == 0) {
             daemon_run_sleep_ms(20 + rand() % 120);
             kill(r.pid, SIGKILL);
             _exit(0);
         }
-        for (;;) {
+        for (;; k++) {
+            float x[4] = {sinf((float)k * 0.3f), cosf((float)k * 0.2f), 1.0f, -0.5f};
+            float y[2] = {0.8f * sinf((float)k * 0.05f), -0.4f};
             Etrace__Reply *rep = NULL;
-            if (etrace_step(r.c, NULL, 0, &rep) != ETRACE_OK) {
-                etrace_reply_free(rep);
+            int rc = daemon_run_step_target(&r, "sensors", x, 4, "action", y, 2, &rep);
+            etrace_reply_free(rep);
+            if (rc != ETRACE_OK)
                 break;
+            rep = NULL;
+            rc = etrace_checkpoint(r.c, NULL, &rep);
+            if (rc == ETRACE_OK && n_seen < (int)(sizeof seen / sizeof seen[0])) {
+                const char *base = strrchr(rep->op->name, '/');
+                snprintf(seen[n_seen].name, sizeof seen[n_seen].name, "%s",
+                         base ? base + 1 : rep->op->name);
+                seen[n_seen++].tick = rep->op->tick;
             }
             etrace_reply_free(rep);
-            if (etrace_checkpoint(r.c, NULL, &rep) != ETRACE_OK) {
-                etrace_reply_free(rep);
+            if (rc != ETRACE_OK)
                 break;
-            }
-            etrace_reply_free(rep);
             etrace_client_free(&r.c);
             r.c = etrace_client_new(r.ep[2], r.ep[0], 300);
         }
         waitpid(killer, NULL, 0);
         waitpid(r.pid, NULL, 0);
+        size_t log_before = strlen(daemon_run_log_text(&r));
         daemon_run_respawn(&r);
-        /* It resumed from the newest whole checkpoint; its weights are that file's. */
-        const char *lg = daemon_run_log_text(&r), *last = NULL, *p = lg;
-        while ((p = strstr(p, "resumed from ")))
-            last = p++;
-        if (!last)
+        /* Once a checkpoint was answered, every restart resumes from the newest whole one:
+         * its weights are that file's, its tick the one the checkpoint reported. */
+        const char *p = strstr(daemon_run_log_text(&r) + log_before, "resumed from ");
+        if (!p) {
+            if (n_seen)
+                fail_msg("round %d: a checkpoint was written but the restart did not resume",
+                         round);
             continue; /* killed before the first checkpoint was whole */
+        }
         char name[600];
-        sscanf(last, "resumed from %599s", name);
+        unsigned long long log_tick = 0;
+        assert_int_equal(sscanf(p, "resumed from %599s (model %*s tick %llu)", name, &log_tick), 2);
+        const char *base = strrchr(name, '/');
+        base = base ? base + 1 : name;
+        int found = -1;
+        for (int q = n_seen - 1; q >= 0 && found < 0; q--)
+            if (!strcmp(seen[q].name, base))
+                found = q;
+        if (found >= 0 && found < n_seen - 1)
+            fail_msg("round %d: resumed from %s, not the newest answered checkpoint %s", round,
+                     base, seen[n_seen - 1].name);
+        uint64_t tick = daemon_run_status_tick(&r);
+        if (tick != log_tick || (found >= 0 && tick != seen[found].tick))
+            fail_msg("round %d: resumed at tick %llu, checkpoint %s was taken at %llu", round,
+                     (unsigned long long)tick, base, log_tick);
         snprintf(a, sizeof a, "%s/r%d", r.dir, round);
         snprintf(b, sizeof b, "%s/f%d", r.dir, round);
-        Etrace__Reply *rep = NULL;
         daemon_run_export_to(&r, a);
         snprintf(cmd, sizeof cmd, "%s export-checkpoint %s %s >/dev/null", daemon_run_etraced(),
                  name, b);
         daemon_run_cmd(cmd, 0);
         static const char *const files[] = {"w_in.weight", "w_in.bias", "w_out.weight"};
+        int same_as_init = 1;
         for (int i = 0; i < 3; i++) {
             char fa[800], fb[800];
             snprintf(fa, sizeof fa, "%s/params/%s.npy", a, files[i]);
             snprintf(fb, sizeof fb, "%s/params/%s.npy", b, files[i]);
             if (!daemon_run_same_file(fa, fb))
                 fail_msg("round %d: resumed weights %s differ from %s", round, files[i], name);
+            snprintf(fb, sizeof fb, "%s/params/%s.npy", init, files[i]);
+            same_as_init &= daemon_run_same_file(fa, fb);
         }
-        (void)rep;
+        moved += !same_as_init;
         resumed++;
     }
-    print_message("kill -9: 50 rounds, %d restarts resumed from a whole checkpoint\n", resumed);
-    assert_true(resumed >= 40);
+    print_message("kill -9: 50 rounds, %d restarts resumed from a whole checkpoint (%d with "
+                  "learned weights), %d checkpoints answered\n",
+                  resumed, moved, n_seen);
+    assert_true(resumed >= 45);
+    assert_true(moved >= resumed - 1);
     /* Corrupt the newest and truncate the next: both are skipped, named in the log. */
     kill(r.pid, SIGKILL);
     waitpid(r.pid, NULL, 0);
@@ -259,6 +300,114 @@ test_ops_names_refused(void **state)
     etrace_reply_free(rep);
     struct stat st;
     assert_int_equal(stat(target, &st), -1); /* nothing was written through the link */
+    assert_int_equal(daemon_run_stop(&r), 0);
+}
+
+/* Counts the files NAME-PREFIX*SUFFIX in dir. */
+static int
+count_files(const char *dir, const char *prefix, const char *suffix)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int n = 0;
+    assert_non_null(d);
+    while ((e = readdir(d))) {
+        size_t l = strlen(e->d_name), ls = strlen(suffix);
+        n += !strncmp(e->d_name, prefix, strlen(prefix)) && l > ls &&
+             !strcmp(e->d_name + l - ls, suffix);
+    }
+    closedir(d);
+    return n;
+}
+
+/* Counts the occurrences of needle in hay. */
+static int
+count_text(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)); p++)
+        n++;
+    return n;
+}
+
+/* Periodic checkpoints (DESIGN §5.4): every checkpoint.every_s in timer mode while learning,
+ * the weights copied a 4 KiB slice per tick; the newest `keep` kept; one more at SIGTERM;
+ * a restart with resume: true starts from that one, at its tick, with its weights. */
+static void
+test_ops_periodic_checkpoints(void **state)
+{
+    struct daemon_run r;
+    char dir[600], a[700], b[700], cmd[2000];
+    (void)state;
+    daemon_run_start(&r, model_text,
+                     "checkpoint: {every_s: 1, keep: 2, resume: true}\n"
+                     "snapshot_slice_bytes: 4096\n");
+    snprintf(dir, sizeof dir, "%s/etraced", r.dir);
+    int64_t t0 = daemon_run_now_ms();
+    for (int k = 0; daemon_run_now_ms() - t0 < 4200; k++) {
+        float x[4] = {sinf((float)k * 0.01f), cosf((float)k * 0.013f), 0.5f, -0.25f};
+        float tg[2] = {0.3f * sinf((float)k * 0.002f), 0.1f};
+        etrace_send_frame(r.c, "sensors", x, 4, (uint64_t)k);
+        etrace_send_target(r.c, "action", tg, 2);
+        daemon_run_sleep_ms(1);
+    }
+    const char *lg = daemon_run_log_text(&r);
+    int periodic = count_text(lg, ".ckpt: tick ");
+    int files = count_files(dir, "ckpt-", ".ckpt");
+    print_message("periodic: %d checkpoints written in 4.2 s, %d kept (keep: 2)\n", periodic,
+                  files);
+    assert_true(periodic >= 3);
+    assert_int_equal(files, 2);
+    /* SIGTERM: one more checkpoint, still two kept, exit 0. */
+    assert_int_equal(kill(r.pid, SIGTERM), 0);
+    int st = 0;
+    int64_t deadline = daemon_run_now_ms() + 10000;
+    while (waitpid(r.pid, &st, WNOHANG) == 0) {
+        if (daemon_run_now_ms() > deadline)
+            fail_msg("etraced did not exit within 10 s of SIGTERM");
+        daemon_run_sleep_ms(10);
+    }
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    r.pid = 0;
+    lg = daemon_run_log_text(&r);
+    const char *sd = strstr(lg, " at shutdown: tick ");
+    assert_non_null(sd);
+    unsigned long long sd_tick = strtoull(sd + strlen(" at shutdown: tick "), NULL, 10);
+    const char *line = sd;
+    while (line > lg && line[-1] != '\n')
+        line--;
+    char sd_path[600];
+    assert_int_equal(sscanf(strstr(line, "checkpoint "), "checkpoint %599s", sd_path), 1);
+    assert_int_equal(count_files(dir, "ckpt-", ".ckpt"), 2);
+    size_t before = strlen(lg);
+    daemon_run_respawn(&r);
+    const char *res = strstr(daemon_run_log_text(&r) + before, "resumed from ");
+    assert_non_null(res);
+    char res_path[600];
+    unsigned long long res_tick = 0;
+    assert_int_equal(sscanf(res, "resumed from %599s (model %*s tick %llu)", res_path, &res_tick),
+                     2);
+    print_message("SIGTERM checkpoint %s at tick %llu; resumed from %s at tick %llu\n", sd_path,
+                  sd_tick, res_path, res_tick);
+    assert_string_equal(res_path, sd_path);
+    assert_int_equal(res_tick, sd_tick);
+    Etrace__Reply *rep = NULL;
+    assert_int_equal(etrace_pause(r.c, &rep), ETRACE_OK);
+    etrace_reply_free(rep);
+    snprintf(a, sizeof a, "%s/resumed", r.dir);
+    snprintf(b, sizeof b, "%s/file", r.dir);
+    daemon_run_export_to(&r, a);
+    snprintf(cmd, sizeof cmd, "%s export-checkpoint %s %s >/dev/null", daemon_run_etraced(),
+             sd_path, b);
+    daemon_run_cmd(cmd, 0);
+    static const char *const files_[] = {"w_in.weight", "w_in.bias", "w_out.weight"};
+    for (int i = 0; i < 3; i++) {
+        char fa[800], fb[800];
+        snprintf(fa, sizeof fa, "%s/params/%s.npy", a, files_[i]);
+        snprintf(fb, sizeof fb, "%s/params/%s.npy", b, files_[i]);
+        if (!daemon_run_same_file(fa, fb))
+            fail_msg("resumed %s differs from the SIGTERM checkpoint's", files_[i]);
+    }
     assert_int_equal(daemon_run_stop(&r), 0);
 }
 
@@ -484,6 +633,7 @@ test_ops_replay_every_event(void **state)
     (void)state;
     daemon_run_start(&r, model_text,
                      "stats_period_ms: 500\n"
+                     "snapshot_slice_bytes: 4096\n" /* the snapshot spans ticks: steps defer */
                      "inputs:\n"
                      "  sensors: {max_age_ms: 5, on_stale: zero}\n");
     /* The swapped-in model: the same shapes, another learning rate and seed. */
@@ -590,13 +740,13 @@ test_ops_replay_every_event(void **state)
     snprintf(rec, sizeof rec, "%s/etraced/rec3", r.dir);
     unsigned kinds[64];
     count_kinds(rec, kinds);
-    print_message("records: input %u, learn %u, reset %u, stale_zero %u, lr %u, swap %u, "
-                  "restore %u\n",
-                  kinds[ETRACE__RECORD_EVENT__KIND_INPUT], kinds[ETRACE__RECORD_EVENT__KIND_LEARN],
-                  kinds[ETRACE__RECORD_EVENT__KIND_RESET],
-                  kinds[ETRACE__RECORD_EVENT__KIND_STALE_ZERO],
-                  kinds[ETRACE__RECORD_EVENT__KIND_LR], kinds[ETRACE__RECORD_EVENT__KIND_SWAP],
-                  kinds[ETRACE__RECORD_EVENT__KIND_RESTORE]);
+    print_message(
+        "records: input %u, learn %u, reset %u, stale_zero %u, lr %u, swap %u, "
+        "restore %u, defer_steps %u\n",
+        kinds[ETRACE__RECORD_EVENT__KIND_INPUT], kinds[ETRACE__RECORD_EVENT__KIND_LEARN],
+        kinds[ETRACE__RECORD_EVENT__KIND_RESET], kinds[ETRACE__RECORD_EVENT__KIND_STALE_ZERO],
+        kinds[ETRACE__RECORD_EVENT__KIND_LR], kinds[ETRACE__RECORD_EVENT__KIND_SWAP],
+        kinds[ETRACE__RECORD_EVENT__KIND_RESTORE], kinds[ETRACE__RECORD_EVENT__KIND_DEFER_STEPS]);
     assert_true(kinds[ETRACE__RECORD_EVENT__KIND_INPUT] > 1000);
     assert_int_equal(kinds[ETRACE__RECORD_EVENT__KIND_LEARN], 2);
     assert_int_equal(kinds[ETRACE__RECORD_EVENT__KIND_RESET], 2);
@@ -604,6 +754,7 @@ test_ops_replay_every_event(void **state)
     assert_int_equal(kinds[ETRACE__RECORD_EVENT__KIND_LR], 1);
     assert_int_equal(kinds[ETRACE__RECORD_EVENT__KIND_SWAP], 1);
     assert_int_equal(kinds[ETRACE__RECORD_EVENT__KIND_RESTORE], 1);
+    assert_true(kinds[ETRACE__RECORD_EVENT__KIND_DEFER_STEPS] >= 2); /* deferred, then run */
     snprintf(cmd, sizeof cmd, "%s run --replay %s --out %s/offline >/dev/null",
              daemon_run_etraced(), rec, r.dir);
     daemon_run_cmd(cmd, 0);
@@ -928,6 +1079,7 @@ main(int argc, char **argv)
         cmocka_unit_test_teardown(test_ops_lockstep_replay, daemon_run_teardown),
         cmocka_unit_test_teardown(test_ops_replay_every_event, daemon_run_teardown),
         cmocka_unit_test_teardown(test_ops_checkpoint_kill9, daemon_run_teardown),
+        cmocka_unit_test_teardown(test_ops_periodic_checkpoints, daemon_run_teardown),
         cmocka_unit_test_teardown(test_ops_curve, daemon_run_teardown),
         cmocka_unit_test_teardown(test_ops_sdnotify, daemon_run_teardown),
     };
