@@ -261,7 +261,8 @@ test: all tests
 	    $(INTEG_SCRIPTS) \
 	    'fuzz-replay/model:$(BUILD)/fuzz/model_fuzz tests/fuzz/corpus/model tests/engine/bad_models' \
 	    'fuzz-replay/npy:$(BUILD)/fuzz/npy_fuzz tests/fuzz/corpus/npy tests/engine/npy_files' \
-	    $(BAD_SUITES) $(REF_SUITE) $(ALIGN_SUITE) $(CLIENT_SUITES) \
+	    $(BAD_SUITES) $(REF_SUITE) $(ALIGN_SUITE) 'offline-cli:$(PYTHON) tests/support/offline-cli.py $(BUILD)/etraced' \
+	    $(CLIENT_SUITES) \
 	    'install:sh tests/support/install-check.sh $(BUILD)' \
 	    'systemd-verify:sh tests/support/systemd-verify.sh $(BUILD)' \
 	    "check-layers:sh tests/support/check-layers.sh"

@@ -24,9 +24,17 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <linux/seccomp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#endif
 
 #include "engine.h"
 #include "mem.h"
@@ -277,6 +285,89 @@ test_engine_shipped_models_run(void **state)
         assert_int_equal(mc.live_bytes, 0);
         free(names[i]);
     }
+}
+
+/* The tick makes no system call (DESIGN §1): a child compiles each shipped model, then
+ * enters seccomp's strict mode (only read, write, _exit and sigreturn allowed; any other
+ * call kills it with SIGKILL), runs 1,000 learning ticks, writes one byte to a pipe and
+ * leaves through the raw exit call. The parent requires the byte and a clean exit. */
+static void
+test_engine_tick_makes_no_system_call(void **state)
+{
+    (void)state;
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/models", testmodel_src_dir());
+    DIR *dp = opendir(dir);
+    if (!dp)
+        skip();
+    struct dirent *de;
+    int n = 0;
+    while ((de = readdir(dp)) != NULL) {
+        size_t len = strlen(de->d_name);
+        if (len <= 5 || strcmp(de->d_name + len - 5, ".yaml") != 0)
+            continue;
+        char path[2048];
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        int fds[2];
+        assert_int_equal(pipe(fds), 0);
+        fflush(stdout);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            close(fds[0]);
+            struct engine *eng = testmodel_compile_file(NULL, path, NULL, 0);
+            struct stim st = {.lo = 0.0, .hi = 1.0, .targets = 1};
+            testmodel_rng_seed(&st.rng, g_seed + 77);
+            if (!eng)
+                _exit(3);
+            engine_set_fp_env();
+            if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_STRICT) != 0)
+                _exit(4);
+            for (int t = 0; t < 1000; t++) {
+                stim_apply(&st, eng, engine_tick_count(eng));
+                engine_tick(eng);
+                stim_reward(eng);
+            }
+            char ok = 'k';
+            if (write(fds[1], &ok, 1) != 1)
+                syscall(SYS_exit, 5);
+            syscall(SYS_exit, 0); /* not exit_group: strict mode allows only exit */
+        }
+        close(fds[1]);
+        char got = 0;
+        ssize_t r = read(fds[0], &got, 1);
+        close(fds[0]);
+        int status = 0;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        if (r != 1 || got != 'k' || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            fail_msg("%s: the child %s (a system call in the tick?)", de->d_name,
+                     WIFSIGNALED(status) ? "was killed" : "failed");
+        n++;
+    }
+    closedir(dp);
+    printf("[engine_test] %d shipped models: 1,000 ticks each under seccomp strict mode\n", n);
+    assert_true(n > 0);
+}
+
+/* FTZ and DAZ (DESIGN Conventions): engine_set_fp_env sets both bits, and then a
+ * subnormal input reads as zero and a subnormal result is flushed. */
+static void
+test_engine_fp_env_flushes_subnormals(void **state)
+{
+    (void)state;
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned saved = _mm_getcsr();
+    _mm_setcsr(saved & ~0x8040u);
+    volatile float tiny = 1.0e-39f, one = 1.0f, small = 1.0e-30f;
+    assert_true(tiny * one != 0.0f); /* subnormals are live before */
+    engine_set_fp_env();
+    assert_int_equal(_mm_getcsr() & 0x8040u, 0x8040u);
+    assert_true(tiny * one == 0.0f);       /* DAZ: the subnormal input reads as 0 */
+    assert_true(small * 1.0e-10f == 0.0f); /* FTZ: a subnormal result is 0 */
+    _mm_setcsr(saved);
+#else
+    skip();
+#endif
 }
 
 /* ---- zero allocations for every rule ------------------------------------------------ */
@@ -1030,6 +1121,8 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_engine_shipped_models_run),
+        cmocka_unit_test(test_engine_tick_makes_no_system_call),
+        cmocka_unit_test(test_engine_fp_env_flushes_subnormals),
         cmocka_unit_test(test_engine_no_alloc_every_rule),
         cmocka_unit_test(test_engine_refuses_nan_update),
         cmocka_unit_test(test_engine_inf_cell_reset),
