@@ -53,7 +53,7 @@ DAEMON_LIBS := -luv -lzmq -lprotobuf-c -lcyaml -lsystemd -lpthread $(ENGINE_LIBS
 ENGINE_MODULES := mem err real_env rng npy cell expr model param op_dense op_sparse op_elem \
                   trace loss optim learn bptt engine engine_state report
 ENGINE_SRC  := $(wildcard $(patsubst %,daemon/engine/%.c,$(ENGINE_MODULES)))
-ENGINE_TEST_NAMES := mem npy rng param cell expr model engine op optim fused state oracle learn
+ENGINE_TEST_NAMES := mem npy rng param cell expr model engine op optim fused state oracle learn signal
 DAEMON_SRC  :=
 PROTO       :=
 CLIENT_SRC  :=
@@ -239,7 +239,7 @@ suite = $(foreach t,$(2),'$(1)/$(notdir $(t)):ETRACE_SRC=. $(t)')
 REF_SUITE := $(if $(wildcard $(SHARED)/reference/compare.py),'reference:$(PYTHON) $(SHARED)/reference/compare.py --project . --etraced $(BUILD)/etraced' 'align-bptt:$(PYTHON) tests/support/align-check.py $(BUILD)/etraced $(SHARED)/reference/cases')
 ALIGN_SUITE := 'align-task:sh tests/support/align-task.sh $(BUILD)/etraced'
 # Malformed models and .npy files through the real binary, plain and under ASan+UBSan.
-BAD_MODEL_DIRS := tests/engine/bad_models tests/engine/bad_npy_models
+BAD_MODEL_DIRS := tests/engine/bad_models tests/engine/bad_npy_models tests/engine/bad_compile_models
 BAD_SUITES := 'bad-models:sh tests/support/bad-models.sh $(CURDIR)/$(BUILD)/etraced $(BAD_MODEL_DIRS)' \
     'bad-models-asan:sh tests/support/bad-models.sh $(CURDIR)/$(BUILD)/asan/etraced $(BAD_MODEL_DIRS)'
 

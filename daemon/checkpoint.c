@@ -25,7 +25,8 @@ checkpoint_name_ok(const char *name, char *err, size_t err_len)
     }
     if (strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, "..") || strstr(name, "..")) {
         snprintf(err, err_len,
-                 "name '%s': a bare file name in the state directory is "
+                 "name '%s': a bare file name (in checkpoint.dir, or the state directory for "
+                 "recordings) is "
                  "required ('/' and '..' are refused)",
                  name);
         return -1;

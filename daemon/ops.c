@@ -427,16 +427,17 @@ ops_load(struct daemon *d, struct daemon_pending *p, const Etrace__Load *l)
 void
 ops_restore(struct daemon *d, struct daemon_pending *p, const char *name)
 {
-    char err[512];
-    if (checkpoint_name_ok(name, err, sizeof err)) {
-        fail_p(d, p, ETRACE__ERROR__CODE__BAD_ARGUMENT, err);
+    char err[512], file[256];
+    /* The name `checkpoint NAME` wrote: NAME.ckpt, unless NAME already ends so. */
+    if (!name || !*name || checkpoint_file_name(name, file, sizeof file, err, sizeof err)) {
+        fail_p(d, p, ETRACE__ERROR__CODE__BAD_ARGUMENT, name && *name ? err : "restore: no name");
         return;
     }
     struct swap_job *j = swap_job_new(d, p, 0);
     if (!j)
         return;
     j->restore = 1;
-    snprintf(j->name, sizeof j->name, "%s", name);
+    snprintf(j->name, sizeof j->name, "%s", file);
     snprintf(j->dir, sizeof j->dir, "%s", ckpt_dir(d));
     start_swap(d, p, j);
 }

@@ -236,12 +236,14 @@ apply_input(struct ticker *t, const struct wire_input *h)
                 t->eng, it->index, (const real *)(const void *)(it + 1));
             t->had_target = 1;
             break;
-        case WIRE_CLASS:
-            t->tt.ro_c[it->index].targets++;
-            t->tt.ro_c[it->index].superseded +=
-                (uint64_t)engine_set_target_class(t->eng, it->index, it->class_index);
-            t->had_target = 1;
+        case WIRE_CLASS: {
+            /* wire.c checked the class against the readout's size */
+            int sup = engine_set_target_class(t->eng, it->index, it->class_index);
+            t->tt.ro_c[it->index].targets += sup >= 0;
+            t->tt.ro_c[it->index].superseded += sup > 0;
+            t->had_target |= sup >= 0;
             break;
+        }
         case WIRE_REWARD:
             engine_add_reward(t->eng, it->reward);
             t->tick_reward += it->reward;

@@ -5,15 +5,16 @@ The example starts a daemon on a small recurrent tanh network,
 then a second process (this file with --stream) that streams sensor frames and targets
 (a smooth function of the sensors, so the loss can fall). This process only subscribes
 to the stats socket and records, per stats period, ||W - W0|| and ||delta W|| of every
-projection and the loss average. Halfway through it changes the learning rate (x 5) and
-marks it as an event on the plot: the hot swap `load --keep-weights` of DESIGN §5.4 is
-not in this daemon yet (the operations issue), so the event is an `lr` change.
+projection and the loss average. Halfway through it hot-swaps the model for the same one
+with the learning rate x 5, `load --keep-weights` (DESIGN §5.4; with --attach, an `lr`
+change), marked as an event.
 Passes when every projection's drift grew before and after the event, and the loss fell
 before the event (the first eighth of the run against the eighth before the event).
 
 Run (starts its own daemon in a temp dir; timer mode, 1 kHz, 30 s; lockstep: 10 s):
     /usr/bin/python3 clients/examples/drift.py
---clock lockstep lets the streamer step the daemon as fast as it can; --quick shortens it.
+--clock lockstep lets the streamer step the daemon at 3,000 steps/s (3x real time, the same
+ticks on any machine that keeps up); --quick shortens it.
 Writes OUT/drift.png.
 """
 import math
@@ -56,6 +57,7 @@ learning:
   optimizer: {kind: adam, lr: 1.0e-4}
 """
 LR0, LR1 = 1.0e-4, 5.0e-4
+LOCKSTEP_RATE = 3000.0  # steps per second of the lockstep streamer: 3x real time
 
 
 def stream(args):
@@ -78,6 +80,11 @@ def stream(args):
                         raise
                     time.sleep(0.001)
                     continue
+                # Paced at LOCKSTEP_RATE steps per second, so a run covers the same ticks
+                # on a fast machine and a slow one (as fast as it goes if it cannot keep up).
+                now = time.monotonic()
+                t_next = max(t_next + 1.0 / LOCKSTEP_RATE, now)
+                time.sleep(t_next - now)
             else:
                 c.send_input(inputs={"sensors": x}, targets={"action": y})
                 t_next += period

@@ -225,18 +225,38 @@ layout(struct engine *e, struct carver *c)
     e->dl_tmp = carve(c, largest);
 }
 
+/* The part of a model an over-memory error points at: the cell or projection whose share
+ * of the estimate is largest. */
+struct est_part {
+    const char *kind; /* "cells" or "projections" */
+    const char *name, *field;
+    struct model_pos pos;
+    double bytes;
+};
+
+static void
+est_note(struct est_part *top, const char *kind, const char *name, const char *field,
+         struct model_pos pos, double bytes)
+{
+    if (bytes > top->bytes)
+        *top = (struct est_part){kind, name, field, pos, bytes};
+}
+
 /* Estimates the bytes a model will need before anything large is allocated: parameters,
  * their copies, traces, accumulators and optimizer state. Random sparse weights count as
  * prob * I * O; sparse files are not counted here (their size is bounded by the files,
- * and the exact check before the arena is allocated counts them). */
+ * and the exact check before the arena is allocated counts them). *top: the largest part. */
 static double
-estimate_bytes(const struct model_desc *d)
+estimate_bytes(const struct model_desc *d, struct est_part *top)
 {
     double total = 0.0;
+    *top = (struct est_part){"model", "", "", {0, 0}, -1.0};
     for (int i = 0; i < d->n_cells; i++) {
         const struct model_cell *c = &d->cells[i];
         double K = c->n_states, S = c->n_slots;
-        total += (double)c->size * (4 * K + 2 + S + K * K + K * S + 2 * K + 1);
+        double b = (double)c->size * (4 * K + 2 + S + K * K + K * S + 2 * K + 1);
+        est_note(top, "cells", c->name, "size", c->pos, b * (double)sizeof(real));
+        total += b;
     }
     for (int i = 0; i < d->n_projs; i++) {
         const struct model_proj *p = &d->projs[i];
@@ -251,21 +271,27 @@ estimate_bytes(const struct model_desc *d)
         if (d->learning.present && p->op != MODEL_OP_ELEMWISE &&
             d->learning.algorithm == MODEL_ALGO_D_RTRL && p->learn == MODEL_LEARN_TRACE)
             per += K;
+        est_note(top, "projections", p->name, "weight", p->weight.pos,
+                 count * per * (double)sizeof(real));
         total += count * per;
     }
     return total * (double)sizeof(real);
 }
 
+/* Refuses a model whose resident estimate exceeds physical memory (DESIGN §2.4), naming
+ * the largest part's file position. */
 static int
-check_memory(const struct model_desc *d, double need, struct err *err)
+check_memory(const struct model_desc *d, double need, const struct est_part *top, struct err *err)
 {
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
     double have = (pages > 0 && page > 0) ? (double)pages * (double)page : 0.0;
     if (have > 0.0 && need > have)
         return err_setf(err, ERR_MODEL,
-                        "%s: model: the resident estimate (%.3g GiB) exceeds physical "
-                        "memory (%.3g GiB)",
-                        d->path, need / 1073741824.0, have / 1073741824.0),
+                        "%s:%d:%d: %s.%s.%s: the resident estimate (%.3g GiB) exceeds "
+                        "physical memory (%.3g GiB); this %s holds %.3g GiB of it",
+                        d->path, top->pos.line, top->pos.col, top->kind, top->name, top->field,
+                        need / 1073741824.0, have / 1073741824.0,
+                        top->kind[0] == 'c' ? "cell" : "projection", top->bytes / 1073741824.0),
                -1;
     return 0;
 }
@@ -373,7 +399,8 @@ engine_compile(struct model_desc *d, const struct engine_opts *opts, struct engi
         disk_fs = model_fs_disk(dir);
         fs = &disk_fs;
     }
-    if (check_memory(d, estimate_bytes(d), err))
+    struct est_part top;
+    if (check_memory(d, estimate_bytes(d, &top), &top, err))
         return -1;
     struct engine *e = mem_calloc(m, 1, sizeof *e);
     if (!e)
@@ -465,7 +492,7 @@ engine_compile(struct model_desc *d, const struct engine_opts *opts, struct engi
     layout(e, &c);
     e->arena_bytes = c.off;
     e->big_bytes = c.big_bytes;
-    if (check_memory(d, (double)c.off + (double)c.big_bytes + (double)e->param_bytes, err))
+    if (check_memory(d, (double)c.off + (double)c.big_bytes + (double)e->param_bytes, &top, err))
         goto fail; /* exact now that the sparse structures are known */
     e->arena = mem_alloc(m, c.off);
     e->scratch = mem_alloc(m, scratch_bytes);
@@ -608,6 +635,8 @@ int
 engine_set_target_class(struct engine *e, int readout, int cls)
 {
     struct ereadout *r = &e->readouts[readout];
+    if (cls < 0 || cls >= r->size)
+        return -1; /* no such class: nothing set (callers check the range first) */
     int superseded = r->target_kind != 0;
     r->cls = cls;
     r->target_kind = 2;

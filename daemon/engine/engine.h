@@ -73,7 +73,8 @@ int engine_add_spikes(struct engine *eng, int input, const int32_t *idx, int n);
  * replaced a pending target (superseded), else 0. */
 int engine_set_target(struct engine *eng, int readout, const real *values);
 
-/* Sets a class-index target (cross_entropy) for the next tick; same return. */
+/* Sets a class-index target (cross_entropy) for the next tick; same return, or -1 (nothing
+ * set) when cls is outside [0, size). */
 int engine_set_target_class(struct engine *eng, int readout, int cls);
 
 /* Adds a reward to the next tick's sum. */

@@ -8,6 +8,8 @@ import unittest
 import common  # noqa: F401  (paths)
 import etrace
 import numpy as np
+import zmq
+import zmq.utils.z85
 
 
 def wait_for(pred, timeout_s=5.0):
@@ -216,6 +218,30 @@ class LockstepDaemonTest(unittest.TestCase):
         self.c.timeout_ms = 200
         with self.assertRaises(etrace.EtraceTimeout):
             self.c.status()
+
+
+class KeygenTest(unittest.TestCase):
+    """keygen (local, as `etracectl keygen`): no daemon."""
+
+    Z85 = set("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+              ".-:+=^!/*?&<>()[]{}@%$#")
+
+    def setUp(self):
+        if not zmq.has("curve"):
+            self.skipTest("this libzmq has no CURVE support")
+
+    def test_keygen(self):
+        public, secret = etrace.keygen()
+        for key in (public, secret):
+            self.assertIsInstance(key, str)
+            self.assertEqual(len(key), 40)
+            self.assertTrue(set(key) <= self.Z85, key)
+            self.assertEqual(len(zmq.utils.z85.decode(key)), 32)
+        self.assertEqual(zmq.curve_public(secret.encode()).decode(), public)
+        public2, secret2 = etrace.Client.keygen()  # the same, as a method
+        self.assertNotEqual(public, public2)
+        self.assertNotEqual(secret, secret2)
+        self.assertEqual(zmq.curve_public(secret2.encode()).decode(), public2)
 
 
 class ContextManagerTest(unittest.TestCase):

@@ -688,7 +688,7 @@ test_ops_replay_every_event(void **state)
                 rc = etrace_load(r.c, model2, 1, 1, &rep);
                 break;
             case 6:
-                rc = etrace_restore(r.c, "before.ckpt", &rep);
+                rc = etrace_restore(r.c, "before", &rep);
                 break;
             }
             if (rc != ETRACE_OK)

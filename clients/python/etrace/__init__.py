@@ -10,11 +10,13 @@ BUILD/python/) and on Debian's python3-zmq and python3-protobuf.
             print(out.tick, list(out.values))
 
 Every control command is one method; a daemon's Error reply raises EtraceError with the
-daemon's message, no answer within the timeout raises EtraceTimeout.
+daemon's message, no answer within the timeout raises EtraceTimeout. keygen() (also
+Client.keygen()) makes a CURVE key pair locally, as `etracectl keygen`.
 """
 from ._pb2 import pb
-from .client import Client, EtraceError, EtraceTimeout, default_endpoint, read_config_endpoints
+from .client import (Client, EtraceError, EtraceTimeout, default_endpoint, keygen,
+                     read_config_endpoints)
 from .daemon import Daemon
 
-__all__ = ["Client", "EtraceError", "EtraceTimeout", "Daemon", "default_endpoint",
+__all__ = ["Client", "EtraceError", "EtraceTimeout", "Daemon", "default_endpoint", "keygen",
            "read_config_endpoints", "pb"]

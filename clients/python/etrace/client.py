@@ -74,6 +74,18 @@ def _floats(values):
     return [float(v) for v in values]
 
 
+def keygen():
+    r"""A new CURVE key pair, as `etracectl keygen` makes it: (public, secret), each the
+    40-character Z85 text of a 32-byte key. Local: no daemon is involved. The key file
+    `etracectl --curve-keys` reads is "public: %s\nsecret: %s\n" % keygen(); the public
+    key goes in the daemon's curve.allow. Raises EtraceError (code "UNSUPPORTED") when
+    this libzmq has no CURVE support."""
+    if not zmq.has("curve"):
+        raise EtraceError("this libzmq has no CURVE support", "UNSUPPORTED")
+    public, secret = zmq.curve_keypair()
+    return public.decode("ascii"), secret.decode("ascii")
+
+
 class Client:
     """Client(control=None, input=None, output=None, stats=None, timeout_ms=5000,
     config=None): endpoints default to those of the daemon config `config`, else the
@@ -292,6 +304,12 @@ class Client:
     def shutdown(self):
         """Stops the daemon; returns its last Status."""
         return self._simple("shutdown").status
+
+    @staticmethod
+    def keygen():
+        """`etracectl keygen`: the module function keygen() (local; no daemon, no
+        instance needed: Client.keygen() works)."""
+        return keygen()
 
     # ---- input socket (fire and forget; rejections show in Stats) ---------------------
 
