@@ -516,6 +516,7 @@ engine_compile(struct model_desc *d, const struct engine_opts *opts, struct engi
         memcpy(p->w0, p->w.values, (size_t)p->count * sizeof(real));
         if (p->b0)
             memcpy(p->b0, p->w.bias, (size_t)p->O * sizeof(real));
+        engine_mark_weights(p); /* the first ||delta W|| measures from load, not from 0 */
     }
     /* The fused rank-one path computes exactly what the accumulator path does for these
      * settings; it only moves fewer bytes. */

@@ -130,10 +130,50 @@ bare_loop(int64_t period_ns, double seconds)
     return b;
 }
 
+/* Sends one Input: a frame of `sensors`, with a target for `action` when `target`. */
+static int
+send_input(etrace_client_t *c, float *v, long k, int target)
+{
+    Etrace__Input in = ETRACE__INPUT__INIT;
+    Etrace__Frame f = ETRACE__FRAME__INIT, *fp = &f;
+    Etrace__Signal sg = ETRACE__SIGNAL__INIT, *sp = &sg;
+    Etrace__Signal__Target t = ETRACE__SIGNAL__TARGET__INIT;
+    float y[2] = {0.5f * (float)((k / 100) % 2), 0.25f};
+    v[0] = (float)(k % 1000) * 1.0e-3f;
+    f.name = "sensors";
+    f.values = v;
+    f.n_values = 8;
+    f.seq = (uint64_t)k;
+    in.frames = &fp;
+    in.n_frames = 1;
+    if (target) {
+        t.values = y;
+        t.n_values = 2;
+        sg.readout = "action";
+        sg.kind_case = ETRACE__SIGNAL__KIND_TARGET;
+        sg.target = &t;
+        in.signals = &sp;
+        in.n_signals = 1;
+    }
+    return etrace_send_input(c, &in);
+}
+
+/* Sends what is due at `rate` per second since t0 (< 0: a batch of 64 now); *count counts. */
+static void
+pace(etrace_client_t *c, float *v, double rate, int learn, int64_t t0, long *count)
+{
+    long due = rate > 0 ? (long)(rate * (double)(now_ns() - t0) / 1e9) : *count + 64;
+    while (*count < due && send_input(c, v, *count, learn) == ETRACE_OK)
+        (*count)++;
+}
+
 /* The daemon's lateness over one stats period of `seconds`, while a client sends frames at
- * `rate` per second (0: none; < 0: as fast as it can), paced in batches every millisecond. */
+ * `rate` per second (0: none; < 0: as fast as it can), paced in batches every millisecond;
+ * with `learn`, one frame and one target per period from the start, so every tick of the
+ * measured period takes a learning step (ES-D-RTRL traces, gradient, SGD). *sent: the
+ * inputs sent during the measured period. */
 static Etrace__Stats *
-timer_window(const char *model, int period_us, double seconds, double rate, long *sent)
+timer_window(const char *model, int period_us, double seconds, double rate, int learn, long *sent)
 {
     char extra[128];
     etrace_client_t *c;
@@ -142,29 +182,32 @@ timer_window(const char *model, int period_us, double seconds, double rate, long
     pid_t pid = start(model, extra, &c);
     etrace_sub_t *s = etrace_sub_new(ep[3], "stats");
     Etrace__Stats *st = NULL, *first = NULL;
-    etrace_sub_recv_stats(s, (int)(seconds * 3000), &first); /* start-up period */
     float v[8] = {0};
-    *sent = 0;
-    if (rate != 0.0) {
-        int64_t start_ns = now_ns(), end = start_ns + (int64_t)(seconds * 1e9);
-        while (now_ns() < end) {
-            /* paced: catch up to rate * elapsed, then sleep a millisecond */
-            long due = rate > 0 ? (long)(rate * (double)(now_ns() - start_ns) / 1e9) : *sent + 64;
-            while (*sent < due) {
-                v[0] = (float)*sent;
-                if (etrace_send_frame(c, "sensors", v, 8, (uint64_t)*sent) != ETRACE_OK)
-                    break;
-                (*sent)++;
-            }
-            if (rate > 0) {
-                struct timespec ts = {0, 1000000};
-                nanosleep(&ts, NULL);
-            }
-        }
+    long count = 0;
+    if (learn)
+        rate = 1e6 / period_us;
+    int64_t t0 = now_ns(), limit = (int64_t)(seconds * 3e9);
+    while (!first && now_ns() - t0 < limit) { /* the start-up period */
+        if (learn)
+            pace(c, v, rate, learn, t0, &count);
+        etrace_sub_recv_stats(s, learn ? 1 : 100, &first);
     }
-    etrace_sub_recv_stats(s, (int)(seconds * 3000), &st);
-    if (st && first)
+    long count0 = count;
+    int64_t t1 = now_ns();
+    if (!learn)
+        t0 = t1, count = count0 = 0;
+    while (first && !st && now_ns() - t1 < limit) { /* the measured period */
+        if (rate != 0.0)
+            pace(c, v, rate, learn, t0, &count);
+        etrace_sub_recv_stats(s, rate > 0 ? 1 : rate < 0 ? 0 : 100, &st);
+    }
+    *sent = count - count0;
+    if (st && first) {
         st->skipped -= first->skipped;
+        st->optimizer_steps -= first->optimizer_steps;
+        for (size_t i = 0; i < st->n_sockets && i < first->n_sockets; i++)
+            st->sockets[i]->accepted -= first->sockets[i]->accepted;
+    }
     if (first)
         etrace__stats__free_unpacked(first, NULL);
     etrace_sub_free(&s);
@@ -202,7 +245,7 @@ main(int argc, char **argv)
     for (int k = 0; k < 2; k++) {
         long sent;
         struct bare b = bare_loop(periods_us[k] * 1000LL, seconds);
-        Etrace__Stats *st = timer_window(model256, periods_us[k], seconds, 0.0, &sent);
+        Etrace__Stats *st = timer_window(model256, periods_us[k], seconds, 0.0, 1, &sent);
         if (!st) {
             fprintf(stderr, "daemon_bench: no Stats\n");
             return 1;
@@ -213,21 +256,26 @@ main(int argc, char **argv)
             quiet_p99_us = (double)l->p99_ns / 1e3;
         printf("bare %-5d Hz %14.1f %9.1f %9.1f %9.1f %8ld\n", hz, b.p50, b.p99, b.p999, b.max,
                b.skipped);
-        printf("etraced %-5d Hz lif256 %5.1f %9.1f %9.1f %9.1f %8llu\n", hz,
-               (double)l->p50_ns / 1e3, (double)l->p99_ns / 1e3, (double)l->p999_ns / 1e3,
-               (double)l->max_ns / 1e3, (unsigned long long)st->skipped);
+        printf("etraced %-5d Hz lif256 %5.1f %9.1f %9.1f %9.1f %8llu   learning: %llu "
+               "steps in %llu ticks, loss %.4f\n",
+               hz, (double)l->p50_ns / 1e3, (double)l->p99_ns / 1e3, (double)l->p999_ns / 1e3,
+               (double)l->max_ns / 1e3, (unsigned long long)st->skipped,
+               (unsigned long long)st->optimizer_steps, (unsigned long long)st->tick_time->count,
+               st->loss_avg);
         fprintf(out,
                 "{\"bench\": \"daemon_timer\", \"hz\": %d, \"n\": 256, \"seconds\": %g, "
                 "\"lateness_us_p50\": %.2f, \"lateness_us_p99\": %.2f, \"lateness_us_p999\": "
                 "%.2f, \"lateness_us_max\": %.2f, \"skipped\": %llu, \"overruns\": %llu, "
                 "\"tick_us_p50\": %.2f, \"tick_us_p99\": %.2f, \"bare_us_p50\": %.2f, "
                 "\"bare_us_p99\": %.2f, \"bare_us_p999\": %.2f, \"bare_us_max\": %.2f, "
-                "\"bare_skipped\": %ld, \"p99_ratio_to_bare\": %.3f}\n",
+                "\"bare_skipped\": %ld, \"p99_ratio_to_bare\": %.3f, \"optimizer_steps\": %llu, "
+                "\"loss_avg\": %.6f}\n",
                 hz, seconds, (double)l->p50_ns / 1e3, (double)l->p99_ns / 1e3,
                 (double)l->p999_ns / 1e3, (double)l->max_ns / 1e3, (unsigned long long)st->skipped,
                 (unsigned long long)st->overruns, (double)st->tick_time->p50_ns / 1e3,
                 (double)st->tick_time->p99_ns / 1e3, b.p50, b.p99, b.p999, b.max, b.skipped,
-                b.p99 > 0 ? (double)l->p99_ns / 1e3 / b.p99 : 0.0);
+                b.p99 > 0 ? (double)l->p99_ns / 1e3 / b.p99 : 0.0,
+                (unsigned long long)st->optimizer_steps, st->loss_avg);
         etrace__stats__free_unpacked(st, NULL);
     }
 
@@ -271,7 +319,7 @@ main(int argc, char **argv)
         double fs = seconds < 5 ? seconds : 5, best = 0.0;
         for (size_t k = 0; k < sizeof rates / sizeof rates[0]; k++) {
             long sent;
-            Etrace__Stats *st = timer_window(model256, 1000, fs, rates[k], &sent);
+            Etrace__Stats *st = timer_window(model256, 1000, fs, rates[k], 0, &sent);
             if (!st)
                 continue;
             uint64_t acc = 0;

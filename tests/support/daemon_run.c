@@ -25,7 +25,31 @@ extern char **environ;
 static char bin_etraced[1024], bin_ctl[1024];
 
 /* The daemon of the running test, stopped by daemon_run_teardown if an assertion failed. */
-static struct daemon_run *live;
+/* The daemons started and not yet stopped, by value: a failed assertion leaves the test's
+ * frame (and its struct daemon_run) behind, so the teardown must not read it. */
+static struct {
+    pid_t pid;
+    char dir[256];
+} lives[8];
+
+static void
+live_add(pid_t pid, const char *dir)
+{
+    for (size_t i = 0; i < sizeof lives / sizeof lives[0]; i++)
+        if (lives[i].pid <= 0) {
+            lives[i].pid = pid;
+            snprintf(lives[i].dir, sizeof lives[i].dir, "%s", dir);
+            return;
+        }
+}
+
+static void
+live_remove(pid_t pid)
+{
+    for (size_t i = 0; i < sizeof lives / sizeof lives[0]; i++)
+        if (lives[i].pid == pid)
+            lives[i].pid = 0;
+}
 
 void
 daemon_run_find_binaries(const char *argv0)
@@ -127,37 +151,23 @@ client_new(const struct daemon_run *r, const char *const keys[3], int timeout_ms
     return etrace_client_new(r->ep[2], r->ep[0], timeout_ms);
 }
 
-int
-daemon_run_launch(struct daemon_run *r, const char *const eps[4], const char *extra,
-                  const char *const keys[3])
+/* Spawns etraced with argv (stderr and stdout to dir/daemon.log, appended or truncated)
+ * and waits until `status` answers on r's endpoints, over CURVE when keys are given.
+ * Returns 0, or -1 when etraced exited first (its log is printed). */
+static int
+spawn_wait(struct daemon_run *r, char *const argv[], int append, const char *const keys[3])
 {
-    static const char *const names[4] = {"input", "output", "control", "stats"};
-    char path[600], cfg[4096], log[600];
-    snprintf(path, sizeof(path), "%s/model.yaml", r->dir);
-    daemon_run_write_file(path, r->model);
-    int n = snprintf(cfg, sizeof(cfg), "model: model.yaml\nendpoints:\n");
-    for (int i = 0; i < 4; i++) {
-        if (eps)
-            snprintf(r->ep[i], sizeof(r->ep[i]), "%s", eps[i]);
-        else
-            snprintf(r->ep[i], sizeof(r->ep[i]), "ipc://%s/%s", r->dir, names[i]);
-        n += snprintf(cfg + n, sizeof(cfg) - (size_t)n, "  %s: %s\n", names[i], r->ep[i]);
-    }
-    snprintf(cfg + n, sizeof(cfg) - (size_t)n, "%s", extra);
-    snprintf(r->cfg, sizeof(r->cfg), "%s/etraced.yaml", r->dir);
-    daemon_run_write_file(r->cfg, cfg);
+    char log[600];
     snprintf(log, sizeof(log), "%s/daemon.log", r->dir);
-
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&fa, 2, log,
+                                     O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC), 0644);
     posix_spawn_file_actions_adddup2(&fa, 2, 1);
-    setenv("XDG_RUNTIME_DIR", r->dir, 1);
-    setenv("XDG_STATE_HOME", r->dir, 1);
-    char *argv[] = {bin_etraced, "--config", r->cfg, NULL};
+    etrace_client_free(&r->c);
     assert_int_equal(posix_spawn(&r->pid, bin_etraced, &fa, NULL, argv, environ), 0);
     posix_spawn_file_actions_destroy(&fa);
-    live = r;
+    live_add(r->pid, r->dir);
     for (int64_t deadline = daemon_run_now_ms() + 10000;;) {
         /* A new client per attempt: a refused CURVE handshake is not retried. */
         r->c = client_new(r, keys, keys ? 300 : 500);
@@ -173,16 +183,54 @@ daemon_run_launch(struct daemon_run *r, const char *const eps[4], const char *ex
             char cmd[700];
             snprintf(cmd, sizeof(cmd), "cat %s >&2", log);
             (void)!system(cmd);
+            live_remove(r->pid);
             r->pid = 0;
-            live = NULL;
             return -1;
         }
         if (daemon_run_now_ms() > deadline)
-            fail_msg("etraced did not answer within 10 s");
+            fail_msg("etraced did not answer on %s within 10 s", r->ep[2]);
     }
     r->c = client_new(r, keys, 5000);
     assert_non_null(r->c);
     return 0;
+}
+
+int
+daemon_run_launch(struct daemon_run *r, const char *const eps[4], const char *extra,
+                  const char *const keys[3])
+{
+    static const char *const names[4] = {"input", "output", "control", "stats"};
+    char path[600], cfg[4096];
+    snprintf(path, sizeof(path), "%s/model.yaml", r->dir);
+    daemon_run_write_file(path, r->model);
+    int n = snprintf(cfg, sizeof(cfg), "model: model.yaml\nendpoints:\n");
+    for (int i = 0; i < 4; i++) {
+        if (eps)
+            snprintf(r->ep[i], sizeof(r->ep[i]), "%s", eps[i]);
+        else
+            snprintf(r->ep[i], sizeof(r->ep[i]), "ipc://%s/%s", r->dir, names[i]);
+        n += snprintf(cfg + n, sizeof(cfg) - (size_t)n, "  %s: %s\n", names[i], r->ep[i]);
+    }
+    snprintf(cfg + n, sizeof(cfg) - (size_t)n, "%s", extra);
+    snprintf(r->cfg, sizeof(r->cfg), "%s/etraced.yaml", r->dir);
+    daemon_run_write_file(r->cfg, cfg);
+    setenv("XDG_RUNTIME_DIR", r->dir, 1);
+    setenv("XDG_STATE_HOME", r->dir, 1);
+    char *argv[] = {bin_etraced, "--config", r->cfg, NULL};
+    return spawn_wait(r, argv, 0, keys);
+}
+
+int
+daemon_run_launch_model(struct daemon_run *r, const char *const eps[4])
+{
+    char path[600];
+    snprintf(path, sizeof(path), "%s/model.yaml", r->dir);
+    daemon_run_write_file(path, r->model);
+    for (int i = 0; i < 4; i++)
+        snprintf(r->ep[i], sizeof(r->ep[i]), "%s", eps[i]);
+    r->cfg[0] = '\0';
+    char *argv[] = {bin_etraced, "--model", path, NULL};
+    return spawn_wait(r, argv, 0, NULL);
 }
 
 void
@@ -198,29 +246,9 @@ daemon_run_start(struct daemon_run *r, const char *model, const char *extra)
 void
 daemon_run_respawn(struct daemon_run *r)
 {
-    char log[600];
-    snprintf(log, sizeof(log), "%s/daemon.log", r->dir);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 2, 1);
     char *argv[] = {bin_etraced, "--config", r->cfg, NULL};
-    assert_int_equal(posix_spawn(&r->pid, bin_etraced, &fa, NULL, argv, environ), 0);
-    posix_spawn_file_actions_destroy(&fa);
-    etrace_client_free(&r->c);
-    r->c = etrace_client_new(r->ep[2], r->ep[0], 300);
-    int64_t deadline = daemon_run_now_ms() + 10000;
-    for (;;) {
-        Etrace__Reply *rep = NULL;
-        int rc = etrace_status(r->c, &rep);
-        etrace_reply_free(rep);
-        if (rc == ETRACE_OK)
-            break;
-        if (daemon_run_now_ms() > deadline)
-            fail_msg("etraced did not answer after a restart");
-    }
-    etrace_client_free(&r->c);
-    r->c = etrace_client_new(r->ep[2], r->ep[0], 5000);
+    if (spawn_wait(r, argv, 1, NULL))
+        fail_msg("etraced exited at a restart");
 }
 
 void
@@ -261,7 +289,8 @@ daemon_run_stop_keep(struct daemon_run *r)
         }
     }
     etrace_client_free(&r->c);
-    live = NULL;
+    live_remove(r->pid);
+    r->pid = 0;
     return st;
 }
 
@@ -277,14 +306,13 @@ int
 daemon_run_teardown(void **state)
 {
     (void)state;
-    if (live) {
-        if (live->pid > 0) {
-            kill(live->pid, SIGKILL);
-            waitpid(live->pid, NULL, 0);
-            live->pid = 0;
+    for (size_t i = 0; i < sizeof lives / sizeof lives[0]; i++)
+        if (lives[i].pid > 0) {
+            kill(lives[i].pid, SIGKILL);
+            waitpid(lives[i].pid, NULL, 0);
+            lives[i].pid = 0;
+            daemon_run_rm_tree(lives[i].dir);
         }
-        daemon_run_stop(live);
-    }
     return 0;
 }
 

@@ -68,11 +68,21 @@ void daemon_run_prepare(struct daemon_run *r, const char *model);
  * config lines) into r->dir, starts etraced with its log in dir/daemon.log, and waits up to
  * 10 s until `status` answers, over CURVE when keys (server public, client public, client
  * secret; Z85) are given. On success r->c is a client with a 5 s timeout (over CURVE with
- * keys) and r is the daemon daemon_run_teardown stops. Returns 0, or -1 when etraced exited
+ * keys) and the daemon is one daemon_run_teardown stops. Returns 0, or -1 when etraced exited
  * at start-up (a port in use, say; its log is printed on stderr). Fails the test when
  * etraced does not answer in time. */
 int daemon_run_launch(struct daemon_run *r, const char *const eps[4], const char *extra,
                       const char *const keys[3]);
+
+/* Writes r->model to dir/model.yaml and starts `etraced --model dir/model.yaml` with no config
+ * (every default, DESIGN §5.6) in this process's environment, which the caller sets
+ * (XDG_RUNTIME_DIR, RUNTIME_DIRECTORY, XDG_STATE_HOME: where the defaults put RUN and the
+ * state directory); its log in dir/daemon.log. `eps` (input, output, control, stats) are the
+ * endpoints the defaults are expected to give: copied to r->ep, and the function waits up to
+ * 10 s until `status` answers on eps[2]. On success r->c is a client with a 5 s timeout, r->cfg
+ * is "" and the daemon is one daemon_run_teardown stops. Returns 0, or -1 when etraced exited at
+ * start-up (its log printed on stderr). Fails the test when etraced does not answer in time. */
+int daemon_run_launch_model(struct daemon_run *r, const char *const eps[4]);
 
 /* daemon_run_prepare and daemon_run_launch on ipc paths with `extra` config lines; fails
  * the test (removing the directory) when etraced exits at start-up. */
@@ -91,9 +101,9 @@ int daemon_run_stop_keep(struct daemon_run *r);
  * status, or -1 when no daemon ran. */
 int daemon_run_stop(struct daemon_run *r);
 
-/* A cmocka teardown: when the daemon the last daemon_run_launch started was not stopped
- * (an assertion failed), kills it (SIGKILL), frees its client and removes its directory.
- * Returns 0. */
+/* A cmocka teardown: every daemon started and not stopped (an assertion failed) is killed
+ * (SIGKILL) and its directory removed. It keeps its own copy of each pid and directory:
+ * the test's struct daemon_run is gone by then (its client leaks). Returns 0. */
 int daemon_run_teardown(void **state);
 
 /* A fresh Stats: subscribes to r's stats socket and returns the second snapshot received
