@@ -803,8 +803,7 @@ text_line(const char *text, const char *key)
 static void
 test_daemon_timer_skips_without_burst(void **state)
 {
-    /* static: daemon_run_teardown reads it after a failed assertion left this frame */
-    static struct daemon_run r;
+    struct daemon_run r;
     (void)state;
     daemon_run_start(&r, model_text, "stats_period_ms: 20\n");
     daemon_run_sleep_ms(200);
@@ -852,8 +851,7 @@ test_daemon_timer_skips_without_burst(void **state)
 static void
 test_daemon_period_differs_from_dt(void **state)
 {
-    /* static: daemon_run_teardown reads it after a failed assertion left this frame */
-    static struct daemon_run r;
+    struct daemon_run r;
     Etrace__Reply *rep = NULL;
     char out[8192];
     (void)state;
@@ -919,8 +917,7 @@ test_daemon_defaults_and_signals(void **state)
     if (had_rd)
         snprintf(saved_rd, sizeof(saved_rd), "%s", getenv("RUNTIME_DIRECTORY"));
     for (size_t k = 0; k < sizeof(rounds) / sizeof(rounds[0]); k++) {
-        /* static: daemon_run_teardown reads it after a failed assertion left this frame */
-        static struct daemon_run r;
+        struct daemon_run r;
         char run[600], path[700], eps_buf[4][700], out[8192], cmd[2000];
         const char *eps[4];
         struct stat st;
@@ -1049,8 +1046,7 @@ ctl_expect(const struct daemon_run *r, const char *args, int want, const char *h
 static void
 test_daemon_etracectl_lockstep(void **state)
 {
-    /* static: daemon_run_teardown reads it after a failed assertion left this frame */
-    static struct daemon_run r;
+    struct daemon_run r;
     char args[2000], path[800], init[700], a[700], b[700], c[700];
     static char out[65536];
     (void)state;
@@ -1281,8 +1277,7 @@ enum { N_STATS_STEPS = 200 };
 static void
 test_daemon_stats_values(void **state)
 {
-    /* static: daemon_run_teardown reads it after a failed assertion left this frame */
-    static struct daemon_run r;
+    struct daemon_run r;
     static double init[2][MAX_PARAMS], before[2][MAX_PARAMS], after[2][MAX_PARAMS];
     size_t n[2];
     (void)state;
@@ -1353,8 +1348,7 @@ test_daemon_stats_values(void **state)
 static void
 test_daemon_stats_first_period_delta(void **state)
 {
-    /* static: daemon_run_teardown reads it after a failed assertion left this frame */
-    static struct daemon_run r;
+    struct daemon_run r;
     Etrace__Reply *rep = NULL;
     (void)state;
     daemon_run_start(&r, model_text, "clock: lockstep\nstats_period_ms: 1000\n");
