@@ -265,7 +265,7 @@ test: all tests
 	    $(CLIENT_SUITES) \
 	    'install:sh tests/support/install-check.sh $(BUILD)' \
 	    'systemd-verify:sh tests/support/systemd-verify.sh $(BUILD)' \
-	    "check-layers:sh tests/support/check-layers.sh"
+	    "check-layers:sh tests/support/check-layers.sh $(BUILD)"
 
 engine-tests: $(ENGINE_TESTS)
 
@@ -318,8 +318,8 @@ format-check:
 tidy:
 	clang-tidy $(ENGINE_SRC) -- -std=c11 -D_GNU_SOURCE -Idaemon/engine
 
-check-layers:
-	$(Q)sh tests/support/check-layers.sh
+check-layers: $(ENGINE_OBJ)
+	$(Q)sh tests/support/check-layers.sh $(BUILD)
 
 # install / uninstall under $(DESTDIR)$(PREFIX): binaries, the client library, its headers
 # and pkg-config file, the systemd units (ExecStart pointing at the installed binary), the

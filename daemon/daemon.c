@@ -408,16 +408,27 @@ daemon_stop(struct daemon *d)
     uv_close((uv_handle_t *)&d->wake, NULL);
 }
 
+/* RUN, mode 0700 (DESIGN §5.6). An existing path must be a real directory of ours: a
+ * symlink, or a directory another user made first (say /tmp/etraced-UID), is refused
+ * rather than trusted with the sockets. */
 static int
 make_dir(const char *path)
 {
     if (mkdir(path, 0700) && errno != EEXIST)
         return -1;
     struct stat st;
-    if (stat(path, &st) || !S_ISDIR(st.st_mode))
+    if (lstat(path, &st))
         return -1;
-    if (st.st_uid == geteuid() && (st.st_mode & 0777) != 0700)
-        chmod(path, 0700);
+    if (!S_ISDIR(st.st_mode)) {
+        errno = ENOTDIR;
+        return -1;
+    }
+    if (st.st_uid != geteuid()) {
+        errno = EPERM;
+        return -1;
+    }
+    if ((st.st_mode & 0777) != 0700 && chmod(path, 0700))
+        return -1;
     return 0;
 }
 
@@ -654,7 +665,9 @@ daemon_main(int argc, char **argv)
     zmq_ctx_set(d->zctx, ZMQ_IO_THREADS, 1);
     for (int i = 0; i < CONFIG_N_EP; i++) {
         if (!d->cfg.endpoints[i] && make_dir(d->run_dir)) {
-            fprintf(stderr, "etraced: cannot create %s: %s\n", d->run_dir, strerror(errno));
+            fprintf(stderr,
+                    "etraced: cannot use %s as the socket directory (mode 0700, ours): %s\n",
+                    d->run_dir, strerror(errno));
             goto out_sockets;
         }
     }

@@ -241,7 +241,6 @@ main(int argc, char **argv)
     printf("%-22s %9s %9s %9s %9s %8s\n", "bench", "p50 us", "p99 us", "p99.9 us", "max us",
            "skipped");
     const int periods_us[2] = {1000, 100};
-    double quiet_p99_us = 0.0; /* the daemon's own lateness at 1 kHz with no frames */
     for (int k = 0; k < 2; k++) {
         long sent;
         struct bare b = bare_loop(periods_us[k] * 1000LL, seconds);
@@ -252,8 +251,6 @@ main(int argc, char **argv)
         }
         const Etrace__Percentiles *l = st->lateness;
         int hz = 1000000 / periods_us[k];
-        if (k == 0)
-            quiet_p99_us = (double)l->p99_ns / 1e3;
         printf("bare %-5d Hz %14.1f %9.1f %9.1f %9.1f %8ld\n", hz, b.p50, b.p99, b.p999, b.max,
                b.skipped);
         printf("etraced %-5d Hz lif256 %5.1f %9.1f %9.1f %9.1f %8llu   learning: %llu "
@@ -317,6 +314,13 @@ main(int argc, char **argv)
     {
         static const double rates[] = {1e4, 3e4, 1e5, 3e5, -1.0};
         double fs = seconds < 5 ? seconds : 5, best = 0.0;
+        /* The baseline: the same daemon at 1 kHz with no input at all, in this run. */
+        long none;
+        Etrace__Stats *q = timer_window(model256, 1000, fs, 0.0, 0, &none);
+        double quiet_p99_us = q ? (double)q->lateness->p99_ns / 1e3 : 0.0;
+        printf("frames at 1 kHz, none: lateness p99 %.1f us (the baseline)\n", quiet_p99_us);
+        if (q)
+            etrace__stats__free_unpacked(q, NULL);
         for (size_t k = 0; k < sizeof rates / sizeof rates[0]; k++) {
             long sent;
             Etrace__Stats *st = timer_window(model256, 1000, fs, rates[k], 0, &sent);

@@ -203,6 +203,22 @@ silence_bench(FILE *out, const char *dir, int quick)
 
 /* Sparse ES-D-RTRL: 10^5 neurons, 10^7 synapses (CSR files written here), spikes input
  * firing at 5%. */
+/* This process's resident set, in bytes (VmRSS), or 0 when unreadable. */
+static double
+rss_bytes(void)
+{
+    char line[256];
+    double kib = 0.0;
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f)
+        return 0.0;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmRSS:", 6))
+            kib = atof(line + 6);
+    fclose(f);
+    return kib * 1024.0;
+}
+
 static void
 sparse_bench(FILE *out, const char *dir, int quick)
 {
@@ -250,6 +266,7 @@ sparse_bench(FILE *out, const char *dir, int quick)
              "decay_or_rank: 0.9\n  optimizer: {kind: sgd, lr: 1.0e-5}\n",
              (long long)N, (long long)N);
     snprintf(path, sizeof path, "%s/sparse.yaml", dir);
+    double rss0 = rss_bytes();
     struct engine *eng = compile_text(text, path);
     if (!eng)
         goto done;
@@ -273,15 +290,18 @@ sparse_bench(FILE *out, const char *dir, int quick)
      * pass, and every nonzero read and written by the ES update (values), + its indices */
     double bytes = 0.05 * (double)nnz * (sizeof(real) + 4) + (double)nnz * (2 * sizeof(real) + 4);
     size_t res = engine_resident_bytes(eng);
-    printf("%-18s N=%lld nnz=%lld: %.1f ticks/s (p50 %.2f ms), ~%.0f MB/tick, resident %.1f MiB\n",
+    double rss = rss_bytes() - rss0; /* what compiling and ticking added to this process */
+    printf("%-18s N=%lld nnz=%lld: %.1f ticks/s (p50 %.2f ms), ~%.0f MB/tick, resident %.1f MiB "
+           "(engine's count; measured RSS growth %.1f MiB)\n",
            "sparse_es", (long long)N, (long long)nnz, 1.0 / p50, 1e3 * p50, bytes / 1e6,
-           (double)res / 1048576.0);
+           (double)res / 1048576.0, rss / 1048576.0);
     if (out)
         fprintf(out,
                 "{\"bench\": \"sparse_es\", \"neurons\": %lld, \"synapses\": %lld, "
                 "\"firing\": 0.05, \"ticks_per_s\": %.2f, \"tick_ms_p50\": %.3f, "
-                "\"bytes_per_tick\": %.0f, \"resident_bytes\": %zu}\n",
-                (long long)N, (long long)nnz, 1.0 / p50, 1e3 * p50, bytes, res);
+                "\"bytes_per_tick\": %.0f, \"resident_bytes\": %zu, \"rss_growth_bytes\": "
+                "%.0f}\n",
+                (long long)N, (long long)nnz, 1.0 / p50, 1e3 * p50, bytes, res, rss);
     free(ev);
     free(t);
     engine_free(&eng);
