@@ -5,6 +5,8 @@
  * $DAEMON_BENCH_SECONDS (default 10). Appends JSON lines to argv[1]. */
 #include <signal.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <spawn.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -102,13 +104,29 @@ struct bare {
     long skipped;
 };
 
-/* The floor: a bare absolute-deadline loop at the same period. */
+/* The floor: a bare absolute-deadline loop at the same period; with rt_priority > 0 under
+ * SCHED_FIFO on the last CPU, as the daemon's tick thread runs with realtime.priority. */
 static struct bare
-bare_loop(int64_t period_ns, double seconds)
+bare_loop(int64_t period_ns, double seconds, int rt_priority)
 {
     long n = (long)(seconds * 1e9 / (double)period_ns);
     double *late = malloc((size_t)n * sizeof(double));
     struct bare b = {0, 0, 0, 0, 0};
+    cpu_set_t old_set;
+    int old_policy = 0;
+    struct sched_param old_param = {0};
+    pthread_getaffinity_np(pthread_self(), sizeof old_set, &old_set);
+    pthread_getschedparam(pthread_self(), &old_policy, &old_param);
+    if (rt_priority > 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(sysconf(_SC_NPROCESSORS_ONLN) - 1, &set);
+        struct sched_param sp = {.sched_priority = rt_priority};
+        if (pthread_setaffinity_np(pthread_self(), sizeof set, &set) ||
+            pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp))
+            fprintf(stderr, "daemon_bench: SCHED_FIFO not permitted; the bare loop runs "
+                            "without it\n");
+    }
     prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL); /* as the daemon's tick thread */
     int64_t next = now_ns() + period_ns;
     for (long i = 0; i < n; i++) {
@@ -127,6 +145,8 @@ bare_loop(int64_t period_ns, double seconds)
     b.p99 = bench_quantile(late, (size_t)n, 0.99);
     b.p999 = bench_quantile(late, (size_t)n, 0.999);
     free(late);
+    pthread_setschedparam(pthread_self(), old_policy, &old_param);
+    pthread_setaffinity_np(pthread_self(), sizeof old_set, &old_set);
     return b;
 }
 
@@ -173,12 +193,13 @@ pace(etrace_client_t *c, float *v, double rate, int learn, int64_t t0, long *cou
  * measured period takes a learning step (ES-D-RTRL traces, gradient, SGD). *sent: the
  * inputs sent during the measured period. */
 static Etrace__Stats *
-timer_window(const char *model, int period_us, double seconds, double rate, int learn, long *sent)
+timer_window(const char *model, int period_us, double seconds, double rate, int learn,
+             int rt_priority, long *sent)
 {
-    char extra[128];
+    char extra[160];
     etrace_client_t *c;
-    snprintf(extra, sizeof(extra), "period_us: %d\nstats_period_ms: %d\n", period_us,
-             (int)(seconds * 1000));
+    snprintf(extra, sizeof(extra), "period_us: %d\nstats_period_ms: %d\n%s", period_us,
+             (int)(seconds * 1000), rt_priority > 0 ? "realtime: {priority: 50}\n" : "");
     pid_t pid = start(model, extra, &c);
     etrace_sub_t *s = etrace_sub_new(ep[3], "stats");
     Etrace__Stats *st = NULL, *first = NULL;
@@ -240,34 +261,40 @@ main(int argc, char **argv)
 
     printf("%-22s %9s %9s %9s %9s %8s\n", "bench", "p50 us", "p99 us", "p99.9 us", "max us",
            "skipped");
+    /* 1 kHz and 10 kHz, with default scheduling and with realtime.priority 50 (SCHED_FIFO,
+     * the tick thread on the last CPU), each next to a bare loop run the same way. */
     const int periods_us[2] = {1000, 100};
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 4; k++) {
         long sent;
-        struct bare b = bare_loop(periods_us[k] * 1000LL, seconds);
-        Etrace__Stats *st = timer_window(model256, periods_us[k], seconds, 0.0, 1, &sent);
+        int period_us = periods_us[k % 2], rt = k >= 2 ? 50 : 0;
+        struct bare b = bare_loop(period_us * 1000LL, seconds, rt);
+        Etrace__Stats *st = timer_window(model256, period_us, seconds, 0.0, 1, rt, &sent);
         if (!st) {
             fprintf(stderr, "daemon_bench: no Stats\n");
             return 1;
         }
         const Etrace__Percentiles *l = st->lateness;
-        int hz = 1000000 / periods_us[k];
-        printf("bare %-5d Hz %14.1f %9.1f %9.1f %9.1f %8ld\n", hz, b.p50, b.p99, b.p999, b.max,
-               b.skipped);
-        printf("etraced %-5d Hz lif256 %5.1f %9.1f %9.1f %9.1f %8llu   learning: %llu "
+        int hz = 1000000 / period_us;
+        const char *how = rt ? " fifo" : "     ";
+        printf("bare %-5d Hz%s %9.1f %9.1f %9.1f %9.1f %8ld\n", hz, how, b.p50, b.p99, b.p999,
+               b.max, b.skipped);
+        printf("etraced %-5d Hz%s %6.1f %9.1f %9.1f %9.1f %8llu   p99 %.2fx bare; learning: %llu "
                "steps in %llu ticks, loss %.4f\n",
-               hz, (double)l->p50_ns / 1e3, (double)l->p99_ns / 1e3, (double)l->p999_ns / 1e3,
+               hz, how, (double)l->p50_ns / 1e3, (double)l->p99_ns / 1e3, (double)l->p999_ns / 1e3,
                (double)l->max_ns / 1e3, (unsigned long long)st->skipped,
+               b.p99 > 0 ? (double)l->p99_ns / 1e3 / b.p99 : 0.0,
                (unsigned long long)st->optimizer_steps, (unsigned long long)st->tick_time->count,
                st->loss_avg);
         fprintf(out,
-                "{\"bench\": \"daemon_timer\", \"hz\": %d, \"n\": 256, \"seconds\": %g, "
+                "{\"bench\": \"daemon_timer\", \"hz\": %d, \"n\": 256, \"rt_priority\": %d, "
+                "\"seconds\": %g, "
                 "\"lateness_us_p50\": %.2f, \"lateness_us_p99\": %.2f, \"lateness_us_p999\": "
                 "%.2f, \"lateness_us_max\": %.2f, \"skipped\": %llu, \"overruns\": %llu, "
                 "\"tick_us_p50\": %.2f, \"tick_us_p99\": %.2f, \"bare_us_p50\": %.2f, "
                 "\"bare_us_p99\": %.2f, \"bare_us_p999\": %.2f, \"bare_us_max\": %.2f, "
                 "\"bare_skipped\": %ld, \"p99_ratio_to_bare\": %.3f, \"optimizer_steps\": %llu, "
                 "\"loss_avg\": %.6f}\n",
-                hz, seconds, (double)l->p50_ns / 1e3, (double)l->p99_ns / 1e3,
+                hz, rt, seconds, (double)l->p50_ns / 1e3, (double)l->p99_ns / 1e3,
                 (double)l->p999_ns / 1e3, (double)l->max_ns / 1e3, (unsigned long long)st->skipped,
                 (unsigned long long)st->overruns, (double)st->tick_time->p50_ns / 1e3,
                 (double)st->tick_time->p99_ns / 1e3, b.p50, b.p99, b.p999, b.max, b.skipped,
@@ -316,14 +343,14 @@ main(int argc, char **argv)
         double fs = seconds < 5 ? seconds : 5, best = 0.0;
         /* The baseline: the same daemon at 1 kHz with no input at all, in this run. */
         long none;
-        Etrace__Stats *q = timer_window(model256, 1000, fs, 0.0, 0, &none);
+        Etrace__Stats *q = timer_window(model256, 1000, fs, 0.0, 0, 0, &none);
         double quiet_p99_us = q ? (double)q->lateness->p99_ns / 1e3 : 0.0;
         printf("frames at 1 kHz, none: lateness p99 %.1f us (the baseline)\n", quiet_p99_us);
         if (q)
             etrace__stats__free_unpacked(q, NULL);
         for (size_t k = 0; k < sizeof rates / sizeof rates[0]; k++) {
             long sent;
-            Etrace__Stats *st = timer_window(model256, 1000, fs, rates[k], 0, &sent);
+            Etrace__Stats *st = timer_window(model256, 1000, fs, rates[k], 0, 0, &sent);
             if (!st)
                 continue;
             uint64_t acc = 0;
