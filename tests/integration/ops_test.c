@@ -128,6 +128,10 @@ test_ops_hot_swap(void **state)
         assert_true(rss1 - rss0 < 2048);
     Etrace__Stats *st = daemon_run_stats(&r);
     assert_true(st->swaps >= 122);
+    /* The last swap's gap: at 1 kHz, about one period (a tick is never lost to a swap). */
+    print_message("Stats: %llu swaps, last gap %.1f us\n", (unsigned long long)st->swaps,
+                  (double)st->last_swap_gap_ns / 1e3);
+    assert_true(st->last_swap_gap_ns > 0 && st->last_swap_gap_ns < 50000000);
     assert_true(daemon_run_sock(st, "control")->accepted > 0);
     etrace__stats__free_unpacked(st, NULL);
     assert_int_equal(daemon_run_stop(&r), 0);
