@@ -25,6 +25,7 @@
 
 #include <dirent.h>
 #include <linux/seccomp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -295,6 +296,11 @@ static void
 test_engine_tick_makes_no_system_call(void **state)
 {
     (void)state;
+#if defined(__SANITIZE_THREAD__)
+    /* ThreadSanitizer's runtime keeps a thread of its own and makes calls of its own. */
+    printf("[engine_test] seccomp check skipped under ThreadSanitizer\n");
+    skip();
+#endif
     char dir[1024];
     snprintf(dir, sizeof dir, "%s/models", testmodel_src_dir());
     DIR *dp = opendir(dir);
@@ -338,7 +344,11 @@ test_engine_tick_makes_no_system_call(void **state)
         ssize_t r = read(fds[0], &got, 1);
         close(fds[0]);
         int status = 0;
-        assert_int_equal(waitpid(pid, &status, 0), pid);
+        for (int w = 0; waitpid(pid, &status, WNOHANG) != pid; w++) {
+            if (w == 30000) /* 30 s: a child stuck in its runtime */
+                kill(pid, SIGKILL);
+            usleep(1000);
+        }
         if (r != 1 || got != 'k' || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
             fail_msg("%s: the child %s (a system call in the tick?)", de->d_name,
                      WIFSIGNALED(status) ? "was killed" : "failed");
