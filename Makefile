@@ -307,8 +307,10 @@ fuzz:
 	$(Q)$(MAKE) --no-print-directory CC=clang BUILD=$(BUILD)/fz SANITIZE=fuzzer-no-link,address,undefined \
 	    $(patsubst %,$(BUILD)/fz/libfuzzer/%_fuzz,$(FUZZ_NAMES))
 	$(Q)for n in $(FUZZ_NAMES); do echo "== fuzz $$n ($(FUZZ_SECONDS) s)"; \
+	    mkdir -p $(BUILD)/fz/corpus/$$n; \
 	    $(BUILD)/fz/libfuzzer/$${n}_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
-	    tests/fuzz/corpus/$$n || exit 1; done
+	    $(BUILD)/fz/corpus/$$n tests/fuzz/corpus/$$n || exit 1; done
+	@echo "new inputs are in $(BUILD)/fz/corpus/ (the committed corpora are only read)"
 
 FORMAT_FILES = $(wildcard daemon/*.[ch] daemon/engine/*.[ch] clients/*.[ch] tests/*/*.[ch])
 format:
