@@ -503,6 +503,28 @@ test_ops_record_replay(void **state)
     assert_int_equal(daemon_run_stop(&r), 0);
 }
 
+/* DIR/lockstep (etracectl replay) against DIR/offline (etraced run --replay): outputs, loss
+ * and final weights byte for byte; the weights also against DIR/live (the live run's
+ * export). */
+static void
+compare_replays(const char *dir, const char *what)
+{
+    static const char *const files[] = {"outputs/action.npy", "loss.npy", "params/w_in.weight.npy",
+                                        "params/w_in.bias.npy", "params/w_out.weight.npy"};
+    char fa[900], fb[900];
+    for (int i = 0; i < 5; i++) {
+        snprintf(fa, sizeof fa, "%s/offline/%s", dir, files[i]);
+        snprintf(fb, sizeof fb, "%s/lockstep/%s", dir, files[i]);
+        if (!daemon_run_same_file(fa, fb))
+            fail_msg("%s: lockstep replay's %s differs from etraced run --replay", what, files[i]);
+        if (i >= 2) {
+            snprintf(fa, sizeof fa, "%s/live/%s", dir, files[i]);
+            if (!daemon_run_same_file(fa, fb))
+                fail_msg("%s: replayed %s differs from the live run's", what, files[i]);
+        }
+    }
+}
+
 /* Lockstep replay through the daemon (`etracectl replay`) against `etraced run --replay`:
  * a 2 s timer-mode recording with frames, targets and an lr change; outputs, loss and
  * final weights byte for byte. */
@@ -510,7 +532,7 @@ static void
 test_ops_lockstep_replay(void **state)
 {
     struct daemon_run r, ls;
-    char cmd[4000], rec[700], fa[900], fb[900];
+    char cmd[4000], rec[700], fa[900];
     (void)state;
     daemon_run_start(&r, model_text, "stats_period_ms: 500\n");
     daemon_run_sleep_ms(200); /* mid-run */
@@ -565,19 +587,7 @@ test_ops_lockstep_replay(void **state)
     daemon_run_cmd(cmd, 0);
     print_message("lockstep replay of %llu ticks took %lld ms\n", (unsigned long long)(end - first),
                   (long long)(daemon_run_now_ms() - t1));
-    static const char *const files[] = {"outputs/action.npy", "loss.npy", "params/w_in.weight.npy",
-                                        "params/w_in.bias.npy", "params/w_out.weight.npy"};
-    for (int i = 0; i < 5; i++) {
-        snprintf(fa, sizeof fa, "%s/offline/%s", r.dir, files[i]);
-        snprintf(fb, sizeof fb, "%s/lockstep/%s", r.dir, files[i]);
-        if (!daemon_run_same_file(fa, fb))
-            fail_msg("lockstep replay: %s differs from etraced run --replay", files[i]);
-        if (i >= 2) {
-            snprintf(fa, sizeof fa, "%s/live/%s", r.dir, files[i]);
-            if (!daemon_run_same_file(fa, fb))
-                fail_msg("lockstep replay: %s differs from the live run's", files[i]);
-        }
-    }
+    compare_replays(r.dir, "lockstep replay");
     /* The outputs cover exactly the recorded ticks. */
     float *v = calloc((end - first) * 2, sizeof(float));
     snprintf(fa, sizeof fa, "%s/lockstep/outputs/action.npy", r.dir);
@@ -633,7 +643,7 @@ static void
 test_ops_replay_every_event(void **state)
 {
     struct daemon_run r, ls;
-    char cmd[4000], rec[700], fa[900], fb[900];
+    char cmd[4000], rec[700], fa[900];
     (void)state;
     daemon_run_start(&r, model_text,
                      "stats_period_ms: 500\n"
@@ -779,20 +789,7 @@ test_ops_replay_every_event(void **state)
     snprintf(cmd, sizeof cmd, "%s --control %s replay %s --out %s/lockstep >/dev/null",
              daemon_run_etracectl(), ls.ep[2], rec, r.dir);
     daemon_run_cmd(cmd, 0);
-    static const char *const files[] = {"outputs/action.npy", "loss.npy", "params/w_in.weight.npy",
-                                        "params/w_in.bias.npy", "params/w_out.weight.npy"};
-    for (int i = 0; i < 5; i++) {
-        snprintf(fa, sizeof fa, "%s/offline/%s", r.dir, files[i]);
-        snprintf(fb, sizeof fb, "%s/lockstep/%s", r.dir, files[i]);
-        if (!daemon_run_same_file(fa, fb))
-            fail_msg("every event: lockstep replay's %s differs from etraced run --replay",
-                     files[i]);
-        if (i >= 2) {
-            snprintf(fb, sizeof fb, "%s/live/%s", r.dir, files[i]);
-            if (!daemon_run_same_file(fa, fb))
-                fail_msg("every event: replayed %s differs from the live run's", files[i]);
-        }
-    }
+    compare_replays(r.dir, "every event");
     assert_int_equal(daemon_run_stop(&ls), 0);
     daemon_run_rm_tree(r.dir);
 }
