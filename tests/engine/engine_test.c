@@ -543,6 +543,20 @@ static const char LINEAR_MODEL[] = "name: lin\n"
                                    "  optimizer: {kind: %s, lr: 2.0e-3}\n"
                                    "  update_every: %d\n";
 
+/* Twins: two engines compiled from LINEAR_MODEL with the same rule, optimizer and K, which
+ * stay bitwise equal as long as they are driven alike. */
+static void
+linear_twins(struct testmodel *tm, const char *algo, const char *optim, int K, struct engine **a,
+             struct engine **b)
+{
+    char text[4096];
+    snprintf(text, sizeof text, LINEAR_MODEL, algo, optim, K);
+    *a = testmodel_compile_text(tm, NULL, text, NULL, 0);
+    *b = testmodel_compile_text(tm, NULL, text, NULL, 0);
+    assert_non_null(*a);
+    assert_non_null(*b);
+}
+
 enum refuse_how { REFUSE_LR_NAN, REFUSE_HUGE_TARGET };
 
 /* Engine A has a step refused at the step ending at tick T; twin B has learning off over
@@ -553,12 +567,8 @@ enum refuse_how { REFUSE_LR_NAN, REFUSE_HUGE_TARGET };
 static void
 refuse_case(struct testmodel *tm, const char *algo, const char *optim, int K, enum refuse_how how)
 {
-    char text[4096];
-    snprintf(text, sizeof text, LINEAR_MODEL, algo, optim, K);
-    struct engine *a = testmodel_compile_text(tm, NULL, text, NULL, 0);
-    struct engine *b = testmodel_compile_text(tm, NULL, text, NULL, 0);
-    assert_non_null(a);
-    assert_non_null(b);
+    struct engine *a, *b;
+    linear_twins(tm, algo, optim, K, &a, &b);
     struct stim sa = {.lo = 0.0, .hi = 1.0, .targets = 1};
     struct stim sb = sa;
     testmodel_rng_seed(&sa.rng, g_seed + 5);
@@ -847,12 +857,8 @@ test_engine_lr_change_takes_effect(void **state)
     (void)state;
     struct testmodel tm;
     assert_int_equal(testmodel_init(&tm), 0);
-    char text[4096];
-    snprintf(text, sizeof text, LINEAR_MODEL, "d_rtrl", "sgd", 1);
-    struct engine *a = testmodel_compile_text(&tm, NULL, text, NULL, 0);
-    struct engine *b = testmodel_compile_text(&tm, NULL, text, NULL, 0);
-    assert_non_null(a);
-    assert_non_null(b);
+    struct engine *a, *b;
+    linear_twins(&tm, "d_rtrl", "sgd", 1, &a, &b);
     struct stim sa = {.lo = 0.0, .hi = 1.0, .targets = 1}, sb;
     testmodel_rng_seed(&sa.rng, g_seed + 31);
     sb = sa;
@@ -872,11 +878,8 @@ test_engine_lr_change_takes_effect(void **state)
     engine_set_lr(a, lr);
     sb = sa;
     engine_free(&b);
-    b = testmodel_compile_text(&tm, NULL, text, NULL, 0);
-    assert_non_null(b);
     engine_free(&a);
-    a = testmodel_compile_text(&tm, NULL, text, NULL, 0);
-    assert_non_null(a);
+    linear_twins(&tm, "d_rtrl", "sgd", 1, &a, &b);
     testmodel_rng_seed(&sa.rng, g_seed + 32);
     sb = sa;
     run_ticks(a, &sa, 30, "lr a2");
@@ -909,12 +912,8 @@ test_engine_reset_states_and_traces(void **state)
     (void)state;
     struct testmodel tm;
     assert_int_equal(testmodel_init(&tm), 0);
-    char text[4096];
-    snprintf(text, sizeof text, LINEAR_MODEL, "es_d_rtrl", "adam", 1);
-    struct engine *a = testmodel_compile_text(&tm, NULL, text, NULL, 0);
-    struct engine *b = testmodel_compile_text(&tm, NULL, text, NULL, 0);
-    assert_non_null(a);
-    assert_non_null(b);
+    struct engine *a, *b;
+    linear_twins(&tm, "es_d_rtrl", "adam", 1, &a, &b);
     engine_set_learn(a, ENGINE_LEARN_OFF);
     engine_set_learn(b, ENGINE_LEARN_OFF);
     struct stim sa = {.lo = 0.0, .hi = 1.0, .targets = 1}, sb;
@@ -988,12 +987,8 @@ test_engine_norm_sweep_slices(void **state)
     assert_int_equal(testmodel_init(&tm), 0);
     const char *algos[] = {"d_rtrl", "es_d_rtrl"};
     for (int k = 0; k < 2; k++) {
-        char text[4096];
-        snprintf(text, sizeof text, LINEAR_MODEL, algos[k], "sgd", 1);
-        struct engine *a = testmodel_compile_text(&tm, NULL, text, NULL, 0);
-        struct engine *b = testmodel_compile_text(&tm, NULL, text, NULL, 0);
-        assert_non_null(a);
-        assert_non_null(b);
+        struct engine *a, *b;
+        linear_twins(&tm, algos[k], "sgd", 1, &a, &b);
         struct stim sa = {.lo = 0.0, .hi = 1.0, .targets = 1}, sb;
         testmodel_rng_seed(&sa.rng, g_seed + 43);
         sb = sa;
