@@ -11,12 +11,13 @@ BUILD/python/) and on Debian's python3-zmq and python3-protobuf.
 
 Every control command is one method; a daemon's Error reply raises EtraceError with the
 daemon's message, no answer within the timeout raises EtraceTimeout. keygen() (also
-Client.keygen()) makes a CURVE key pair locally, as `etracectl keygen`.
+Client.keygen()) makes a CURVE key pair locally, as `etracectl keygen`; Client(...,
+curve_server=KEY, curve_keys=(public, secret) or FILE) talks to a daemon's CURVE endpoints.
 """
 from ._pb2 import pb
 from .client import (Client, EtraceError, EtraceTimeout, default_endpoint, keygen,
-                     read_config_endpoints)
+                     read_config_endpoints, read_keys)
 from .daemon import Daemon
 
 __all__ = ["Client", "EtraceError", "EtraceTimeout", "Daemon", "default_endpoint", "keygen",
-           "read_config_endpoints", "pb"]
+           "read_config_endpoints", "read_keys", "pb"]

@@ -86,19 +86,42 @@ def keygen():
     return public.decode("ascii"), secret.decode("ascii")
 
 
+def read_keys(path):
+    """The (public, secret) pair of a key file as `etracectl keygen` writes it (lines
+    "public: Z85" and "secret: Z85"), as `etracectl --curve-keys FILE` reads it."""
+    keys = {}
+    with open(path) as f:
+        for line in f:
+            name, _, value = line.partition(":")
+            if name.strip() in ("public", "secret"):
+                keys[name.strip()] = value.strip()
+    if len(keys.get("public", "")) != 40 or len(keys.get("secret", "")) != 40:
+        raise EtraceError("%s: no 40-character Z85 public and secret keys" % path)
+    return keys["public"], keys["secret"]
+
+
 class Client:
     """Client(control=None, input=None, output=None, stats=None, timeout_ms=5000,
-    config=None): endpoints default to those of the daemon config `config`, else the
-    daemon's defaults. Use as a context manager, or call close()."""
+    config=None, curve_server=None, curve_keys=None): endpoints default to those of the
+    daemon config `config`, else the daemon's defaults. With curve_server (the daemon's
+    public key, Z85) and curve_keys (this client's (public, secret) pair, or the path of a
+    key file `etracectl keygen` wrote), every socket uses CURVE, as `etracectl
+    --curve-server KEY --curve-keys FILE`. Use as a context manager, or call close()."""
 
     def __init__(self, control=None, input=None, output=None, stats=None, timeout_ms=5000,
-                 config=None):
+                 config=None, curve_server=None, curve_keys=None):
         eps = read_config_endpoints(config) if config else {}
         given = {"control": control, "input": input, "output": output, "stats": stats}
         self.endpoints = {k: given[k] or eps.get(k) or default_endpoint(k) for k in SOCKETS}
         self.timeout_ms = int(timeout_ms)
+        self._curve = None
+        if curve_server or curve_keys:
+            if not (curve_server and curve_keys):
+                raise EtraceError("CURVE needs both curve_server and curve_keys")
+            public, secret = read_keys(curve_keys) if isinstance(curve_keys, str) else curve_keys
+            self._curve = (curve_server.encode(), public.encode(), secret.encode())
         self._ctx = zmq.Context()
-        self._ctl = self._ctx.socket(zmq.DEALER)
+        self._ctl = self._socket(zmq.DEALER)
         self._ctl.setsockopt(zmq.LINGER, 0)
         self._ctl.setsockopt(zmq.SNDTIMEO, self.timeout_ms)
         self._ctl.connect(self.endpoints["control"])
@@ -107,6 +130,13 @@ class Client:
         self._ids = itertools.count(((os.getpid() & 0xffffffff) << 32) |
                                     ((int(time.time()) & 0xffff) << 16))
         self._seq = itertools.count(1)
+
+    def _socket(self, kind):
+        """A new socket of this client, with its CURVE keys when it has them."""
+        sock = self._ctx.socket(kind)
+        if self._curve:
+            sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = self._curve
+        return sock
 
     # ---- life cycle --------------------------------------------------------------------
 
@@ -340,7 +370,7 @@ class Client:
     def send_raw(self, data):
         """Sends raw bytes on the input socket."""
         if self._in is None:
-            self._in = self._ctx.socket(zmq.PUSH)
+            self._in = self._socket(zmq.PUSH)
             self._in.setsockopt(zmq.LINGER, 1000)
             self._in.setsockopt(zmq.SNDTIMEO, self.timeout_ms)
             self._in.connect(self.endpoints["input"])
@@ -368,7 +398,7 @@ class Client:
     # ---- subscriptions -----------------------------------------------------------------
 
     def _subscribe(self, which, topic):
-        s = self._ctx.socket(zmq.SUB)
+        s = self._socket(zmq.SUB)
         s.setsockopt(zmq.LINGER, 0)
         s.setsockopt(zmq.SUBSCRIBE, topic.encode())
         s.connect(self.endpoints[which])

@@ -14,18 +14,23 @@ from .client import SOCKETS, Client, EtraceError
 
 class Daemon:
     """Daemon(model_text, clock="timer", stats_period_ms=1000, etraced=None, extra="",
-    files=None, dir=None): model_text is the model YAML; files {name: bytes} are written
+    files=None, dir=None, endpoints=None, curve=None): model_text is the model YAML;
+    endpoints {socket: ep} replace the ipc defaults (tcp with CURVE, say; `extra` then
+    holds the curve settings); files {name: bytes} are written
     beside it (weight .npy files it names); etraced defaults to $ETRACED, else
     REPO/build/etraced; dir, an existing directory to use (kept at close: a restarted daemon
     on the same endpoints). Use as a context manager."""
 
     def __init__(self, model_text, clock="timer", stats_period_ms=1000, etraced=None,
-                 extra="", files=None, start_timeout_s=10.0, dir=None):
+                 extra="", files=None, start_timeout_s=10.0, dir=None, endpoints=None,
+                 curve=None):
         self.etraced = etraced or os.environ.get("ETRACED") or os.path.join(REPO, "build",
                                                                             "etraced")
         self._own_dir = dir is None
         self.dir = dir or tempfile.mkdtemp(prefix="etraced-py-")
-        self.endpoints = {k: "ipc://%s/%s" % (self.dir, k) for k in SOCKETS}
+        self.endpoints = {k: (endpoints or {}).get(k) or "ipc://%s/%s" % (self.dir, k)
+                          for k in SOCKETS}
+        self.curve = curve  # {"server": public key, "keys": (public, secret)} for clients
         self.model_path = os.path.join(self.dir, "model.yaml")
         with open(self.model_path, "w") as f:
             f.write(model_text)
@@ -64,9 +69,12 @@ class Daemon:
                         self.close()
                         raise RuntimeError("etraced did not answer within %.0f s" % timeout_s)
 
-    def client(self, timeout_ms=5000):
-        """A new Client on this daemon's endpoints."""
-        return Client(timeout_ms=timeout_ms, **self.endpoints)
+    def client(self, timeout_ms=5000, curve=None):
+        """A new Client on this daemon's endpoints (over CURVE with `curve`, by default the
+        daemon's own `curve` argument: {"server": KEY, "keys": (public, secret)})."""
+        curve = curve or self.curve or {}
+        return Client(timeout_ms=timeout_ms, curve_server=curve.get("server"),
+                      curve_keys=curve.get("keys"), **self.endpoints)
 
     def log(self):
         """The daemon's log so far."""
