@@ -28,8 +28,9 @@ class StatsCollector:
     """A prometheus_client collector over the newest Stats, fed by a thread that owns
     the SUB socket."""
 
-    def __init__(self, stats_ep):
+    def __init__(self, stats_ep, curve_server=None, curve_keys=None):
         self.stats_ep = stats_ep
+        self.curve = (curve_server, curve_keys)  # CURVE on a tcp stats endpoint
         self.lock = threading.Lock()
         self.last = None       # the newest Stats
         self.last_rx = 0.0     # time.monotonic() of its arrival
@@ -40,7 +41,8 @@ class StatsCollector:
 
     def _run(self):
         import etrace
-        with etrace.Client(stats=self.stats_ep) as c:
+        with etrace.Client(stats=self.stats_ep, curve_server=self.curve[0],
+                           curve_keys=self.curve[1]) as c:
             while not self.stop.is_set():
                 try:
                     for s in c.stats_stream(timeout_ms=500):
@@ -174,6 +176,10 @@ def main(argv=None):
     ap.add_argument("--stats", help="the daemon's stats endpoint (default: its default)")
     ap.add_argument("--config", help="a daemon config to read the stats endpoint from")
     ap.add_argument("--build", help="the build directory holding python/etrace_pb2.py")
+    ap.add_argument("--curve-server", help="the daemon's CURVE public key (Z85), for a tcp "
+                                           "stats endpoint with CURVE")
+    ap.add_argument("--curve-keys", help="this exporter's key file (`etracectl keygen`), "
+                                         "its public key in the daemon's curve.allow")
     a = ap.parse_args(argv)
     if a.build:
         os.environ["ETRACE_PB2_DIR"] = os.path.join(a.build, "python")
@@ -188,7 +194,9 @@ def main(argv=None):
         stats_ep = etrace.read_config_endpoints(a.config).get("stats")
     stats_ep = stats_ep or etrace.default_endpoint("stats")
     registry = CollectorRegistry(auto_describe=False)
-    collector = StatsCollector(stats_ep)
+    if bool(a.curve_server) != bool(a.curve_keys):
+        ap.error("--curve-server and --curve-keys go together")
+    collector = StatsCollector(stats_ep, a.curve_server, a.curve_keys)
     registry.register(collector)
 
     class Server(ThreadingMixIn, WSGIServer):

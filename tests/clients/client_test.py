@@ -244,18 +244,6 @@ class KeygenTest(unittest.TestCase):
         self.assertEqual(zmq.curve_public(secret2.encode()).decode(), public2)
 
 
-def free_tcp_ports(n):
-    """n ports on 127.0.0.1 that were free a moment ago."""
-    import socket
-    socks = [socket.socket() for _ in range(n)]
-    for so in socks:
-        so.bind(("127.0.0.1", 0))
-    ports = [so.getsockname()[1] for so in socks]
-    for so in socks:
-        so.close()
-    return ports
-
-
 class CurveTest(unittest.TestCase):
     """A daemon on tcp 127.0.0.1 with CURVE and an allow-list: the client with an allowed
     key pair (given as a tuple, or as the key file `etracectl keygen` writes) gets replies
@@ -266,41 +254,30 @@ class CurveTest(unittest.TestCase):
             self.skipTest("this libzmq has no CURVE support")
 
     def test_curve(self):
-        server, allowed, other = etrace.keygen(), etrace.keygen(), etrace.keygen()
         tmp = tempfile.mkdtemp(prefix="etrace-curve-")
-        key_file = os.path.join(tmp, "server.key")
-        with open(key_file, "w") as f:
-            f.write("public: %s\nsecret: %s\n" % server)
-        client_file = os.path.join(tmp, "client.key")
-        with open(client_file, "w") as f:
-            f.write("public: %s\nsecret: %s\n" % allowed)
+        other = etrace.keygen()
+        d, server, allowed, client_file = common.curve_daemon(etrace, tmp)
         self.assertEqual(etrace.read_keys(client_file), allowed)
-        ports = free_tcp_ports(4)
-        eps = {k: "tcp://127.0.0.1:%d" % p for k, p in zip(etrace.client.SOCKETS, ports)}
-        extra = "curve:\n  server_secret_file: %s\n  allow: [\"%s\"]\n" % (key_file,
-                                                                          allowed[0])
-        curve = {"server": server[0], "keys": allowed}
-        with etrace.Daemon(common.MODEL, clock="timer", stats_period_ms=100, extra=extra,
-                           endpoints=eps, curve=curve) as d:
+        with d:
             with d.client(timeout_ms=3000) as c:
                 self.assertEqual(c.status().model_name, "ctest")
                 st = next(c.stats_stream(timeout_ms=3000))
                 self.assertGreater(st.tick, 0)
-            with etrace.Client(curve_server=server[0], curve_keys=client_file,
-                               timeout_ms=3000, **eps) as c:
+            with etrace.Client(curve_server=server, curve_keys=client_file, timeout_ms=3000,
+                               **d.endpoints) as c:
                 self.assertEqual(c.status().model_name, "ctest")
-            with d.client(timeout_ms=500, curve={"server": server[0], "keys": other}) as c:
+            with d.client(timeout_ms=500, curve={"server": server, "keys": other}) as c:
                 with self.assertRaises(etrace.EtraceTimeout):
                     c.status()
-            with etrace.Client(timeout_ms=500, **eps) as c:
+            with etrace.Client(timeout_ms=500, **d.endpoints) as c:
                 with self.assertRaises(etrace.EtraceTimeout):
                     c.status()
             with d.client(timeout_ms=3000) as c:
                 st = c.stats()
                 denied = sum(so.curve_denied for so in st.sockets)
                 self.assertGreaterEqual(denied, 2)
-        with self.assertRaises(etrace.EtraceError):
-            etrace.Client(curve_server=server[0], **eps)  # keys missing
+            with self.assertRaises(etrace.EtraceError):
+                etrace.Client(curve_server=server, **d.endpoints)  # keys missing
         for name in os.listdir(tmp):
             os.unlink(os.path.join(tmp, name))
         os.rmdir(tmp)

@@ -33,3 +33,32 @@ learning:
   decay_or_rank: 0.9
   optimizer: {kind: adam, lr: 1.0e-3}
 """
+
+
+def free_tcp_ports(n):
+    """n ports on 127.0.0.1 that were free a moment ago."""
+    import socket
+    socks = [socket.socket() for _ in range(n)]
+    for so in socks:
+        so.bind(("127.0.0.1", 0))
+    ports = [so.getsockname()[1] for so in socks]
+    for so in socks:
+        so.close()
+    return ports
+
+
+def curve_daemon(etrace, tmp, **kw):
+    """A timer daemon on tcp 127.0.0.1 with CURVE, one client key pair allowed: returns
+    (daemon, server public key, allowed pair, its key file). Key files are written in tmp."""
+    server, allowed = etrace.keygen(), etrace.keygen()
+    key_file = os.path.join(tmp, "server.key")
+    with open(key_file, "w") as f:
+        f.write("public: %s\nsecret: %s\n" % server)
+    client_file = os.path.join(tmp, "client.key")
+    with open(client_file, "w") as f:
+        f.write("public: %s\nsecret: %s\n" % allowed)
+    eps = {k: "tcp://127.0.0.1:%d" % p for k, p in zip(etrace.client.SOCKETS, free_tcp_ports(4))}
+    extra = "curve:\n  server_secret_file: %s\n  allow: [\"%s\"]\n" % (key_file, allowed[0])
+    d = etrace.Daemon(MODEL, clock="timer", stats_period_ms=100, extra=extra, endpoints=eps,
+                      curve={"server": server[0], "keys": allowed}, **kw)
+    return d, server[0], allowed, client_file

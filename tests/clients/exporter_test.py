@@ -8,10 +8,12 @@ import sys
 import threading
 import time
 import unittest
+import tempfile
 import urllib.request
 
 import common
 import etrace
+import zmq
 
 EXPORTER = os.path.join(common.REPO, "clients", "python", "etrace_exporter.py")
 
@@ -29,9 +31,12 @@ def parse(text):
 class ExporterTest(unittest.TestCase):
     def setUp(self):
         self.d = etrace.Daemon(common.MODEL, clock="timer", stats_period_ms=100)
+        self.start_exporter([])
+
+    def start_exporter(self, extra_args):
         self.proc = subprocess.Popen([sys.executable, EXPORTER, "--port", "0", "--stats",
-                                      self.d.endpoints["stats"]], stdout=subprocess.PIPE,
-                                     text=True)
+                                      self.d.endpoints["stats"]] + extra_args,
+                                     stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         m = re.search(r"http://127\.0\.0\.1:(\d+)/metrics", line)
         self.assertIsNotNone(m, line)
@@ -106,6 +111,44 @@ class ExporterTest(unittest.TestCase):
         while time.monotonic() < deadline and self.scrape().get("etraced_up") != 0.0:
             time.sleep(0.2)
         self.assertEqual(self.scrape()["etraced_up"], 0.0)
+
+
+class ExporterCurveTest(ExporterTest):
+    """The exporter on a daemon whose tcp endpoints use CURVE: with its key file on the
+    allow-list it serves the metrics; without CURVE it never sees the daemon up."""
+
+    test_metrics_change = None  # shown over ipc above
+    test_down_when_daemon_stops = None
+
+    def setUp(self):
+        if not zmq.has("curve"):
+            self.skipTest("this libzmq has no CURVE support")
+        self.tmp = tempfile.mkdtemp(prefix="etrace-curve-")
+        self.d, server, _, client_file = common.curve_daemon(etrace, self.tmp)
+        self.start_exporter(["--curve-server", server, "--curve-keys", client_file])
+
+    def tearDown(self):
+        super().tearDown()
+        for name in os.listdir(self.tmp):
+            os.unlink(os.path.join(self.tmp, name))
+        os.rmdir(self.tmp)
+
+    def test_curve(self):
+        m = self.scrape_up()
+        self.assertGreater(m["etraced_ticks_total"], 0)
+        # Without CURVE an exporter gets nothing: etraced_up stays 0.
+        plain = subprocess.Popen([sys.executable, EXPORTER, "--port", "0", "--stats",
+                                  self.d.endpoints["stats"]], stdout=subprocess.PIPE, text=True)
+        try:
+            url = re.search(r"http://127\.0\.0\.1:(\d+)/metrics", plain.stdout.readline())
+            time.sleep(1.0)
+            with urllib.request.urlopen("http://127.0.0.1:%s/metrics" % url.group(1),
+                                        timeout=5) as r:
+                self.assertEqual(parse(r.read().decode()).get("etraced_up"), 0.0)
+        finally:
+            plain.terminate()
+            plain.wait(5)
+            plain.stdout.close()
 
 
 if __name__ == "__main__":
