@@ -27,8 +27,9 @@ static const char *const ep_names[CONFIG_N_EP] = {"input", "output", "control", 
 
 enum { HOUSEKEEPING_MS = 10, CONTROL_HWM = 64 };
 
-/* What libzmq may queue per input connection: limits.input_bytes times the RCVHWM. */
-#define INPUT_QUEUE_BYTES (8LL << 20)
+/* What libzmq may queue on the input socket over all its connections: limits.input_bytes
+ * times the RCVHWM times limits.connections (their values at start). */
+#define INPUT_QUEUE_BYTES (256LL << 20)
 
 /* ---- pending requests ----------------------------------------------------------------- */
 
@@ -732,10 +733,11 @@ daemon_main(int argc, char **argv)
         goto out_sockets;
     }
     static const int types[CONFIG_N_EP] = {ZMQ_PULL, ZMQ_PUB, ZMQ_ROUTER, ZMQ_PUB};
-    /* High-water marks bound what libzmq queues per connection: INPUT_QUEUE_BYTES of
-     * Input, limits.subscriber_queue messages per subscriber, a few requests. */
-    int64_t in_hwm = INPUT_QUEUE_BYTES / d->cfg.limit_input_bytes;
-    const int hwm[CONFIG_N_EP] = {in_hwm < 4      ? 4
+    /* High-water marks bound what libzmq queues per connection: a share of
+     * INPUT_QUEUE_BYTES of Input (at least 2, at most 1000 messages), limits.subscriber_queue
+     * messages per subscriber, a few requests. */
+    int64_t in_hwm = INPUT_QUEUE_BYTES / d->cfg.limit_input_bytes / d->cfg.limit_connections;
+    const int hwm[CONFIG_N_EP] = {in_hwm < 2      ? 2
                                   : in_hwm > 1000 ? 1000
                                                   : (int)in_hwm,
                                   (int)d->cfg.limit_subscriber_queue, CONTROL_HWM,
