@@ -21,6 +21,7 @@ struct file_endpoints {
 };
 struct file_limits {
     int64_t *input_bytes, *control_bytes;
+    int64_t *connections, *subscribers, *subscriber_queue;
 };
 struct file_checkpoint {
     char *dir;
@@ -66,6 +67,9 @@ static const cyaml_schema_field_t endpoints_fields[] = {
 static const cyaml_schema_field_t limits_fields[] = {
     CYAML_FIELD_INT_PTR("input_bytes", OPTP, struct file_limits, input_bytes),
     CYAML_FIELD_INT_PTR("control_bytes", OPTP, struct file_limits, control_bytes),
+    CYAML_FIELD_INT_PTR("connections", OPTP, struct file_limits, connections),
+    CYAML_FIELD_INT_PTR("subscribers", OPTP, struct file_limits, subscribers),
+    CYAML_FIELD_INT_PTR("subscriber_queue", OPTP, struct file_limits, subscriber_queue),
     CYAML_FIELD_END,
 };
 static const cyaml_schema_field_t checkpoint_fields[] = {
@@ -140,6 +144,12 @@ static const struct config_row rows[] = {
        limits.input_bytes, NULL, "largest Input accepted; bigger ones count `oversized`"),
     R_("limits.control_bytes", CONFIG_INT, 256 * MIB, 64, INT64_MAX, 1, limit_control_bytes,
        limits.control_bytes, NULL, "largest Request accepted (a load carries weights)"),
+    R_("limits.connections", CONFIG_INT, 256, 1, 1000000, 1, limit_connections, limits.connections,
+       NULL, "connections kept per input/control endpoint; more are closed and counted"),
+    R_("limits.subscribers", CONFIG_INT, 64, 1, 1000000, 1, limit_subscribers, limits.subscribers,
+       NULL, "subscribers kept per output/stats endpoint; more are closed and counted"),
+    R_("limits.subscriber_queue", CONFIG_INT, 1000, 1, 1000000, 0, limit_subscriber_queue,
+       limits.subscriber_queue, NULL, "messages queued per subscriber before PUB drops them"),
     R_("checkpoint.dir", CONFIG_STR, 0, 0, 0, 0, checkpoint_dir, checkpoint.dir, NULL,
        "checkpoint directory (default: the state directory)"),
     R_("checkpoint.every_s", CONFIG_INT, 0, 0, 86400, 1, checkpoint_every_s, checkpoint.every_s,

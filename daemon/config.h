@@ -36,6 +36,9 @@ struct config {
     int64_t max_msg_bytes;          /* ZMQ_MAXMSGSIZE of the input and control sockets */
     int64_t limit_input_bytes;      /* largest Input accepted */
     int64_t limit_control_bytes;    /* largest Request accepted */
+    int64_t limit_connections;      /* connections kept per input/control endpoint */
+    int64_t limit_subscribers;      /* subscribers kept per output/stats endpoint */
+    int64_t limit_subscriber_queue; /* messages queued per subscriber (ZMQ_SNDHWM) */
     char *checkpoint_dir;           /* NULL: the state directory */
     int64_t checkpoint_every_s;     /* 0: off */
     int64_t checkpoint_keep;        /* newest checkpoints kept */

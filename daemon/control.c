@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "decode.h"
 #include "log.h"
 #include "ops.h"
 #include "stats.h"
@@ -556,40 +557,110 @@ control_command_name(int command)
 
 /* ---- dispatch ----------------------------------------------------------------------------- */
 
-void
-control_on_message(struct endpoint *ep, zmq_msg_t *parts, int n_parts)
-{
-    struct daemon *d = ep->data;
-    struct reply_buf rb;
-    Etrace__Request *req = NULL;
+/* Requests bigger than this are unpacked on a libuv worker (a load carries weights): the
+ * loop thread only looks at their top-level fields. Smaller ones unpack in microseconds. */
+enum { CONTROL_INLINE_BYTES = 1 << 20, CONTROL_MAX_JOBS = 2 };
 
-    if (n_parts < 2) {
-        /* No envelope to answer to (too many parts, or not from a ROUTER peer). */
-        ep->c.rejected[WIRE_REJECT_UNDECODABLE]++;
-        return;
+/* The Request field numbers scanned before unpacking (commands are 10..24). */
+enum { REQ_N_FIELDS = 30, STEP_FIELD_INPUT = 1, EVENT_FIELD_INPUT = 3 };
+
+/* Checks the Input inside a Step or RecordEvent (field `field` of the message at
+ * buf[off, off + len)) against the command ring before anything is unpacked. */
+static enum wire_reject
+prescan_nested_input(struct daemon *d, const uint8_t *buf, size_t len, uint32_t field, char *err,
+                     size_t err_len)
+{
+    struct decode_field f[EVENT_FIELD_INPUT + 1];
+    size_t n_items = 0;
+    size_t max_record = d->tick.cmd_q.max_record_bytes - sizeof(struct tick_cmd);
+    if (decode_scan(buf, len, f, field + 1))
+        return WIRE_REJECT_UNDECODABLE;
+    if (!f[field].count)
+        return WIRE_OK;
+    enum wire_reject why =
+        wire_input_prescan(buf + f[field].last_off, f[field].last_len, max_record, &n_items);
+    if (why == WIRE_REJECT_OVER_RING)
+        snprintf(err, err_len,
+                 "input of %zu items: its record is over the command ring (%zu bytes)", n_items,
+                 max_record);
+    return why;
+}
+
+/* Looks at the top-level fields of a Request before it is unpacked, so that no request
+ * costs more than its command may: a step (or a replayed input) is capped at
+ * limits.input_bytes and at the command ring. Returns WIRE_OK or a reason, with err. */
+static enum wire_reject
+prescan_request(struct daemon *d, const uint8_t *buf, size_t len, char *err, size_t err_len)
+{
+    struct decode_field f[REQ_N_FIELDS];
+    if (decode_scan(buf, len, f, REQ_N_FIELDS)) {
+        snprintf(err, err_len, "not a Request message (%zu bytes)", len);
+        return WIRE_REJECT_UNDECODABLE;
     }
+    const struct decode_field *step = &f[ETRACE__REQUEST__COMMAND_STEP];
+    const struct decode_field *replay = &f[ETRACE__REQUEST__COMMAND_REPLAY];
+    if ((int64_t)step->bytes > d->cfg.limit_input_bytes) {
+        snprintf(err, err_len, "step of %zu bytes is over limits.input_bytes (%lld)", step->bytes,
+                 (long long)d->cfg.limit_input_bytes);
+        return WIRE_REJECT_OVERSIZED;
+    }
+    enum wire_reject why = WIRE_OK;
+    if (step->count)
+        why = prescan_nested_input(d, buf + step->last_off, step->last_len, STEP_FIELD_INPUT, err,
+                                   err_len);
+    if (why == WIRE_OK && replay->count)
+        why = prescan_nested_input(d, buf + replay->last_off, replay->last_len, EVENT_FIELD_INPUT,
+                                   err, err_len);
+    if (why == WIRE_REJECT_UNDECODABLE)
+        snprintf(err, err_len, "not a Request message (%zu bytes)", len);
+    return why;
+}
+
+/* The unpack budget of a Request of len bytes: what an Input that fits the command ring
+ * decodes to, or the bytes fields of a load copied once. */
+static size_t
+request_budget(struct daemon *d, size_t len)
+{
+    return wire_input_budget(len, d->tick.cmd_q.max_record_bytes);
+}
+
+/* Answers [envelope][body] of parts with rb's reply (the envelope is moved). */
+static void
+send_now(struct daemon *d, zmq_msg_t *parts, int n_parts, struct reply_buf *rb)
+{
+    zmq_msg_t env[DAEMON_MAX_ENVELOPE];
+    int n_env = n_parts - 1 < DAEMON_MAX_ENVELOPE ? n_parts - 1 : DAEMON_MAX_ENVELOPE;
+    for (int i = 0; i < n_env; i++) {
+        zmq_msg_init(&env[i]);
+        zmq_msg_move(&env[i], &parts[i]);
+    }
+    send_reply(d, env, n_env, rb);
+}
+
+/* Runs the handler of an unpacked request (req may be NULL: unpacking failed, `budget` says
+ * why) and answers it, or leaves the answer to a pending slot. Frees req. */
+static void
+dispatch(struct daemon *d, zmq_msg_t *parts, int n_parts, Etrace__Request *req,
+         struct decode_budget *budget)
+{
+    struct endpoint *ep = &d->ep[CONFIG_EP_CONTROL];
+    struct reply_buf rb;
+    size_t len = zmq_msg_size(&parts[n_parts - 1]);
+
     memset(&rb, 0, sizeof(rb));
     etrace__reply__init(&rb.reply);
     struct call c = {d, NULL, &rb, parts, n_parts - 1, 0};
-    zmq_msg_t *body = &parts[n_parts - 1];
-    size_t len = zmq_msg_size(body);
-
-    if (d->stopping) {
-        reply_error(&rb, ETRACE__ERROR__CODE__WRONG_MODE, "shutting down");
-        goto send;
-    }
-    if ((int64_t)len > d->cfg.limit_control_bytes) {
-        ep->c.rejected[WIRE_REJECT_OVERSIZED]++;
-        reply_error(&rb, ETRACE__ERROR__CODE__OVERSIZED,
-                    "request of %zu bytes is over limits.control_bytes (%lld)", len,
-                    (long long)d->cfg.limit_control_bytes);
-        goto send;
-    }
-    req = etrace__request__unpack(NULL, len, zmq_msg_data(body));
     if (!req) {
-        ep->c.rejected[WIRE_REJECT_UNDECODABLE]++;
-        reply_error(&rb, ETRACE__ERROR__CODE__UNDECODABLE, "not a Request message (%zu bytes)",
-                    len);
+        if (budget->exceeded) {
+            ep->c.rejected[WIRE_REJECT_OVERSIZED]++;
+            reply_error(&rb, ETRACE__ERROR__CODE__OVERSIZED,
+                        "request of %zu bytes decodes to more than %zu bytes", len,
+                        budget->limit_bytes);
+        } else {
+            ep->c.rejected[WIRE_REJECT_UNDECODABLE]++;
+            reply_error(&rb, ETRACE__ERROR__CODE__UNDECODABLE, "not a Request message (%zu bytes)",
+                        len);
+        }
         goto send;
     }
     rb.reply.id = req->id;
@@ -621,26 +692,128 @@ control_on_message(struct endpoint *ep, zmq_msg_t *parts, int n_parts)
     if (after == before)
         ep->c.accepted++;
     if (rc != START_DONE) {
-        etrace__request__free_unpacked(req, NULL);
+        etrace__request__free_unpacked(req, &budget->a);
         reply_buf_fini(&rb);
         return; /* the envelope moved into a pending slot */
     }
 send:
     /* The envelope parts are moved into the reply; the caller's close is then a no-op. */
-    {
-        zmq_msg_t env[DAEMON_MAX_ENVELOPE];
-        int n_env = n_parts - 1 < DAEMON_MAX_ENVELOPE ? n_parts - 1 : DAEMON_MAX_ENVELOPE;
-        for (int i = 0; i < n_env; i++) {
-            zmq_msg_init(&env[i]);
-            zmq_msg_move(&env[i], &parts[i]);
-        }
-        send_reply(d, env, n_env, &rb);
-    }
+    send_now(d, parts, n_parts, &rb);
     if (req)
-        etrace__request__free_unpacked(req, NULL);
+        etrace__request__free_unpacked(req, &budget->a);
     reply_buf_fini(&rb);
     if (c.stop_after)
         daemon_stop(d);
+}
+
+/* A big request unpacked on a worker thread; the loop thread dispatches it after. */
+struct control_job {
+    uv_work_t work;
+    struct daemon *d;
+    zmq_msg_t parts[ENDPOINT_MAX_PARTS]; /* moved from the drain, owned */
+    int n_parts;
+    struct decode_budget budget;
+    Etrace__Request *req; /* the worker's result, or NULL */
+};
+
+static void
+job_unpack(uv_work_t *w)
+{
+    struct control_job *j = w->data;
+    zmq_msg_t *body = &j->parts[j->n_parts - 1];
+    j->req = etrace__request__unpack(&j->budget.a, zmq_msg_size(body), zmq_msg_data(body));
+}
+
+static void
+job_done(uv_work_t *w, int status)
+{
+    struct control_job *j = w->data;
+    struct daemon *d = j->d;
+    (void)status;
+    d->n_control_jobs--;
+    if (d->stopping) {
+        /* The socket may be closed already: nobody to answer. */
+        if (j->req)
+            etrace__request__free_unpacked(j->req, &j->budget.a);
+    } else {
+        int64_t t0 = endpoint_thread_cpu_ns();
+        dispatch(d, j->parts, j->n_parts, j->req, &j->budget);
+        endpoint_note_hold(&d->ep[CONFIG_EP_CONTROL], endpoint_thread_cpu_ns() - t0);
+    }
+    for (int i = 0; i < j->n_parts; i++)
+        zmq_msg_close(&j->parts[i]);
+    free(j);
+}
+
+/* Hands a big request to a worker. Returns 0, or -1 (no memory or no free job: the caller
+ * answers BUSY). On success the parts were moved. */
+static int
+queue_job(struct daemon *d, zmq_msg_t *parts, int n_parts, size_t len)
+{
+    if (d->n_control_jobs >= CONTROL_MAX_JOBS)
+        return -1;
+    struct control_job *j = calloc(1, sizeof(*j));
+    if (!j)
+        return -1;
+    j->d = d;
+    j->work.data = j;
+    j->n_parts = n_parts;
+    decode_budget_init(&j->budget, request_budget(d, len));
+    for (int i = 0; i < n_parts; i++) {
+        zmq_msg_init(&j->parts[i]);
+        zmq_msg_move(&j->parts[i], &parts[i]);
+    }
+    if (uv_queue_work(&d->loop, &j->work, job_unpack, job_done)) {
+        for (int i = 0; i < n_parts; i++)
+            zmq_msg_move(&parts[i], &j->parts[i]);
+        free(j);
+        return -1;
+    }
+    d->n_control_jobs++;
+    return 0;
+}
+
+void
+control_on_message(struct endpoint *ep, zmq_msg_t *parts, int n_parts)
+{
+    struct daemon *d = ep->data;
+    struct reply_buf rb;
+    char err[256];
+
+    if (n_parts < 2) {
+        /* No envelope to answer to (too many parts, or not from a ROUTER peer). */
+        ep->c.rejected[WIRE_REJECT_UNDECODABLE]++;
+        return;
+    }
+    memset(&rb, 0, sizeof(rb));
+    etrace__reply__init(&rb.reply);
+    zmq_msg_t *body = &parts[n_parts - 1];
+    size_t len = zmq_msg_size(body);
+    enum wire_reject why;
+
+    if (d->stopping) {
+        reply_error(&rb, ETRACE__ERROR__CODE__WRONG_MODE, "shutting down");
+    } else if ((int64_t)len > d->cfg.limit_control_bytes) {
+        ep->c.rejected[WIRE_REJECT_OVERSIZED]++;
+        reply_error(&rb, ETRACE__ERROR__CODE__OVERSIZED,
+                    "request of %zu bytes is over limits.control_bytes (%lld)", len,
+                    (long long)d->cfg.limit_control_bytes);
+    } else if ((why = prescan_request(d, zmq_msg_data(body), len, err, sizeof(err))) != WIRE_OK) {
+        ep->c.rejected[why]++;
+        reply_error(&rb, wire_reject_code(why), "%s", err);
+    } else if (len > CONTROL_INLINE_BYTES) {
+        if (!queue_job(d, parts, n_parts, len))
+            return;
+        reply_error(&rb, ETRACE__ERROR__CODE__BUSY, "too many large requests in flight");
+    } else {
+        struct decode_budget budget;
+        decode_budget_init(&budget, request_budget(d, len));
+        dispatch(d, parts, n_parts, etrace__request__unpack(&budget.a, len, zmq_msg_data(body)),
+                 &budget);
+        return;
+    }
+    send_now(d, parts, n_parts, &rb);
+    reply_buf_fini(&rb);
 }
 
 /* StepResult from the output record after r. */

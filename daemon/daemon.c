@@ -14,8 +14,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "conns.h"
 #include "control.h"
 #include "curve.h"
+#include "decode.h"
 #include "ops.h"
 #include "log.h"
 #include "sdnotify.h"
@@ -23,7 +25,11 @@
 
 static const char *const ep_names[CONFIG_N_EP] = {"input", "output", "control", "stats"};
 
-enum { HOUSEKEEPING_MS = 10, SOCKET_HWM = 10000 };
+enum { HOUSEKEEPING_MS = 10, CONTROL_HWM = 64 };
+
+/* What libzmq may queue on the input socket over all its connections: limits.input_bytes
+ * times the RCVHWM times limits.connections (their values at start). */
+#define INPUT_QUEUE_BYTES (256LL << 20)
 
 /* ---- pending requests ----------------------------------------------------------------- */
 
@@ -79,12 +85,24 @@ on_input(struct endpoint *ep, zmq_msg_t *parts, int n_parts)
         ep->c.rejected[WIRE_REJECT_OVERSIZED]++;
         return;
     }
-    Etrace__Input *in = etrace__input__unpack(NULL, len, zmq_msg_data(&parts[0]));
-    if (!in) {
-        ep->c.rejected[WIRE_REJECT_UNDECODABLE]++;
+    /* Pay for the decoding only when the record could reach a tick: the item count bounds
+     * the record from below, the budget bounds what the unpack may allocate. */
+    size_t max_record = d->tick.in_q.max_record_bytes;
+    enum wire_reject why = wire_input_prescan(zmq_msg_data(&parts[0]), len, max_record, NULL);
+    if (why != WIRE_OK) {
+        ep->c.rejected[why]++;
         return;
     }
-    enum wire_reject why = wire_input_check(&d->lay, in, &bytes, err, sizeof(err));
+    struct decode_budget budget;
+    decode_budget_init(&budget, wire_input_budget(len, max_record));
+    Etrace__Input *in = etrace__input__unpack(&budget.a, len, zmq_msg_data(&parts[0]));
+    if (!in) {
+        ep->c.rejected[budget.exceeded ? WIRE_REJECT_OVER_RING : WIRE_REJECT_UNDECODABLE]++;
+        return;
+    }
+    why = wire_input_check(&d->lay, in, &bytes, err, sizeof(err));
+    if (why == WIRE_OK && bytes > max_record)
+        why = WIRE_REJECT_OVER_RING; /* it would never fit, however empty the ring */
     if (why != WIRE_OK) {
         ep->c.rejected[why]++;
     } else if (in->n_frames || in->n_signals) {
@@ -100,7 +118,7 @@ on_input(struct endpoint *ep, zmq_msg_t *parts, int n_parts)
     } else {
         ep->c.accepted++;
     }
-    etrace__input__free_unpacked(in, NULL);
+    etrace__input__free_unpacked(in, &budget.a);
 }
 
 /* ---- outputs, results, stats ---------------------------------------------------------- */
@@ -223,6 +241,40 @@ on_wake(uv_async_t *h)
     daemon_drain_outputs(d);
 }
 
+/* ---- connections ---------------------------------------------------------------------- */
+
+/* The connection limit of each endpoint: limits.connections (input, control) and
+ * limits.subscribers (output, stats), scaled down together when their sum would not leave
+ * CONNS_RESERVE_FDS descriptors under RLIMIT_NOFILE for checkpoints and recordings. */
+static void
+apply_conn_limits(struct daemon *d, int at_start)
+{
+    uint64_t want[CONFIG_N_EP] = {
+        (uint64_t)d->cfg.limit_connections, (uint64_t)d->cfg.limit_subscribers,
+        (uint64_t)d->cfg.limit_connections, (uint64_t)d->cfg.limit_subscribers};
+    uint64_t sum = 0, room = 0;
+    for (int i = 0; i < CONFIG_N_EP; i++)
+        sum += want[i];
+    if (d->n_fds > d->fd_base + CONNS_RESERVE_FDS)
+        room = d->n_fds - d->fd_base - CONNS_RESERVE_FDS;
+    if (sum > room) {
+        for (int i = 0; i < CONFIG_N_EP; i++)
+            want[i] = want[i] * room / sum > 0 ? want[i] * room / sum : 1;
+        log_warning("limits.connections %lld and limits.subscribers %lld need %llu descriptors, "
+                    "RLIMIT_NOFILE %zu leaves %llu (%zu in use, %d kept in reserve): each "
+                    "endpoint keeps at most %llu (input, control) and %llu (output, stats)",
+                    (long long)d->cfg.limit_connections, (long long)d->cfg.limit_subscribers,
+                    (unsigned long long)sum, d->n_fds, (unsigned long long)room, d->fd_base,
+                    CONNS_RESERVE_FDS, (unsigned long long)want[CONFIG_EP_INPUT],
+                    (unsigned long long)want[CONFIG_EP_OUTPUT]);
+    } else if (at_start) {
+        log_info("descriptors: RLIMIT_NOFILE %zu, %zu in use, up to %llu connections", d->n_fds,
+                 d->fd_base, (unsigned long long)sum);
+    }
+    for (int i = 0; i < CONFIG_N_EP; i++)
+        d->ep[i].conns.limit = want[i];
+}
+
 /* ---- configuration ------------------------------------------------------------------- */
 
 /* Sends the inputs.<name> settings to the tick thread. */
@@ -298,6 +350,9 @@ reload_config(struct daemon *d)
     d->cfg.stats_period_ms = nc.stats_period_ms;
     d->cfg.limit_input_bytes = nc.limit_input_bytes;
     d->cfg.limit_control_bytes = nc.limit_control_bytes;
+    d->cfg.limit_connections = nc.limit_connections;
+    d->cfg.limit_subscribers = nc.limit_subscribers;
+    apply_conn_limits(d, 0);
     d->cfg.checkpoint_every_s = nc.checkpoint_every_s;
     d->cfg.checkpoint_keep = nc.checkpoint_keep;
     d->cfg.snapshot_slice_bytes = nc.snapshot_slice_bytes;
@@ -581,6 +636,8 @@ daemon_main(int argc, char **argv)
         return 1;
     d->exit_code = 0;
     setenv("UV_THREADPOOL_SIZE", "2", 0);
+    /* libzmq aborts when accept() hits the descriptor limit: take all the system gives. */
+    d->n_fds = conns_raise_nofile();
 
     /* 1. settings */
     if (cfg_path ? config_load(&d->cfg, cfg_path, err, sizeof(err))
@@ -676,6 +733,15 @@ daemon_main(int argc, char **argv)
         goto out_sockets;
     }
     static const int types[CONFIG_N_EP] = {ZMQ_PULL, ZMQ_PUB, ZMQ_ROUTER, ZMQ_PUB};
+    /* High-water marks bound what libzmq queues per connection: a share of
+     * INPUT_QUEUE_BYTES of Input (at least 2, at most 1000 messages), limits.subscriber_queue
+     * messages per subscriber, a few requests. */
+    int64_t in_hwm = INPUT_QUEUE_BYTES / d->cfg.limit_input_bytes / d->cfg.limit_connections;
+    const int hwm[CONFIG_N_EP] = {in_hwm < 2      ? 2
+                                  : in_hwm > 1000 ? 1000
+                                                  : (int)in_hwm,
+                                  (int)d->cfg.limit_subscriber_queue, CONTROL_HWM,
+                                  (int)d->cfg.limit_subscriber_queue};
     const endpoint_recv_fn fns[CONFIG_N_EP] = {on_input, NULL, control_on_message, NULL};
     for (int i = 0; i < CONFIG_N_EP; i++) {
         char url[PATH_MAX + 16];
@@ -684,14 +750,17 @@ daemon_main(int argc, char **argv)
         else
             snprintf(url, sizeof(url), "ipc://%s/%s", d->run_dir, ep_names[i]);
         int64_t maxmsg = fns[i] ? d->cfg.max_msg_bytes : -1;
-        if (endpoint_open(&d->ep[i], &d->loop, d->zctx, types[i], ep_names[i], url, maxmsg,
-                          SOCKET_HWM, fns[i], d, curve_secret(d), err, sizeof(err))) {
-            fprintf(stderr, "etraced: %s\n", err);
+        if (endpoint_open(&d->ep[i], &d->loop, d->zctx, types[i], ep_names[i], url, maxmsg, hwm[i],
+                          fns[i], d, curve_secret(d), err, sizeof(err)) ||
+            endpoint_track_conns(&d->ep[i], d->n_fds, 0)) {
+            fprintf(stderr, "etraced: %s\n", d->ep[i].sock ? "out of memory" : err);
             goto out_sockets;
         }
         d->ep[i].on_closed = on_closed_ep;
         log_info("%s: %s", ep_names[i], url);
     }
+    d->fd_base = conns_count_open_fds();
+    apply_conn_limits(d, 1);
     /* 6. the tick thread */
     apply_mlock(d);
     d->start_ns = ticker_now_ns();

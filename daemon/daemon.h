@@ -70,7 +70,10 @@ struct daemon {
     int has_curve;                      /* curve.server_secret_file is set */
     void *zap;                          /* the ZAP handler's REP socket (CURVE), or NULL */
     uv_poll_t zap_poll;
-    int stopping; /* shutdown under way */
+    int n_control_jobs; /* big requests being unpacked on a worker (control.c) */
+    size_t n_fds;       /* the soft RLIMIT_NOFILE, raised to the hard one at start */
+    size_t fd_base;     /* descriptors open once the sockets were bound */
+    int stopping;       /* shutdown under way */
     int exit_code;
 };
 

@@ -5,6 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <netinet/in.h>
+#include <time.h>
 #include <unistd.h>
 
 static void drain(struct endpoint *ep);
@@ -64,6 +68,22 @@ recv_message(void *sock, zmq_msg_t *parts)
     return n;
 }
 
+/* CPU time rather than wall time: a preemption by another process is not the handler's. */
+int64_t
+endpoint_thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+void
+endpoint_note_hold(struct endpoint *ep, int64_t ns)
+{
+    if (ns > ep->c.handler_max_ns)
+        ep->c.handler_max_ns = ns;
+}
+
 static void
 drain(struct endpoint *ep)
 {
@@ -80,18 +100,60 @@ drain(struct endpoint *ep)
         int got = recv_message(ep->sock, parts);
         if (got < 0)
             continue;
-        if (ep->on_recv)
+        if (ep->on_recv) {
+            int64_t t0 = endpoint_thread_cpu_ns();
             ep->on_recv(ep, parts, got);
+            endpoint_note_hold(ep, endpoint_thread_cpu_ns() - t0);
+        }
         for (int k = 0; k < got; k++)
             zmq_msg_close(&parts[k]);
     }
 }
 
-/* The monitor reports every connection that ended: a peer that left or one the
- * transport dropped (a message over max_msg_bytes, a protocol error). */
+/* Whether descriptor fd is a connection accepted by ep's listener: its local address is
+ * the one ep bound (a descriptor number the monitor reported may have been closed and
+ * reused by another socket since). */
+static int
+is_ours(const struct endpoint *ep, int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t n = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &n))
+        return 0;
+    if (ss.ss_family == AF_UNIX) {
+        const struct sockaddr_un *u = (const struct sockaddr_un *)(const void *)&ss;
+        const char *want = ep->bound + 6;
+        size_t path_len = n > offsetof(struct sockaddr_un, sun_path)
+                              ? n - offsetof(struct sockaddr_un, sun_path)
+                              : 0;
+        if (strncmp(ep->bound, "ipc://", 6) || !path_len)
+            return 0;
+        if (u->sun_path[0] == '\0') /* abstract: ipc://@name */
+            return want[0] == '@' && strlen(want + 1) == path_len - 1 &&
+                   !memcmp(u->sun_path + 1, want + 1, path_len - 1);
+        return !strncmp(u->sun_path, want, path_len) && strlen(want) <= path_len;
+    }
+    const char *colon = strrchr(ep->bound, ':');
+    if (!colon || strncmp(ep->bound, "tcp://", 6))
+        return 0;
+    int port = atoi(colon + 1);
+    if (ss.ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)(const void *)&ss)->sin_port) == port;
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)(const void *)&ss)->sin6_port) == port;
+    return 0;
+}
+
+enum { MAX_REFUSE_BATCH = 256 };
+
+/* The monitor reports every connection accepted and every one that ended: a peer that left
+ * or one the transport dropped (a message over max_msg_bytes, a protocol error). The
+ * connections over the limit are closed after the whole batch of pending events is read,
+ * so that a descriptor that ended (and was reused) meanwhile is not touched. */
 void
 endpoint_check_monitor(struct endpoint *ep)
 {
+    int refuse[MAX_REFUSE_BATCH], n_refuse = 0;
     while (ep->mon && has_pollin(ep->mon)) {
         zmq_msg_t ev, addr;
         zmq_msg_init(&ev);
@@ -104,12 +166,20 @@ endpoint_check_monitor(struct endpoint *ep)
             uint32_t value;
             memcpy(&id, zmq_msg_data(&ev), sizeof(id));
             memcpy(&value, (const char *)zmq_msg_data(&ev) + 2, sizeof(value));
+            int was = 0;
+            if (id == ZMQ_EVENT_ACCEPTED) {
+                if (conns_on_accepted(&ep->conns, (int)value) && n_refuse < MAX_REFUSE_BATCH)
+                    refuse[n_refuse++] = (int)value;
+            } else if (id == ZMQ_EVENT_DISCONNECTED) {
+                was = conns_on_disconnected(&ep->conns, (int)value);
+            }
             /* A client without CURVE on a CURVE endpoint never reaches ZAP: the mechanism
-             * mismatch is its refusal. */
+             * mismatch is its refusal. A connection we closed for the limit is counted
+             * there, not as dropped. */
             if (ep->is_curve && id == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
                 value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
                 ep->c.curve_refused++;
-            else if (ep->on_recv &&
+            else if (ep->on_recv && was != CONNS_REFUSED &&
                      (id == ZMQ_EVENT_DISCONNECTED || id == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL))
                 ep->c.peer_dropped++;
         }
@@ -123,7 +193,23 @@ endpoint_check_monitor(struct endpoint *ep)
                 more = zmq_msg_more(&addr);
             zmq_msg_close(&addr);
         }
+        if (n_refuse == MAX_REFUSE_BATCH)
+            break; /* close these first; the rest on the next call */
     }
+    /* shutdown(2), not close(2): the descriptor stays libzmq's, whose engine sees the end
+     * of the stream, closes it and reports DISCONNECTED. */
+    for (int i = 0; i < n_refuse; i++)
+        if (conns_is_refused(&ep->conns, refuse[i]) && is_ours(ep, refuse[i]))
+            shutdown(refuse[i], SHUT_RDWR);
+}
+
+int
+endpoint_track_conns(struct endpoint *ep, size_t n_fds, uint64_t limit)
+{
+    if (!ep->conns.fd_state && conns_init(&ep->conns, n_fds))
+        return -1;
+    ep->conns.limit = limit;
+    return 0;
 }
 
 static void
@@ -159,15 +245,17 @@ endpoint_open(struct endpoint *ep, uv_loop_t *loop, void *zctx, int type, const 
     if (max_msg_bytes > 0)
         zmq_setsockopt(ep->sock, ZMQ_MAXMSGSIZE, &max_msg_bytes, sizeof(max_msg_bytes));
     ep->is_curve = curve_secret && !strncmp(url, "tcp://", 6);
-    if (on_recv || ep->is_curve) {
-        snprintf(mon_url, sizeof(mon_url), "inproc://etraced-monitor-%s", name);
-        if (zmq_socket_monitor(ep->sock, mon_url,
-                               ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL))
-            goto zerr;
-        ep->mon = zmq_socket(zctx, ZMQ_PAIR);
-        if (!ep->mon || zmq_connect(ep->mon, mon_url))
-            goto zerr;
-    }
+    snprintf(mon_url, sizeof(mon_url), "inproc://etraced-monitor-%s", name);
+    if (zmq_socket_monitor(ep->sock, mon_url,
+                           ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL))
+        goto zerr;
+    /* No high-water mark on the monitor's pipe: a lost ACCEPTED or DISCONNECTED would put
+     * the connection counts off for good. */
+    ep->mon = zmq_socket(zctx, ZMQ_PAIR);
+    if (!ep->mon || zmq_setsockopt(ep->mon, ZMQ_RCVHWM, &zero, sizeof(zero)) ||
+        zmq_connect(ep->mon, mon_url))
+        goto zerr;
     if (ep->is_curve) {
         int one = 1;
         if (zmq_setsockopt(ep->sock, ZMQ_CURVE_SERVER, &one, sizeof(one)) ||
@@ -180,6 +268,9 @@ endpoint_open(struct endpoint *ep, uv_loop_t *loop, void *zctx, int type, const 
                  zmq_strerror(zmq_errno()));
         goto fail;
     }
+    size_t bound_len = sizeof(ep->bound);
+    if (zmq_getsockopt(ep->sock, ZMQ_LAST_ENDPOINT, ep->bound, &bound_len))
+        ep->bound[0] = '\0';
     if (zmq_getsockopt(ep->sock, ZMQ_FD, &fd, &fd_len))
         goto zerr;
     uv_poll_init(loop, &ep->poll, fd);
@@ -274,6 +365,7 @@ on_handle_closed(uv_handle_t *h)
         unlink(ep->url + 6);
     free(ep->url);
     ep->url = NULL;
+    conns_fini(&ep->conns);
     if (ep->on_closed)
         ep->on_closed(ep);
 }

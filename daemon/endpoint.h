@@ -2,7 +2,8 @@
  * edge-triggered, so after every wake-up and every send we read ZMQ_EVENTS and drain
  * while ZMQ_POLLIN is set — at most `budget` messages per loop iteration, then a uv_idle
  * handle re-arms the drain on the next iteration so other sockets and timers get their
- * turn. A socket monitor counts connections the transport dropped. Daemon layer; every
+ * turn. A socket monitor counts connections: those the transport dropped, those open, and
+ * those closed at once for being over the endpoint's limit (conns.h). Daemon layer; every
  * function runs on the loop thread. */
 #ifndef ETRACE_ENDPOINT_H
 #define ETRACE_ENDPOINT_H
@@ -12,6 +13,7 @@
 #include <uv.h>
 #include <zmq.h>
 
+#include "conns.h"
 #include "wire.h"
 
 enum { ENDPOINT_MAX_PARTS = 8 };
@@ -31,6 +33,7 @@ struct endpoint_counters {
     uint64_t dropped;                 /* messages the daemon could not take or send */
     uint64_t curve_refused;           /* CURVE endpoint: handshakes of clients without
                                        * CURVE (mechanism mismatch, monitor) */
+    int64_t handler_max_ns;           /* the most loop-thread CPU time one message took */
 };
 
 struct endpoint {
@@ -47,6 +50,8 @@ struct endpoint {
     endpoint_recv_fn on_recv; /* NULL for send-only sockets */
     void *data;               /* the owner's */
     struct endpoint_counters c;
+    struct conns conns; /* connections open and refused (monitor) */
+    char bound[300];    /* ZMQ_LAST_ENDPOINT: tells our accepted descriptors apart */
     void (*on_closed)(struct endpoint *ep); /* after endpoint_close finished, or NULL */
 };
 
@@ -67,7 +72,20 @@ int endpoint_send(struct endpoint *ep, int n, const void *const *data, const siz
 int endpoint_send_reply(struct endpoint *ep, zmq_msg_t *envelope, int n_env, const void *data,
                         size_t len);
 
-/* Reads the monitor's pending events (counting peer_dropped). The monitor's fd does not
+/* Counts the connections of ep in a table of n_fds descriptors (the soft RLIMIT_NOFILE)
+ * and keeps at most `limit` of them open (0: no limit); call after endpoint_open. Returns 0,
+ * or -1 when out of memory. */
+int endpoint_track_conns(struct endpoint *ep, size_t n_fds, uint64_t limit);
+
+/* The calling thread's CPU time in nanoseconds (CLOCK_THREAD_CPUTIME_ID). */
+int64_t endpoint_thread_cpu_ns(void);
+
+/* Notes that handling one message held the loop thread for ns of its CPU time (kept: the
+ * maximum). */
+void endpoint_note_hold(struct endpoint *ep, int64_t ns);
+
+/* Reads the monitor's pending events (counting peer_dropped, connections open, and closing
+ * those over the limit once every pending event is read). The monitor's fd does not
  * always signal an event that arrives while the socket is idle, so the daemon's
  * housekeeping timer also calls this. */
 void endpoint_check_monitor(struct endpoint *ep);

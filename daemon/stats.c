@@ -55,6 +55,10 @@ socket_stats(Etrace__SocketStats *m, const struct endpoint *ep, const char *name
     m->bad_argument = ep->c.rejected[WIRE_REJECT_BAD_ARGUMENT];
     m->peer_dropped = ep->c.peer_dropped;
     m->dropped = ep->c.dropped;
+    m->over_ring = ep->c.rejected[WIRE_REJECT_OVER_RING];
+    m->connections = ep->conns.n_open;
+    m->connections_refused = ep->conns.refused;
+    m->handler_max_ns = ep->c.handler_max_ns;
 }
 
 static const char *const ep_names[CONFIG_N_EP] = {"input", "output", "control", "stats"};

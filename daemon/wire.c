@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "decode.h"
+
 static size_t
 round8(size_t n)
 {
@@ -154,6 +156,8 @@ wire_reject_code(enum wire_reject r)
         return ETRACE__ERROR__CODE__UNKNOWN_COMMAND;
     case WIRE_REJECT_BAD_ARGUMENT:
         return ETRACE__ERROR__CODE__BAD_ARGUMENT;
+    case WIRE_REJECT_OVER_RING:
+        return ETRACE__ERROR__CODE__OVERSIZED;
     default:
         return ETRACE__ERROR__CODE__NONE;
     }
@@ -242,6 +246,30 @@ wire_input_check(const struct layout *l, const Etrace__Input *msg, size_t *bytes
     }
     *bytes = total;
     return WIRE_OK;
+}
+
+size_t
+wire_input_min_bytes(size_t n_items)
+{
+    return sizeof(struct wire_input) + n_items * sizeof(struct wire_item);
+}
+
+enum wire_reject
+wire_input_prescan(const uint8_t *buf, size_t len, size_t max_record_bytes, size_t *n_items)
+{
+    struct decode_field f[3]; /* Input: frames = 1, signals = 2 */
+    if (decode_scan(buf, len, f, 3))
+        return WIRE_REJECT_UNDECODABLE;
+    size_t n = (size_t)f[1].count + f[2].count;
+    if (n_items)
+        *n_items = n;
+    return wire_input_min_bytes(n) > max_record_bytes ? WIRE_REJECT_OVER_RING : WIRE_OK;
+}
+
+size_t
+wire_input_budget(size_t len, size_t max_record_bytes)
+{
+    return max_record_bytes + 2 * len + 65536;
 }
 
 void

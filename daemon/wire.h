@@ -99,7 +99,8 @@ struct wire_input {
     X(NON_FINITE, "non-finite")                                                                    \
     X(OVERSIZED, "oversized")                                                                      \
     X(UNKNOWN_COMMAND, "unknown command")                                                          \
-    X(BAD_ARGUMENT, "bad argument")
+    X(BAD_ARGUMENT, "bad argument")                                                                \
+    X(OVER_RING, "over ring")
 
 enum wire_reject {
     WIRE_OK = -1,
@@ -119,6 +120,21 @@ Etrace__Error__Code wire_reject_code(enum wire_reject r);
  * message naming the problem in err. */
 enum wire_reject wire_input_check(const struct layout *l, const Etrace__Input *msg, size_t *bytes,
                                   char *err, size_t err_len);
+
+/* The smallest record an Input of n_items frames and signals makes. */
+size_t wire_input_min_bytes(size_t n_items);
+
+/* Looks at the encoded Input buf[len] before it is unpacked (no allocation): returns
+ * WIRE_OK, WIRE_REJECT_UNDECODABLE when it is not well formed, or WIRE_REJECT_OVER_RING when
+ * its item count alone makes a record over max_record_bytes (it could never reach a tick).
+ * Sets *n_items to its frames + signals when given. */
+enum wire_reject wire_input_prescan(const uint8_t *buf, size_t len, size_t max_record_bytes,
+                                    size_t *n_items);
+
+/* The allocation budget for unpacking an Input of len bytes whose record may be up to
+ * max_record_bytes: the decoded messages are about the record's size, plus their strings
+ * and any unknown fields (each at most the bytes they came in). */
+size_t wire_input_budget(size_t len, size_t max_record_bytes);
 
 /* Writes the record of a checked msg into buf (wire_input_check's *bytes long). */
 void wire_input_write(const struct layout *l, const Etrace__Input *msg, int64_t recv_ns, void *buf);

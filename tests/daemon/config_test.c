@@ -32,6 +32,9 @@ test_config_defaults_match_table(void **state)
     assert_int_equal(c.max_msg_bytes, 512LL << 20);
     assert_int_equal(c.limit_input_bytes, 1 << 20);
     assert_int_equal(c.limit_control_bytes, 256 << 20);
+    assert_int_equal(c.limit_connections, 256);
+    assert_int_equal(c.limit_subscribers, 64);
+    assert_int_equal(c.limit_subscriber_queue, 1000);
     assert_int_equal(c.checkpoint_keep, 3);
     assert_int_equal(c.rt_cpu, -1);
     assert_int_equal(c.snapshot_slice_bytes, 1 << 20);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -151,6 +152,15 @@ client_new(const struct daemon_run *r, const char *const keys[3], int timeout_ms
     return etrace_client_new(r->ep[2], r->ep[0], timeout_ms);
 }
 
+/* The soft RLIMIT_NOFILE a spawned daemon gets (0: ours). */
+static long child_nofile;
+
+void
+daemon_run_set_child_nofile(long soft)
+{
+    child_nofile = soft;
+}
+
 /* Spawns etraced with argv (stderr and stdout to dir/daemon.log, appended or truncated)
  * and waits until `status` answers on r's endpoints, over CURVE when keys are given.
  * Returns 0, or -1 when etraced exited first (its log is printed). */
@@ -165,7 +175,16 @@ spawn_wait(struct daemon_run *r, char *const argv[], int append, const char *con
                                      O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC), 0644);
     posix_spawn_file_actions_adddup2(&fa, 2, 1);
     etrace_client_free(&r->c);
-    assert_int_equal(posix_spawn(&r->pid, bin_etraced, &fa, NULL, argv, environ), 0);
+    struct rlimit own;
+    int lowered = child_nofile > 0 && !getrlimit(RLIMIT_NOFILE, &own);
+    if (lowered) {
+        struct rlimit lim = {.rlim_cur = (rlim_t)child_nofile, .rlim_max = own.rlim_max};
+        assert_int_equal(setrlimit(RLIMIT_NOFILE, &lim), 0);
+    }
+    int spawned = posix_spawn(&r->pid, bin_etraced, &fa, NULL, argv, environ);
+    if (lowered)
+        assert_int_equal(setrlimit(RLIMIT_NOFILE, &own), 0);
+    assert_int_equal(spawned, 0);
     posix_spawn_file_actions_destroy(&fa);
     live_add(r->pid, r->dir);
     for (int64_t deadline = daemon_run_now_ms() + 10000;;) {

@@ -60,6 +60,10 @@ const char *daemon_run_etraced(void);
 /* The path of the etracectl binary daemon_run_find_binaries chose (static storage). */
 const char *daemon_run_etracectl(void);
 
+/* Sets the soft RLIMIT_NOFILE the daemons started from now on get (0: this process's own,
+ * the default); this process's own limit is lowered only around the spawn. */
+void daemon_run_set_child_nofile(long soft);
+
 /* Clears r and makes its temporary directory /tmp/etraced-itest-XXXXXX; `model` (kept by
  * pointer, must outlive r) is what daemon_run_launch writes as the model file. */
 void daemon_run_prepare(struct daemon_run *r, const char *model);
