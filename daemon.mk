@@ -3,7 +3,7 @@
 DAEMON_SRC := daemon/main.c daemon/daemon.c daemon/config.c daemon/spsc.c daemon/hist.c \
               daemon/wire.c daemon/ticker.c daemon/endpoint.c daemon/control.c \
               daemon/stats.c daemon/sdnotify.c daemon/log.c daemon/snapshot.c \
-              daemon/checkpoint.c daemon/ops.c daemon/curve.c \
+              daemon/checkpoint.c daemon/ops.c daemon/curve.c daemon/security.c \
               proto/etrace_recording.c
 PROTO      := proto/etrace.proto
 CLIENT_SRC := clients/etrace_client.c proto/etrace_recording.c

@@ -8,10 +8,12 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "engine.h"
 #include "etrace_recording.h"
 #include "npy.h"
+#include "security.h"
 #include "snapshot.h"
 
 static int
@@ -659,9 +661,17 @@ done:
 static int
 read_file(const char *path, uint8_t **buf, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    char err[512];
+    errno = 0;
+    int fd = security_open_read(path, 0, NULL, err, sizeof err);
+    FILE *f = fd >= 0 ? fdopen(fd, "rb") : NULL;
+    if (!f) {
+        if (fd >= 0)
+            close(fd);
+        if (!errno)
+            errno = EINVAL; /* opened, but not a regular file */
         return -1;
+    }
     fseek(f, 0, SEEK_END);
     long n = ftell(f);
     fseek(f, 0, SEEK_SET);

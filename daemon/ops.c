@@ -184,6 +184,9 @@ ops_init(struct daemon *d)
         log_warning("cannot create the state directory %s: %s", d->state_dir, strerror(errno));
     if (checkpoint_mkdirs(ckpt_dir(d)))
         log_warning("cannot create checkpoint.dir %s: %s", ckpt_dir(d), strerror(errno));
+    int n_tmp = checkpoint_remove_tmp(ckpt_dir(d), 0);
+    if (n_tmp)
+        log_info("removed %d stale temporary checkpoint file(s) from %s", n_tmp, ckpt_dir(d));
     o->next_ckpt_ns = ticker_now_ns() + d->cfg.checkpoint_every_s * 1000000000LL;
     d->ops = o;
     return 0;
