@@ -22,7 +22,7 @@ endif
 WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
         -Wdouble-promotion -Wvla -Wformat=2 -Wimplicit-fallthrough -Wundef
 CFLAGS_ALL := -std=c11 -O2 -g $(ARCH) $(WARN) -ffp-contract=off -fno-math-errno \
-              -D_GNU_SOURCE -fPIC -MMD -MP -Idaemon/engine -Idaemon -Iclients -I$(BUILD)/gen \
+              -D_GNU_SOURCE -fPIC -MMD -MP -Idaemon/engine -Idaemon -Iclients -Iproto -I$(BUILD)/gen \
               -Itests/support -Itests/bench
 # gcc 12's -O2 vectorises only loops with no remainder; the dynamic cost model vectorises
 # the kernels' loops too (element-wise, so results are the same bits).
@@ -340,7 +340,7 @@ install: all
 	install -m 755 $(ETRACED) $(ETRACECTL) $(INST)/bin/
 	install -m 644 $(BUILD)/libetrace-client.a $(INST)/lib/
 	install -m 755 $(BUILD)/libetrace-client.so $(INST)/lib/
-	install -m 644 clients/etrace_client.h $(PROTO_H) $(INST)/include/etrace/
+	install -m 644 clients/etrace_client.h proto/etrace_recording.h $(PROTO_H) $(INST)/include/etrace/
 	sed 's|@PREFIX@|$(PREFIX)|' systemd/etraced.pc.in > $(INST)/lib/pkgconfig/etrace-client.pc
 	for u in etraced.service etraced@.service; do \
 	    sed 's|/usr/local/bin/etraced|$(PREFIX)/bin/etraced|' systemd/$$u > $(INST)/lib/systemd/system/$$u; done

@@ -3,10 +3,10 @@
 DAEMON_SRC := daemon/main.c daemon/daemon.c daemon/config.c daemon/spsc.c daemon/hist.c \
               daemon/wire.c daemon/ticker.c daemon/endpoint.c daemon/control.c \
               daemon/stats.c daemon/sdnotify.c daemon/log.c daemon/snapshot.c \
-              daemon/checkpoint.c daemon/ops.c daemon/curve.c \
-              daemon/decode.c daemon/conns.c
+              daemon/checkpoint.c daemon/ops.c daemon/curve.c daemon/security.c \
+              daemon/decode.c daemon/conns.c proto/etrace_recording.c
 PROTO      := proto/etrace.proto
-CLIENT_SRC := clients/etrace_client.c
+CLIENT_SRC := clients/etrace_client.c proto/etrace_recording.c
 CTL_SRC    := clients/etracectl.c clients/ctl_json.c clients/ctl_top.c
 DAEMON_TEST_NAMES := spsc hist config
 INTEG_TEST_NAMES  := daemon learning ops limits

@@ -11,6 +11,8 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "etrace_recording.h"
+
 struct etrace_client {
     void *zctx; /* owned */
     int curve;  /* the keys below are set */
@@ -816,41 +818,46 @@ int
 etrace_replay(etrace_client_t *c, const char *file, const char *dir,
               struct etrace_replay_summary *sum)
 {
-    uint8_t *buf = NULL;
-    size_t len = 0, pos = 0;
+    struct etrace_recording_reader rd;
     struct replay_out o;
     struct etrace_replay_summary s;
     uint64_t tick = 0;
     int rc = ETRACE_OK, started = 0;
+    char err[1200];
 
     memset(&o, 0, sizeof(o));
     memset(&s, 0, sizeof(s));
-    if (read_whole(file, &buf, &len)) {
-        seterr(c, "%s: %s", file, strerror(errno ? errno : EIO));
+    if (etrace_recording_open(&rd, file, err, sizeof err)) {
+        seterr(c, "%s", err);
         return ETRACE_EREPLY;
     }
-    while (pos < len && rc == ETRACE_OK && !s.has_end) {
-        uint64_t n = 0;
-        int shift = 0;
-        while (pos < len && shift < 64) {
-            uint8_t b = buf[pos++];
-            n |= (uint64_t)(b & 0x7f) << shift;
-            shift += 7;
-            if (!(b & 0x80))
-                break;
-        }
-        if (n > len - pos)
+    while (rc == ETRACE_OK && !s.has_end) {
+        Etrace__RecordEvent *ev = NULL;
+        int st = etrace_recording_next(&rd, &ev, err, sizeof err);
+        if (st == ETRACE_RECORDING_END || st == ETRACE_RECORDING_TRUNCATED)
             break; /* truncated: replay what is whole, as etraced run --replay does */
-        Etrace__RecordEvent *ev = etrace__record_event__unpack(NULL, (size_t)n, buf + pos);
-        pos += (size_t)n;
-        if (!ev) {
-            seterr(c, "%s: event %llu is undecodable", file, (unsigned long long)s.events);
+        if (st != ETRACE_RECORDING_OK) {
+            seterr(c, "%s", err);
             rc = ETRACE_EREPLY;
             break;
         }
         s.events++;
         if (!started && ev->kind_case != ETRACE__RECORD_EVENT__KIND_SNAPSHOT) {
-            seterr(c, "%s: the first record must be a snapshot", file);
+            seterr(c, "%s: offset %llu: the first record must be a snapshot", file,
+                   (unsigned long long)rd.record_offset);
+            rc = ETRACE_EREPLY;
+        } else if (ev->kind_case == ETRACE__RECORD_EVENT__KIND_END && ev->incomplete) {
+            seterr(c,
+                   "%s: offset %llu: the daemon lost events while recording (see its log): "
+                   "this replay cannot reproduce the live run",
+                   file, (unsigned long long)rd.record_offset);
+            rc = ETRACE_EREPLY;
+        } else if (ev->kind_case == ETRACE__RECORD_EVENT__KIND_END && ev->end + 2 != s.events) {
+            seterr(c,
+                   "%s: offset %llu: the end record counts %llu events, the file holds %llu: "
+                   "this replay cannot reproduce the live run",
+                   file, (unsigned long long)rd.record_offset, (unsigned long long)ev->end,
+                   (unsigned long long)(s.events - 2));
             rc = ETRACE_EREPLY;
         } else if (ev->kind_case == ETRACE__RECORD_EVENT__KIND_END) {
             rc = replay_ticks(c, &o, &tick, ev->tick);
@@ -883,7 +890,7 @@ etrace_replay(etrace_client_t *c, const char *file, const char *dir,
     if (sum)
         *sum = s;
     replay_out_fini(&o);
-    free(buf);
+    etrace_recording_close(&rd);
     return rc;
 }
 

@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "security.h"
+
 int
 checkpoint_name_ok(const char *name, char *err, size_t err_len)
 {
@@ -131,14 +133,14 @@ checkpoint_read(const char *dir, const char *name, uint8_t **buf, size_t *len, c
     struct stat st;
     *buf = NULL;
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
-        snprintf(err, err_len, "%s: %s", name,
-                 errno == ELOOP ? "is a symlink: refused" : strerror(errno));
+    /* Not blocking on a FIFO, no symlink, a regular file etraced's user wrote, in a
+     * directory only that user (or root) can change. */
+    if (security_dir_ok(dir, "checkpoint.dir", err, err_len))
         return -1;
-    }
-    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-        snprintf(err, err_len, "%s: not a regular file", name);
+    int fd = security_open_read(path, 1, &st, err, err_len);
+    if (fd < 0)
+        return -1;
+    if (security_file_ours(&st, name, err, err_len)) {
         close(fd);
         return -1;
     }
@@ -237,6 +239,35 @@ checkpoint_list(const char *dir, char ***names)
 }
 
 int
+checkpoint_remove_tmp(const char *dir, int min_age_s)
+{
+    static const char tmp_suffix[] = CHECKPOINT_SUFFIX ".tmp";
+    size_t sl = strlen(tmp_suffix);
+    struct timespec now;
+    DIR *dp = opendir(dir);
+    struct dirent *e;
+    int removed = 0;
+    if (!dp)
+        return 0;
+    clock_gettime(CLOCK_REALTIME, &now);
+    while ((e = readdir(dp))) {
+        size_t len = strlen(e->d_name);
+        if (e->d_name[0] != '.' || len <= sl + 1 || strcmp(e->d_name + len - sl, tmp_suffix))
+            continue;
+        char path[4096];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        /* Ours only: a regular file of etraced's user, not written to for min_age_s. */
+        if (lstat(path, &st) || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+            now.tv_sec - st.st_mtim.tv_sec < min_age_s)
+            continue;
+        removed += unlink(path) == 0;
+    }
+    closedir(dp);
+    return removed;
+}
+
+int
 checkpoint_prune(const char *dir, int keep)
 {
     char **names;
@@ -252,6 +283,7 @@ checkpoint_prune(const char *dir, int keep)
         free(names[i]);
     }
     free(names);
+    checkpoint_remove_tmp(dir, CHECKPOINT_TMP_STALE_S);
     return removed;
 }
 

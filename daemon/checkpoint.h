@@ -39,9 +39,19 @@ int checkpoint_create(const char *dir, const char *name, char *err, size_t err_l
  * malloc'd (free each and the array). Returns the count, or -1 when dir is unreadable. */
 int checkpoint_list(const char *dir, char ***names);
 
-/* Removes generated checkpoints (ckpt-*.ckpt) beyond the newest `keep`. Returns the number
- * removed. */
+/* Removes generated checkpoints (ckpt-*.ckpt) beyond the newest `keep`, and our stale
+ * temporary files (checkpoint_remove_tmp, CHECKPOINT_TMP_STALE_S). Returns the number of
+ * checkpoints removed. */
 int checkpoint_prune(const char *dir, int keep);
+
+/* A temporary file untouched this long is stale when pruning: no write of ours is then in
+ * progress on it (a shutdown checkpoint may run beside a periodic one). */
+#define CHECKPOINT_TMP_STALE_S 60
+
+/* Removes the temporary files a crash left in dir (".NAME.ckpt.tmp": regular, owned by
+ * etraced's user) not modified for min_age_s seconds (0 at start: all). Returns the number
+ * removed. */
+int checkpoint_remove_tmp(const char *dir, int min_age_s);
 
 /* Creates dir and its parents (mode 0700). Returns 0 or -1. */
 int checkpoint_mkdirs(const char *dir);

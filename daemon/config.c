@@ -12,7 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <yaml.h>
+
+#include "security.h"
 
 /* ---- the file as libcyaml loads it: a pointer per setting --------------------------- */
 
@@ -37,6 +40,10 @@ struct file_curve {
     char **allow;
     unsigned allow_count;
 };
+struct file_security {
+    bool *allow_plaintext_tcp;
+    char *socket_group;
+};
 struct file_cfg {
     char *model;
     char *clock;
@@ -49,6 +56,7 @@ struct file_cfg {
     int64_t *snapshot_slice_bytes;
     struct file_realtime realtime;
     struct file_curve curve;
+    struct file_security security;
 };
 
 #define OPT CYAML_FLAG_OPTIONAL
@@ -91,6 +99,12 @@ static const cyaml_schema_field_t curve_fields[] = {
     CYAML_FIELD_SEQUENCE("allow", OPTP, struct file_curve, allow, &str_ptr, 0, CYAML_UNLIMITED),
     CYAML_FIELD_END,
 };
+static const cyaml_schema_field_t security_fields[] = {
+    CYAML_FIELD_BOOL_PTR("allow_plaintext_tcp", OPTP, struct file_security, allow_plaintext_tcp),
+    CYAML_FIELD_STRING_PTR("socket_group", OPTP, struct file_security, socket_group, 0,
+                           CYAML_UNLIMITED),
+    CYAML_FIELD_END,
+};
 static const cyaml_schema_field_t top_fields[] = {
     CYAML_FIELD_STRING_PTR("model", OPTP, struct file_cfg, model, 0, CYAML_UNLIMITED),
     CYAML_FIELD_STRING_PTR("clock", OPTP, struct file_cfg, clock, 0, CYAML_UNLIMITED),
@@ -103,6 +117,7 @@ static const cyaml_schema_field_t top_fields[] = {
     CYAML_FIELD_INT_PTR("snapshot_slice_bytes", OPTP, struct file_cfg, snapshot_slice_bytes),
     CYAML_FIELD_MAPPING("realtime", OPT, struct file_cfg, realtime, realtime_fields),
     CYAML_FIELD_MAPPING("curve", OPT, struct file_cfg, curve, curve_fields),
+    CYAML_FIELD_MAPPING("security", OPT, struct file_cfg, security, security_fields),
     CYAML_FIELD_IGNORE("inputs", OPT), /* a map keyed by input name: read below */
     CYAML_FIELD_END,
 };
@@ -171,6 +186,12 @@ static const struct config_row rows[] = {
        curve.server_secret_file, NULL, "CURVE server secret key file (default: no CURVE)"),
     R_("curve.allow", CONFIG_STRLIST, 0, 0, 0, 1, curve_allow, curve.allow, NULL,
        "Z85 public keys of the clients allowed"),
+    R_("security.allow_plaintext_tcp", CONFIG_BOOL, 0, 0, 1, 0, security_allow_plaintext_tcp,
+       security.allow_plaintext_tcp, NULL,
+       "allow tcp endpoints without CURVE (anyone who reaches the port has full control)"),
+    R_("security.socket_group", CONFIG_STR, 0, 0, 0, 0, security_socket_group,
+       security.socket_group, NULL,
+       "group whose members may use the ipc sockets (sockets 0660, directory 0750)"),
 #undef R_
 };
 
@@ -238,6 +259,7 @@ config_fini(struct config *c)
         free(c->endpoints[i]);
     free(c->checkpoint_dir);
     free(c->curve_server_secret_file);
+    free(c->security_socket_group);
     for (int i = 0; i < c->n_curve_allow; i++)
         free(c->curve_allow[i]);
     free(c->curve_allow);
@@ -646,14 +668,19 @@ fail:
 int
 config_load(struct config *c, const char *path, char *err, size_t err_len)
 {
-    FILE *fp = fopen(path, "rb");
+    /* The operator's file: a symlink is fine, a FIFO or device is refused unopened. */
+    int fd = security_open_read(path, 0, NULL, err, err_len);
+    FILE *fp = fd >= 0 ? fdopen(fd, "rb") : NULL;
     char *text = NULL;
     long n = 0;
     int rc;
 
     memset(c, 0, sizeof(*c));
     if (!fp) {
-        errf(err, err_len, "%s: %s", path, strerror(errno));
+        if (fd >= 0) {
+            errf(err, err_len, "%s: %s", path, strerror(errno));
+            close(fd);
+        }
         return -1;
     }
     if (fseek(fp, 0, SEEK_END) || (n = ftell(fp)) < 0 || fseek(fp, 0, SEEK_SET) || n > 16 * MIB ||

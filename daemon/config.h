@@ -50,6 +50,8 @@ struct config {
     char *curve_server_secret_file; /* NULL: no CURVE */
     char **curve_allow;             /* [n_curve_allow] Z85 client public keys */
     int n_curve_allow;
+    int security_allow_plaintext_tcp; /* tcp endpoints without CURVE are allowed (warned) */
+    char *security_socket_group;      /* NULL: ipc sockets 0600; else 0660 and this group */
     struct config_input *inputs; /* [n_inputs] */
     int n_inputs;
 };

@@ -4,19 +4,38 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "log.h"
+#include "security.h"
 
 static const char *const ep_names[CONFIG_N_EP] = {"input", "output", "control", "stats"};
 
 int
 curve_read_secret(const char *path, uint8_t key[32], char *err, size_t err_len)
 {
-    FILE *f = fopen(path, "r");
-    char line[512];
+    struct stat st;
+    char line[512], why[600];
+    /* The operator's file (a symlink is fine); a FIFO or device is refused unopened. */
+    int fd = security_open_read(path, 0, &st, why, sizeof why);
+    if (fd < 0) {
+        snprintf(err, err_len, "curve.server_secret_file %s", why);
+        return -1;
+    }
+    if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+        snprintf(err, err_len,
+                 "curve.server_secret_file %s: mode %04o lets others read the secret key: "
+                 "refused (chmod 600, owned by etraced's user)",
+                 path, (unsigned)(st.st_mode & 07777));
+        close(fd);
+        return -1;
+    }
+    FILE *f = fdopen(fd, "r");
     if (!f) {
         snprintf(err, err_len, "curve.server_secret_file %s: %s", path, strerror(errno));
+        close(fd);
         return -1;
     }
     int found = 0;

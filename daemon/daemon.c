@@ -21,6 +21,7 @@
 #include "ops.h"
 #include "log.h"
 #include "sdnotify.h"
+#include "security.h"
 #include "stats.h"
 
 static const char *const ep_names[CONFIG_N_EP] = {"input", "output", "control", "stats"};
@@ -658,6 +659,10 @@ daemon_main(int argc, char **argv)
     }
     free(mpath);
     resolve_dirs(d);
+    if (security_start(d, err, sizeof(err))) {
+        fprintf(stderr, "etraced: %s\n", err);
+        goto out_engine;
+    }
     if (ops_resume(d))
         goto out_engine;
     /* 3. layout and timing */
@@ -758,6 +763,10 @@ daemon_main(int argc, char **argv)
         }
         d->ep[i].on_closed = on_closed_ep;
         log_info("%s: %s", ep_names[i], url);
+    }
+    if (security_sockets_bound(d, err, sizeof(err))) {
+        fprintf(stderr, "etraced: %s\n", err);
+        goto out_sockets;
     }
     d->fd_base = conns_count_open_fds();
     apply_conn_limits(d, 1);

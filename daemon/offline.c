@@ -8,9 +8,12 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "engine.h"
+#include "etrace_recording.h"
 #include "npy.h"
+#include "security.h"
 #include "snapshot.h"
 
 static int
@@ -658,9 +661,17 @@ done:
 static int
 read_file(const char *path, uint8_t **buf, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    char err[512];
+    errno = 0;
+    int fd = security_open_read(path, 0, NULL, err, sizeof err);
+    FILE *f = fd >= 0 ? fdopen(fd, "rb") : NULL;
+    if (!f) {
+        if (fd >= 0)
+            close(fd);
+        if (!errno)
+            errno = EINVAL; /* opened, but not a regular file */
         return -1;
+    }
     fseek(f, 0, SEEK_END);
     long n = ftell(f);
     fseek(f, 0, SEEK_SET);
@@ -783,8 +794,7 @@ differ:
 static int
 replay_main(const char *file, const char *out_dir)
 {
-    uint8_t *buf = NULL;
-    size_t len = 0, pos = 0;
+    struct etrace_recording_reader rd;
     char err[1024];
     struct engine *eng = NULL;
     real *outs[MAX_FILES] = {0};
@@ -792,33 +802,34 @@ replay_main(const char *file, const char *out_dir)
     int64_t T = 0, cap = 0, n_events = 0;
     uint64_t first_tick = 0, end_tick = 0;
     int rc = 1, has_end = 0;
-    if (read_file(file, &buf, &len)) {
-        fprintf(stderr, "etraced run: --replay %s: %s\n", file, strerror(errno));
+    if (etrace_recording_open(&rd, file, err, sizeof err)) {
+        fprintf(stderr, "etraced run: --replay %s\n", err);
         return 1;
     }
+    if (rd.format == 1)
+        fprintf(stderr,
+                "etraced run: %s: a recording without checksums (written before format 2): "
+                "damage cannot be detected\n",
+                file);
     engine_set_fp_env();
-    while (pos < len) {
-        uint64_t n = 0;
-        int shift = 0;
-        while (pos < len && shift < 64) {
-            uint8_t b = buf[pos++];
-            n |= (uint64_t)(b & 0x7f) << shift;
-            shift += 7;
-            if (!(b & 0x80))
-                break;
-        }
-        if (n > len - pos) {
-            fprintf(stderr,
-                    "etraced run: %s: truncated after %lld events; replaying what is "
-                    "whole\n",
-                    file, (long long)n_events);
+    for (;;) {
+        Etrace__RecordEvent *ev = NULL;
+        int st = etrace_recording_next(&rd, &ev, err, sizeof err);
+        if (st == ETRACE_RECORDING_END)
+            break;
+        if (st == ETRACE_RECORDING_TRUNCATED) {
+            fprintf(stderr, "etraced run: %s; replaying the %lld whole events before it\n", err,
+                    (long long)n_events);
             break;
         }
-        Etrace__RecordEvent *ev = etrace__record_event__unpack(NULL, n, buf + pos);
-        pos += n;
-        if (!ev) {
-            fprintf(stderr, "etraced run: %s: event %lld is undecodable\n", file,
-                    (long long)n_events);
+        if (st != ETRACE_RECORDING_OK) {
+            fprintf(stderr, "etraced run: %s\n", err);
+            goto done;
+        }
+        if (has_end) {
+            fprintf(stderr, "etraced run: %s: offset %llu: a record after the end record\n", file,
+                    (unsigned long long)rd.record_offset);
+            etrace__record_event__free_unpacked(ev, NULL);
             goto done;
         }
         n_events++;
@@ -916,6 +927,21 @@ replay_main(const char *file, const char *out_dir)
         case ETRACE__RECORD_EVENT__KIND_END:
             has_end = 1;
             end_tick = ev->tick;
+            if (ev->incomplete) {
+                fprintf(stderr,
+                        "etraced run: %s: offset %llu: the daemon lost events while recording "
+                        "(see its log): this replay cannot reproduce the live run\n",
+                        file, (unsigned long long)rd.record_offset);
+                bad = 1;
+            } else if (ev->end + 2 != (uint64_t)n_events) {
+                /* n_events counts the snapshot and this end record too. */
+                fprintf(stderr,
+                        "etraced run: %s: offset %llu: the end record counts %llu events, the "
+                        "file holds %lld: this replay cannot reproduce the live run\n",
+                        file, (unsigned long long)rd.record_offset, (unsigned long long)ev->end,
+                        (long long)n_events - 2);
+                bad = 1;
+            }
             break;
         default:
             break;
@@ -964,7 +990,7 @@ done:
     for (int k = 0; k < MAX_FILES; k++)
         free(outs[k]);
     free(loss);
-    free(buf);
+    etrace_recording_close(&rd);
     engine_free(&eng);
     return rc;
 }

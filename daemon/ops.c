@@ -11,6 +11,7 @@
 
 #include "checkpoint.h"
 #include "control.h"
+#include "etrace_recording.h"
 #include "log.h"
 #include "snapshot.h"
 #include "stats.h"
@@ -61,6 +62,7 @@ struct chunk {
     uint8_t *buf; /* owned, or NULL for the snapshot */
     size_t len;
     struct snap *snap; /* the opening snapshot (packed by the writer) */
+    int sync;          /* fsync after writing it (the last chunk of a stopping recording) */
 };
 
 struct recorder {
@@ -182,6 +184,9 @@ ops_init(struct daemon *d)
         log_warning("cannot create the state directory %s: %s", d->state_dir, strerror(errno));
     if (checkpoint_mkdirs(ckpt_dir(d)))
         log_warning("cannot create checkpoint.dir %s: %s", ckpt_dir(d), strerror(errno));
+    int n_tmp = checkpoint_remove_tmp(ckpt_dir(d), 0);
+    if (n_tmp)
+        log_info("removed %d stale temporary checkpoint file(s) from %s", n_tmp, ckpt_dir(d));
     o->next_ckpt_ns = ticker_now_ns() + d->cfg.checkpoint_every_s * 1000000000LL;
     d->ops = o;
     return 0;
@@ -773,26 +778,14 @@ rec_free(struct recorder **rp)
     *rp = NULL;
 }
 
-static size_t
-varint(uint8_t *out, uint64_t v)
-{
-    size_t n = 0;
-    while (v >= 0x80) {
-        out[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    out[n++] = (uint8_t)v;
-    return n;
-}
-
-/* Appends one length-delimited RecordEvent to the recorder's buffer. */
+/* Appends one RecordEvent, framed with its checksums, to the recorder's buffer. */
 static int
 rec_append(struct recorder *r, const Etrace__RecordEvent *ev)
 {
-    size_t len = etrace__record_event__get_packed_size(ev);
-    if (r->len + len + 10 > r->cap) {
+    size_t len = etrace_recording_record_bytes(ev);
+    if (r->len + len > r->cap) {
         size_t cap = r->cap ? r->cap : 65536;
-        while (cap < r->len + len + 10)
+        while (cap < r->len + len)
             cap *= 2;
         uint8_t *nb = realloc(r->buf, cap);
         if (!nb)
@@ -800,21 +793,29 @@ rec_append(struct recorder *r, const Etrace__RecordEvent *ev)
         r->buf = nb;
         r->cap = cap;
     }
-    r->len += varint(r->buf + r->len, len);
-    etrace__record_event__pack(ev, r->buf + r->len);
-    r->len += len;
+    r->len += etrace_recording_pack(ev, r->buf + r->len);
     r->events++;
     return 0;
 }
 
-/* The Input an input record applied, by name (the recording must outlive the layout). */
+/* Appends the end record: the events written, and whether some were lost. */
+static int
+rec_append_end(struct recorder *r, uint64_t tick)
+{
+    Etrace__RecordEvent ev = ETRACE__RECORD_EVENT__INIT;
+    ev.tick = tick;
+    ev.kind_case = ETRACE__RECORD_EVENT__KIND_END;
+    ev.end = r->events;
+    ev.incomplete = r->failed != 0;
+    return rec_append(r, &ev);
+}
+
+/* The Input an input record applied, by name (the recording must outlive the layout): every
+ * item, so that a replay applies what the tick applied. */
 static int
 rec_input(struct recorder *rec, const struct layout *l, uint64_t tick, const struct wire_input *h)
 {
-    Etrace__Frame frames[64], *fp[64];
-    Etrace__Signal sigs[64], *sp[64];
-    Etrace__Signal__Target tg[64];
-    size_t n_f = 0, n_s = 0, n_vals = 0;
+    size_t n_f = 0, n_s = 0, n_vals = 0, n_items = (size_t)h->n_items + 1;
     const uint8_t *p = (const uint8_t *)(h + 1);
     for (uint32_t k = 0; k < h->n_items; k++) {
         const struct wire_item *it = (const struct wire_item *)(const void *)p;
@@ -823,11 +824,17 @@ rec_input(struct recorder *rec, const struct layout *l, uint64_t tick, const str
         p += it->bytes;
     }
     float *vals = malloc((n_vals + 1) * sizeof(float));
-    if (!vals)
-        return -1;
+    Etrace__Frame *frames = malloc(n_items * sizeof(*frames));
+    Etrace__Frame **fp = malloc(n_items * sizeof(*fp));
+    Etrace__Signal *sigs = malloc(n_items * sizeof(*sigs));
+    Etrace__Signal **sp = malloc(n_items * sizeof(*sp));
+    Etrace__Signal__Target *tg = malloc(n_items * sizeof(*tg));
+    int rc = -1;
+    if (!vals || !frames || !fp || !sigs || !sp || !tg)
+        goto done;
     size_t off = 0;
     p = (const uint8_t *)(h + 1);
-    for (uint32_t k = 0; k < h->n_items && n_f < 64 && n_s < 64; k++) {
+    for (uint32_t k = 0; k < h->n_items; k++) {
         const struct wire_item *it = (const struct wire_item *)(const void *)p;
         const real *rv = (const real *)(const void *)(it + 1);
         p += it->bytes;
@@ -883,8 +890,14 @@ rec_input(struct recorder *rec, const struct layout *l, uint64_t tick, const str
     ev.tick = tick;
     ev.kind_case = ETRACE__RECORD_EVENT__KIND_INPUT;
     ev.input = &in;
-    int rc = rec_append(rec, &ev);
+    rc = rec_append(rec, &ev);
+done:
     free(vals);
+    free(frames);
+    free(fp);
+    free(sigs);
+    free(sp);
+    free(tg);
     return rc;
 }
 
@@ -1008,12 +1021,13 @@ rec_write_work(uv_work_t *w)
         ev.tick = c->snap->sc.tick;
         ev.kind_case = ETRACE__RECORD_EVENT__KIND_SNAPSHOT;
         ev.snapshot = &m.ck;
-        size_t len = etrace__record_event__get_packed_size(&ev);
-        c->buf = malloc(len + 10);
+        /* The file's first chunk: the format's magic, then the snapshot. */
+        size_t len = etrace_recording_record_bytes(&ev);
+        c->buf = malloc(ETRACE_RECORDING_MAGIC_BYTES + len);
         if (c->buf) {
-            c->len = varint(c->buf, len);
-            etrace__record_event__pack(&ev, c->buf + c->len);
-            c->len += len;
+            memcpy(c->buf, ETRACE_RECORDING_MAGIC, ETRACE_RECORDING_MAGIC_BYTES);
+            c->len = ETRACE_RECORDING_MAGIC_BYTES +
+                     etrace_recording_pack(&ev, c->buf + ETRACE_RECORDING_MAGIC_BYTES);
         }
         snap_msg_fini(&m);
         if (!c->buf) {
@@ -1035,7 +1049,9 @@ rec_write_work(uv_work_t *w)
         left -= (size_t)n;
     }
     r->bytes += c->len;
-    if (r->stopping && !r->head)
+    /* The loop decided this before queueing the write: the worker reads nothing the loop
+     * thread may change meanwhile (stopping and head are the loop's). */
+    if (c->sync)
         fsync(r->fd);
 }
 
@@ -1079,6 +1095,7 @@ rec_kick(struct daemon *d)
     r->head = r->head->next;
     if (!r->head)
         r->tail = NULL;
+    r->cur->sync = r->stopping && !r->head;
     r->writing = 1;
     r->work.data = r;
     if (uv_queue_work(&d->loop, &r->work, rec_write_work, rec_write_after)) {
@@ -1173,11 +1190,7 @@ record_stopped(struct daemon *d, struct daemon_pending *p, const struct tick_res
         return;
     }
     rec_drain(d);
-    Etrace__RecordEvent ev = ETRACE__RECORD_EVENT__INIT;
-    ev.tick = r->status.tick;
-    ev.kind_case = ETRACE__RECORD_EVENT__KIND_END;
-    ev.end = rec->events;
-    if (rec_append(rec, &ev))
+    if (rec_append_end(rec, r->status.tick))
         rec->failed = 1;
     rec->stop_tick = r->status.tick;
     rec->stopping = 1;
@@ -1221,6 +1234,8 @@ ops_housekeeping(struct daemon *d, int64_t now_ns)
                   o->rec->name);
         o->rec->failed = 1;
         o->rec->stopping = 1;
+        /* The end record says the file is incomplete, so that no replay passes for whole. */
+        rec_append_end(o->rec, 0);
     }
     if (o->rec)
         rec_flush(d);

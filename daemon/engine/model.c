@@ -11,12 +11,14 @@
 #include "model.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <yaml.h>
 
@@ -2196,13 +2198,17 @@ model_free(struct model_desc **dp, const struct mem *m)
 
 /* ---- files -------------------------------------------------------------------------- */
 
-/* Reads a whole regular file into memory allocated with m. */
+/* Reads a whole regular file into memory allocated with m. O_NONBLOCK: opening a FIFO
+ * must not wait for a writer (it is then refused as not regular). */
 static int
 read_file(const char *path, const struct mem *m, void **data, size_t *len, struct err *e)
 {
-    FILE *f = fopen(path, "rb");
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    FILE *f = fd >= 0 ? fdopen(fd, "rb") : NULL;
     if (!f) {
         err_setf(e, ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
         return -1;
     }
     struct stat st;

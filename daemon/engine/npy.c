@@ -4,10 +4,12 @@
 #include "npy.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "npy.c assumes a little-endian host: .npy data is copied without byte swapping"
@@ -447,21 +449,25 @@ npy_write_file(const char *path, enum npy_dtype dtype, int ndim, const int64_t *
 int
 npy_read_file(const char *path, const struct mem *m, void **data, size_t *len, struct err *e)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return err_setf(e, ERR_IO, "%s: cannot open: %s", path, strerror(errno)), -1;
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer; only regular files are read. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    FILE *f = fd >= 0 ? fdopen(fd, "rb") : NULL;
+    if (!f) {
+        int saved = errno;
+        if (fd >= 0)
+            close(fd);
+        return err_setf(e, ERR_IO, "%s: cannot open: %s", path, strerror(saved)), -1;
+    }
     size_t cap = 0, n = 0;
     unsigned char *buf = NULL;
     struct stat st;
-    if (fstat(fileno(f), &st) == 0) {
-        if (S_ISDIR(st.st_mode)) {
-            fclose(f);
-            return err_setf(e, ERR_IO, "%s: cannot read: is a directory", path), -1;
-        }
-        if (S_ISREG(st.st_mode) && st.st_size > 0)
-            cap = (size_t)st.st_size;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return err_setf(e, ERR_IO, "%s: cannot read: not a regular file", path), -1;
     }
-    /* Read to EOF; the size from fstat is only a first guess (pipes, growing files). */
+    if (st.st_size > 0)
+        cap = (size_t)st.st_size;
+    /* Read to EOF; the size from fstat is only a first guess (a file growing meanwhile). */
     for (;;) {
         if (buf && n == cap) {
             /* Full: grow only if there is more, so a file of known size is read once. */

@@ -52,7 +52,8 @@ def curve_daemon(etrace, tmp, **kw):
     (daemon, server public key, allowed pair, its key file). Key files are written in tmp."""
     server, allowed = etrace.keygen(), etrace.keygen()
     key_file = os.path.join(tmp, "server.key")
-    with open(key_file, "w") as f:
+    # The daemon refuses a secret key file others may read.
+    with open(os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
         f.write("public: %s\nsecret: %s\n" % server)
     client_file = os.path.join(tmp, "client.key")
     with open(client_file, "w") as f:

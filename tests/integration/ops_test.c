@@ -28,6 +28,7 @@
 
 #include "daemon_run.h"
 #include "etrace_client.h"
+#include "etrace_recording.h"
 
 static const char model_text[] = DAEMON_RUN_ITEST_MODEL;
 
@@ -503,6 +504,252 @@ test_ops_record_replay(void **state)
     assert_int_equal(daemon_run_stop(&r), 0);
 }
 
+/* Records about 1.5 s of Inputs of 100 items each (90 sensors frames and 10 targets; the
+ * last of each wins) into DIR/etraced/NAME, then exports the final weights to DIR/live. */
+static void
+record_many_items(struct daemon_run *r, const char *name)
+{
+    enum { N_FRAMES = 90, N_TARGETS = 10 };
+    Etrace__Frame fr[N_FRAMES], *fp[N_FRAMES];
+    Etrace__Signal sg[N_TARGETS], *sp[N_TARGETS];
+    Etrace__Signal__Target tg[N_TARGETS];
+    float xv[N_FRAMES][4], tv[N_TARGETS][2];
+    char dir[700];
+    Etrace__Reply *rep = NULL;
+    assert_int_equal(etrace_record_start(r->c, name, &rep), ETRACE_OK);
+    etrace_reply_free(rep);
+    int64_t t0 = daemon_run_now_ms();
+    for (int k = 0; daemon_run_now_ms() - t0 < 1500; k++) {
+        /* Items before the last carry values far from the last's: a replay that applied
+         * only some of them would learn other weights. */
+        for (int i = 0; i < N_FRAMES; i++) {
+            etrace__frame__init(&fr[i]);
+            fr[i].name = (char *)"sensors";
+            for (int j = 0; j < 4; j++)
+                xv[i][j] = i == N_FRAMES - 1 ? sinf((float)(k + j) * 0.01f) : 3.0f + (float)i;
+            fr[i].values = xv[i];
+            fr[i].n_values = 4;
+            fr[i].seq = (uint64_t)k * N_FRAMES + (uint64_t)i;
+            fp[i] = &fr[i];
+        }
+        for (int i = 0; i < N_TARGETS; i++) {
+            etrace__signal__init(&sg[i]);
+            etrace__signal__target__init(&tg[i]);
+            tv[i][0] = i == N_TARGETS - 1 ? 0.3f * sinf((float)k * 0.002f) : -2.0f;
+            tv[i][1] = i == N_TARGETS - 1 ? 0.1f : 2.0f;
+            tg[i].values = tv[i];
+            tg[i].n_values = 2;
+            sg[i].readout = (char *)"action";
+            sg[i].kind_case = ETRACE__SIGNAL__KIND_TARGET;
+            sg[i].target = &tg[i];
+            sp[i] = &sg[i];
+        }
+        Etrace__Input in = ETRACE__INPUT__INIT;
+        in.frames = fp;
+        in.n_frames = N_FRAMES;
+        in.signals = sp;
+        in.n_signals = N_TARGETS;
+        assert_int_equal(etrace_send_input(r->c, &in), ETRACE_OK);
+        daemon_run_sleep_ms(1);
+    }
+    assert_int_equal(etrace_pause(r->c, &rep), ETRACE_OK);
+    etrace_reply_free(rep);
+    assert_int_equal(etrace_record_stop(r->c, &rep), ETRACE_OK);
+    print_message("recorded %llu events of 100 items, %llu bytes\n",
+                  (unsigned long long)rep->op->events, (unsigned long long)rep->op->bytes);
+    etrace_reply_free(rep);
+    snprintf(dir, sizeof dir, "%s/live", r->dir);
+    daemon_run_export_to(r, dir);
+}
+
+/* Every item of an Input is recorded (not only the first 64): the replay of Inputs of 100
+ * items ends with the live run's weights. */
+static void
+test_ops_record_every_item(void **state)
+{
+    struct daemon_run r;
+    char cmd[4000], fa[800], fb[800];
+    (void)state;
+    daemon_run_start(&r, model_text, "");
+    record_many_items(&r, "many");
+    snprintf(cmd, sizeof cmd, "%s run --replay %s/etraced/many --out %s/replay >/dev/null",
+             daemon_run_etraced(), r.dir, r.dir);
+    daemon_run_cmd(cmd, 0);
+    static const char *const files[] = {"w_in.weight", "w_in.bias", "w_out.weight"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(fa, sizeof fa, "%s/live/params/%s.npy", r.dir, files[i]);
+        snprintf(fb, sizeof fb, "%s/replay/params/%s.npy", r.dir, files[i]);
+        if (!daemon_run_same_file(fa, fb))
+            fail_msg("replay of 100-item Inputs: final %s differs from the live run's", files[i]);
+    }
+    assert_int_equal(daemon_run_stop(&r), 0);
+}
+
+/* Reads path's records (format 2) into evs (at most max); their offsets into offs. */
+static size_t
+read_records(const char *path, Etrace__RecordEvent **evs, uint64_t *offs, size_t max)
+{
+    struct etrace_recording_reader rd;
+    char err[1200];
+    size_t n = 0;
+    assert_int_equal(etrace_recording_open(&rd, path, err, sizeof err), 0);
+    assert_int_equal(rd.format, 2);
+    while (n < max && etrace_recording_next(&rd, &evs[n], err, sizeof err) == ETRACE_RECORDING_OK)
+        offs[n++] = rd.record_offset;
+    etrace_recording_close(&rd);
+    return n;
+}
+
+/* Writes evs[0..n) except evs[skip] as a recording in `format` (2: checksummed, 1: varint
+ * framing, as before checksums). */
+static void
+write_records(const char *path, Etrace__RecordEvent **evs, size_t n, size_t skip, int format)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    if (format == 2)
+        fwrite(ETRACE_RECORDING_MAGIC, 1, ETRACE_RECORDING_MAGIC_BYTES, f);
+    for (size_t i = 0; i < n; i++) {
+        if (i == skip)
+            continue;
+        size_t len = etrace_recording_record_bytes(evs[i]);
+        uint8_t *b = malloc(len);
+        assert_non_null(b);
+        if (format == 2) {
+            assert_int_equal(etrace_recording_pack(evs[i], b), len);
+            fwrite(b, 1, len, f);
+        } else {
+            uint8_t v[10];
+            size_t nv = 0, pl = etrace__record_event__pack(evs[i], b);
+            for (size_t x = pl;; x >>= 7) {
+                v[nv++] = (uint8_t)(x >= 0x80 ? (x & 0x7f) | 0x80 : x);
+                if (x < 0x80)
+                    break;
+            }
+            fwrite(v, 1, nv, f);
+            fwrite(b, 1, pl, f);
+        }
+        free(b);
+    }
+    fclose(f);
+}
+
+/* Flips one bit of the file at offset off. */
+static void
+flip_bit(const char *path, uint64_t off)
+{
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, (long)off, SEEK_SET), 0);
+    int c = fgetc(f);
+    assert_true(c != EOF);
+    assert_int_equal(fseek(f, (long)off, SEEK_SET), 0);
+    fputc(c ^ 0x10, f);
+    fclose(f);
+}
+
+/* Runs `etraced run --replay path` and, with a lockstep daemon, `etracectl replay path`;
+ * both must exit `want`, and when `msg` is given both say it on stderr. */
+static void
+replay_expect(struct daemon_run *ls, const char *path, int want, const char *msg)
+{
+    char cmd[8000], out[800];
+    snprintf(out, sizeof out, "%s.err", path);
+    snprintf(cmd, sizeof cmd, "%s run --replay %s --out %s.out >/dev/null 2>%s",
+             daemon_run_etraced(), path, path, out);
+    daemon_run_cmd(cmd, want);
+    snprintf(cmd, sizeof cmd, "grep -qF '%s' %s", msg ? msg : "", out);
+    if (msg && system(cmd) != 0) {
+        snprintf(cmd, sizeof cmd, "cat %s >&2", out);
+        (void)!system(cmd);
+        fail_msg("etraced run --replay %s: no '%s' on stderr", path, msg);
+    }
+    snprintf(cmd, sizeof cmd, "%s --control %s replay %s --out %s.ls >/dev/null 2>%s",
+             daemon_run_etracectl(), ls->ep[2], path, path, out);
+    daemon_run_cmd(cmd, want);
+    snprintf(cmd, sizeof cmd, "grep -qF '%s' %s", msg ? msg : "", out);
+    if (msg && system(cmd) != 0) {
+        snprintf(cmd, sizeof cmd, "cat %s >&2", out);
+        (void)!system(cmd);
+        fail_msg("etracectl replay %s: no '%s' on stderr", path, msg);
+    }
+}
+
+/* Every record carries checksums: a flipped bit anywhere is refused with the record's offset
+ * and exit 1, by `etraced run --replay` and `etracectl replay` alike; a file cut short
+ * replays what is whole; a recording missing an event, or whose end record says events were
+ * lost, is refused as not reproducible; a recording of format 1 (no checksums) still
+ * replays. */
+static void
+test_ops_recording_checksums(void **state)
+{
+    struct daemon_run r, ls;
+    char rec[700], bad[800], msg[2400];
+    enum { MAX_EV = 4096 };
+    (void)state;
+    daemon_run_start(&r, model_text, "");
+    record_many_items(&r, "sums");
+    assert_int_equal(daemon_run_stop_keep(&r), 0);
+    daemon_run_start(&ls, model_text, "clock: lockstep\n");
+    snprintf(rec, sizeof rec, "%s/etraced/sums", r.dir);
+    Etrace__RecordEvent **evs = calloc(MAX_EV, sizeof(*evs));
+    uint64_t *offs = calloc(MAX_EV, sizeof(*offs));
+    size_t n = read_records(rec, evs, offs, MAX_EV);
+    assert_true(n > 10 && n < MAX_EV);
+    assert_int_equal(evs[n - 1]->kind_case, ETRACE__RECORD_EVENT__KIND_END);
+    replay_expect(&ls, rec, 0, NULL);
+
+    /* A bit flipped in a record's payload, in the snapshot, in a header's length. */
+    const uint64_t flips[][2] = {{offs[n / 2], 20}, {offs[0], 100}, {offs[n / 3], 1}};
+    for (int i = 0; i < 3; i++) {
+        snprintf(bad, sizeof bad, "%s/flip%d", r.dir, i);
+        snprintf(msg, sizeof msg, "cp %s %s", rec, bad);
+        daemon_run_cmd(msg, 0);
+        flip_bit(bad, flips[i][0] + flips[i][1]);
+        snprintf(msg, sizeof msg, "%s: offset %llu: ", bad, (unsigned long long)flips[i][0]);
+        replay_expect(&ls, bad, 1, msg);
+    }
+    /* Cut short inside the last record: what is whole replays, with a message. */
+    snprintf(bad, sizeof bad, "%s/cut", r.dir);
+    snprintf(msg, sizeof msg, "head -c %llu %s > %s", (unsigned long long)offs[n - 1] + 5, rec,
+             bad);
+    daemon_run_cmd(msg, 0);
+    snprintf(msg, sizeof msg, "%s: offset %llu: the file ends inside a record", bad,
+             (unsigned long long)offs[n - 1]);
+    {
+        char cmd[8000];
+        snprintf(cmd, sizeof cmd, "%s run --replay %s --out %s.out 2>&1 | grep -qF '%s'",
+                 daemon_run_etraced(), bad, bad, msg);
+        daemon_run_cmd(cmd, 0);
+    }
+    /* An event missing (rewritten with valid checksums): the end record's count disagrees. */
+    snprintf(bad, sizeof bad, "%s/missing", r.dir);
+    write_records(bad, evs, n, n / 2, 2);
+    replay_expect(&ls, bad, 1, "this replay cannot reproduce the live run");
+    /* The daemon said it lost events. */
+    evs[n - 1]->incomplete = 1;
+    snprintf(bad, sizeof bad, "%s/incomplete", r.dir);
+    write_records(bad, evs, n, (size_t)-1, 2);
+    replay_expect(&ls, bad, 1, "the daemon lost events while recording");
+    evs[n - 1]->incomplete = 0;
+    /* Format 1 (before checksums) is still read, with a warning. */
+    snprintf(bad, sizeof bad, "%s/format1", r.dir);
+    write_records(bad, evs, n, (size_t)-1, 1);
+    replay_expect(&ls, bad, 0, NULL);
+    {
+        char cmd[8000];
+        snprintf(cmd, sizeof cmd, "%s run --replay %s --out %s.out 2>&1 | grep -qF '%s'",
+                 daemon_run_etraced(), bad, bad, "damage cannot be detected");
+        daemon_run_cmd(cmd, 0);
+    }
+    for (size_t i = 0; i < n; i++)
+        etrace__record_event__free_unpacked(evs[i], NULL);
+    free(evs);
+    free(offs);
+    assert_int_equal(daemon_run_stop(&ls), 0);
+    daemon_run_rm_tree(r.dir);
+}
+
 /* DIR/lockstep (etracectl replay) against DIR/offline (etraced run --replay): outputs, loss
  * and final weights byte for byte; the weights also against DIR/live (the live run's
  * export). */
@@ -601,36 +848,24 @@ test_ops_lockstep_replay(void **state)
     daemon_run_rm_tree(r.dir);
 }
 
-/* Counts a recording's records per kind (length-delimited RecordEvents). */
+/* Counts a recording's records per kind, through the one recording reader. */
 static void
 count_kinds(const char *path, unsigned counts[64])
 {
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    size_t len = (size_t)ftell(f), pos = 0;
-    rewind(f);
-    uint8_t *buf = malloc(len ? len : 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, len, f), len);
-    fclose(f);
+    struct etrace_recording_reader rd;
+    Etrace__RecordEvent *ev;
+    char err[1200];
+    int st;
+    assert_int_equal(etrace_recording_open(&rd, path, err, sizeof err), 0);
+    assert_int_equal(rd.format, 2);
     memset(counts, 0, 64 * sizeof(*counts));
-    while (pos < len) {
-        uint64_t n = 0;
-        for (int shift = 0; pos < len && shift < 64; shift += 7) {
-            uint8_t b = buf[pos++];
-            n |= (uint64_t)(b & 0x7f) << shift;
-            if (!(b & 0x80))
-                break;
-        }
-        assert_true(n <= len - pos);
-        Etrace__RecordEvent *ev = etrace__record_event__unpack(NULL, n, buf + pos);
-        assert_non_null(ev);
+    while ((st = etrace_recording_next(&rd, &ev, err, sizeof err)) == ETRACE_RECORDING_OK) {
         counts[(unsigned)ev->kind_case & 63]++;
         etrace__record_event__free_unpacked(ev, NULL);
-        pos += n;
     }
-    free(buf);
+    if (st != ETRACE_RECORDING_END)
+        fail_msg("%s", err);
+    etrace_recording_close(&rd);
 }
 
 /* Every kind of numerics event in one recording (DESIGN §5.4): learn off and on, reset
@@ -1077,6 +1312,8 @@ main(int argc, char **argv)
         cmocka_unit_test_teardown(test_ops_hot_swap, daemon_run_teardown),
         cmocka_unit_test_teardown(test_ops_names_refused, daemon_run_teardown),
         cmocka_unit_test_teardown(test_ops_record_replay, daemon_run_teardown),
+        cmocka_unit_test_teardown(test_ops_record_every_item, daemon_run_teardown),
+        cmocka_unit_test_teardown(test_ops_recording_checksums, daemon_run_teardown),
         cmocka_unit_test_teardown(test_ops_lockstep_replay, daemon_run_teardown),
         cmocka_unit_test_teardown(test_ops_replay_every_event, daemon_run_teardown),
         cmocka_unit_test_teardown(test_ops_checkpoint_kill9, daemon_run_teardown),
@@ -1084,5 +1321,8 @@ main(int argc, char **argv)
         cmocka_unit_test_teardown(test_ops_curve, daemon_run_teardown),
         cmocka_unit_test_teardown(test_ops_sdnotify, daemon_run_teardown),
     };
+    /* ETRACE_TEST_FILTER=test_ops_lockstep_replay runs one test (a glob), say in a loop. */
+    if (getenv("ETRACE_TEST_FILTER"))
+        cmocka_set_test_filter(getenv("ETRACE_TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -292,6 +292,27 @@ daemon_run_rm_tree(const char *dir)
     rmdir(dir);
 }
 
+/* Keeps the log of a daemon that ended badly (a sanitizer report, say: TSan exits 66) before
+ * its directory is removed: copied to $SUITE_LOG_DIR (run-suites.sh's log directory) as
+ * etraced-PID.log, and printed on stderr, which the suite's own log keeps. */
+static void
+save_log(const char *dir, pid_t pid, int status)
+{
+    char path[600], cmd[2048];
+    const char *log_dir = getenv("SUITE_LOG_DIR");
+    snprintf(path, sizeof path, "%s/daemon.log", dir);
+    fprintf(stderr, "etraced (pid %d) ended with status 0x%x; its log %s follows\n", (int)pid,
+            (unsigned)status, path);
+    snprintf(cmd, sizeof cmd, "cat '%s' >&2", path);
+    (void)!system(cmd);
+    if (log_dir && *log_dir) {
+        snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp '%s' '%s/etraced-%d.log'", log_dir, path,
+                 log_dir, (int)pid);
+        if (system(cmd) == 0)
+            fprintf(stderr, "etraced log kept as %s/etraced-%d.log\n", log_dir, (int)pid);
+    }
+}
+
 int
 daemon_run_stop_keep(struct daemon_run *r)
 {
@@ -309,6 +330,8 @@ daemon_run_stop_keep(struct daemon_run *r)
     }
     etrace_client_free(&r->c);
     live_remove(r->pid);
+    if (r->pid > 0 && st != 0 && st != -1) /* -1: reaped by the test itself */
+        save_log(r->dir, r->pid, st);
     r->pid = 0;
     return st;
 }
@@ -329,6 +352,7 @@ daemon_run_teardown(void **state)
         if (lives[i].pid > 0) {
             kill(lives[i].pid, SIGKILL);
             waitpid(lives[i].pid, NULL, 0);
+            save_log(lives[i].dir, lives[i].pid, -1);
             lives[i].pid = 0;
             daemon_run_rm_tree(lives[i].dir);
         }
