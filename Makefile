@@ -29,6 +29,9 @@ CFLAGS_ALL := -std=c11 -O2 -g $(ARCH) $(WARN) -ffp-contract=off -fno-math-errno 
 ifeq ($(findstring clang,$(CC)),)
 CFLAGS_ALL += -fvect-cost-model=dynamic
 endif
+# The version both binaries print (--version) and Status carries; the .pc file says it too.
+VERSION ?= 0.1
+CFLAGS_ALL += -DETRACE_VERSION='"$(VERSION)"'
 ifeq ($(WERROR),1)
 CFLAGS_ALL += -Werror
 endif
@@ -200,7 +203,7 @@ help:
 DEB_PACKAGES := build-essential pkg-config libyaml-dev libcmocka-dev libuv1-dev libzmq3-dev \
     libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libcyaml-dev libsystemd-dev \
     python3 python3-numpy python3-zmq python3-protobuf clang libclang-rt-14-dev tmux \
-    python3-prometheus-client python3-matplotlib systemd
+    python3-prometheus-client python3-matplotlib systemd prometheus mandoc
 
 deps:
 	apt-get update
@@ -332,7 +335,7 @@ INSTALLED := $(INST)/bin/etraced $(INST)/bin/etracectl $(INST)/lib/libetrace-cli
     $(INST)/include/etrace/etrace.pb-c.h $(INST)/lib/pkgconfig/etrace-client.pc \
     $(INST)/lib/systemd/system/etraced.service $(INST)/lib/systemd/system/etraced@.service \
     $(INST)/share/etraced/etraced.yaml $(INST)/share/man/man8/etraced.8 \
-    $(INST)/share/man/man1/etracectl.1
+    $(INST)/share/man/man1/etracectl.1 $(INST)/lib/systemd/system/etrace-exporter.service
 install: all
 	install -d $(INST)/bin $(INST)/lib/pkgconfig $(INST)/include/etrace \
 	    $(INST)/lib/systemd/system $(INST)/share/etraced/models $(INST)/share/man/man1 \
@@ -344,6 +347,11 @@ install: all
 	sed 's|@PREFIX@|$(PREFIX)|' systemd/etraced.pc.in > $(INST)/lib/pkgconfig/etrace-client.pc
 	for u in etraced.service etraced@.service; do \
 	    sed 's|/usr/local/bin/etraced|$(PREFIX)/bin/etraced|' systemd/$$u > $(INST)/lib/systemd/system/$$u; done
+	sed 's|/usr/local|$(PREFIX)|g' systemd/etrace-exporter.service \
+	    > $(INST)/lib/systemd/system/etrace-exporter.service
+	install -d $(INST)/share/etraced/python/etrace
+	install -m 644 clients/python/etrace/*.py $(INST)/share/etraced/python/etrace/
+	install -m 644 clients/python/etrace_exporter.py $(PY_PB2) $(INST)/share/etraced/python/
 	install -m 644 systemd/etraced.yaml $(INST)/share/etraced/
 	install -m 644 models/*.yaml models/*.npy $(INST)/share/etraced/models/
 	install -m 644 man/etraced.8 $(INST)/share/man/man8/

@@ -3,12 +3,12 @@
 DAEMON_SRC := daemon/main.c daemon/daemon.c daemon/config.c daemon/spsc.c daemon/hist.c \
               daemon/wire.c daemon/ticker.c daemon/endpoint.c daemon/control.c \
               daemon/stats.c daemon/sdnotify.c daemon/log.c daemon/snapshot.c \
-              daemon/checkpoint.c daemon/ops.c daemon/curve.c
+              daemon/checkpoint.c daemon/ops.c daemon/curve.c daemon/pidlock.c
 PROTO      := proto/etrace.proto
 CLIENT_SRC := clients/etrace_client.c
 CTL_SRC    := clients/etracectl.c clients/ctl_json.c clients/ctl_top.c
 DAEMON_TEST_NAMES := spsc hist config
-INTEG_TEST_NAMES  := daemon learning ops
+INTEG_TEST_NAMES  := daemon learning ops iface
 # The integration tests' harness: the real etraced in a temp dir, through the client library.
 INTEG_SUPPORT_SRC := tests/support/daemon_run.c
 

@@ -151,6 +151,28 @@ publish_stats(struct daemon *d)
     stats_msg_fini(&m);
 }
 
+/* STATUS= for systemd: the model, the tick rate over the last stats period and learning,
+ * sent when it changes (each Stats, after a reload). */
+static void
+update_status(struct daemon *d, const struct tick_stats *s, int64_t interval_ns)
+{
+    char line[sizeof(d->status_line)];
+    double rate = interval_ns > 0
+                      ? (double)(s->life_ticks - d->status_prev_ticks) * 1e9 / (double)interval_ns
+                      : 0.0;
+    d->status_prev_ticks = s->life_ticks;
+    snprintf(line, sizeof(line), "model %s, %s clock, %.0f ticks/s, learning %s%s",
+             d->lay.model_name, d->cfg.clock == CONFIG_CLOCK_LOCKSTEP ? "lockstep" : "timer", rate,
+             !d->lay.has_learning          ? "none"
+             : s->learn == ENGINE_LEARN_ON ? "on"
+                                           : "off",
+             s->paused ? ", paused" : "");
+    if (strcmp(line, d->status_line) == 0)
+        return;
+    memcpy(d->status_line, line, sizeof(line));
+    sdnotify_status(line);
+}
+
 static void
 on_stats_result(struct daemon *d)
 {
@@ -158,6 +180,8 @@ on_stats_result(struct daemon *d)
     d->stats_pend = d->stats_last ? d->stats_last : &d->stats_buf[1];
     d->stats_last = done;
     d->stats_in_flight = 0;
+    update_status(d, d->stats_last,
+                  d->stats_prev_ns ? d->stats_last->time_ns - d->stats_prev_ns : 0);
     publish_stats(d);
     for (int i = 0; i < d->n_stats_waiting; i++)
         control_reply_stats(d, &d->stats_waiting[i]);
@@ -331,7 +355,10 @@ on_signal(uv_signal_t *h, int signum)
         return; /* a peer closed a pipe: the write fails with EPIPE instead */
     if (signum == SIGHUP) {
         log_info("SIGHUP: re-reading %s", d->cfg.path ? d->cfg.path : "(no config file)");
+        sdnotify_reloading();
         reload_config(d);
+        /* READY=1 ends the reload, with the status line as it stands. */
+        sdnotify_ready(d->status_line[0] ? d->status_line : NULL);
         return;
     }
     log_info("%s: stopping", signum == SIGINT ? "SIGINT" : "SIGTERM");
@@ -459,6 +486,16 @@ resolve_dirs(struct daemon *d)
                  home ? home : "/tmp");
 }
 
+/* Endpoint i's url: the config's, or ipc://RUN/<name>. */
+static void
+endpoint_url(const struct daemon *d, int i, char *url, size_t len)
+{
+    if (d->cfg.endpoints[i])
+        snprintf(url, len, "%s", d->cfg.endpoints[i]);
+    else
+        snprintf(url, len, "ipc://%s/%s", d->run_dir, ep_names[i]);
+}
+
 static int
 usage(FILE *f)
 {
@@ -580,6 +617,7 @@ daemon_main(int argc, char **argv)
     if (!d)
         return 1;
     d->exit_code = 0;
+    pidlock_init(&d->locks);
     setenv("UV_THREADPOOL_SIZE", "2", 0);
 
     /* 1. settings */
@@ -671,6 +709,16 @@ daemon_main(int argc, char **argv)
             goto out_sockets;
         }
     }
+    /* Every lock before any bind: binding an ipc path replaces the socket file of a
+     * daemon already there, which would keep running, unreachable. */
+    for (int i = 0; i < CONFIG_N_EP; i++) {
+        char url[PATH_MAX + 16];
+        endpoint_url(d, i, url, sizeof(url));
+        if (pidlock_take(&d->locks, url, err, sizeof(err))) {
+            fprintf(stderr, "etraced: %s\n", err);
+            goto out_sockets;
+        }
+    }
     if (curve_start(d, err, sizeof(err))) {
         fprintf(stderr, "etraced: %s\n", err);
         goto out_sockets;
@@ -679,10 +727,7 @@ daemon_main(int argc, char **argv)
     const endpoint_recv_fn fns[CONFIG_N_EP] = {on_input, NULL, control_on_message, NULL};
     for (int i = 0; i < CONFIG_N_EP; i++) {
         char url[PATH_MAX + 16];
-        if (d->cfg.endpoints[i])
-            snprintf(url, sizeof(url), "%s", d->cfg.endpoints[i]);
-        else
-            snprintf(url, sizeof(url), "ipc://%s/%s", d->run_dir, ep_names[i]);
+        endpoint_url(d, i, url, sizeof(url));
         int64_t maxmsg = fns[i] ? d->cfg.max_msg_bytes : -1;
         if (endpoint_open(&d->ep[i], &d->loop, d->zctx, types[i], ep_names[i], url, maxmsg,
                           SOCKET_HWM, fns[i], d, curve_secret(d), err, sizeof(err))) {
@@ -723,6 +768,7 @@ daemon_main(int argc, char **argv)
              d->cfg.clock == CONFIG_CLOCK_LOCKSTEP ? "lockstep" : "timer",
              (long long)(d->period_ns / 1000));
     log_info("ready: %s", ready);
+    snprintf(d->status_line, sizeof(d->status_line), "%s", ready);
     sdnotify_ready(ready);
 
     uv_run(&d->loop, UV_RUN_DEFAULT);
@@ -758,6 +804,7 @@ out_layout:
 out_engine:
     engine_free(&d->eng);
 out_cfg:
+    pidlock_release(&d->locks);
     config_fini(&d->cfg);
     free(d);
     return rc;
