@@ -81,6 +81,7 @@ ifneq ($(PROTO),)
 PROTO_C     := $(BUILD)/gen/etrace.pb-c.c
 PROTO_H     := $(BUILD)/gen/etrace.pb-c.h
 PROTO_OBJ   := $(BUILD)/obj/gen/etrace.pb-c.o
+DESC_OBJ    := $(BUILD)/obj/gen/etrace_desc.o
 endif
 
 LIBENGINE   := $(BUILD)/libengine.a
@@ -140,8 +141,18 @@ $(PY_PB2): $(PROTO)
 $(LIBENGINE): $(ENGINE_OBJ)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(LIBDAEMON): $(DAEMON_OBJ) $(PROTO_OBJ)
+$(LIBDAEMON): $(DAEMON_OBJ) $(PROTO_OBJ) $(DESC_OBJ)
 	$(Q)rm -f $@ && ar rcs $@ $^
+
+# proto/etrace.proto as a serialized FileDescriptorSet in a C array (etrace_desc_set), the
+# schemas `etraced recording export --format mcap` embeds.
+$(BUILD)/gen/etrace.desc: $(PROTO)
+	@mkdir -p $(BUILD)/gen
+	$(Q)protoc --proto_path=proto --include_imports --descriptor_set_out=$@ $<
+$(BUILD)/gen/etrace_desc.c: $(BUILD)/gen/etrace.desc
+	$(Q){ echo '#include <stddef.h>'; echo 'const unsigned char etrace_desc_set[] = {'; \
+	    od -An -v -tx1 $< | sed 's/\([0-9a-f][0-9a-f]\)/0x\1,/g'; echo '};'; \
+	    echo 'const size_t etrace_desc_set_len = sizeof(etrace_desc_set);'; } > $@
 
 $(ETRACED): $(call obj,daemon/main.c) $(LIBDAEMON) $(LIBENGINE)
 	@$(if $(Q),echo "  LD      $@")
@@ -220,7 +231,8 @@ CLIENT_SUITES := 'clients/python:$(call CLIENT_TEST,client)' \
     'clients/exporter:$(call CLIENT_TEST,exporter)' \
     'examples/robot:$(call CLIENT_TEST,examples,RobotTest)' \
     'examples/agent:$(call CLIENT_TEST,examples,AgentTest)' \
-    'examples/drift:$(call CLIENT_TEST,examples,DriftTest)'
+    'examples/drift:$(call CLIENT_TEST,examples,DriftTest)' \
+    'clients/recording:$(call CLIENT_TEST,recording)'
 
 # The examples' PNGs (clients/examples/plots/), from full deterministic lockstep runs.
 PLOTS_DIR := clients/examples/plots

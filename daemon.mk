@@ -3,7 +3,8 @@
 DAEMON_SRC := daemon/main.c daemon/daemon.c daemon/config.c daemon/spsc.c daemon/hist.c \
               daemon/wire.c daemon/ticker.c daemon/endpoint.c daemon/control.c \
               daemon/stats.c daemon/sdnotify.c daemon/log.c daemon/snapshot.c \
-              daemon/checkpoint.c daemon/ops.c daemon/curve.c daemon/pidlock.c
+              daemon/checkpoint.c daemon/ops.c daemon/curve.c daemon/pidlock.c \
+              daemon/recording.c daemon/mcap.c
 PROTO      := proto/etrace.proto
 CLIENT_SRC := clients/etrace_client.c
 CTL_SRC    := clients/etracectl.c clients/ctl_json.c clients/ctl_top.c

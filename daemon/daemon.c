@@ -496,14 +496,13 @@ endpoint_url(const struct daemon *d, int i, char *url, size_t len)
         snprintf(url, len, "ipc://%s/%s", d->run_dir, ep_names[i]);
 }
 
+/* A usage error: one line naming what is wrong ("what 'arg'"), exit status 64. */
 static int
-usage(FILE *f)
+usage_error(const char *what, const char *arg)
 {
-    fprintf(f, "usage: etraced --model FILE        run the daemon with default settings\n"
-               "       etraced --config FILE       run with a config file (systemd/etraced.yaml)\n"
-               "       etraced compile|run|export-checkpoint ...   offline use (etraced help)\n"
-               "signals: SIGINT/SIGTERM stop, SIGHUP re-reads the config file\n");
-    return f == stderr ? 64 : 0;
+    fprintf(stderr, "etraced: %s%s%s%s (etraced --help)\n", what, arg ? " '" : "", arg ? arg : "",
+            arg ? "'" : "");
+    return 64;
 }
 
 static void
@@ -602,17 +601,13 @@ daemon_main(int argc, char **argv)
             cfg_path = argv[++i];
         else if (!strcmp(argv[i], "--model") && i + 1 < argc)
             cli_model = argv[++i];
-        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
-            return usage(stdout);
-        else {
-            fprintf(stderr, "etraced: unknown argument '%s'\n", argv[i]);
-            return usage(stderr);
-        }
+        else if (!strcmp(argv[i], "--config") || !strcmp(argv[i], "--model"))
+            return usage_error("a FILE must follow", argv[i]);
+        else
+            return usage_error("unknown argument", argv[i]);
     }
-    if (!cfg_path && !cli_model) {
-        fprintf(stderr, "etraced: give --model FILE or --config FILE\n");
-        return usage(stderr);
-    }
+    if (!cfg_path && !cli_model)
+        return usage_error("give --model FILE or --config FILE", NULL);
     d = calloc(1, sizeof(*d));
     if (!d)
         return 1;
