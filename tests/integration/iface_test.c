@@ -166,6 +166,76 @@ test_iface_status_layout(void **state)
     assert_int_equal(daemon_run_stop(&r), 0);
 }
 
+/* etrace_send_frame and etrace_send_target refuse what does not fit the model, with the
+ * size it expects, before sending; what fits goes through. */
+static void
+test_iface_client_checks_sizes(void **state)
+{
+    struct daemon_run r;
+    float x[5] = {0.1f, 0.2f, 0.3f, 0.4f, 0.5f};
+    int32_t sp[1] = {2};
+    (void)state;
+    daemon_run_start(&r, model_text, "");
+    assert_int_equal(etrace_send_frame(r.c, "sensors", x, 4, 1), ETRACE_OK);
+    assert_int_equal(etrace_send_frame(r.c, "sensors", x, 3, 2), ETRACE_EREPLY);
+    print_message("wrong size: %s\n", etrace_client_error(r.c));
+    assert_non_null(strstr(etrace_client_error(r.c), "input 'sensors' takes 4 values, not 3"));
+    assert_int_equal(etrace_send_frame(r.c, "nosuch", x, 4, 3), ETRACE_EREPLY);
+    assert_non_null(strstr(etrace_client_error(r.c), "no input 'nosuch'"));
+    assert_int_equal(etrace_send_spikes(r.c, "ev", sp, 1, 4), ETRACE_OK);
+    assert_int_equal(etrace_send_spikes(r.c, "sensors", sp, 1, 5), ETRACE_EREPLY);
+    assert_int_equal(etrace_send_target(r.c, "action", x, 2), ETRACE_OK);
+    assert_int_equal(etrace_send_target(r.c, "action", x, 5), ETRACE_EREPLY);
+    assert_non_null(strstr(etrace_client_error(r.c), "takes targets of 2 values, not 5"));
+    /* etracectl send: the same check, exit 1, the expected size on stderr. */
+    char cmd[2048], out[1024] = "";
+    snprintf(cmd, sizeof cmd, "%s --config %s send --input sensors=1,2 2>&1; echo \"exit=$?\"",
+             daemon_run_etracectl(), r.cfg);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    pclose(p);
+    print_message("etracectl send: %s", out);
+    assert_non_null(strstr(out, "input 'sensors' takes 4 values, not 2"));
+    assert_non_null(strstr(out, "exit=1"));
+    assert_int_equal(daemon_run_stop(&r), 0);
+}
+
+/* etrace_sub_recv_latest_output returns the newest Output, where etrace_sub_recv_output
+ * returns the oldest queued. */
+static void
+test_iface_latest_output(void **state)
+{
+    struct daemon_run r;
+    Etrace__Output *o = NULL, *latest = NULL;
+    (void)state;
+    daemon_run_start(&r, model_text, "");
+    etrace_sub_t *q = etrace_sub_new(r.ep[1], "action");
+    etrace_sub_t *l = etrace_sub_new(r.ep[1], "action");
+    assert_non_null(q);
+    assert_non_null(l);
+    assert_int_equal(etrace_sub_recv_output(q, 5000, &o), ETRACE_OK);
+    uint64_t first = o->tick;
+    etrace__output__free_unpacked(o, NULL);
+    assert_int_equal(etrace_sub_recv_output(l, 5000, &o), ETRACE_OK);
+    etrace__output__free_unpacked(o, NULL);
+    daemon_run_sleep_ms(300);
+    assert_int_equal(etrace_sub_recv_latest_output(l, 5000, &latest), ETRACE_OK);
+    assert_int_equal(etrace_sub_recv_output(q, 5000, &o), ETRACE_OK);
+    uint64_t now = daemon_run_status_tick(&r);
+    print_message("latest %llu, queued next %llu, daemon %llu\n", (unsigned long long)latest->tick,
+                  (unsigned long long)o->tick, (unsigned long long)now);
+    assert_true(o->tick < first + 50);
+    assert_true(latest->tick > o->tick + 100);
+    assert_true(latest->tick <= now);
+    etrace__output__free_unpacked(o, NULL);
+    etrace__output__free_unpacked(latest, NULL);
+    etrace_sub_free(&q);
+    etrace_sub_free(&l);
+    assert_int_equal(daemon_run_stop(&r), 0);
+}
+
 /* Everything the notification socket received within ms milliseconds, lines joined by
  * '\n' (datagrams too), into buf[len]. */
 static void
@@ -244,6 +314,8 @@ main(int argc, char **argv)
         cmocka_unit_test_teardown(test_iface_lifetime_counters, daemon_run_teardown),
         cmocka_unit_test_teardown(test_iface_status_layout, daemon_run_teardown),
         cmocka_unit_test_teardown(test_iface_sdnotify_reload_status, daemon_run_teardown),
+        cmocka_unit_test_teardown(test_iface_client_checks_sizes, daemon_run_teardown),
+        cmocka_unit_test_teardown(test_iface_latest_output, daemon_run_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
