@@ -232,7 +232,8 @@ CLIENT_SUITES := 'clients/python:$(call CLIENT_TEST,client)' \
     'examples/robot:$(call CLIENT_TEST,examples,RobotTest)' \
     'examples/agent:$(call CLIENT_TEST,examples,AgentTest)' \
     'examples/drift:$(call CLIENT_TEST,examples,DriftTest)' \
-    'clients/recording:$(call CLIENT_TEST,recording)'
+    'clients/recording:$(call CLIENT_TEST,recording)' \
+    'clients/cli:$(call CLIENT_TEST,cli)'
 
 # The examples' PNGs (clients/examples/plots/), from full deterministic lockstep runs.
 PLOTS_DIR := clients/examples/plots

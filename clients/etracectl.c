@@ -508,9 +508,13 @@ cmd_stats_watch(const struct opts *o, long count)
             fprintf(stderr, "etracectl: a stats message was not a Stats\n");
             continue;
         }
-        if (o->json)
-            ctl_json_print(stdout, &st->base);
-        else {
+        if (o->json) {
+            /* The shape of `stats`: a Reply carrying the Stats. */
+            Etrace__Reply wrap = ETRACE__REPLY__INIT;
+            wrap.result_case = ETRACE__REPLY__RESULT_STATS;
+            wrap.stats = st;
+            ctl_json_print(stdout, &wrap.base);
+        } else {
             print_stats(st);
             printf("\n");
         }
