@@ -233,7 +233,8 @@ CLIENT_SUITES := 'clients/python:$(call CLIENT_TEST,client)' \
     'examples/agent:$(call CLIENT_TEST,examples,AgentTest)' \
     'examples/drift:$(call CLIENT_TEST,examples,DriftTest)' \
     'clients/recording:$(call CLIENT_TEST,recording)' \
-    'clients/cli:$(call CLIENT_TEST,cli)'
+    'clients/cli:$(call CLIENT_TEST,cli)' \
+    'man:sh tests/support/man-check.sh $(BUILD)'
 
 # The examples' PNGs (clients/examples/plots/), from full deterministic lockstep runs.
 PLOTS_DIR := clients/examples/plots
@@ -348,7 +349,8 @@ INSTALLED := $(INST)/bin/etraced $(INST)/bin/etracectl $(INST)/lib/libetrace-cli
     $(INST)/include/etrace/etrace.pb-c.h $(INST)/lib/pkgconfig/etrace-client.pc \
     $(INST)/lib/systemd/system/etraced.service $(INST)/lib/systemd/system/etraced@.service \
     $(INST)/share/etraced/etraced.yaml $(INST)/share/man/man8/etraced.8 \
-    $(INST)/share/man/man1/etracectl.1 $(INST)/lib/systemd/system/etrace-exporter.service
+    $(INST)/share/man/man1/etracectl.1 $(INST)/lib/systemd/system/etrace-exporter.service \
+    $(INST)/share/man/man5/etraced.yaml.5 $(INST)/share/man/man5/etraced-model.5
 install: all
 	install -d $(INST)/bin $(INST)/lib/pkgconfig $(INST)/include/etrace \
 	    $(INST)/lib/systemd/system $(INST)/share/etraced/models $(INST)/share/man/man1 \
@@ -369,6 +371,8 @@ install: all
 	install -m 644 models/*.yaml models/*.npy $(INST)/share/etraced/models/
 	install -m 644 man/etraced.8 $(INST)/share/man/man8/
 	install -m 644 man/etracectl.1 $(INST)/share/man/man1/
+	install -d $(INST)/share/man/man5
+	install -m 644 man/etraced.yaml.5 man/etraced-model.5 $(INST)/share/man/man5/
 uninstall:
 	rm -f $(INSTALLED)
 	rm -rf $(INST)/share/etraced $(INST)/include/etrace
