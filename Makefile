@@ -29,6 +29,9 @@ CFLAGS_ALL := -std=c11 -O2 -g $(ARCH) $(WARN) -ffp-contract=off -fno-math-errno 
 ifeq ($(findstring clang,$(CC)),)
 CFLAGS_ALL += -fvect-cost-model=dynamic
 endif
+# The version both binaries print (--version) and Status carries; the .pc file says it too.
+VERSION ?= 0.1
+CFLAGS_ALL += -DETRACE_VERSION='"$(VERSION)"'
 ifeq ($(WERROR),1)
 CFLAGS_ALL += -Werror
 endif
@@ -78,6 +81,7 @@ ifneq ($(PROTO),)
 PROTO_C     := $(BUILD)/gen/etrace.pb-c.c
 PROTO_H     := $(BUILD)/gen/etrace.pb-c.h
 PROTO_OBJ   := $(BUILD)/obj/gen/etrace.pb-c.o
+DESC_OBJ    := $(BUILD)/obj/gen/etrace_desc.o
 endif
 
 LIBENGINE   := $(BUILD)/libengine.a
@@ -137,8 +141,18 @@ $(PY_PB2): $(PROTO)
 $(LIBENGINE): $(ENGINE_OBJ)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(LIBDAEMON): $(DAEMON_OBJ) $(PROTO_OBJ)
+$(LIBDAEMON): $(DAEMON_OBJ) $(PROTO_OBJ) $(DESC_OBJ)
 	$(Q)rm -f $@ && ar rcs $@ $^
+
+# proto/etrace.proto as a serialized FileDescriptorSet in a C array (etrace_desc_set), the
+# schemas `etraced recording export --format mcap` embeds.
+$(BUILD)/gen/etrace.desc: $(PROTO)
+	@mkdir -p $(BUILD)/gen
+	$(Q)protoc --proto_path=proto --include_imports --descriptor_set_out=$@ $<
+$(BUILD)/gen/etrace_desc.c: $(BUILD)/gen/etrace.desc
+	$(Q){ echo '#include <stddef.h>'; echo 'const unsigned char etrace_desc_set[] = {'; \
+	    od -An -v -tx1 $< | sed 's/\([0-9a-f][0-9a-f]\)/0x\1,/g'; echo '};'; \
+	    echo 'const size_t etrace_desc_set_len = sizeof(etrace_desc_set);'; } > $@
 
 $(ETRACED): $(call obj,daemon/main.c) $(LIBDAEMON) $(LIBENGINE)
 	@$(if $(Q),echo "  LD      $@")
@@ -200,7 +214,8 @@ help:
 DEB_PACKAGES := build-essential pkg-config libyaml-dev libcmocka-dev libuv1-dev libzmq3-dev \
     libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libcyaml-dev libsystemd-dev \
     python3 python3-numpy python3-zmq python3-protobuf clang libclang-rt-14-dev tmux \
-    python3-prometheus-client python3-matplotlib systemd cyclonedds-dev cyclonedds-tools
+    python3-prometheus-client python3-matplotlib systemd prometheus mandoc cyclonedds-dev \
+    cyclonedds-tools
 
 deps:
 	apt-get update
@@ -217,7 +232,10 @@ CLIENT_SUITES := 'clients/python:$(call CLIENT_TEST,client)' \
     'clients/exporter:$(call CLIENT_TEST,exporter)' \
     'examples/robot:$(call CLIENT_TEST,examples,RobotTest)' \
     'examples/agent:$(call CLIENT_TEST,examples,AgentTest)' \
-    'examples/drift:$(call CLIENT_TEST,examples,DriftTest)'
+    'examples/drift:$(call CLIENT_TEST,examples,DriftTest)' \
+    'clients/recording:$(call CLIENT_TEST,recording)' \
+    'clients/cli:$(call CLIENT_TEST,cli)' \
+    'man:sh tests/support/man-check.sh $(BUILD)'
 
 # The examples' PNGs (clients/examples/plots/), from full deterministic lockstep runs.
 PLOTS_DIR := clients/examples/plots
@@ -332,7 +350,8 @@ INSTALLED := $(INST)/bin/etraced $(INST)/bin/etracectl $(INST)/lib/libetrace-cli
     $(INST)/include/etrace/etrace.pb-c.h $(INST)/lib/pkgconfig/etrace-client.pc \
     $(INST)/lib/systemd/system/etraced.service $(INST)/lib/systemd/system/etraced@.service \
     $(INST)/share/etraced/etraced.yaml $(INST)/share/man/man8/etraced.8 \
-    $(INST)/share/man/man1/etracectl.1
+    $(INST)/share/man/man1/etracectl.1 $(INST)/lib/systemd/system/etrace-exporter.service \
+    $(INST)/share/man/man5/etraced.yaml.5 $(INST)/share/man/man5/etraced-model.5
 install: all
 	install -d $(INST)/bin $(INST)/lib/pkgconfig $(INST)/include/etrace \
 	    $(INST)/lib/systemd/system $(INST)/share/etraced/models $(INST)/share/man/man1 \
@@ -344,10 +363,17 @@ install: all
 	sed 's|@PREFIX@|$(PREFIX)|' systemd/etraced.pc.in > $(INST)/lib/pkgconfig/etrace-client.pc
 	for u in etraced.service etraced@.service; do \
 	    sed 's|/usr/local/bin/etraced|$(PREFIX)/bin/etraced|' systemd/$$u > $(INST)/lib/systemd/system/$$u; done
+	sed 's|/usr/local|$(PREFIX)|g' systemd/etrace-exporter.service \
+	    > $(INST)/lib/systemd/system/etrace-exporter.service
+	install -d $(INST)/share/etraced/python/etrace
+	install -m 644 clients/python/etrace/*.py $(INST)/share/etraced/python/etrace/
+	install -m 644 clients/python/etrace_exporter.py $(PY_PB2) $(INST)/share/etraced/python/
 	install -m 644 systemd/etraced.yaml $(INST)/share/etraced/
 	install -m 644 models/*.yaml models/*.npy $(INST)/share/etraced/models/
 	install -m 644 man/etraced.8 $(INST)/share/man/man8/
 	install -m 644 man/etracectl.1 $(INST)/share/man/man1/
+	install -d $(INST)/share/man/man5
+	install -m 644 man/etraced.yaml.5 man/etraced-model.5 $(INST)/share/man/man5/
 uninstall:
 	rm -f $(INSTALLED)
 	rm -rf $(INST)/share/etraced $(INST)/include/etrace
@@ -355,7 +381,6 @@ uninstall:
 # ---- etrace-ros2 (clients/ros2): ROS 2 topics in and out over Cyclone DDS ---------------
 # The C types come from hand-written IDL through idlc -t: no XTypes type information, so
 # that peers (Fast DDS 3 among them) match on type names as rmw does.
-ROS2_VERSION := 0.1.0
 ROS2_GEN_H   := $(BUILD)/gen/ros2/ros2_msgs.h
 ROS2_OBJ     := $(call obj,clients/ros2/etrace_ros2.c clients/ros2/r2map.c clients/ros2/r2msg.c) \
                 $(BUILD)/obj/gen/ros2/ros2_msgs.o
@@ -370,7 +395,7 @@ $(BUILD)/gen/ros2/ros2_msgs.c $(ROS2_GEN_H) &: clients/ros2/ros2_msgs.idl
 $(BUILD)/obj/clients/ros2/%.o: clients/ros2/%.c $(ROS2_GEN_H) $(PROTO_H) Makefile
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(CFLAGS_ALL) -std=gnu11 -I$(BUILD)/gen/ros2 -DETRACE_VERSION='"$(ROS2_VERSION)"' -c $< -o $@
+	$(Q)$(CC) $(CFLAGS_ALL) -std=gnu11 -I$(BUILD)/gen/ros2 -c $< -o $@
 
 $(ETRACE_ROS2): $(ROS2_OBJ) $(BUILD)/libetrace-client.a
 	@$(if $(Q),echo "  LD      $@")

@@ -198,6 +198,14 @@ is_default(const ProtobufCFieldDescriptor *fd, const void *p)
     }
 }
 
+/* A model hash (FNV-1a 64): printed in hex, as the text output and the logs print it. */
+static int
+is_hash(const ProtobufCFieldDescriptor *fd)
+{
+    size_t n = strlen(fd->name);
+    return fd->type == PROTOBUF_C_TYPE_UINT64 && n >= 5 && !strcmp(fd->name + n - 5, "_hash");
+}
+
 static void
 print_message(FILE *f, const ProtobufCMessage *m)
 {
@@ -210,8 +218,6 @@ print_message(FILE *f, const ProtobufCMessage *m)
         const void *p = base + fd->offset;
         if (fd->label == PROTOBUF_C_LABEL_REPEATED) {
             size_t n = *(const size_t *)(const void *)(base + fd->quantifier_offset);
-            if (!n)
-                continue;
             const uint8_t *arr = *(uint8_t *const *)p;
             if (!first)
                 fputc(',', f);
@@ -230,8 +236,8 @@ print_message(FILE *f, const ProtobufCMessage *m)
             uint32_t which = *(const uint32_t *)(const void *)(base + fd->quantifier_offset);
             if (which != fd->id)
                 continue;
-        } else if (is_default(fd, p)) {
-            continue;
+        } else if (fd->type == PROTOBUF_C_TYPE_MESSAGE && is_default(fd, p)) {
+            continue; /* an absent message (fields with presence stay out) */
         }
         if (!first)
             fputc(',', f);
@@ -239,6 +245,8 @@ print_message(FILE *f, const ProtobufCMessage *m)
         print_name(f, fd->name);
         if (fd->type == PROTOBUF_C_TYPE_MESSAGE && !*(ProtobufCMessage *const *)p)
             fputs("{}", f);
+        else if (is_hash(fd))
+            fprintf(f, "\"%016" PRIx64 "\"", *(const uint64_t *)p);
         else
             print_value(f, fd, p);
     }

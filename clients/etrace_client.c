@@ -23,6 +23,8 @@ struct etrace_client {
     int timeout_ms;
     uint64_t next_id;
     char err[512];
+    Etrace__Reply *layout; /* a status Reply: the model's inputs and readouts, owned */
+    int layout_tried;      /* a status was asked for (NULL layout: no answer, no checks) */
 };
 
 struct etrace_sub {
@@ -153,6 +155,7 @@ etrace_client_free(etrace_client_t **cp)
     if (c->zctx)
         zmq_ctx_term(c->zctx);
     free(c->input_ep);
+    etrace_reply_free(c->layout);
     free(c);
     *cp = NULL;
 }
@@ -944,6 +947,119 @@ etrace_send_input(etrace_client_t *c, const Etrace__Input *in)
     return rc;
 }
 
+/* ---- client-side checks of frames and targets -------------------------------------- */
+
+/* The running model's inputs and readouts, asked for once (a status request) and cached;
+ * `refresh` asks again (the daemon may have swapped models meanwhile). NULL when the
+ * daemon does not answer or names none (then nothing is checked here). */
+static const Etrace__Status *
+layout_get(etrace_client_t *c, int refresh)
+{
+    if (refresh) {
+        etrace_reply_free(c->layout);
+        c->layout = NULL;
+        c->layout_tried = 0;
+    }
+    if (!c->layout_tried) {
+        char err[sizeof(c->err)];
+        memcpy(err, c->err, sizeof(err));
+        c->layout_tried = 1;
+        if (etrace_status(c, &c->layout) != ETRACE_OK ||
+            c->layout->result_case != ETRACE__REPLY__RESULT_STATUS) {
+            etrace_reply_free(c->layout);
+            c->layout = NULL;
+        }
+        memcpy(c->err, err, sizeof(err));
+    }
+    if (!c->layout || !c->layout->status->n_inputs)
+        return NULL;
+    return c->layout->status;
+}
+
+/* 0 when item `name` of kind (0: analog input, 1: spikes input, 2: target values, 3: class)
+ * with n values (or index n) fits s, else -1 with the reason in c->err. */
+static int
+layout_fits(etrace_client_t *c, const Etrace__Status *s, int kind, const char *name, size_t n)
+{
+    if (kind <= 1) {
+        for (size_t i = 0; i < s->n_inputs; i++) {
+            const Etrace__ModelInput *in = s->inputs[i];
+            if (strcmp(in->name, name))
+                continue;
+            if (in->spikes != (kind == 1)) {
+                seterr(c, "input '%s' is %s: send it with %s", name,
+                       in->spikes ? "a spikes input" : "an analog input",
+                       in->spikes ? "spike indices" : "values");
+                return -1;
+            }
+            if (!in->spikes && n != in->size) {
+                seterr(c, "input '%s' takes %u values, not %zu", name, in->size, n);
+                return -1;
+            }
+            return 0;
+        }
+        seterr(c, "the model '%s' has no input '%s'", s->model_name, name);
+        return -1;
+    }
+    for (size_t r = 0; r < s->n_readouts; r++) {
+        const Etrace__ModelReadout *ro = s->readouts[r];
+        if (strcmp(ro->name, name))
+            continue;
+        if (kind == 2 && n != ro->size) {
+            seterr(c, "readout '%s' takes targets of %u values, not %zu", name, ro->size, n);
+            return -1;
+        }
+        if (kind == 3 && n >= ro->size) {
+            seterr(c, "readout '%s' has %u classes: index %zu is out of range", name, ro->size, n);
+            return -1;
+        }
+        return 0;
+    }
+    seterr(c, "the model '%s' has no readout '%s'", s->model_name, name);
+    return -1;
+}
+
+/* Checks one item against the model (asking again once on a mismatch, in case the model
+ * was swapped). Returns ETRACE_OK or ETRACE_EREPLY (reason in c->err). */
+static int
+check_item(etrace_client_t *c, int kind, const char *name, size_t n)
+{
+    const Etrace__Status *s = layout_get(c, 0);
+    if (!s || !layout_fits(c, s, kind, name, n))
+        return ETRACE_OK;
+    s = layout_get(c, 1);
+    if (!s || !layout_fits(c, s, kind, name, n))
+        return ETRACE_OK;
+    return ETRACE_EREPLY;
+}
+
+int
+etrace_check_input(etrace_client_t *c, const Etrace__Input *in)
+{
+    for (size_t k = 0; k < in->n_frames; k++) {
+        const Etrace__Frame *f = in->frames[k];
+        if (!f->n_values && !f->n_spikes)
+            continue; /* nothing to size: the daemon checks the name */
+        int rc =
+            check_item(c, f->n_spikes > 0 && !f->n_values, f->name ? f->name : "", f->n_values);
+        if (rc)
+            return rc;
+    }
+    for (size_t k = 0; k < in->n_signals; k++) {
+        const Etrace__Signal *s = in->signals[k];
+        int rc = ETRACE_OK;
+        if (s->kind_case == ETRACE__SIGNAL__KIND_TARGET)
+            rc = check_item(c, 2, s->readout ? s->readout : "", s->target->n_values);
+        else if (s->kind_case == ETRACE__SIGNAL__KIND_CLASS_INDEX)
+            rc = s->class_index < 0
+                     ? (seterr(c, "class index %d is negative", (int)s->class_index), ETRACE_EREPLY)
+                     : check_item(c, 3, s->readout ? s->readout : "", (size_t)s->class_index);
+        if (rc)
+            return rc;
+    }
+    return ETRACE_OK;
+}
+
 int
 etrace_send_frame(etrace_client_t *c, const char *name, const float *values, size_t n, uint64_t seq)
 {
@@ -955,7 +1071,8 @@ etrace_send_frame(etrace_client_t *c, const char *name, const float *values, siz
     f.seq = seq;
     in.frames = &fp;
     in.n_frames = 1;
-    return etrace_send_input(c, &in);
+    int rc = etrace_check_input(c, &in);
+    return rc ? rc : etrace_send_input(c, &in);
 }
 
 int
@@ -969,7 +1086,8 @@ etrace_send_spikes(etrace_client_t *c, const char *name, const int32_t *idx, siz
     f.seq = seq;
     in.frames = &fp;
     in.n_frames = 1;
-    return etrace_send_input(c, &in);
+    int rc = etrace_check_input(c, &in);
+    return rc ? rc : etrace_send_input(c, &in);
 }
 
 int
@@ -985,7 +1103,8 @@ etrace_send_target(etrace_client_t *c, const char *readout, const float *values,
     s.target = &t;
     in.signals = &sp;
     in.n_signals = 1;
-    return etrace_send_input(c, &in);
+    int rc = etrace_check_input(c, &in);
+    return rc ? rc : etrace_send_input(c, &in);
 }
 
 int
@@ -998,7 +1117,8 @@ etrace_send_class(etrace_client_t *c, const char *readout, int class_index)
     s.class_index = class_index;
     in.signals = &sp;
     in.n_signals = 1;
-    return etrace_send_input(c, &in);
+    int rc = etrace_check_input(c, &in);
+    return rc ? rc : etrace_send_input(c, &in);
 }
 
 int
@@ -1010,7 +1130,8 @@ etrace_send_reward(etrace_client_t *c, float reward)
     s.reward = reward;
     in.signals = &sp;
     in.n_signals = 1;
-    return etrace_send_input(c, &in);
+    int rc = etrace_check_input(c, &in);
+    return rc ? rc : etrace_send_input(c, &in);
 }
 
 /* ---- subscribers ------------------------------------------------------------------------- */
@@ -1120,6 +1241,32 @@ etrace_sub_recv_output(etrace_sub_t *s, int timeout_ms, Etrace__Output **out)
         return rc;
     *out = etrace__output__unpack(NULL, zmq_msg_size(&m), zmq_msg_data(&m));
     zmq_msg_close(&m);
+    return *out ? ETRACE_OK : ETRACE_EREPLY;
+}
+
+int
+etrace_sub_recv_latest_output(etrace_sub_t *s, int timeout_ms, Etrace__Output **out)
+{
+    zmq_msg_t m, newest;
+    int have = 0;
+    *out = NULL;
+    for (;;) {
+        /* Drain what is queued, keeping the last; wait only when nothing was. */
+        int rc = sub_recv(s, have ? 0 : timeout_ms, &m);
+        if (rc == ETRACE_ETIMEOUT && have)
+            break;
+        if (rc) {
+            if (have)
+                zmq_msg_close(&newest);
+            return rc;
+        }
+        if (have)
+            zmq_msg_close(&newest);
+        newest = m;
+        have = 1;
+    }
+    *out = etrace__output__unpack(NULL, zmq_msg_size(&newest), zmq_msg_data(&newest));
+    zmq_msg_close(&newest);
     return *out ? ETRACE_OK : ETRACE_EREPLY;
 }
 

@@ -126,6 +126,15 @@ int etrace_send_raw(etrace_client_t *c, const void *data, size_t len);
  * any Reply (tests of hostile input): as etrace_request. */
 int etrace_request_raw(etrace_client_t *c, const void *data, size_t len, Etrace__Reply **reply);
 
+/* Checks in's frames and targets against the running model's inputs and readouts (names,
+ * analog or spikes, sizes, class ranges) as a status request reports them, asked for on
+ * the first check and cached (asked again once when an item does not fit, in case the
+ * model was swapped). Returns ETRACE_OK (also when the daemon does not answer: then the
+ * daemon's own checks remain), or ETRACE_EREPLY with the expected size in
+ * etrace_client_error. etrace_send_frame, _spikes, _target and _class call it first;
+ * etrace_send_input does not (it sends what it is given). */
+int etrace_check_input(etrace_client_t *c, const Etrace__Input *in);
+
 /* One analog frame: values[n] for input `name`, with a sequence number. */
 int etrace_send_frame(etrace_client_t *c, const char *name, const float *values, size_t n,
                       uint64_t seq);
@@ -162,6 +171,11 @@ void etrace_sub_free(etrace_sub_t **s);
  * (free with etrace__output__free_unpacked(*out, NULL)), ETRACE_ETIMEOUT, or
  * ETRACE_EREPLY when a message was not an Output. */
 int etrace_sub_recv_output(etrace_sub_t *s, int timeout_ms, Etrace__Output **out);
+
+/* The newest Output received, not the oldest queued (a conflated view): drains every
+ * Output queued on s and returns the last; when none is queued, waits up to timeout_ms
+ * for the next. Returns as etrace_sub_recv_output. */
+int etrace_sub_recv_latest_output(etrace_sub_t *s, int timeout_ms, Etrace__Output **out);
 
 /* The same for Stats (free with etrace__stats__free_unpacked). */
 int etrace_sub_recv_stats(etrace_sub_t *s, int timeout_ms, Etrace__Stats **out);

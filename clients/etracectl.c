@@ -23,38 +23,48 @@ struct opts {
 static const char *const ep_names[4] = {"input", "output", "control", "stats"};
 
 static int
-usage(void)
+usage(FILE *f)
 {
-    fprintf(stderr,
-            "usage: etracectl [--control EP] [--input EP] [--stats EP] [--output EP]\n"
-            "                 [--config FILE] [--timeout MS] [--json]\n"
-            "                 [--curve-server KEY --curve-keys FILE] COMMAND\n"
-            "commands:\n"
-            "  status                      model, clock, period, tick, paused, learning, lr,\n"
-            "                              uptime, pid\n"
-            "  stats [--watch [--count N]] the latest Stats, or each one as published\n"
-            "  pause | resume              stop / restart ticking (state kept)\n"
-            "  learn on|off                switch learning\n"
-            "  lr VALUE                    set the learning rate\n"
-            "  reset [states|traces|all]   reset (default all)\n"
-            "  step [--input NAME=v1,...] [--spikes NAME=i1,...] [--target R=v1,...|CLASS]\n"
-            "       [--reward X] [--reset] one lockstep tick; prints the Outputs\n"
-            "  send [--input NAME=v1,...] [--spikes NAME=i1,...]   one Input\n"
-            "  target READOUT=v1,...|CLASS one target (a bare integer is a class index)\n"
-            "  reward X                    one reward\n"
-            "  export DIR                  the weights, written as DIR/params/*.npy\n"
-            "  load FILE [--keep-weights] [--keep-state]   hot swap: FILE and the .npy files\n"
-            "                              it names are read here and sent\n"
-            "  checkpoint [NAME]           write NAME.ckpt now in checkpoint.dir (bare NAME)\n"
-            "  restore NAME                restore NAME.ckpt while running\n"
-            "  record start NAME | record stop   record inputs and events for replay\n"
-            "  replay FILE --out DIR       replay a recording (read here) through a lockstep\n"
-            "                              daemon; writes DIR/outputs, loss.npy, params/\n"
-            "  keygen                      print a new CURVE key pair (local)\n"
-            "  shutdown                    stop the daemon (after a checkpoint when periodic\n"
-            "                              checkpoints are on)\n"
-            "  top                         a live view of the stats (q quits)\n"
-            "exit codes: 0 ok, 1 error reply or invalid input, 2 no answer, 64 usage\n");
+    fprintf(f, "usage: etracectl [--control EP] [--input EP] [--stats EP] [--output EP]\n"
+               "                 [--config FILE] [--timeout MS] [--json]\n"
+               "                 [--curve-server KEY --curve-keys FILE] COMMAND\n"
+               "commands:\n"
+               "  status                      model, clock, period, tick, paused, learning, lr,\n"
+               "                              uptime, pid\n"
+               "  stats [--watch [--count N]] the latest Stats, or each one as published\n"
+               "  pause | resume              stop / restart ticking (state kept)\n"
+               "  learn on|off                switch learning\n"
+               "  lr VALUE                    set the learning rate\n"
+               "  reset [states|traces|all]   reset (default all)\n"
+               "  step [--input NAME=v1,...] [--spikes NAME=i1,...] [--target R=v1,...|CLASS]\n"
+               "       [--reward X] [--reset] one lockstep tick; prints the Outputs\n"
+               "  send [--input NAME=v1,...] [--spikes NAME=i1,...]   one Input\n"
+               "  target READOUT=v1,...|CLASS one target (a bare integer is a class index)\n"
+               "  reward X                    one reward\n"
+               "  export DIR                  the weights, written as DIR/params/*.npy\n"
+               "  load FILE [--keep-weights] [--keep-state]   hot swap: FILE and the .npy files\n"
+               "                              it names are read here and sent\n"
+               "  checkpoint [NAME]           write NAME.ckpt now in checkpoint.dir (bare NAME)\n"
+               "  restore NAME                restore NAME.ckpt while running\n"
+               "  record start NAME | record stop   record inputs and events for replay\n"
+               "  replay FILE --out DIR       replay a recording (read here) through a lockstep\n"
+               "                              daemon; writes DIR/outputs, loss.npy, params/\n"
+               "  keygen                      print a new CURVE key pair (local)\n"
+               "  shutdown                    stop the daemon (after a checkpoint when periodic\n"
+               "                              checkpoints are on)\n"
+               "  top                         a live view of the stats (q quits)\n"
+               "  help                        this text (also --help); --version the version\n"
+               "exit codes: 0 ok, 1 error reply or invalid input, 2 no answer, 64 usage\n"
+               "see etracectl(1)\n");
+    return EXIT_USAGE;
+}
+
+/* A usage error: one line naming what is wrong, exit status 64. */
+static int
+usage_error(const char *what, const char *arg)
+{
+    fprintf(stderr, "etracectl: %s%s%s%s (etracectl --help)\n", what, arg ? " '" : "",
+            arg ? arg : "", arg ? "'" : "");
     return EXIT_USAGE;
 }
 
@@ -498,9 +508,13 @@ cmd_stats_watch(const struct opts *o, long count)
             fprintf(stderr, "etracectl: a stats message was not a Stats\n");
             continue;
         }
-        if (o->json)
-            ctl_json_print(stdout, &st->base);
-        else {
+        if (o->json) {
+            /* The shape of `stats`: a Reply carrying the Stats. */
+            Etrace__Reply wrap = ETRACE__REPLY__INIT;
+            wrap.result_case = ETRACE__REPLY__RESULT_STATS;
+            wrap.stats = st;
+            ctl_json_print(stdout, &wrap.base);
+        } else {
             print_stats(st);
             printf("\n");
         }
@@ -510,6 +524,11 @@ cmd_stats_watch(const struct opts *o, long count)
     etrace_sub_free(&s);
     return rc;
 }
+
+static const char *const commands[] = {"status", "stats",  "pause",  "resume",     "learn",
+                                       "lr",     "reset",  "step",   "send",       "target",
+                                       "reward", "export", "load",   "checkpoint", "restore",
+                                       "record", "replay", "keygen", "shutdown",   "top"};
 
 static int
 run_command(const struct opts *o, etrace_client_t *c, int argc, char **argv)
@@ -529,7 +548,7 @@ run_command(const struct opts *o, etrace_client_t *c, int argc, char **argv)
             else if (!strcmp(argv[i], "--count") && i + 1 < argc)
                 count = atol(argv[++i]);
             else
-                return usage();
+                return usage_error("stats: unknown or incomplete argument", argv[i]);
         }
         if (watch)
             return cmd_stats_watch(o, count);
@@ -546,7 +565,7 @@ run_command(const struct opts *o, etrace_client_t *c, int argc, char **argv)
         return finish(o, c, etrace_shutdown(c, &r), &r);
     if (!strcmp(cmd, "learn") && argc == 2) {
         if (strcmp(argv[1], "on") && strcmp(argv[1], "off"))
-            return usage();
+            return usage_error("learn takes on or off, not", argv[1]);
         rc = etrace_learn(c, !strcmp(argv[1], "on"), &r);
         return finish(o, c, rc, &r);
     }
@@ -554,7 +573,7 @@ run_command(const struct opts *o, etrace_client_t *c, int argc, char **argv)
         char *end;
         double lr = strtod(argv[1], &end);
         if (end == argv[1] || *end)
-            return usage();
+            return usage_error("lr takes a number, not", argv[1]);
         rc = etrace_lr(c, lr, &r);
         return finish(o, c, rc, &r);
     }
@@ -565,7 +584,7 @@ run_command(const struct opts *o, etrace_client_t *c, int argc, char **argv)
         else if (argc == 2 && !strcmp(argv[1], "traces"))
             w = ETRACE__RESET__WHAT__TRACES;
         else if (argc == 2 && strcmp(argv[1], "all"))
-            return usage();
+            return usage_error("reset takes states, traces or all, not", argv[1]);
         rc = etrace_reset(c, w, &r);
         return finish(o, c, rc, &r);
     }
@@ -592,7 +611,7 @@ run_command(const struct opts *o, etrace_client_t *c, int argc, char **argv)
             else if (!strcmp(argv[i], "--keep-state"))
                 ks = 1;
             else
-                return usage();
+                return usage_error("load: unknown argument", argv[i]);
         }
         return finish(o, c, etrace_load(c, argv[1], kw, ks, &r), &r);
     }
@@ -650,20 +669,27 @@ run_command(const struct opts *o, etrace_client_t *c, int argc, char **argv)
         }
         if (bad) {
             build_fini(&b);
-            return usage();
+            return usage_error("bad or missing arguments to", cmd);
         }
         if (!strcmp(cmd, "step")) {
             rc = etrace_step(c, &b.in, reset, &r);
             build_fini(&b);
             return finish(o, c, rc, &r);
         }
-        rc = etrace_send_input(c, &b.in);
+        /* Refused here, with the size the model expects, rather than only counted as a
+         * rejection in the daemon's stats. */
+        rc = etrace_check_input(c, &b.in);
+        if (rc == ETRACE_OK)
+            rc = etrace_send_input(c, &b.in);
         build_fini(&b);
         if (rc)
             fprintf(stderr, "etracectl: %s\n", etrace_client_error(c));
         return rc_exit(rc);
     }
-    return usage();
+    for (size_t k = 0; k < sizeof(commands) / sizeof(commands[0]); k++)
+        if (!strcmp(cmd, commands[k]))
+            return usage_error("wrong arguments to", cmd);
+    return usage_error("unknown command", cmd);
 }
 
 int
@@ -698,13 +724,24 @@ main(int argc, char **argv)
         else if (!strcmp(a, "--json"))
             o.json = 1;
         else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage();
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--version") || !strcmp(a, "-V")) {
+            printf("etracectl %s\n", ETRACE_VERSION);
             return 0;
         } else
-            return usage();
+            return usage_error("unknown or incomplete option", a);
     }
-    if (i >= argc || o.timeout_ms <= 0 || !curve_server != !curve_keys)
-        return usage();
+    if (i >= argc)
+        return usage_error("give a COMMAND", NULL);
+    if (o.timeout_ms <= 0)
+        return usage_error("--timeout wants a positive number of milliseconds", NULL);
+    if (!curve_server != !curve_keys)
+        return usage_error("--curve-server and --curve-keys go together", NULL);
+    if (!strcmp(argv[i], "help")) {
+        usage(stdout);
+        return 0;
+    }
     if (!strcmp(argv[i], "keygen") && i + 1 == argc) {
         char pub[41], sec[41];
         if (etrace_curve_keypair(pub, sec)) {

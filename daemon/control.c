@@ -26,7 +26,11 @@ struct reply_buf {
     Etrace__ExportResult exp;
     Etrace__Tensor *tensors; /* [4 * n_projs] */
     Etrace__Tensor **tensors_p;
-    int64_t *shapes; /* [2 * 4 * n_projs] */
+    int64_t *shapes;              /* [2 * 4 * n_projs] */
+    Etrace__ModelInput *m_inputs; /* status: [n_inputs] */
+    Etrace__ModelInput **m_inputs_p;
+    Etrace__ModelReadout *m_readouts; /* status: [n_readouts] */
+    Etrace__ModelReadout **m_readouts_p;
     char msg[256];
 };
 
@@ -73,6 +77,43 @@ reply_error(struct reply_buf *rb, Etrace__Error__Code code, const char *fmt, ...
     rb->reply.result_case = ETRACE__REPLY__RESULT__NOT_SET;
 }
 
+/* The model's inputs and readouts in rb->status, so that a client can check a frame's size
+ * before sending it. Left empty when out of memory (the rest of the status still goes). */
+static void
+status_layout(const struct layout *l, struct reply_buf *rb)
+{
+    Etrace__Status *s = &rb->status;
+    rb->m_inputs = calloc((size_t)l->n_inputs + 1, sizeof(*rb->m_inputs));
+    rb->m_inputs_p = calloc((size_t)l->n_inputs + 1, sizeof(*rb->m_inputs_p));
+    rb->m_readouts = calloc((size_t)l->n_readouts + 1, sizeof(*rb->m_readouts));
+    rb->m_readouts_p = calloc((size_t)l->n_readouts + 1, sizeof(*rb->m_readouts_p));
+    if (!rb->m_inputs || !rb->m_inputs_p || !rb->m_readouts || !rb->m_readouts_p)
+        return;
+    for (int i = 0; i < l->n_inputs; i++) {
+        Etrace__ModelInput *m = &rb->m_inputs[i];
+        etrace__model_input__init(m);
+        m->name = l->inputs[i].name;
+        m->size = (uint32_t)l->inputs[i].size;
+        m->spikes = l->inputs[i].is_spikes != 0;
+        rb->m_inputs_p[i] = m;
+    }
+    s->n_inputs = (size_t)l->n_inputs;
+    s->inputs = rb->m_inputs_p;
+    for (int r = 0; r < l->n_readouts; r++) {
+        Etrace__ModelReadout *m = &rb->m_readouts[r];
+        etrace__model_readout__init(m);
+        m->name = l->readouts[r].name;
+        m->size = (uint32_t)l->readouts[r].size;
+        m->kind = (char *)(l->readouts[r].action_size ? "reward"
+                           : l->readouts[r].is_class  ? "class"
+                                                      : "values");
+        m->action_size = (uint32_t)l->readouts[r].action_size;
+        rb->m_readouts_p[r] = m;
+    }
+    s->n_readouts = (size_t)l->n_readouts;
+    s->readouts = rb->m_readouts_p;
+}
+
 static void
 reply_status(struct daemon *d, struct reply_buf *rb, const struct tick_status *ts)
 {
@@ -92,6 +133,8 @@ reply_status(struct daemon *d, struct reply_buf *rb, const struct tick_status *t
     s->paused = ts->paused != 0;
     s->has_learning = d->lay.has_learning != 0;
     s->pid = (uint32_t)getpid();
+    s->version = (char *)ETRACE_VERSION;
+    status_layout(&d->lay, rb);
     rb->reply.result_case = ETRACE__REPLY__RESULT_STATUS;
     rb->reply.status = s;
 }
@@ -106,6 +149,10 @@ reply_buf_fini(struct reply_buf *rb)
     free(rb->tensors);
     free(rb->tensors_p);
     free(rb->shapes);
+    free(rb->m_inputs);
+    free(rb->m_inputs_p);
+    free(rb->m_readouts);
+    free(rb->m_readouts_p);
 }
 
 /* Packs and sends rb's reply with envelope env (moved). */

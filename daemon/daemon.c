@@ -170,6 +170,28 @@ publish_stats(struct daemon *d)
     stats_msg_fini(&m);
 }
 
+/* STATUS= for systemd: the model, the tick rate over the last stats period and learning,
+ * sent when it changes (each Stats, after a reload). */
+static void
+update_status(struct daemon *d, const struct tick_stats *s, int64_t interval_ns)
+{
+    char line[sizeof(d->status_line)];
+    double rate = interval_ns > 0
+                      ? (double)(s->life_ticks - d->status_prev_ticks) * 1e9 / (double)interval_ns
+                      : 0.0;
+    d->status_prev_ticks = s->life_ticks;
+    snprintf(line, sizeof(line), "model %s, %s clock, %.0f ticks/s, learning %s%s",
+             d->lay.model_name, d->cfg.clock == CONFIG_CLOCK_LOCKSTEP ? "lockstep" : "timer", rate,
+             !d->lay.has_learning          ? "none"
+             : s->learn == ENGINE_LEARN_ON ? "on"
+                                           : "off",
+             s->paused ? ", paused" : "");
+    if (strcmp(line, d->status_line) == 0)
+        return;
+    memcpy(d->status_line, line, sizeof(line));
+    sdnotify_status(line);
+}
+
 static void
 on_stats_result(struct daemon *d)
 {
@@ -177,6 +199,8 @@ on_stats_result(struct daemon *d)
     d->stats_pend = d->stats_last ? d->stats_last : &d->stats_buf[1];
     d->stats_last = done;
     d->stats_in_flight = 0;
+    update_status(d, d->stats_last,
+                  d->stats_prev_ns ? d->stats_last->time_ns - d->stats_prev_ns : 0);
     publish_stats(d);
     for (int i = 0; i < d->n_stats_waiting; i++)
         control_reply_stats(d, &d->stats_waiting[i]);
@@ -387,7 +411,10 @@ on_signal(uv_signal_t *h, int signum)
         return; /* a peer closed a pipe: the write fails with EPIPE instead */
     if (signum == SIGHUP) {
         log_info("SIGHUP: re-reading %s", d->cfg.path ? d->cfg.path : "(no config file)");
+        sdnotify_reloading();
         reload_config(d);
+        /* READY=1 ends the reload, with the status line as it stands. */
+        sdnotify_ready(d->status_line[0] ? d->status_line : NULL);
         return;
     }
     log_info("%s: stopping", signum == SIGINT ? "SIGINT" : "SIGTERM");
@@ -515,14 +542,23 @@ resolve_dirs(struct daemon *d)
                  home ? home : "/tmp");
 }
 
-static int
-usage(FILE *f)
+/* Endpoint i's url: the config's, or ipc://RUN/<name>. */
+static void
+endpoint_url(const struct daemon *d, int i, char *url, size_t len)
 {
-    fprintf(f, "usage: etraced --model FILE        run the daemon with default settings\n"
-               "       etraced --config FILE       run with a config file (systemd/etraced.yaml)\n"
-               "       etraced compile|run|export-checkpoint ...   offline use (etraced help)\n"
-               "signals: SIGINT/SIGTERM stop, SIGHUP re-reads the config file\n");
-    return f == stderr ? 64 : 0;
+    if (d->cfg.endpoints[i])
+        snprintf(url, len, "%s", d->cfg.endpoints[i]);
+    else
+        snprintf(url, len, "ipc://%s/%s", d->run_dir, ep_names[i]);
+}
+
+/* A usage error: one line naming what is wrong ("what 'arg'"), exit status 64. */
+static int
+usage_error(const char *what, const char *arg)
+{
+    fprintf(stderr, "etraced: %s%s%s%s (etraced --help)\n", what, arg ? " '" : "", arg ? arg : "",
+            arg ? "'" : "");
+    return 64;
 }
 
 static void
@@ -621,21 +657,18 @@ daemon_main(int argc, char **argv)
             cfg_path = argv[++i];
         else if (!strcmp(argv[i], "--model") && i + 1 < argc)
             cli_model = argv[++i];
-        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
-            return usage(stdout);
-        else {
-            fprintf(stderr, "etraced: unknown argument '%s'\n", argv[i]);
-            return usage(stderr);
-        }
+        else if (!strcmp(argv[i], "--config") || !strcmp(argv[i], "--model"))
+            return usage_error("a FILE must follow", argv[i]);
+        else
+            return usage_error("unknown argument", argv[i]);
     }
-    if (!cfg_path && !cli_model) {
-        fprintf(stderr, "etraced: give --model FILE or --config FILE\n");
-        return usage(stderr);
-    }
+    if (!cfg_path && !cli_model)
+        return usage_error("give --model FILE or --config FILE", NULL);
     d = calloc(1, sizeof(*d));
     if (!d)
         return 1;
     d->exit_code = 0;
+    pidlock_init(&d->locks);
     setenv("UV_THREADPOOL_SIZE", "2", 0);
     /* libzmq aborts when accept() hits the descriptor limit: take all the system gives. */
     d->n_fds = conns_raise_nofile();
@@ -733,6 +766,16 @@ daemon_main(int argc, char **argv)
             goto out_sockets;
         }
     }
+    /* Every lock before any bind: binding an ipc path replaces the socket file of a
+     * daemon already there, which would keep running, unreachable. */
+    for (int i = 0; i < CONFIG_N_EP; i++) {
+        char url[PATH_MAX + 16];
+        endpoint_url(d, i, url, sizeof(url));
+        if (pidlock_take(&d->locks, url, err, sizeof(err))) {
+            fprintf(stderr, "etraced: %s\n", err);
+            goto out_sockets;
+        }
+    }
     if (curve_start(d, err, sizeof(err))) {
         fprintf(stderr, "etraced: %s\n", err);
         goto out_sockets;
@@ -750,10 +793,7 @@ daemon_main(int argc, char **argv)
     const endpoint_recv_fn fns[CONFIG_N_EP] = {on_input, NULL, control_on_message, NULL};
     for (int i = 0; i < CONFIG_N_EP; i++) {
         char url[PATH_MAX + 16];
-        if (d->cfg.endpoints[i])
-            snprintf(url, sizeof(url), "%s", d->cfg.endpoints[i]);
-        else
-            snprintf(url, sizeof(url), "ipc://%s/%s", d->run_dir, ep_names[i]);
+        endpoint_url(d, i, url, sizeof(url));
         int64_t maxmsg = fns[i] ? d->cfg.max_msg_bytes : -1;
         if (endpoint_open(&d->ep[i], &d->loop, d->zctx, types[i], ep_names[i], url, maxmsg, hwm[i],
                           fns[i], d, curve_secret(d), err, sizeof(err)) ||
@@ -801,6 +841,7 @@ daemon_main(int argc, char **argv)
              d->cfg.clock == CONFIG_CLOCK_LOCKSTEP ? "lockstep" : "timer",
              (long long)(d->period_ns / 1000));
     log_info("ready: %s", ready);
+    snprintf(d->status_line, sizeof(d->status_line), "%s", ready);
     sdnotify_ready(ready);
 
     uv_run(&d->loop, UV_RUN_DEFAULT);
@@ -836,6 +877,7 @@ out_layout:
 out_engine:
     engine_free(&d->eng);
 out_cfg:
+    pidlock_release(&d->locks);
     config_fini(&d->cfg);
     free(d);
     return rc;

@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "endpoint.h"
+#include "pidlock.h"
 #include "engine.h"
 #include "ticker.h"
 #include "wire.h"
@@ -54,7 +55,9 @@ struct daemon {
     int64_t stats_next_ns; /* when the next Stats is due */
     int64_t stats_prev_ns; /* time of the previous snapshot */
     uint64_t stats_seq;
-    int n_stats_waiting; /* `stats` requests waiting for the first snapshot */
+    uint64_t status_prev_ticks; /* ticks_total at the previous STATUS= */
+    char status_line[256];      /* the last STATUS= sent */
+    int n_stats_waiting;        /* `stats` requests waiting for the first snapshot */
     struct daemon_pending stats_waiting[DAEMON_MAX_PENDING];
     /* watchdog */
     int64_t watchdog_ns, watchdog_next_ns;
@@ -70,10 +73,11 @@ struct daemon {
     int has_curve;                      /* curve.server_secret_file is set */
     void *zap;                          /* the ZAP handler's REP socket (CURVE), or NULL */
     uv_poll_t zap_poll;
-    int n_control_jobs; /* big requests being unpacked on a worker (control.c) */
-    size_t n_fds;       /* the soft RLIMIT_NOFILE, raised to the hard one at start */
-    size_t fd_base;     /* descriptors open once the sockets were bound */
-    int stopping;       /* shutdown under way */
+    int n_control_jobs;   /* big requests being unpacked on a worker (control.c) */
+    size_t n_fds;         /* the soft RLIMIT_NOFILE, raised to the hard one at start */
+    size_t fd_base;       /* descriptors open once the sockets were bound */
+    struct pidlock locks; /* one daemon per ipc endpoint, held until exit */
+    int stopping;         /* shutdown under way */
     int exit_code;
 };
 

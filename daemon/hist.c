@@ -38,6 +38,7 @@ hist_add(struct hist *h, int64_t v)
         v = 0;
     h->bins[bin_of((uint64_t)v)]++;
     h->count++;
+    h->sum += v;
     if (v > h->max)
         h->max = v;
 }
@@ -71,6 +72,7 @@ hist_merge(struct hist *dst, const struct hist *src)
     for (int b = 0; b < HIST_N_BINS; b++)
         dst->bins[b] += src->bins[b];
     dst->count += src->count;
+    dst->sum += src->sum;
     if (src->max > dst->max)
         dst->max = src->max;
 }

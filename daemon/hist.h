@@ -13,6 +13,7 @@ enum { HIST_SUB = 16, HIST_N_BINS = HIST_SUB + 60 * HIST_SUB };
 struct hist {
     uint64_t count;             /* values added since the last reset */
     int64_t max;                /* the largest, exact */
+    int64_t sum;                /* of the values added (a summary's _sum) */
     uint32_t bins[HIST_N_BINS]; /* counts per bin */
 };
 

@@ -457,8 +457,6 @@ check_files(struct run *r, struct engine *eng, int64_t *T_out)
     return 0;
 }
 
-static int replay_main(const char *file, const char *out_dir);
-
 int
 offline_run_main(int argc, char **argv)
 {
@@ -468,7 +466,7 @@ offline_run_main(int argc, char **argv)
         return rc;
     if (r.replay)
         return r.learn >= 0 ? (fprintf(stderr, "etraced run: --replay: no --learn\n"), 64)
-                            : replay_main(r.replay, r.out_dir);
+                            : offline_replay(r.replay, r.out_dir, NULL);
     struct model_desc *probe;
     if (load_model(r.model, &probe))
         return 1;
@@ -791,8 +789,8 @@ differ:
     return -1;
 }
 
-static int
-replay_main(const char *file, const char *out_dir)
+int
+offline_replay(const char *file, const char *out_dir, const struct offline_replay_hooks *h)
 {
     struct etrace_recording_reader rd;
     char err[1024];
@@ -833,6 +831,10 @@ replay_main(const char *file, const char *out_dir)
             goto done;
         }
         n_events++;
+        if (h && h->on_event && h->on_event(h->ctx, ev, eng)) {
+            etrace__record_event__free_unpacked(ev, NULL);
+            goto done;
+        }
         if (!eng) {
             if (ev->kind_case != ETRACE__RECORD_EVENT__KIND_SNAPSHOT ||
                 snap_verify(ev->snapshot, err, sizeof err) ||
@@ -848,7 +850,7 @@ replay_main(const char *file, const char *out_dir)
             continue;
         }
         /* Run the ticks before this event, collecting outputs. */
-        while (engine_tick_count(eng) < ev->tick) {
+        while (!(h && h->no_ticks) && engine_tick_count(eng) < ev->tick) {
             if (T == cap) {
                 cap = cap ? 2 * cap : 4096;
                 for (int k = 0; k < engine_n_readouts(eng); k++) {
@@ -871,6 +873,10 @@ replay_main(const char *file, const char *out_dir)
                        (size_t)size * sizeof(real));
             }
             T++;
+            if (h && h->on_tick && h->on_tick(h->ctx, eng)) {
+                etrace__record_event__free_unpacked(ev, NULL);
+                goto done;
+            }
         }
         struct engine *next = NULL;
         int bad = 0;
@@ -964,6 +970,10 @@ replay_main(const char *file, const char *out_dir)
                 "etraced run: %s: no end record (the daemon stopped while recording); "
                 "replayed up to the last whole event\n",
                 file);
+    if (!out_dir) {
+        rc = 0;
+        goto done;
+    }
     if (mkdir_p(out_dir)) {
         fprintf(stderr, "etraced run: cannot create %s: %s\n", out_dir, strerror(errno));
         goto done;

@@ -2,12 +2,28 @@
 #include "sdnotify.h"
 
 #include <stdio.h>
+#include <time.h>
 #include <systemd/sd-daemon.h>
 
 void
 sdnotify_ready(const char *status)
 {
     sd_notifyf(0, "READY=1\nSTATUS=%s", status ? status : "running");
+}
+
+void
+sdnotify_reloading(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
+               (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000);
+}
+
+void
+sdnotify_status(const char *status)
+{
+    sd_notifyf(0, "STATUS=%s", status);
 }
 
 void

@@ -8,6 +8,13 @@
 /* READY=1 with a STATUS line. */
 void sdnotify_ready(const char *status);
 
+/* RELOADING=1 with MONOTONIC_USEC (CLOCK_MONOTONIC now), before a reload (SIGHUP); send
+ * sdnotify_ready after it, as Type=notify-reload expects. */
+void sdnotify_reloading(void);
+
+/* STATUS= alone, the one-line state systemctl status shows. */
+void sdnotify_status(const char *status);
+
 /* STOPPING=1. */
 void sdnotify_stopping(void);
 

@@ -1,8 +1,11 @@
 /* Stats messages (see stats.h). */
 #include "stats.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 int
 stats_snapshot_init(struct tick_stats *s, const struct layout *l)
@@ -30,7 +33,8 @@ stats_snapshot_fini(struct tick_stats *s)
 }
 
 static void
-percentiles(Etrace__Percentiles *p, const struct hist *h)
+percentiles(Etrace__Percentiles *p, const struct hist *h, uint64_t count_total,
+            int64_t sum_ns_total)
 {
     etrace__percentiles__init(p);
     p->count = h->count;
@@ -38,6 +42,8 @@ percentiles(Etrace__Percentiles *p, const struct hist *h)
     p->p99_ns = hist_quantile(h, 0.99);
     p->p999_ns = hist_quantile(h, 0.999);
     p->max_ns = h->max;
+    p->count_total = count_total;
+    p->sum_ns_total = sum_ns_total;
 }
 
 static void
@@ -59,6 +65,25 @@ socket_stats(Etrace__SocketStats *m, const struct endpoint *ep, const char *name
     m->connections = ep->conns.n_open;
     m->connections_refused = ep->conns.refused;
     m->handler_max_ns = ep->c.handler_max_ns;
+}
+
+/* This process's CPU time (every thread) and resident memory; 0 where unknown. */
+static void
+process_usage(double *cpu_s, uint64_t *rss_bytes)
+{
+    struct rusage ru;
+    *cpu_s = 0.0;
+    *rss_bytes = 0;
+    if (getrusage(RUSAGE_SELF, &ru) == 0)
+        *cpu_s = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                 (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f)
+        return;
+    unsigned long long size, resident;
+    if (fscanf(f, "%llu %llu", &size, &resident) == 2)
+        *rss_bytes = (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+    fclose(f);
 }
 
 static const char *const ep_names[CONFIG_N_EP] = {"input", "output", "control", "stats"};
@@ -93,8 +118,8 @@ stats_build(struct stats_msg *m, const struct daemon *d, const struct tick_stats
     st->tick = s->tick;
     st->period_index = s->period_index;
     st->period_ns = d->period_ns;
-    percentiles(&m->tick_time, &s->tick_time);
-    percentiles(&m->lateness, &s->lateness);
+    percentiles(&m->tick_time, &s->tick_time, s->tick_time_count_total, s->tick_time_sum_ns_total);
+    percentiles(&m->lateness, &s->lateness, s->lateness_count_total, s->lateness_sum_ns_total);
     st->tick_time = &m->tick_time;
     st->lateness = &m->lateness;
     st->overruns = s->overruns;
@@ -116,6 +141,7 @@ stats_build(struct stats_msg *m, const struct daemon *d, const struct tick_stats
         in->superseded = s->inputs[i].superseded;
         in->dropped_overflow = s->inputs[i].dropped_overflow;
         in->stale_ticks = s->inputs[i].stale_ticks;
+        in->spikes = l->inputs[i].is_spikes != 0;
         m->inputs_p[i] = in;
     }
     st->n_inputs = (size_t)l->n_inputs;
@@ -168,6 +194,16 @@ stats_build(struct stats_msg *m, const struct daemon *d, const struct tick_stats
     st->learning = s->learn == ENGINE_LEARN_ON;
     st->lr = s->lr;
     st->paused = s->paused != 0;
+    st->ticks_total = s->life_ticks;
+    st->optimizer_steps_total = s->life_steps;
+    st->updates_refused_total = s->life_refused;
+    st->state_resets_total = s->life_resets;
+    st->model_name = l->model_name;
+    st->model_hash = l->model_hash;
+    st->uptime_ns = s->time_ns - d->start_ns;
+    process_usage(&st->cpu_seconds, &st->rss_bytes);
+    st->version = (char *)ETRACE_VERSION;
+    st->lockstep = d->cfg.clock == CONFIG_CLOCK_LOCKSTEP;
     return 0;
 }
 

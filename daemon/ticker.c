@@ -372,6 +372,14 @@ take_stats(struct ticker *t, struct tick_stats *s)
     s->invalid_ticks = t->invalid_ticks;
     s->tick_time = t->tick_time;
     s->lateness = t->lateness;
+    t->tick_time_count_total += t->tick_time.count;
+    t->tick_time_sum_ns_total += t->tick_time.sum;
+    t->lateness_count_total += t->lateness.count;
+    t->lateness_sum_ns_total += t->lateness.sum;
+    s->tick_time_count_total = t->tick_time_count_total;
+    s->tick_time_sum_ns_total = t->tick_time_sum_ns_total;
+    s->lateness_count_total = t->lateness_count_total;
+    s->lateness_sum_ns_total = t->lateness_sum_ns_total;
     hist_reset(&t->tick_time);
     hist_reset(&t->lateness);
     s->loss_sum = t->loss_sum;
@@ -387,6 +395,10 @@ take_stats(struct ticker *t, struct tick_stats *s)
     memcpy(s->inputs, t->tt.in_c, (size_t)l->n_inputs * sizeof(*t->tt.in_c));
     memcpy(s->readouts, t->tt.ro_c, (size_t)l->n_readouts * sizeof(*t->tt.ro_c));
     memcpy(s->norms, t->tt.norms_done, (size_t)l->n_projs * sizeof(*t->tt.norms));
+    s->life_ticks = t->life_ticks_base + s->tick;
+    s->life_steps = t->life_steps_base + s->eng.steps;
+    s->life_refused = t->life_refused_base + s->eng.updates_refused;
+    s->life_resets = t->life_resets_base + s->eng.state_resets;
     s->swaps = t->swaps;
     s->last_swap_gap_ns = t->last_swap_gap_ns;
     s->inputs_dropped_swap = t->inputs_dropped_swap;
@@ -589,6 +601,14 @@ do_swap(struct ticker *t, const struct tick_cmd *c)
         engine_state_set_scalars(sw->eng, &sc);
     }
     rec_push(t, TICK_REC_SWAP, sw->restore, 0.0, NULL, 0);
+    struct engine_counters c_old, c_new;
+    engine_counters(old, &c_old);
+    engine_counters(sw->eng, &c_new);
+    /* Unsigned wrap-around makes base + new == old base + old even when new > old. */
+    t->life_ticks_base += engine_tick_count(old) - engine_tick_count(sw->eng);
+    t->life_steps_base += c_old.steps - c_new.steps;
+    t->life_refused_base += c_old.updates_refused - c_new.updates_refused;
+    t->life_resets_base += c_old.state_resets - c_new.state_resets;
     /* Counters of inputs and readouts that the new model also has carry over. */
     for (int i = 0; i < sw->lay->n_inputs; i++)
         if (sw->in_map[i] >= 0) {

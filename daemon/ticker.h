@@ -63,6 +63,12 @@ struct tick_stats {
     uint64_t swaps;                         /* hot swaps and restores since start */
     int64_t last_swap_gap_ns;     /* start of the last old tick to the start of the first new */
     uint64_t inputs_dropped_swap; /* inputs checked against a layout swapped out meanwhile */
+    /* Since the daemon started, across swaps and restores (which set the engine's own
+     * counts, `tick` and `eng`, back): never decrease. */
+    uint64_t life_ticks, life_steps, life_refused, life_resets;
+    /* tick_time and lateness since the daemon started: values measured and their sum */
+    uint64_t tick_time_count_total, lateness_count_total;
+    int64_t tick_time_sum_ns_total, lateness_sum_ns_total;
 };
 
 /* Per input staleness (inputs.<name> of the config). */
@@ -224,6 +230,11 @@ struct ticker {
     struct engine_norm_sweep sweep; /* the stats norms, a slice per tick */
     uint32_t gen;                   /* input generation of lay */
     uint64_t swaps, inputs_dropped_swap;
+    /* What the daemon-lifetime counts add to the engine's: at a swap each grows by the old
+     * engine's count minus the new one's, so the sum carries on where it was. */
+    uint64_t life_ticks_base, life_steps_base, life_refused_base, life_resets_base;
+    uint64_t tick_time_count_total, lateness_count_total; /* since start */
+    int64_t tick_time_sum_ns_total, lateness_sum_ns_total;
     int64_t last_swap_gap_ns;
     int64_t last_start_ns;     /* start of the latest tick */
     int64_t swap_old_start_ns; /* start of the last old tick, 0: no gap pending */

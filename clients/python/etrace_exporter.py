@@ -2,14 +2,18 @@
 """etrace_exporter: serves the Stats of one etraced as Prometheus metrics (Debian's
 python3-prometheus-client), on 127.0.0.1 by default. Client layer.
 
-    /usr/bin/python3 clients/python/etrace_exporter.py [--port 9464] [--addr 127.0.0.1]
+    /usr/bin/python3 clients/python/etrace_exporter.py [--port 29464] [--addr 127.0.0.1]
         [--stats EP | --config FILE] [--build DIR]
 
 It subscribes to the stats socket and answers every scrape from the newest Stats:
-counters since the daemon started (`*_total`), gauges for the last stats period, the
-tick time and lateness percentiles as `{quantile=...}` gauges in seconds, and one series
-per projection, input, readout, socket and cell, labelled by name. `etraced_up` is 1
-while Stats arrive (within 3 stats periods, at least 3 s)."""
+counters since the daemon started (`*_total`, never decreasing: a swap or restore does
+not set them back), the running model's own counts as gauges (`etraced_model_*`), gauges
+for the last stats period, the tick duration and lateness as summaries in seconds
+(quantiles over the last stats period; _count and _sum since start), `etraced_build_info`
+and `etraced_model_info`, and one series per projection, input, readout, socket and cell,
+labelled by name. `etraced_up` is 1 while Stats arrive (within 3 stats periods, at least
+3 s). The default port, 29464, is outside 9100-9999, the range of the Prometheus
+exporters' port list (9464 is OpenTelemetry's), and below Linux's ephemeral ports."""
 import argparse
 import os
 import sys
@@ -19,9 +23,14 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-QUANTILES = (("0.5", "p50_ns"), ("0.99", "p99_ns"), ("0.999", "p999_ns"), ("1", "max_ns"))
-REJECT_REASONS = ("undecodable", "wrong_size", "unknown_name", "non_finite", "oversized",
-                  "unknown_command", "bad_argument")
+QUANTILES = (("0.5", "p50_ns"), ("0.99", "p99_ns"), ("0.999", "p999_ns"))
+# The reasons each receiving socket can reject for (the PUB sockets receive nothing).
+SOCKET_REASONS = {
+    "input": ("undecodable", "wrong_size", "unknown_name", "non_finite", "oversized"),
+    "control": ("undecodable", "wrong_size", "unknown_name", "non_finite", "oversized",
+                "unknown_command", "bad_argument"),
+}
+DEFAULT_PORT = 29464
 
 
 class StatsCollector:
@@ -55,7 +64,8 @@ class StatsCollector:
                     continue
 
     def collect(self):
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+        from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
+                                            InfoMetricFamily, SummaryMetricFamily)
 
         with self.lock:
             s, rx = self.last, self.last_rx
@@ -65,47 +75,79 @@ class StatsCollector:
         if s is None:
             return
 
-        def counter(name, doc, value):
-            return CounterMetricFamily(name, doc, value=value)
+        def counter(name, doc, value, labels=None, label_values=None):
+            m = CounterMetricFamily(name, doc, labels=labels)
+            m.add_metric(label_values or [], value)
+            return m
 
         def gauge(name, doc, value):
             return GaugeMetricFamily(name, doc, value=value)
 
-        yield counter("etraced_ticks_total", "Ticks executed", s.tick)
-        yield counter("etraced_periods_total", "Tick periods elapsed", s.period_index)
+        yield InfoMetricFamily("etraced_build", "The daemon's version",
+                               value={"version": s.version or "unknown"})
+        model = [s.model_name, "%016x" % s.model_hash]
+        info = GaugeMetricFamily("etraced_model_info", "The running model (1), its name and "
+                                 "hash (FNV-1a 64, hex as etracectl prints it)",
+                                 labels=["model", "hash"])
+        info.add_metric(model, 1)
+        yield info
+        # Since the daemon started: never decrease, whatever is swapped in or restored.
+        yield counter("etraced_ticks_total", "Ticks run since the daemon started",
+                      s.ticks_total)
+        yield counter("etraced_optimizer_steps_total",
+                      "Optimizer steps applied since the daemon started", s.optimizer_steps_total)
+        yield counter("etraced_updates_refused_total",
+                      "Optimizer steps refused as non-finite since the daemon started",
+                      s.updates_refused_total)
+        yield counter("etraced_state_resets_total",
+                      "Cells reset after a non-finite state since the daemon started",
+                      s.state_resets_total)
+        yield counter("etraced_process_cpu_seconds_total", "The daemon's CPU time (user and "
+                      "system, every thread)", s.cpu_seconds)
+        yield gauge("etraced_process_resident_memory_bytes", "The daemon's resident memory",
+                    s.rss_bytes)
+        yield gauge("etraced_uptime_seconds", "Time since the daemon started", s.uptime_ns / 1e9)
+        # The running model's own counts: a restore sets them back, a load starts them again.
+        yield gauge("etraced_model_tick", "The running model's tick count (a restore sets it "
+                    "back)", s.tick)
+        yield gauge("etraced_model_optimizer_steps",
+                    "The running model's optimizer steps (a load without keep_weights starts "
+                    "them at 0)", s.optimizer_steps)
         yield gauge("etraced_period_seconds", "The tick period", s.period_ns / 1e9)
-        yield gauge("etraced_stats_sequence", "Number of the newest Stats", s.seq)
         yield gauge("etraced_stats_age_seconds", "Time since the newest Stats arrived",
                     time.monotonic() - rx)
-        for metric, field, doc in (
-                ("etraced_tick_time_seconds", "tick_time",
-                 "Tick start to finish over the last stats period (quantile 1: the maximum)"),
-                ("etraced_tick_lateness_seconds", "lateness",
-                 "Tick start minus its deadline over the last stats period (quantile 1: max)")):
-            g = GaugeMetricFamily(metric, doc, labels=["quantile"])
+        timings = [("etraced_tick_duration_seconds", "tick_time",
+                    "Tick start to finish (quantiles over the last stats period)")]
+        if not s.lockstep:  # lockstep ticks have no deadline to be late for
+            timings.append(("etraced_tick_lateness_seconds", "lateness",
+                            "Tick start minus its deadline (quantiles over the last stats "
+                            "period)"))
+        for metric, field, doc in timings:
             p = getattr(s, field)
+            m = SummaryMetricFamily(metric, doc, labels=[])
+            m.add_metric([], count_value=p.count_total, sum_value=p.sum_ns_total / 1e9)
             for q, attr in QUANTILES:
-                g.add_metric([q], getattr(p, attr) / 1e9)
-            yield g
-            yield gauge(metric + "_count", "Ticks measured in the last stats period", p.count)
-        yield counter("etraced_overruns_total", "Ticks that ended after the next deadline",
-                      s.overruns)
-        yield counter("etraced_skipped_periods_total",
-                      "Periods whose deadline passed before a tick could start", s.skipped)
+                m.add_sample(metric, {"quantile": q}, getattr(p, attr) / 1e9)
+            yield m
+            yield gauge(metric.replace("_seconds", "_max_seconds"),
+                        "The largest over the last stats period", p.max_ns / 1e9)
+        if not s.lockstep:
+            yield counter("etraced_overruns_total", "Ticks that ended after the next deadline",
+                          s.overruns)
+            yield counter("etraced_skipped_periods_total",
+                          "Periods whose deadline passed before a tick could start", s.skipped)
         yield counter("etraced_invalid_ticks_total", "Ticks whose Outputs had valid = false",
                       s.invalid_ticks)
-        yield counter("etraced_updates_refused_total", "Optimizer steps refused (non-finite)",
-                      s.updates_refused)
-        yield counter("etraced_state_resets_total", "Cells reset after a non-finite state",
-                      s.state_resets)
-        yield counter("etraced_optimizer_steps_total", "Optimizer steps", s.optimizer_steps)
-        yield counter("etraced_swaps_total", "Hot swaps", s.swaps)
-        yield gauge("etraced_last_swap_gap_seconds", "Last old to first new tick of the last swap",
-                    s.last_swap_gap_ns / 1e9)
-        yield counter("etraced_curve_denials_total", "CURVE clients refused", s.curve_denials)
-        yield gauge("etraced_loss_avg", "Mean loss over the last stats period's ticks with a "
+        yield counter("etraced_swaps_total", "Hot swaps and restores", s.swaps)
+        if s.swaps:
+            yield gauge("etraced_last_swap_gap_seconds",
+                        "Last old to first new tick of the last swap", s.last_swap_gap_ns / 1e9)
+        if s.curve_denials:
+            yield counter("etraced_curve_denials_total", "CURVE clients refused",
+                          s.curve_denials)
+        yield gauge("etraced_loss", "Mean loss over the last stats period's ticks with a "
                     "target", s.loss_avg)
-        yield gauge("etraced_reward_avg", "Mean reward per tick over the last stats period",
+        yield gauge("etraced_reward", "Mean reward per tick over the last stats period",
                     s.reward_avg)
         yield gauge("etraced_learning", "1 when learning is on", int(s.learning))
         yield gauge("etraced_learning_rate", "The optimizer's learning rate", s.lr)
@@ -119,28 +161,30 @@ class StatsCollector:
         peer = CounterMetricFamily("etraced_socket_peer_dropped_total",
                                    "Connections closed by the transport", labels=["socket"])
         drop = CounterMetricFamily("etraced_socket_dropped_total",
-                                   "Ticks whose outputs the loop could not take",
-                                   labels=["socket"])
+                                   "Messages lost for lack of room", labels=["socket"])
         for k in s.sockets:
             msgs.add_metric([k.name], k.accepted)
-            for r in REJECT_REASONS:
+            # Only the sockets that receive can reject; each reason where it can occur.
+            for r in SOCKET_REASONS.get(k.name, ()):
                 rej.add_metric([k.name, r], getattr(k, r))
             peer.add_metric([k.name], k.peer_dropped)
             drop.add_metric([k.name], k.dropped)
         yield from (msgs, rej, peer, drop)
 
-        for metric, attr, doc in (
-                ("etraced_input_frames_total", "frames", "Frames applied to a tick"),
+        for metric, attr, doc, only_spikes in (
+                ("etraced_input_frames_total", "frames", "Frames applied to a tick", False),
                 ("etraced_input_superseded_total", "superseded",
-                 "Frames overwritten before a tick read them"),
+                 "Frames overwritten before a tick read them", False),
                 ("etraced_input_dropped_overflow_total", "dropped_overflow",
-                 "Spike events over the input's size in one tick"),
+                 "Spike events over the input's size in one tick", True),
                 ("etraced_input_stale_ticks_total", "stale_ticks",
-                 "Ticks at which the input was stale")):
+                 "Ticks at which the input was stale", False)):
             m = CounterMetricFamily(metric, doc, labels=["input"])
             for i in s.inputs:
-                m.add_metric([i.name], getattr(i, attr))
-            yield m
+                if i.spikes or not only_spikes:
+                    m.add_metric([i.name], getattr(i, attr))
+            if m.samples:
+                yield m
         for metric, attr, doc in (
                 ("etraced_readout_targets_total", "targets", "Targets applied"),
                 ("etraced_readout_superseded_total", "superseded",
@@ -149,30 +193,35 @@ class StatsCollector:
             for r in s.readouts:
                 m.add_metric([r.name], getattr(r, attr))
             yield m
-        for metric, attr, doc in (
-                ("etraced_projection_weight_norm", "w_norm", "||W|| (weight and bias)"),
-                ("etraced_projection_drift", "drift_norm", "||W - W0||, W0 the weights at load"),
+        norms = [("etraced_projection_weight_norm", "w_norm", "||W|| (weight and bias)")]
+        if s.optimizer_steps_total:  # the weights move only when a model learns
+            norms += [
+                ("etraced_projection_drift_norm", "drift_norm",
+                 "||W - W0||, W0 the weights at load"),
                 ("etraced_projection_delta_norm", "delta_norm",
                  "||delta W|| over the last stats period"),
                 ("etraced_projection_grad_norm", "grad_norm",
                  "||gradient|| of the last optimizer step"),
-                ("etraced_projection_trace_norm", "trace_norm", "||traces||")):
+                ("etraced_projection_trace_norm", "trace_norm", "||traces||")]
+        for metric, attr, doc in norms:
             m = GaugeMetricFamily(metric, doc, labels=["projection"])
             for p in s.projections:
                 m.add_metric([p.name], getattr(p, attr))
             yield m
-        m = GaugeMetricFamily("etraced_cell_rate",
-                              "Mean spikes per neuron per tick over the last stats period",
-                              labels=["cell"])
-        for c in s.cells:
-            m.add_metric([c.name], c.rate)
-        yield m
+        if s.cells:
+            m = GaugeMetricFamily("etraced_cell_spike_rate",
+                                  "Mean spikes per neuron per tick over the last stats period",
+                                  labels=["cell"])
+            for c in s.cells:
+                m.add_metric([c.name], c.rate)
+            yield m
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--addr", default="127.0.0.1", help="address to serve on (127.0.0.1)")
-    ap.add_argument("--port", type=int, default=9464, help="port (0: any free one; 9464)")
+    ap.add_argument("--port", type=int, default=DEFAULT_PORT,
+                    help="port (0: any free one; default %d)" % DEFAULT_PORT)
     ap.add_argument("--stats", help="the daemon's stats endpoint (default: its default)")
     ap.add_argument("--config", help="a daemon config to read the stats endpoint from")
     ap.add_argument("--build", help="the build directory holding python/etrace_pb2.py")

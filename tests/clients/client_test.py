@@ -93,9 +93,21 @@ class TimerDaemonTest(unittest.TestCase):
             self.c.send_target("action", [0.5, -0.5])
             self.c.send_reward(1.0)
             time.sleep(0.003)
-        self.c.send_spikes("sensors", [0])  # an analog input: rejected, counted
-        self.c.send_frame("sensors", [1.0])  # wrong size: rejected, counted
-        self.c.send_frame("nosuch", [1.0])  # unknown name: rejected, counted
+        # Refused here, with what the model expects...
+        with self.assertRaises(etrace.EtraceError) as cm:
+            self.c.send_frame("sensors", [1.0])
+        self.assertEqual(cm.exception.code, "WRONG_SIZE")
+        self.assertIn("input 'sensors' takes 4 values, not 1", cm.exception.message)
+        with self.assertRaises(etrace.EtraceError) as cm:
+            self.c.send_target("action", [1.0, 2.0, 3.0])
+        self.assertIn("readout 'action' takes targets of 2 values, not 3", cm.exception.message)
+        with self.assertRaises(etrace.EtraceError) as cm:
+            self.c.send_frame("nosuch", [1.0])
+        self.assertEqual(cm.exception.code, "UNKNOWN_NAME")
+        # ... and, sent unchecked, rejected and counted by the daemon.
+        self.c.send_input(spikes={"sensors": [0]}, check=False)  # an analog input
+        self.c.send_input(inputs={"sensors": [1.0]}, check=False)  # wrong size
+        self.c.send_input(inputs={"nosuch": [1.0]}, check=False)  # unknown name
 
         def done():
             s = self.c.stats()
@@ -105,6 +117,24 @@ class TimerDaemonTest(unittest.TestCase):
                   inp.wrong_size >= 2 and inp.unknown_name >= 1)
             return s if ok else None
         self.assertIsNotNone(wait_for(done))
+
+    def test_latest_output(self):
+        """latest_output returns the newest Output, not the oldest queued one: after a
+        pause of 0.3 s its tick is within a few of the daemon's, where the queue's next
+        is ~300 ticks older."""
+        queued = self.c.outputs(readout="action", timeout_ms=3000)
+        first = next(queued)
+        self.c.latest_output("action", timeout_ms=3000)  # subscribes
+        time.sleep(0.3)
+        latest = self.c.latest_output("action", timeout_ms=3000)
+        old = next(queued)
+        tick = self.c.status().tick
+        print("latest_output: tick %d, queue's next %d, daemon %d" % (latest.tick, old.tick,
+                                                                        tick))
+        self.assertEqual(latest.readout, "action")
+        self.assertLess(old.tick, first.tick + 50)
+        self.assertGreater(latest.tick, old.tick + 100)
+        self.assertLessEqual(latest.tick, tick)
 
     def test_outputs_iterator(self):
         outs = list(self.c.outputs(readout="action", count=5, timeout_ms=3000))

@@ -80,27 +80,66 @@ class ExporterTest(unittest.TestCase):
         a = self.scrape_up()
         for key in ('etraced_tick_lateness_seconds{quantile="0.5"}',
                     'etraced_tick_lateness_seconds{quantile="0.99"}',
-                    'etraced_tick_lateness_seconds{quantile="1"}',
-                    'etraced_tick_time_seconds{quantile="0.99"}',
-                    'etraced_projection_drift{projection="w_in"}',
-                    'etraced_projection_drift{projection="w_out"}',
+                    'etraced_tick_lateness_seconds_count', 'etraced_tick_lateness_seconds_sum',
+                    'etraced_tick_duration_seconds{quantile="0.99"}',
+                    'etraced_tick_duration_seconds_count', 'etraced_tick_duration_max_seconds',
+                    'etraced_projection_drift_norm{projection="w_in"}',
+                    'etraced_projection_drift_norm{projection="w_out"}',
                     'etraced_projection_grad_norm{projection="w_in"}',
                     'etraced_input_frames_total{input="sensors"}',
                     'etraced_readout_targets_total{readout="action"}',
                     'etraced_socket_rejected_total{reason="wrong_size",socket="input"}',
-                    'etraced_skipped_periods_total', 'etraced_loss_avg',
+                    'etraced_build_info{version="0.1"}',
+                    'etraced_model_info{hash="%016x",model="ctest"}' % self.model_hash(),
+                    'etraced_skipped_periods_total', 'etraced_loss',
                     'etraced_learning_rate', 'etraced_period_seconds'):
             self.assertIn(key, a)
         self.assertEqual(a["etraced_period_seconds"], 1e-3)
+        # No series that cannot be non-zero: the PUB sockets reject nothing, an analog
+        # input never overflows.
+        self.assertNotIn('etraced_socket_rejected_total{reason="undecodable",socket="output"}', a)
+        self.assertNotIn('etraced_input_dropped_overflow_total{input="sensors"}', a)
         time.sleep(0.6)
         b = self.scrape()
         self.assertGreater(b["etraced_ticks_total"], a["etraced_ticks_total"])
-        self.assertGreater(b["etraced_stats_sequence"], a["etraced_stats_sequence"])
+        self.assertGreater(b["etraced_tick_duration_seconds_count"],
+                           a["etraced_tick_duration_seconds_count"])
         self.assertGreater(b['etraced_input_frames_total{input="sensors"}'],
                            a['etraced_input_frames_total{input="sensors"}'])
-        self.assertNotEqual(b['etraced_projection_drift{projection="w_in"}'],
-                            a['etraced_projection_drift{projection="w_in"}'])
-        self.assertGreater(b['etraced_projection_drift{projection="w_in"}'], 0.0)
+        self.assertNotEqual(b['etraced_projection_drift_norm{projection="w_in"}'],
+                            a['etraced_projection_drift_norm{projection="w_in"}'])
+        self.assertGreater(b['etraced_projection_drift_norm{projection="w_in"}'], 0.0)
+
+    def model_hash(self):
+        with self.d.client() as c:
+            return c.status().model_hash
+
+    def test_promtool_check_metrics(self):
+        """`promtool check metrics` (Debian's prometheus package) finds nothing to lint."""
+        self.scrape_up()
+        with urllib.request.urlopen(self.url, timeout=5) as r:
+            text = r.read().decode()
+        p = subprocess.run(["promtool", "check", "metrics"], input=text, text=True,
+                           capture_output=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertEqual(p.stdout + p.stderr, "")
+
+    def test_counters_survive_a_swap(self):
+        """A load without keep_weights starts the model's own steps again; the _total
+        counters carry on."""
+        a = self.scrape_up()
+        with self.d.client() as c:
+            c.load_text(common.MODEL)
+        deadline = time.monotonic() + 5
+        b = self.scrape()
+        while time.monotonic() < deadline and b["etraced_swaps_total"] < 1:
+            time.sleep(0.1)
+            b = self.scrape()
+        self.assertEqual(b["etraced_swaps_total"], 1)
+        self.assertLess(b["etraced_model_optimizer_steps"], a["etraced_optimizer_steps_total"])
+        self.assertGreaterEqual(b["etraced_optimizer_steps_total"],
+                                a["etraced_optimizer_steps_total"])
+        self.assertGreaterEqual(b["etraced_ticks_total"], a["etraced_ticks_total"])
 
     def test_down_when_daemon_stops(self):
         self.scrape_up()
@@ -119,6 +158,8 @@ class ExporterCurveTest(ExporterTest):
 
     test_metrics_change = None  # shown over ipc above
     test_down_when_daemon_stops = None
+    test_promtool_check_metrics = None
+    test_counters_survive_a_swap = None
 
     def setUp(self):
         if not zmq.has("curve"):

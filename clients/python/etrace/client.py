@@ -130,6 +130,8 @@ class Client:
         self._ids = itertools.count(((os.getpid() & 0xffffffff) << 32) |
                                     ((int(time.time()) & 0xffff) << 16))
         self._seq = itertools.count(1)
+        self._layout = None   # a Status naming the model's inputs and readouts (cached)
+        self._latest = {}     # readout topic -> its SUB socket, for latest_output()
 
     def _socket(self, kind):
         """A new socket of this client, with its CURVE keys when it has them."""
@@ -361,10 +363,65 @@ class Client:
             msg.signals.add(reward=float(reward))
         return msg
 
-    def send_input(self, inputs=None, spikes=None, targets=None, reward=None, seq=None):
-        """Sends one Input (frames and signals applied to the same tick)."""
+    def _misfit(self, status, msg):
+        """Why msg does not fit the model `status` names, or None."""
+        ins = {i.name: i for i in status.inputs}
+        outs = {r.name: r for r in status.readouts}
+        for f in msg.frames:
+            i = ins.get(f.name)
+            if i is None:
+                return "the model %r has no input %r" % (status.model_name, f.name)
+            if not f.values and not f.spikes:
+                continue
+            if i.spikes != (len(f.spikes) > 0 and not f.values):
+                return "input %r is %s" % (f.name, "a spikes input: send spike indices"
+                                           if i.spikes else "an analog input: send values")
+            if not i.spikes and len(f.values) != i.size:
+                return "input %r takes %d values, not %d" % (f.name, i.size, len(f.values))
+        for g in msg.signals:
+            kind = g.WhichOneof("kind")
+            if kind == "reward":
+                continue
+            r = outs.get(g.readout)
+            if r is None:
+                return "the model %r has no readout %r" % (status.model_name, g.readout)
+            if kind == "target" and len(g.target.values) != r.size:
+                return "readout %r takes targets of %d values, not %d" % (
+                    g.readout, r.size, len(g.target.values))
+            if kind == "class_index" and not 0 <= g.class_index < r.size:
+                return "readout %r has %d classes: index %d is out of range" % (
+                    g.readout, r.size, g.class_index)
+        return None
+
+    def check_input(self, msg):
+        """Checks an Input against the running model's inputs and readouts (names, kinds,
+        sizes) as `status` reports them, cached after the first call and asked again once
+        on a mismatch (the model may have been swapped). Raises EtraceError (code
+        WRONG_SIZE or UNKNOWN_NAME) with the expected size; does nothing when the daemon
+        does not answer (its own checks remain)."""
+        for refresh in (False, True):
+            if self._layout is None or refresh:
+                try:
+                    self._layout = self.status()
+                except EtraceError:
+                    self._layout = None
+                    return
+            if not self._layout.inputs:
+                return  # a daemon that does not name them
+            why = self._misfit(self._layout, msg)
+            if why is None:
+                return
+        raise EtraceError(why, "UNKNOWN_NAME" if "has no" in why else "WRONG_SIZE")
+
+    def send_input(self, inputs=None, spikes=None, targets=None, reward=None, seq=None,
+                   check=True):
+        """Sends one Input (frames and signals applied to the same tick). With check (the
+        default) a frame or target that does not fit the model raises EtraceError here
+        (check_input) instead of being sent and only counted as rejected."""
         msg = self._fill_input(pb.Input(), inputs, spikes, targets, reward,
                                next(self._seq) if seq is None else seq)
+        if check:
+            self.check_input(msg)
         self.send_raw(msg.SerializeToString())
 
     def send_raw(self, data):
@@ -430,6 +487,25 @@ class Client:
         `count`; raises EtraceTimeout after timeout_ms without one (None: wait forever).
         The subscription starts with the first next()."""
         return self._iterate("output", readout, pb.Output, count, timeout_ms)
+
+    def latest_output(self, readout="", timeout_ms=None):
+        """The newest Output published (readout: a name, "" for any), not the oldest
+        queued: a conflated view of outputs(). The first call subscribes; each call drains
+        what arrived since and returns the last, or waits up to timeout_ms (None: forever)
+        for the next one when nothing arrived (EtraceTimeout then)."""
+        s = self._latest.get(readout)
+        if s is None:
+            s = self._latest[readout] = self._subscribe("output", readout)
+        newest = None
+        while True:
+            while s.poll(0):
+                newest = s.recv_multipart()[-1]
+            if newest is not None:
+                m = pb.Output()
+                m.ParseFromString(newest)
+                return m
+            if not s.poll(timeout_ms if timeout_ms is not None else -1):
+                raise EtraceTimeout("no output within %d ms" % timeout_ms)
 
     def stats_stream(self, count=None, timeout_ms=None):
         """Iterates over the Stats published every stats period (as outputs())."""
