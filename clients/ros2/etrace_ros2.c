@@ -89,7 +89,7 @@ descriptor(enum r2map_type t)
 
 /* The RIHS01 type hashes ROS 2 (Iron and later) advertises in USER_DATA as
  * "typehash=...;": constants of the type descriptions, checked against rosbags'
- * hash_rihs01 by tests/bridge/ros2_wire_test.py. */
+ * hash_rihs01 by tests/bridge/ros2/wire_test.py. */
 static const char *
 type_hash(enum r2map_type t)
 {

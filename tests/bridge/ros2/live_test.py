@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import ros2_common  # noqa: E402
+import common as ros2_common  # noqa: E402
 
 MODEL = """name: ros2-live
 dt: 5.0e-3

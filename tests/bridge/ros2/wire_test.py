@@ -13,7 +13,7 @@ import numpy as np
 from rosbags.typesys import Stores, get_typestore
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import ros2_common  # noqa: E402
+import common as ros2_common  # noqa: E402
 
 MAP = """topics:
   - {topic: /cmd, type: std_msgs/msg/Float32MultiArray, publish: action}

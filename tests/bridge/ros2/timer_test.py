@@ -11,7 +11,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import ros2_common  # noqa: E402
+import common as ros2_common  # noqa: E402
 
 MODEL = """name: ros2-timer
 dt: 5.0e-3
