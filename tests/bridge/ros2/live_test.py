@@ -46,7 +46,7 @@ report_s: 0
 daemon: {control: "ipc://%(dir)s/control", input: "ipc://%(dir)s/input", output: "ipc://%(dir)s/output"}
 topics:
   - {topic: /joint_states, type: sensor_msgs/msg/JointState, input: joints,
-     joints: [shoulder, elbow], fields: [position, velocity]}
+     joints: [shoulder, elbow], fields: [position, velocity], depth: 1000}
   - {topic: /teacher, type: std_msgs/msg/Float32MultiArray, target: action, size: 2}
   - {topic: /cmd, type: std_msgs/msg/Float32MultiArray, publish: action, depth: 2000}
   - {topic: /cmd_vel, type: geometry_msgs/msg/Twist, publish: action, fields: [linear.x, angular.z],
@@ -220,8 +220,21 @@ def main():
                 while time.monotonic() < next_t:
                     rclpy.spin_once(node, timeout_sec=max(0.0, next_t - time.monotonic()))
 
+        def settle():
+            """Spins until no output has arrived for 2 s (bounded): on a busy machine the
+            bridge and the node may still be working through a backlog."""
+            end = time.monotonic() + 120
+            last, quiet_since = -1, time.monotonic()
+            while time.monotonic() < end:
+                spin_for(0.1)
+                n = len(got["cmd"]) + len(got["cmd_vel"]) + len(got["joint_cmd"])
+                if n != last:
+                    last, quiet_since = n, time.monotonic()
+                elif time.monotonic() - quiet_since > 2.0:
+                    return
+
         publish_round(N_GOOD, True)
-        spin_for(1.0)
+        settle()
         n_phase1 = len(got["cmd"])
 
         # The daemon restarts: the bridge counts the Steps that fail (each waits out the
@@ -240,7 +253,7 @@ def main():
             spin_for(0.1)
         spin_for(1.0)
         publish_round(200, False)
-        spin_for(1.0)
+        settle()
         n_after = len(got["cmd"]) - n_phase1
 
         bridge.send_signal(signal.SIGINT)

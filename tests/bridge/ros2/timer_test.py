@@ -101,8 +101,12 @@ def main():
             next_t = t0 + (k + 1) / 200.0
             while time.monotonic() < next_t:
                 rclpy.spin_once(node, timeout_sec=max(0.0, next_t - time.monotonic()))
-        spin_for(0.5)
         elapsed = time.monotonic() - t0
+        # The outputs of the ticks after the last frame carry 0.5 * (399 + 1) = 200: wait
+        # (bounded) until one reached rclpy, however busy the machine is.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (got and got[-1][0] >= 199.5):
+            spin_for(0.1)
         stats = json.loads(subprocess.run(ctl + ["--json", "stats"], env=env,
                                           capture_output=True, text=True).stdout)
         bridge.send_signal(signal.SIGINT)
@@ -125,12 +129,11 @@ def main():
         check(js_rep["forwarded"] >= 300, "JointStates forwarded: %d of 400" % js_rep["forwarded"])
         check(frames >= js_rep["forwarded"] - 5 and frames <= js_rep["forwarded"],
               "frames the daemon counted %d, the bridge forwarded %d" % (frames, js_rep["forwarded"]))
-        rate = len(got) / elapsed
-        check(rate > 100, "outputs received by rclpy: %d in %.2f s (%.0f/s; 200 ticks/s)"
-              % (len(got), elapsed, rate))
-        tail = [v[0] for v in got[-50:]]
-        check(all(v >= 0.5 * 300 for v in tail),
-              "outputs follow the frames (0.5 * (j0 + j1)): last %s" % tail[-3:])
+        check(len(got) >= 100, "outputs received by rclpy: %d (200 ticks/s, %.2f s of frames)"
+              % (len(got), elapsed))
+        check(got and got[-1][0] == 200.0,
+              "outputs follow the frames (0.5 * (j0 + j1) = 200 after the last): %s"
+              % (got[-1] if got else None))
         check(report["/cmd"]["published"] >= len(got), "bridge published %d, rclpy got %d"
               % (report["/cmd"]["published"], len(got)))
     print("ros2-timer: %d passed, %d failed" % (len(passed), len(failed)))
