@@ -21,7 +21,7 @@ sys.path.insert(0, HERE)
 
 QUANTILES = (("0.5", "p50_ns"), ("0.99", "p99_ns"), ("0.999", "p999_ns"), ("1", "max_ns"))
 REJECT_REASONS = ("undecodable", "wrong_size", "unknown_name", "non_finite", "oversized",
-                  "unknown_command", "bad_argument")
+                  "unknown_command", "bad_argument", "over_ring")
 
 
 class StatsCollector:
@@ -121,13 +121,20 @@ class StatsCollector:
         drop = CounterMetricFamily("etraced_socket_dropped_total",
                                    "Ticks whose outputs the loop could not take",
                                    labels=["socket"])
+        conns = GaugeMetricFamily("etraced_socket_connections",
+                                  "Connections (subscribers) open now", labels=["socket"])
+        refused = CounterMetricFamily("etraced_socket_connections_refused_total",
+                                      "Connections closed at once for limits.connections or "
+                                      "limits.subscribers", labels=["socket"])
         for k in s.sockets:
+            conns.add_metric([k.name], k.connections)
+            refused.add_metric([k.name], k.connections_refused)
             msgs.add_metric([k.name], k.accepted)
             for r in REJECT_REASONS:
                 rej.add_metric([k.name, r], getattr(k, r))
             peer.add_metric([k.name], k.peer_dropped)
             drop.add_metric([k.name], k.dropped)
-        yield from (msgs, rej, peer, drop)
+        yield from (msgs, rej, peer, drop, conns, refused)
 
         for metric, attr, doc in (
                 ("etraced_input_frames_total", "frames", "Frames applied to a tick"),
