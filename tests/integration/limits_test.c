@@ -6,6 +6,7 @@
  * Environment: ETRACED overrides the binary (default: BUILD/etraced next to this test). */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -473,6 +474,59 @@ test_limits_idle_subscribers(void **state)
     assert_int_equal(daemon_run_stop(&r), 0);
 }
 
+/* limits.subscribers is reloadable: a subscriber refused at 2 gets in once SIGHUP raises
+ * the limit (it reconnects by itself). */
+static void
+test_limits_subscribers_reload(void **state)
+{
+    struct daemon_run r;
+    void *subs[3];
+    (void)state;
+    daemon_run_start(&r, model_text, "stats_period_ms: 100\nlimits: {subscribers: 2}\n");
+    void *ctx = zmq_ctx_new();
+    int zero = 0, ivl = 100;
+    for (int i = 0; i < 3; i++) {
+        subs[i] = zmq_socket(ctx, ZMQ_SUB);
+        zmq_setsockopt(subs[i], ZMQ_LINGER, &zero, sizeof(zero));
+        zmq_setsockopt(subs[i], ZMQ_RECONNECT_IVL, &ivl, sizeof(ivl));
+        zmq_setsockopt(subs[i], ZMQ_SUBSCRIBE, "", 0);
+        assert_int_equal(zmq_connect(subs[i], r.ep[1]), 0);
+    }
+    uint64_t n_open = 0, n_refused = 0;
+    for (int64_t until = daemon_run_now_ms() + 5000; daemon_run_now_ms() < until;) {
+        Etrace__Stats *st = daemon_run_stats(&r);
+        n_open = daemon_run_sock(st, "output")->connections;
+        n_refused = daemon_run_sock(st, "output")->connections_refused;
+        etrace__stats__free_unpacked(st, NULL);
+        if (n_open == 2 && n_refused >= 1)
+            break;
+    }
+    print_message("limit 2: %llu open, %llu refused\n", (unsigned long long)n_open,
+                  (unsigned long long)n_refused);
+    assert_int_equal(n_open, 2);
+    assert_true(n_refused >= 1);
+    char cfg[4096];
+    snprintf(cfg, sizeof(cfg),
+             "model: model.yaml\nendpoints: {input: %s, output: %s, control: %s, stats: %s}\n"
+             "stats_period_ms: 100\nlimits: {subscribers: 5}\n",
+             r.ep[0], r.ep[1], r.ep[2], r.ep[3]);
+    daemon_run_write_file(r.cfg, cfg);
+    assert_int_equal(kill(r.pid, SIGHUP), 0);
+    for (int64_t until = daemon_run_now_ms() + 5000; daemon_run_now_ms() < until;) {
+        Etrace__Stats *st = daemon_run_stats(&r);
+        n_open = daemon_run_sock(st, "output")->connections;
+        etrace__stats__free_unpacked(st, NULL);
+        if (n_open == 3)
+            break;
+    }
+    print_message("after SIGHUP to 5: %llu open\n", (unsigned long long)n_open);
+    assert_int_equal(n_open, 3);
+    for (int i = 0; i < 3; i++)
+        zmq_close(subs[i]);
+    zmq_ctx_term(ctx);
+    assert_int_equal(daemon_run_stop(&r), 0);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -485,6 +539,7 @@ main(int argc, char **argv)
         cmocka_unit_test_teardown(test_limits_control_stall, daemon_run_teardown),
         cmocka_unit_test_teardown(test_limits_export_big_model, daemon_run_teardown),
         cmocka_unit_test_teardown(test_limits_idle_subscribers, daemon_run_teardown),
+        cmocka_unit_test_teardown(test_limits_subscribers_reload, daemon_run_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
