@@ -39,6 +39,14 @@ status_rtt_ms(struct daemon_run *r)
     return rc == ETRACE_OK ? daemon_run_now_ms() - t0 : -1;
 }
 
+/* The bound on a `status` round trip during an attack: 1 s; 3 s under a sanitizer, which
+ * slows libzmq's copying of the attack's big frames (its I/O thread, not the loop). */
+static int64_t
+rtt_bound_ms(void)
+{
+    return daemon_run_sanitized() ? 3000 : 1000;
+}
+
 /* Fails the test when the daemon is no longer running (an abort, say). */
 static void
 assert_alive(struct daemon_run *r)
@@ -209,7 +217,7 @@ test_limits_input_flood_memory_flat(void **state)
                   sent, len, timeouts, rss0, rss_max, (long long)rtt_max);
     if (!daemon_run_sanitized())
         assert_true(rss_max - rss0 < bound_kib);
-    assert_true(rtt_max >= 0 && rtt_max < 1000);
+    assert_true(rtt_max >= 0 && rtt_max < rtt_bound_ms());
     daemon_run_sleep_ms(300);
     assert_alive(&r);
     Etrace__Stats *st = daemon_run_stats(&r);
@@ -332,7 +340,7 @@ test_limits_control_stall(void **state)
     print_message("%d steps of %zu bytes sent; %d status round trips, max %lld ms (-1: not "
                   "answered in 5 s)\n",
                   N_HUGE, len, n_status, (long long)rtt_max);
-    assert_true(rtt_max >= 0 && rtt_max < 1000);
+    assert_true(rtt_max >= 0 && rtt_max < rtt_bound_ms());
     int n_oversized = 0;
     for (int k = 0; k < N_HUGE; k++) {
         zmq_msg_t m;
