@@ -916,8 +916,9 @@ fill_export(struct daemon *d, struct reply_buf *rb, uint8_t *buf, char *names, s
     return 0;
 }
 
-/* An export reply packed on a worker: the weights may be hundreds of megabytes, which the
- * loop thread must not copy. Everything the Reply points into is the job's. */
+/* An export reply over CONTROL_INLINE_BYTES, packed on a worker: the weights may be hundreds
+ * of megabytes, which the loop thread must not copy. Everything the Reply points into is
+ * the job's. */
 struct export_job {
     uv_work_t work;
     struct daemon *d;
@@ -1008,6 +1009,8 @@ control_on_result(struct daemon *d, struct daemon_pending *p, const struct tick_
                   size_t len)
 {
     struct reply_buf rb;
+    char *names = NULL;
+    const size_t stride = 160;
 
     memset(&rb, 0, sizeof(rb));
     etrace__reply__init(&rb.reply);
@@ -1017,10 +1020,15 @@ control_on_result(struct daemon *d, struct daemon_pending *p, const struct tick_
     } else if (r->type == TICK_CMD_STEP && len >= sizeof(*r) + d->lay.output_bytes) {
         if (fill_step(d, &rb, (const struct wire_output *)(const void *)(r + 1)))
             reply_error(&rb, ETRACE__ERROR__CODE__INTERNAL, "out of memory");
-    } else if (r->type == TICK_CMD_EXPORT) {
+    } else if (r->type == TICK_CMD_EXPORT && d->lay.export_bytes > CONTROL_INLINE_BYTES) {
         if (!queue_export(d, p, r->status.tick))
             return;
         reply_error(&rb, ETRACE__ERROR__CODE__INTERNAL, "out of memory");
+    } else if (r->type == TICK_CMD_EXPORT) {
+        /* Small enough to pack here: a worker may be busy with a checkpoint's fsync. */
+        names = calloc(4 * (size_t)d->lay.n_projs + 1, stride);
+        if (!names || fill_export(d, &rb, p->buf, names, stride, r->status.tick))
+            reply_error(&rb, ETRACE__ERROR__CODE__INTERNAL, "out of memory");
     } else {
         reply_status(d, &rb, &r->status);
     }
@@ -1028,6 +1036,7 @@ control_on_result(struct daemon *d, struct daemon_pending *p, const struct tick_
         send_reply(d, p->env, p->n_env, &rb);
         p->n_env = 0;
     }
+    free(names);
     reply_buf_fini(&rb);
     daemon_pending_free(p);
 }
