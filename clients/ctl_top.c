@@ -78,7 +78,7 @@ static uint64_t
 rejected(const Etrace__SocketStats *k)
 {
     return k->undecodable + k->wrong_size + k->unknown_name + k->non_finite + k->oversized +
-           k->unknown_command + k->bad_argument;
+           k->unknown_command + k->bad_argument + k->over_ring;
 }
 
 static struct top_proj *

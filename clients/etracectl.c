@@ -215,13 +215,16 @@ print_stats(const Etrace__Stats *s)
         const Etrace__SocketStats *k = s->sockets[i];
         printf("socket %-8s accepted %llu  undecodable %llu  wrong_size %llu  unknown_name %llu"
                "  non_finite %llu  oversized %llu  unknown_command %llu  bad_argument %llu"
-               "  peer_dropped %llu  dropped %llu  curve_denied %llu\n",
+               "  peer_dropped %llu  dropped %llu  curve_denied %llu  over_ring %llu"
+               "  connections %llu  connections_refused %llu  handler_max %.3f ms\n",
                k->name, (unsigned long long)k->accepted, (unsigned long long)k->undecodable,
                (unsigned long long)k->wrong_size, (unsigned long long)k->unknown_name,
                (unsigned long long)k->non_finite, (unsigned long long)k->oversized,
                (unsigned long long)k->unknown_command, (unsigned long long)k->bad_argument,
                (unsigned long long)k->peer_dropped, (unsigned long long)k->dropped,
-               (unsigned long long)k->curve_denied);
+               (unsigned long long)k->curve_denied, (unsigned long long)k->over_ring,
+               (unsigned long long)k->connections, (unsigned long long)k->connections_refused,
+               (double)k->handler_max_ns / 1e6);
     }
     for (size_t i = 0; i < s->n_inputs; i++)
         printf("input %-10s frames %llu  superseded %llu  dropped_overflow %llu  stale_ticks "

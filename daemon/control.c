@@ -963,6 +963,94 @@ fill_export(struct daemon *d, struct reply_buf *rb, uint8_t *buf, char *names, s
     return 0;
 }
 
+/* An export reply over CONTROL_INLINE_BYTES, packed on a worker: the weights may be hundreds
+ * of megabytes, which the loop thread must not copy. Everything the Reply points into is
+ * the job's. */
+struct export_job {
+    uv_work_t work;
+    struct daemon *d;
+    struct reply_buf rb;
+    char *names;                        /* tensor names (fill_export) */
+    void *buf;                          /* the export buffer the tick thread filled */
+    zmq_msg_t env[DAEMON_MAX_ENVELOPE]; /* the ROUTER envelope, moved from the request */
+    int n_env;
+    uint8_t *out; /* the packed Reply, or NULL (no memory) */
+    size_t out_len;
+};
+
+static void
+export_pack(uv_work_t *w)
+{
+    struct export_job *j = w->data;
+    j->out_len = etrace__reply__get_packed_size(&j->rb.reply);
+    j->out = malloc(j->out_len ? j->out_len : 1);
+    if (j->out)
+        etrace__reply__pack(&j->rb.reply, j->out);
+}
+
+static void
+export_done(uv_work_t *w, int status)
+{
+    struct export_job *j = w->data;
+    struct daemon *d = j->d;
+    (void)status;
+    if (d->stopping || !j->n_env) {
+        free(j->out); /* the socket may be closed already: nobody to answer */
+        for (int i = 0; i < j->n_env; i++)
+            zmq_msg_close(&j->env[i]);
+    } else if (j->out) {
+        endpoint_send_reply_owned(&d->ep[CONFIG_EP_CONTROL], j->env, j->n_env, j->out, j->out_len);
+    } else {
+        struct reply_buf rb;
+        memset(&rb, 0, sizeof(rb));
+        etrace__reply__init(&rb.reply);
+        rb.reply.id = j->rb.reply.id;
+        reply_error(&rb, ETRACE__ERROR__CODE__INTERNAL, "out of memory for a reply of %zu bytes",
+                    j->out_len);
+        send_reply(d, j->env, j->n_env, &rb);
+    }
+    reply_buf_fini(&j->rb);
+    free(j->names);
+    free(j->buf);
+    free(j);
+}
+
+/* Hands the export result of p to a worker to pack; frees p. Returns 0, or -1 (no memory:
+ * p is untouched, the caller answers). */
+static int
+queue_export(struct daemon *d, struct daemon_pending *p, uint64_t tick)
+{
+    const size_t stride = 160;
+    struct export_job *j = calloc(1, sizeof(*j));
+    if (!j)
+        return -1;
+    etrace__reply__init(&j->rb.reply);
+    j->rb.reply.id = p->req_id;
+    j->names = calloc(4 * (size_t)d->lay.n_projs + 1, stride);
+    if (!j->names || fill_export(d, &j->rb, p->buf, j->names, stride, tick)) {
+        reply_buf_fini(&j->rb);
+        free(j->names);
+        free(j);
+        return -1;
+    }
+    j->d = d;
+    j->work.data = j;
+    j->buf = p->buf;
+    p->buf = NULL;
+    for (int i = 0; i < p->n_env; i++) {
+        zmq_msg_init(&j->env[i]);
+        zmq_msg_move(&j->env[i], &p->env[i]);
+    }
+    j->n_env = p->n_env;
+    p->n_env = 0;
+    daemon_pending_free(p);
+    if (uv_queue_work(&d->loop, &j->work, export_pack, export_done)) {
+        export_pack(&j->work); /* no worker: pack here rather than fail */
+        export_done(&j->work, 0);
+    }
+    return 0;
+}
+
 void
 control_on_result(struct daemon *d, struct daemon_pending *p, const struct tick_result *r,
                   size_t len)
@@ -979,7 +1067,12 @@ control_on_result(struct daemon *d, struct daemon_pending *p, const struct tick_
     } else if (r->type == TICK_CMD_STEP && len >= sizeof(*r) + d->lay.output_bytes) {
         if (fill_step(d, &rb, (const struct wire_output *)(const void *)(r + 1)))
             reply_error(&rb, ETRACE__ERROR__CODE__INTERNAL, "out of memory");
+    } else if (r->type == TICK_CMD_EXPORT && d->lay.export_bytes > CONTROL_INLINE_BYTES) {
+        if (!queue_export(d, p, r->status.tick))
+            return;
+        reply_error(&rb, ETRACE__ERROR__CODE__INTERNAL, "out of memory");
     } else if (r->type == TICK_CMD_EXPORT) {
+        /* Small enough to pack here: a worker may be busy with a checkpoint's fsync. */
         names = calloc(4 * (size_t)d->lay.n_projs + 1, stride);
         if (!names || fill_export(d, &rb, p->buf, names, stride, r->status.tick))
             reply_error(&rb, ETRACE__ERROR__CODE__INTERNAL, "out of memory");

@@ -351,6 +351,44 @@ endpoint_send_reply(struct endpoint *ep, zmq_msg_t *envelope, int n_env, const v
 }
 
 static void
+free_data(void *data, void *hint)
+{
+    (void)hint;
+    free(data);
+}
+
+int
+endpoint_send_reply_owned(struct endpoint *ep, zmq_msg_t *envelope, int n_env, void *data,
+                          size_t len)
+{
+    zmq_msg_t body;
+    if (zmq_msg_init_data(&body, data, len, free_data, NULL)) {
+        free(data);
+        for (int k = 0; k < n_env; k++)
+            zmq_msg_close(&envelope[k]);
+        ep->c.dropped++;
+        return -1;
+    }
+    for (int i = 0; i < n_env; i++) {
+        if (zmq_msg_send(&envelope[i], ep->sock, ZMQ_DONTWAIT | ZMQ_SNDMORE) < 0) {
+            ep->c.dropped++;
+            for (int k = i; k < n_env; k++)
+                zmq_msg_close(&envelope[k]);
+            zmq_msg_close(&body);
+            recheck(ep);
+            return -1;
+        }
+    }
+    int rc = zmq_msg_send(&body, ep->sock, ZMQ_DONTWAIT);
+    if (rc < 0) {
+        ep->c.dropped++;
+        zmq_msg_close(&body);
+    }
+    recheck(ep);
+    return rc < 0 ? -1 : 0;
+}
+
+static void
 on_handle_closed(uv_handle_t *h)
 {
     struct endpoint *ep = h->data;

@@ -72,6 +72,11 @@ int endpoint_send(struct endpoint *ep, int n, const void *const *data, const siz
 int endpoint_send_reply(struct endpoint *ep, zmq_msg_t *envelope, int n_env, const void *data,
                         size_t len);
 
+/* As endpoint_send_reply, but the last part's bytes are handed to libzmq without a copy:
+ * data (from malloc) is owned by the callee from the call on, freed once sent or dropped. */
+int endpoint_send_reply_owned(struct endpoint *ep, zmq_msg_t *envelope, int n_env, void *data,
+                              size_t len);
+
 /* Counts the connections of ep in a table of n_fds descriptors (the soft RLIMIT_NOFILE)
  * and keeps at most `limit` of them open (0: no limit); call after endpoint_open. Returns 0,
  * or -1 when out of memory. */

@@ -26,7 +26,8 @@ sys.path.insert(0, HERE)
 QUANTILES = (("0.5", "p50_ns"), ("0.99", "p99_ns"), ("0.999", "p999_ns"))
 # The reasons each receiving socket can reject for (the PUB sockets receive nothing).
 SOCKET_REASONS = {
-    "input": ("undecodable", "wrong_size", "unknown_name", "non_finite", "oversized"),
+    "input": ("undecodable", "wrong_size", "unknown_name", "non_finite", "oversized",
+              "over_ring"),
     "control": ("undecodable", "wrong_size", "unknown_name", "non_finite", "oversized",
                 "unknown_command", "bad_argument"),
 }
@@ -162,14 +163,21 @@ class StatsCollector:
                                    "Connections closed by the transport", labels=["socket"])
         drop = CounterMetricFamily("etraced_socket_dropped_total",
                                    "Messages lost for lack of room", labels=["socket"])
+        conns = GaugeMetricFamily("etraced_socket_connections",
+                                  "Connections (subscribers) open now", labels=["socket"])
+        refused = CounterMetricFamily("etraced_socket_connections_refused_total",
+                                      "Connections closed at once for limits.connections or "
+                                      "limits.subscribers", labels=["socket"])
         for k in s.sockets:
+            conns.add_metric([k.name], k.connections)
+            refused.add_metric([k.name], k.connections_refused)
             msgs.add_metric([k.name], k.accepted)
             # Only the sockets that receive can reject; each reason where it can occur.
             for r in SOCKET_REASONS.get(k.name, ()):
                 rej.add_metric([k.name, r], getattr(k, r))
             peer.add_metric([k.name], k.peer_dropped)
             drop.add_metric([k.name], k.dropped)
-        yield from (msgs, rej, peer, drop)
+        yield from (msgs, rej, peer, drop, conns, refused)
 
         for metric, attr, doc, only_spikes in (
                 ("etraced_input_frames_total", "frames", "Frames applied to a tick", False),
