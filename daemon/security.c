@@ -207,10 +207,13 @@ security_sockets_bound(struct daemon *d, char *err, size_t err_len)
         }
         if (!path)
             continue;
-        if ((group && chown(path, (uid_t)-1, gid)) || chmod(path, group ? 0660 : 0600)) {
-            snprintf(err, err_len, "endpoints.%s: %s: %s%s%s", ep_names[i], path,
-                     group ? "cannot give it to group " : "", group ? group : "",
-                     group ? "" : strerror(errno));
+        if (group && chown(path, (uid_t)-1, gid)) {
+            snprintf(err, err_len, "endpoints.%s: %s: cannot give it to group %s: %s", ep_names[i],
+                     path, group, strerror(errno));
+            return -1;
+        }
+        if (chmod(path, group ? 0660 : 0600)) {
+            snprintf(err, err_len, "endpoints.%s: %s: %s", ep_names[i], path, strerror(errno));
             return -1;
         }
     }

@@ -1585,7 +1585,8 @@ main(int argc, char **argv)
         cmocka_unit_test_teardown(test_ops_sdnotify, daemon_run_teardown),
     };
     /* ETRACE_TEST_FILTER=test_ops_lockstep_replay runs one test (a glob), say in a loop. */
-    if (getenv("ETRACE_TEST_FILTER"))
-        cmocka_set_test_filter(getenv("ETRACE_TEST_FILTER"));
+    const char *filter = getenv("ETRACE_TEST_FILTER");
+    if (filter && *filter)
+        cmocka_set_test_filter(filter);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
