@@ -35,8 +35,8 @@ security_open_read(const char *path, int nofollow, struct stat *st, char *err, s
     }
     if (!S_ISREG(st->st_mode)) {
         snprintf(err, err_len, "%s: not a regular file (%s): refused", path,
-                 S_ISFIFO(st->st_mode)  ? "a FIFO"
-                 : S_ISDIR(st->st_mode) ? "a directory"
+                 S_ISFIFO(st->st_mode)   ? "a FIFO"
+                 : S_ISDIR(st->st_mode)  ? "a directory"
                  : S_ISSOCK(st->st_mode) ? "a socket"
                                          : "a device");
         close(fd);
@@ -149,6 +149,15 @@ security_start(struct daemon *d, char *err, size_t err_len)
         snprintf(err, err_len, "security.socket_group: no group '%s'", c->security_socket_group);
         return -1;
     }
+    /* The default socket directory, when it exists already (it is made later, 0700). */
+    for (int i = 0; i < CONFIG_N_EP; i++) {
+        struct stat st;
+        if (!c->endpoints[i] && stat(d->run_dir, &st) == 0) {
+            if (security_dir_ok(d->run_dir, "the socket directory", err, err_len))
+                return -1;
+            break;
+        }
+    }
     if (checkpoint_mkdirs(d->state_dir) && errno != EEXIST)
         log_warning("cannot create the state directory %s: %s", d->state_dir, strerror(errno));
     else if (security_dir_ok(d->state_dir, "the state directory", err, err_len))
@@ -198,10 +207,13 @@ security_sockets_bound(struct daemon *d, char *err, size_t err_len)
         }
         if (!path)
             continue;
-        if ((group && chown(path, (uid_t)-1, gid)) || chmod(path, group ? 0660 : 0600)) {
-            snprintf(err, err_len, "endpoints.%s: %s: %s%s%s", ep_names[i], path,
-                     group ? "cannot give it to group " : "", group ? group : "",
-                     group ? "" : strerror(errno));
+        if (group && chown(path, (uid_t)-1, gid)) {
+            snprintf(err, err_len, "endpoints.%s: %s: cannot give it to group %s: %s", ep_names[i],
+                     path, group, strerror(errno));
+            return -1;
+        }
+        if (chmod(path, group ? 0660 : 0600)) {
+            snprintf(err, err_len, "endpoints.%s: %s: %s", ep_names[i], path, strerror(errno));
             return -1;
         }
     }

@@ -17,8 +17,7 @@ struct daemon;
  * nofollow (daemon-side names; files the operator names may be symlinks), so that opening
  * a FIFO does not wait for a writer; then refuses anything but a regular file. *st (may be
  * NULL) gets its fstat. Returns the fd, or -1 with "PATH: reason" in err. */
-int security_open_read(const char *path, int nofollow, struct stat *st, char *err,
-                       size_t err_len);
+int security_open_read(const char *path, int nofollow, struct stat *st, char *err, size_t err_len);
 
 /* The directory rule: dir is a directory owned by the daemon's user or root, not group- or
  * world-writable. `what` names it in err ("checkpoint.dir", say). Returns 0, or -1. */

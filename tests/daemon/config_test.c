@@ -5,7 +5,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -78,6 +81,7 @@ static const char full[] = "model: models/default.yaml\n"
                            "curve:\n"
                            "  server_secret_file: /etc/etraced/key\n"
                            "  allow: [abc, def]\n"
+                           "security: {allow_plaintext_tcp: true, socket_group: robot}\n"
                            "inputs:\n"
                            "  sensors: {max_age_ms: 20, on_stale: zero}\n"
                            "  cam: {max_age_ms: 5}\n";
@@ -111,6 +115,8 @@ test_config_every_row_read(void **state)
     assert_string_equal(c.curve_server_secret_file, "/etc/etraced/key");
     assert_int_equal(c.n_curve_allow, 2);
     assert_string_equal(c.curve_allow[1], "def");
+    assert_int_equal(c.security_allow_plaintext_tcp, 1);
+    assert_string_equal(c.security_socket_group, "robot");
     assert_int_equal(c.n_inputs, 2);
     const struct config_input *in = config_find_input(&c, "sensors");
     assert_non_null(in);
@@ -175,6 +181,36 @@ test_config_missing_file(void **state)
     config_fini(&c);
 }
 
+/* The config file may be a symlink (as /etc often has); a FIFO is refused at once rather
+ * than waited on. */
+static void
+test_config_fifo_refused_symlink_read(void **state)
+{
+    struct config c;
+    char dir[] = "/tmp/etraced-config-XXXXXX", fifo[64], file[64], link[64], err[256] = "";
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(fifo, sizeof fifo, "%s/fifo.yaml", dir);
+    snprintf(file, sizeof file, "%s/real.yaml", dir);
+    snprintf(link, sizeof link, "%s/link.yaml", dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    assert_int_equal(config_load(&c, fifo, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "not a regular file"));
+    config_fini(&c);
+    FILE *f = fopen(file, "w");
+    assert_non_null(f);
+    fputs("clock: lockstep\n", f);
+    fclose(f);
+    assert_int_equal(symlink(file, link), 0);
+    assert_int_equal(config_load(&c, link, err, sizeof(err)), 0);
+    assert_int_equal(c.clock, CONFIG_CLOCK_LOCKSTEP);
+    config_fini(&c);
+    unlink(fifo);
+    unlink(file);
+    unlink(link);
+    rmdir(dir);
+}
+
 struct seen {
     char names[512];
 };
@@ -215,6 +251,7 @@ main(void)
         cmocka_unit_test(test_config_every_row_read),
         cmocka_unit_test(test_config_bad_names_line),
         cmocka_unit_test(test_config_missing_file),
+        cmocka_unit_test(test_config_fifo_refused_symlink_read),
         cmocka_unit_test(test_config_diff_reloadable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -15,11 +15,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cell.h"
 #include "err.h"
 #include "mem.h"
 #include "model.h"
+#include "npy.h"
 
 static const char *
 src_dir(void)
@@ -787,6 +790,31 @@ test_model_load_file_missing_is_io_error(void **state)
     assert_non_null(strstr(e.msg, "/nonexistent/m.yaml"));
 }
 
+/* A model file or weight file that is a FIFO is refused at once (opened without blocking),
+ * not waited on. */
+static void
+test_model_load_file_fifo_refused(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/etraced-model-XXXXXX", fifo[64];
+    struct model_desc *d = NULL;
+    struct err e;
+    void *buf = NULL;
+    size_t len = 0;
+    assert_non_null(mkdtemp(dir));
+    snprintf(fifo, sizeof fifo, "%s/m.yaml", dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    err_clear(&e);
+    assert_int_equal(model_load_file(fifo, mem_default(), &d, &e), -1);
+    assert_int_equal(e.code, ERR_IO);
+    assert_non_null(strstr(e.msg, "not a regular file"));
+    err_clear(&e);
+    assert_int_equal(npy_read_file(fifo, mem_default(), &buf, &len, &e), -1);
+    assert_non_null(strstr(e.msg, "not a regular file"));
+    unlink(fifo);
+    rmdir(dir);
+}
+
 static void
 test_model_dirname(void **state)
 {
@@ -864,6 +892,7 @@ main(void)
         cmocka_unit_test(test_model_reference_cases_parse),
         cmocka_unit_test(test_model_shipped_models_parse),
         cmocka_unit_test(test_model_load_file_missing_is_io_error),
+        cmocka_unit_test(test_model_load_file_fifo_refused),
         cmocka_unit_test(test_model_dirname),
         cmocka_unit_test(test_model_fs_disk_reads_relative_to_the_model),
         cmocka_unit_test(test_model_find_names),

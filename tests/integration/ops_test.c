@@ -7,6 +7,8 @@
 #include <signal.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,6 +23,7 @@
 #include <sys/un.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -305,6 +308,174 @@ test_ops_names_refused(void **state)
     etrace_reply_free(rep);
     struct stat st;
     assert_int_equal(stat(target, &st), -1); /* nothing was written through the link */
+    assert_int_equal(daemon_run_stop(&r), 0);
+}
+
+/* `restore f` where f.ckpt is a FIFO: answered at once with an error (the worker never
+ * blocks in open), later requests work, and SIGTERM still ends the daemon. */
+static void
+test_ops_restore_fifo(void **state)
+{
+    struct daemon_run r;
+    char path[700];
+    (void)state;
+    daemon_run_start(&r, model_text, "clock: lockstep\n");
+    snprintf(path, sizeof path, "%s/etraced/f.ckpt", r.dir);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    Etrace__Reply *rep = NULL;
+    int64_t t0 = daemon_run_now_ms();
+    assert_int_equal(etrace_restore(r.c, "f", &rep), ETRACE_EREPLY);
+    print_message("restore of a FIFO answered in %lld ms: %s\n",
+                  (long long)(daemon_run_now_ms() - t0), rep->error->message);
+    assert_non_null(strstr(rep->error->message, "not a regular file"));
+    etrace_reply_free(rep);
+    assert_int_equal(etrace_checkpoint(r.c, "good", &rep), ETRACE_OK);
+    etrace_reply_free(rep);
+    assert_int_equal(etrace_restore(r.c, "good", &rep), ETRACE_OK);
+    etrace_reply_free(rep);
+    assert_int_equal(kill(r.pid, SIGTERM), 0);
+    int st = 0;
+    for (int64_t deadline = daemon_run_now_ms() + 10000; waitpid(r.pid, &st, WNOHANG) == 0;) {
+        if (daemon_run_now_ms() > deadline)
+            fail_msg("etraced did not exit within 10 s of SIGTERM");
+        daemon_run_sleep_ms(10);
+    }
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    r.pid = 0;
+    daemon_run_stop(&r);
+}
+
+/* Creates dir/name (mode 0600) and sets its modification time age_s seconds back. */
+static void
+touch_aged(const char *dir, const char *name, int age_s)
+{
+    char path[800];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    daemon_run_write_file(path, "partial");
+    struct timespec ts[2];
+    clock_gettime(CLOCK_REALTIME, &ts[0]);
+    ts[0].tv_sec -= age_s;
+    ts[1] = ts[0];
+    assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
+}
+
+/* Whether dir/name exists. */
+static int
+exists(const char *dir, const char *name)
+{
+    char path[800];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return lstat(path, &st) == 0;
+}
+
+/* The temporary files a crash leaves during a checkpoint write are removed at start, and
+ * those untouched for a minute when pruning; other files stay. */
+static void
+test_ops_stale_tmp_removed(void **state)
+{
+    struct daemon_run r;
+    char dir[600];
+    (void)state;
+    daemon_run_prepare(&r, model_text);
+    snprintf(dir, sizeof dir, "%s/etraced", r.dir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    touch_aged(dir, ".ckpt-1796593634094937992.ckpt.tmp", 0);
+    touch_aged(dir, ".mine.ckpt.tmp", 3600);
+    touch_aged(dir, ".notes.tmp", 3600);
+    if (daemon_run_launch(&r, NULL, "clock: lockstep\n", NULL))
+        fail_msg("etraced exited at start-up");
+    assert_false(exists(dir, ".ckpt-1796593634094937992.ckpt.tmp"));
+    assert_false(exists(dir, ".mine.ckpt.tmp"));
+    assert_true(exists(dir, ".notes.tmp"));
+    assert_non_null(strstr(daemon_run_log_text(&r), "removed 2 stale temporary checkpoint"));
+    /* While running: a generated checkpoint prunes; an old temp file goes, a fresh one (a
+     * write that may be in progress) stays. */
+    touch_aged(dir, ".ckpt-1.ckpt.tmp", 3600);
+    touch_aged(dir, ".ckpt-2.ckpt.tmp", 0);
+    Etrace__Reply *rep = NULL;
+    assert_int_equal(etrace_checkpoint(r.c, NULL, &rep), ETRACE_OK);
+    etrace_reply_free(rep);
+    assert_false(exists(dir, ".ckpt-1.ckpt.tmp"));
+    assert_true(exists(dir, ".ckpt-2.ckpt.tmp"));
+    assert_true(exists(dir, ".notes.tmp"));
+    assert_int_equal(daemon_run_stop(&r), 0);
+}
+
+/* A daemon with `extra` config must refuse to start, naming `why` in its log. */
+static void
+start_refused(const char *extra, const char *why)
+{
+    struct daemon_run r;
+    daemon_run_prepare(&r, model_text);
+    if (daemon_run_launch(&r, NULL, extra, NULL) == 0) {
+        daemon_run_stop(&r);
+        fail_msg("etraced started with '%s'", extra);
+    }
+    if (!strstr(daemon_run_log_text(&r), why))
+        fail_msg("etraced refused '%s' without saying '%s': %s", extra, why,
+                 daemon_run_log_text(&r));
+    daemon_run_rm_tree(r.dir);
+}
+
+/* One rule for the checkpoint directory (owned by etraced's user or root, not group- or
+ * world-writable; 0700 and 0750 are fine) and for checkpoints (written by etraced's user,
+ * not group- or world-writable): a directory or checkpoint that breaks it is refused with
+ * the reason, by start-up, restore and resume alike. */
+static void
+test_ops_checkpoint_trust(void **state)
+{
+    struct daemon_run r;
+    char dir[600], extra[900], path[800];
+    (void)state;
+    static const mode_t bad_modes[] = {0777, 0770, 0703};
+    for (int i = 0; i < 3; i++) {
+        snprintf(dir, sizeof dir, "/tmp/etraced-itest-ckdir-%d-%d", (int)getpid(), i);
+        assert_int_equal(mkdir(dir, 0700), 0);
+        assert_int_equal(chmod(dir, bad_modes[i]), 0);
+        snprintf(extra, sizeof extra, "clock: lockstep\ncheckpoint: {dir: %s}\n", dir);
+        start_refused(extra, "group- or world-writable: refused");
+        rmdir(dir);
+    }
+    /* 0750 (a group may read) is fine; a checkpoint others could have written is not. */
+    daemon_run_prepare(&r, model_text);
+    snprintf(dir, sizeof dir, "%s/ck", r.dir);
+    assert_int_equal(mkdir(dir, 0750), 0);
+    snprintf(extra, sizeof extra, "clock: lockstep\ncheckpoint: {dir: %s, resume: true}\n", dir);
+    if (daemon_run_launch(&r, NULL, extra, NULL))
+        fail_msg("etraced refused a 0750 checkpoint.dir");
+    Etrace__Reply *rep = NULL;
+    assert_int_equal(etrace_checkpoint(r.c, "mine", &rep), ETRACE_OK);
+    etrace_reply_free(rep);
+    snprintf(path, sizeof path, "%s/mine.ckpt", dir);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(etrace_restore(r.c, "mine", &rep), ETRACE_OK);
+    etrace_reply_free(rep);
+    assert_int_equal(chmod(path, 0666), 0);
+    assert_int_equal(etrace_restore(r.c, "mine", &rep), ETRACE_EREPLY);
+    print_message("restore of a 0666 checkpoint: %s\n", rep->error->message);
+    assert_non_null(strstr(rep->error->message, "group- or world-writable"));
+    etrace_reply_free(rep);
+    if (geteuid() == 0) {
+        /* Owned by another user (root can make one): refused, though 0600. */
+        assert_int_equal(chmod(path, 0600), 0);
+        assert_int_equal(chown(path, 1, 1), 0);
+        assert_int_equal(etrace_restore(r.c, "mine", &rep), ETRACE_EREPLY);
+        print_message("restore of another user's checkpoint: %s\n", rep->error->message);
+        assert_non_null(strstr(rep->error->message, "not by etraced's user"));
+        etrace_reply_free(rep);
+        assert_int_equal(chown(path, 0, 0), 0);
+        assert_int_equal(chmod(path, 0666), 0);
+    }
+    assert_int_equal(daemon_run_stop_keep(&r), 0);
+    /* resume skips it, saying why, and starts from the model. */
+    daemon_run_respawn(&r);
+    const char *lg = daemon_run_log_text(&r);
+    assert_non_null(strstr(lg, "mine.ckpt skipped"));
+    assert_non_null(strstr(lg, "group- or world-writable"));
+    assert_non_null(strstr(lg, "starting from the model"));
     assert_int_equal(daemon_run_stop(&r), 0);
 }
 
@@ -1213,6 +1384,94 @@ struct notify_counts {
     int ready, watchdog, stopping;
 };
 
+/* Starts a daemon on tcp 127.0.0.1 (random ports, another try when one is taken) with
+ * `extra` config. Returns 0 when it answers, -1 when it exited at start-up. */
+static int
+launch_tcp(struct daemon_run *r, const char *extra)
+{
+    char eps_buf[4][64];
+    const char *eps[4];
+    int rc = -1;
+    for (int attempt = 0; attempt < 8 && rc; attempt++) {
+        int base = 20000 + rand() % 40000;
+        for (int i = 0; i < 4; i++) {
+            snprintf(eps_buf[i], sizeof eps_buf[i], "tcp://127.0.0.1:%d", base + i);
+            eps[i] = eps_buf[i];
+        }
+        rc = daemon_run_launch(r, eps, extra, NULL);
+        if (rc && !strstr(daemon_run_log_text(r), "in use"))
+            break; /* refused for its security, not for a port in use */
+    }
+    return rc;
+}
+
+/* The ipc socket files of r (mode and group) are `mode` and `gid`. */
+static void
+check_sockets(const struct daemon_run *r, mode_t mode, gid_t gid)
+{
+    for (int i = 0; i < 4; i++) {
+        struct stat st;
+        assert_int_equal(stat(r->ep[i] + strlen("ipc://"), &st), 0);
+        assert_true(S_ISSOCK(st.st_mode));
+        if ((st.st_mode & 0777) != mode || st.st_gid != gid)
+            fail_msg("%s: mode %04o group %u, wanted %04o group %u", r->ep[i],
+                     (unsigned)(st.st_mode & 0777), (unsigned)st.st_gid, (unsigned)mode,
+                     (unsigned)gid);
+    }
+}
+
+/* Start-up security (DESIGN §5.7): a tcp endpoint without CURVE is refused unless
+ * security.allow_plaintext_tcp (then a warning at every start); ipc sockets are 0600 whatever
+ * the umask, or 0660 and security.socket_group's; a CURVE secret key file others may read
+ * is refused. */
+static void
+test_ops_security_start(void **state)
+{
+    struct daemon_run r;
+    char path[700], extra[1024];
+    struct keypair server;
+    (void)state;
+    srand((unsigned)getpid() ^ (unsigned)daemon_run_now_ms());
+    daemon_run_prepare(&r, model_text);
+    assert_int_equal(launch_tcp(&r, "clock: lockstep\n"), -1);
+    assert_non_null(strstr(daemon_run_log_text(&r), "without CURVE gives anyone"));
+    assert_int_equal(launch_tcp(&r, "clock: lockstep\nsecurity: {allow_plaintext_tcp: true}\n"), 0);
+    assert_non_null(strstr(daemon_run_log_text(&r), "has no CURVE"));
+    assert_int_equal(daemon_run_stop(&r), 0);
+
+    /* Under umask 002 (group-writable by default), the sockets still come out 0600. */
+    mode_t old = umask(002);
+    daemon_run_start(&r, model_text, "clock: lockstep\n");
+    umask(old);
+    check_sockets(&r, 0600, getegid());
+    assert_int_equal(daemon_run_stop(&r), 0);
+    /* security.socket_group: 0660 and that group (by name or number). */
+    struct group *gr = getgrgid(getegid());
+    snprintf(extra, sizeof extra, "clock: lockstep\nsecurity: {socket_group: \"%s\"}\n",
+             gr ? gr->gr_name : "0");
+    daemon_run_start(&r, model_text, extra);
+    check_sockets(&r, 0660, getegid());
+    assert_int_equal(daemon_run_stop(&r), 0);
+    daemon_run_prepare(&r, model_text);
+    assert_int_equal(daemon_run_launch(&r, NULL,
+                                       "clock: lockstep\nsecurity: {socket_group: no-such-grp}\n",
+                                       NULL),
+                     -1);
+    assert_non_null(strstr(daemon_run_log_text(&r), "no group 'no-such-grp'"));
+    daemon_run_rm_tree(r.dir);
+
+    /* A secret key file others may read. */
+    keygen(&server);
+    daemon_run_prepare(&r, model_text);
+    snprintf(path, sizeof path, "%s/server.key", r.dir);
+    daemon_run_write_file(path, server.text);
+    assert_int_equal(chmod(path, 0644), 0);
+    snprintf(extra, sizeof extra, "clock: lockstep\ncurve: {server_secret_file: %s}\n", path);
+    assert_int_equal(launch_tcp(&r, extra), -1);
+    assert_non_null(strstr(daemon_run_log_text(&r), "lets others read the secret key"));
+    daemon_run_rm_tree(r.dir); /* test_ops_curve starts one with a 0600 key file */
+}
+
 /* Reads the notification socket for ms milliseconds, counting the assignments. */
 static void
 notify_read(int fd, int ms, struct notify_counts *n)
@@ -1311,6 +1570,9 @@ main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_ops_hot_swap, daemon_run_teardown),
         cmocka_unit_test_teardown(test_ops_names_refused, daemon_run_teardown),
+        cmocka_unit_test_teardown(test_ops_restore_fifo, daemon_run_teardown),
+        cmocka_unit_test_teardown(test_ops_stale_tmp_removed, daemon_run_teardown),
+        cmocka_unit_test_teardown(test_ops_checkpoint_trust, daemon_run_teardown),
         cmocka_unit_test_teardown(test_ops_record_replay, daemon_run_teardown),
         cmocka_unit_test_teardown(test_ops_record_every_item, daemon_run_teardown),
         cmocka_unit_test_teardown(test_ops_recording_checksums, daemon_run_teardown),
@@ -1319,10 +1581,12 @@ main(int argc, char **argv)
         cmocka_unit_test_teardown(test_ops_checkpoint_kill9, daemon_run_teardown),
         cmocka_unit_test_teardown(test_ops_periodic_checkpoints, daemon_run_teardown),
         cmocka_unit_test_teardown(test_ops_curve, daemon_run_teardown),
+        cmocka_unit_test_teardown(test_ops_security_start, daemon_run_teardown),
         cmocka_unit_test_teardown(test_ops_sdnotify, daemon_run_teardown),
     };
     /* ETRACE_TEST_FILTER=test_ops_lockstep_replay runs one test (a glob), say in a loop. */
-    if (getenv("ETRACE_TEST_FILTER"))
-        cmocka_set_test_filter(getenv("ETRACE_TEST_FILTER"));
+    const char *filter = getenv("ETRACE_TEST_FILTER");
+    if (filter && *filter)
+        cmocka_set_test_filter(filter);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -142,7 +142,8 @@ int64_t daemon_run_now_ms(void);
 /* Sleeps ms milliseconds. */
 void daemon_run_sleep_ms(int ms);
 
-/* Writes `text` to the file at path. Fails the test when the file cannot be opened. */
+/* Writes `text` to the file at path (created 0600). Fails the test when the file cannot be
+ * opened. */
 void daemon_run_write_file(const char *path, const char *text);
 
 /* Removes dir and everything under it (symbolic links are removed, not followed). */
