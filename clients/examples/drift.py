@@ -278,7 +278,7 @@ def finish(args, rows, events, how):
         ts = [r[0] for r in rows]
         eu.plot("%s/drift.png" % args.out, [
             ("||W - W0||", [(n, ts, [r[3][n][0] for r in rows]) for n in names], "s", events),
-            ("||delta W|| (stats)", [(n, ts, [r[3][n][1] for r in rows]) for n in names],
+            ("||delta W|| per sample", [(n, ts, [r[3][n][1] for r in rows]) for n in names],
              "s", events),
             ("loss (period mean)", [("loss", ts, [r[2] for r in rows])], "s", events),
             ("learning rate", [("lr", ts, [r[4] for r in rows])], "s", events)],
