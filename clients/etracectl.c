@@ -179,6 +179,18 @@ print_status(const Etrace__Status *s)
     printf("lr           %g\n", s->lr);
     printf("uptime       %.3f s\n", (double)s->uptime_ns / 1e9);
     printf("pid          %u\n", s->pid);
+    if (s->version && *s->version)
+        printf("version      %s\n", s->version);
+    for (size_t i = 0; i < s->n_inputs; i++)
+        printf("input        %s [%u] %s\n", s->inputs[i]->name, s->inputs[i]->size,
+               s->inputs[i]->spikes ? "spikes" : "analog");
+    for (size_t i = 0; i < s->n_readouts; i++) {
+        printf("readout      %s [%u] %s", s->readouts[i]->name, s->readouts[i]->size,
+               s->readouts[i]->kind);
+        if (s->readouts[i]->action_size)
+            printf(", action [%u]", s->readouts[i]->action_size);
+        printf("\n");
+    }
 }
 
 static void
