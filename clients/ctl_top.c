@@ -21,6 +21,15 @@ enum {
     TOP_SPARK_MAX = 60,     /* sparkline columns at most */
     TOP_POLL_MS = 100,      /* how often stdin is looked at */
     TOP_AWAY_MIN_MS = 2500, /* no Stats for this long (or 3 periods): the daemon is away */
+    TOP_MAX_IN = 64,        /* inputs shown */
+    TOP_COLS = 80,          /* the widest the view draws, whatever the terminal */
+};
+
+/* One input's counts at the previous Stats and its rates over the last interval. */
+struct top_in {
+    char name[64];
+    uint64_t frames, stale_ticks;
+    double fps, stale_pct; /* frames/s; % of the interval's ticks it was stale (< 0: unknown) */
 };
 
 static const int64_t TOP_WINDOW_NS = 60 * (int64_t)1000000000; /* the sparkline's minute */
@@ -38,9 +47,13 @@ struct top {
     Etrace__Stats *last; /* owned; NULL before the first */
     uint64_t prev_tick, prev_frames;
     int64_t prev_time_ns;
+    double prev_cpu_s;
     double tick_rate, frame_rate; /* per second, over the last interval; < 0: unknown */
-    int64_t last_rx_ms;           /* when the last Stats arrived (local clock) */
-    int away;                     /* no Stats lately */
+    double cpu_pct;               /* the daemon's CPU over the last interval, % of one CPU */
+    struct top_in in[TOP_MAX_IN];
+    int n_in;
+    int64_t last_rx_ms; /* when the last Stats arrived (local clock) */
+    int away;           /* no Stats lately */
     struct top_proj proj[TOP_MAX_PROJ];
     int n_proj;
     int utf8;
@@ -102,15 +115,43 @@ top_take(struct top *t, Etrace__Stats *s)
 {
     int restarted = t->last && s->seq < t->last->seq;
     if (restarted)
-        t->n_proj = 0;
-    if (t->last && !restarted && s->time_ns > t->prev_time_ns && s->tick >= t->prev_tick) {
-        double dt_s = (double)(s->time_ns - t->prev_time_ns) / 1e9;
-        t->tick_rate = (double)(s->tick - t->prev_tick) / dt_s;
+        t->n_proj = t->n_in = 0;
+    /* ticks_total never goes back (a restore sets `tick` back); 0 from an older daemon */
+    uint64_t ticks = s->ticks_total ? s->ticks_total : s->tick;
+    int have_prev = t->last && !restarted && s->time_ns > t->prev_time_ns;
+    double dt_s = have_prev ? (double)(s->time_ns - t->prev_time_ns) / 1e9 : 0.0;
+    uint64_t d_ticks = have_prev && ticks >= t->prev_tick ? ticks - t->prev_tick : 0;
+    if (have_prev && ticks >= t->prev_tick) {
+        t->tick_rate = (double)d_ticks / dt_s;
         t->frame_rate = (double)(sum_frames(s) - t->prev_frames) / dt_s;
+        t->cpu_pct = (s->cpu_seconds - t->prev_cpu_s) / dt_s * 100.0;
     } else {
-        t->tick_rate = t->frame_rate = -1.0;
+        t->tick_rate = t->frame_rate = t->cpu_pct = -1.0;
     }
-    t->prev_tick = s->tick;
+    t->prev_cpu_s = s->cpu_seconds;
+    for (size_t i = 0; i < s->n_inputs; i++) {
+        const Etrace__InputStats *is = s->inputs[i];
+        struct top_in *ti = NULL;
+        for (int k = 0; k < t->n_in && !ti; k++)
+            if (!strcmp(t->in[k].name, is->name))
+                ti = &t->in[k];
+        if (!ti && t->n_in < TOP_MAX_IN) {
+            ti = &t->in[t->n_in++];
+            memset(ti, 0, sizeof(*ti));
+            snprintf(ti->name, sizeof(ti->name), "%s", is->name);
+            ti->fps = ti->stale_pct = -1.0;
+        } else if (ti && have_prev && is->frames >= ti->frames) {
+            ti->fps = (double)(is->frames - ti->frames) / dt_s;
+            ti->stale_pct =
+                d_ticks ? 100.0 * (double)(is->stale_ticks - ti->stale_ticks) / (double)d_ticks
+                        : 0.0;
+        }
+        if (ti) {
+            ti->frames = is->frames;
+            ti->stale_ticks = is->stale_ticks;
+        }
+    }
+    t->prev_tick = ticks;
     t->prev_frames = sum_frames(s);
     t->prev_time_ns = s->time_ns;
     for (size_t i = 0; i < s->n_projections; i++) {
@@ -208,38 +249,61 @@ term_cols(void)
     return 100;
 }
 
-/* Redraws the whole screen from the top-left corner; every line clears its own rest. */
+/* "1d02h03m", "2h03m04s" or "3m04s": an uptime in 8 columns at most. */
+static void
+fmt_uptime(char *buf, size_t len, int64_t ns)
+{
+    long long sec = ns / 1000000000;
+    if (sec >= 86400)
+        snprintf(buf, len, "%lldd%02lldh%02lldm", sec / 86400, sec / 3600 % 24, sec / 60 % 60);
+    else if (sec >= 3600)
+        snprintf(buf, len, "%lldh%02lldm%02llds", sec / 3600, sec / 60 % 60, sec % 60);
+    else
+        snprintf(buf, len, "%lldm%02llds", sec / 60, sec % 60);
+}
+
+/* Redraws the whole screen from the top-left corner; every line clears its own rest and
+ * none is wider than TOP_COLS (80) columns, so the view never wraps in an 80-column
+ * terminal. */
 static void
 top_draw(const struct top *t)
 {
     const Etrace__Stats *s = t->last;
     int cols = term_cols();
+    char up[32], rate[32], cpu[32];
+    if (cols > TOP_COLS)
+        cols = TOP_COLS;
     printf("\033[H");
     if (t->away || !s) {
-        printf("\033[1metraced top\033[0m  waiting for daemon (%s)%s  q quits\033[K\r\n", t->ep,
-               s ? ", last view below" : "");
+        printf("\033[1metraced top\033[0m  waiting for daemon%s  q quits\033[K\r\n",
+               s ? " (last view below)" : "");
+        printf("%.*s\033[K\r\n", cols, t->ep);
         if (!s) {
             printf("\033[J");
             fflush(stdout);
             return;
         }
     } else {
-        printf("\033[1metraced top\033[0m  stats #%llu  tick %llu  %s  learning %s  lr %g"
-               "  q quits\033[K\r\n",
-               (unsigned long long)s->seq, (unsigned long long)s->tick,
-               s->paused ? "paused" : "running", s->learning ? "on" : "off", s->lr);
+        fmt_uptime(up, sizeof(up), s->uptime_ns);
+        printf("\033[1metraced top\033[0m  model %-20.20s up %-9s %-7s q quits\033[K\r\n",
+               s->model_name ? s->model_name : "?", up, s->paused ? "paused" : "running");
+        printf("stats #%-6llu tick %-12llu learning %-3s lr %-10.4g hash %016llx\033[K\r\n",
+               (unsigned long long)s->seq, (unsigned long long)s->tick, s->learning ? "on" : "off",
+               s->lr, (unsigned long long)s->model_hash);
     }
-    printf("\033[K\r\n");
     if (t->tick_rate >= 0.0)
-        printf("tick rate   %10.1f /s   period %.1f us   frames/s %.1f\033[K\r\n", t->tick_rate,
-               (double)s->period_ns / 1e3, t->frame_rate);
+        snprintf(rate, sizeof(rate), "%.1f", t->tick_rate);
     else
-        printf("tick rate   %10s /s   period %.1f us   frames/s -\033[K\r\n", "-",
-               (double)s->period_ns / 1e3);
+        snprintf(rate, sizeof(rate), "-");
+    if (t->cpu_pct >= 0.0)
+        snprintf(cpu, sizeof(cpu), "%.1f%%", t->cpu_pct);
+    else
+        snprintf(cpu, sizeof(cpu), "-");
+    printf("tick rate %9s /s  period %.1f us  cpu %-7s rss %.1f MiB\033[K\r\n", rate,
+           (double)s->period_ns / 1e3, cpu, (double)s->rss_bytes / 1048576.0);
     line_pct("tick time", s->tick_time);
     line_pct("lateness", s->lateness);
-    printf("skipped     %llu   overruns %llu   invalid ticks %llu   updates refused %llu   "
-           "state resets %llu\033[K\r\n",
+    printf("skipped %-8llu overruns %-8llu invalid %-6llu refused %-6llu resets %llu\033[K\r\n",
            (unsigned long long)s->skipped, (unsigned long long)s->overruns,
            (unsigned long long)s->invalid_ticks, (unsigned long long)s->updates_refused,
            (unsigned long long)s->state_resets);
@@ -250,17 +314,33 @@ top_draw(const struct top *t)
                    (unsigned long long)rejected(s->sockets[i]),
                    (unsigned long long)(s->sockets[i]->accepted + rejected(s->sockets[i])));
     printf("\033[K\r\n");
-    printf("loss avg    %-12.6g reward avg %-12.6g optimizer steps %llu   swaps %llu\033[K\r\n",
-           s->loss_avg, s->reward_avg, (unsigned long long)s->optimizer_steps,
-           (unsigned long long)s->swaps);
-    printf("\033[K\r\n");
+    printf("loss avg %-11.5g reward avg %-11.5g steps %-10llu swaps %llu\033[K\r\n", s->loss_avg,
+           s->reward_avg, (unsigned long long)s->optimizer_steps, (unsigned long long)s->swaps);
+    printf("\033[7m%-24s %12s %12s %12s%*s\033[0m\033[K\r\n", "input", "frames/s", "stale %",
+           "frames", cols - 63 > 0 ? cols - 63 : 0, "");
+    for (int i = 0; i < t->n_in; i++) {
+        const struct top_in *ti = &t->in[i];
+        char fps[32] = "-", st[32] = "-";
+        if (ti->fps >= 0.0)
+            snprintf(fps, sizeof(fps), "%.1f", ti->fps);
+        if (ti->stale_pct >= 0.0)
+            snprintf(st, sizeof(st), "%.1f", ti->stale_pct);
+        printf("%-24.24s %12s %12s %12llu\033[K\r\n", ti->name, fps, st,
+               (unsigned long long)ti->frames);
+    }
+    if (s->n_cells) {
+        printf("\033[7m%-24s %12s%*s\033[0m\033[K\r\n", "cell", "spikes/tick",
+               cols - 37 > 0 ? cols - 37 : 0, "");
+        for (size_t i = 0; i < s->n_cells; i++)
+            printf("%-24.24s %12.4f\033[K\r\n", s->cells[i]->name, s->cells[i]->rate);
+    }
     int spark = cols - 16 - 3 * 12 - 4;
     if (spark > TOP_SPARK_MAX)
         spark = TOP_SPARK_MAX;
     if (spark < 0)
         spark = 0;
     printf("\033[7m%-16s %11s %11s %11s  %-*s\033[0m\033[K\r\n", "projection", "|W-W0|", "|dW|",
-           "|grad|", spark, spark >= 20 ? "drift, last minute" : "");
+           "|grad|", spark, spark >= 18 ? "drift, last minute" : "");
     for (size_t i = 0; i < s->n_projections; i++) {
         const Etrace__ProjectionStats *ps = s->projections[i];
         char line[TOP_SPARK_MAX * 4 + 8] = "";
@@ -321,7 +401,7 @@ ctl_top_run(const char *stats_ep, const char *const curve[3])
         lang = getenv("LANG");
     t->utf8 = lang && (strstr(lang, "UTF-8") || strstr(lang, "utf8") || strstr(lang, "UTF8"));
     t->ep = stats_ep ? stats_ep : "stats";
-    t->tick_rate = t->frame_rate = -1.0;
+    t->tick_rate = t->frame_rate = t->cpu_pct = -1.0;
     t->last_rx_ms = now_ms();
 
     struct sigaction sa;

@@ -179,6 +179,18 @@ print_status(const Etrace__Status *s)
     printf("lr           %g\n", s->lr);
     printf("uptime       %.3f s\n", (double)s->uptime_ns / 1e9);
     printf("pid          %u\n", s->pid);
+    if (s->version && *s->version)
+        printf("version      %s\n", s->version);
+    for (size_t i = 0; i < s->n_inputs; i++)
+        printf("input        %s [%u] %s\n", s->inputs[i]->name, s->inputs[i]->size,
+               s->inputs[i]->spikes ? "spikes" : "analog");
+    for (size_t i = 0; i < s->n_readouts; i++) {
+        printf("readout      %s [%u] %s", s->readouts[i]->name, s->readouts[i]->size,
+               s->readouts[i]->kind);
+        if (s->readouts[i]->action_size)
+            printf(", action [%u]", s->readouts[i]->action_size);
+        printf("\n");
+    }
 }
 
 static void
@@ -548,9 +560,12 @@ run_command(const struct opts *o, etrace_client_t *c, int argc, char **argv)
         for (int i = 1; i < argc; i++) {
             if (!strcmp(argv[i], "--watch"))
                 watch = 1;
-            else if (!strcmp(argv[i], "--count") && i + 1 < argc)
-                count = atol(argv[++i]);
-            else
+            else if (!strcmp(argv[i], "--count") && i + 1 < argc) {
+                char *end;
+                count = strtol(argv[++i], &end, 10);
+                if (end == argv[i] || *end || count <= 0)
+                    return usage_error("--count takes a positive number, not", argv[i]);
+            } else
                 return usage_error("stats: unknown or incomplete argument", argv[i]);
         }
         if (watch)
@@ -722,9 +737,13 @@ main(int argc, char **argv)
             curve_server = argv[++i];
         else if (!strcmp(a, "--curve-keys") && i + 1 < argc)
             curve_keys = argv[++i];
-        else if (!strcmp(a, "--timeout") && i + 1 < argc)
-            o.timeout_ms = atoi(argv[++i]);
-        else if (!strcmp(a, "--json"))
+        else if (!strcmp(a, "--timeout") && i + 1 < argc) {
+            char *end;
+            long ms = strtol(argv[++i], &end, 10);
+            if (end == argv[i] || *end || ms <= 0 || ms > 86400000)
+                return usage_error("--timeout takes milliseconds (1 to 86400000), not", argv[i]);
+            o.timeout_ms = (int)ms;
+        } else if (!strcmp(a, "--json"))
             o.json = 1;
         else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);

@@ -383,22 +383,21 @@ usage_error(const char *what, const char *arg)
     return 64;
 }
 
-int
-recording_main(int argc, char **argv)
+/* recording_main on r (zeroed by the caller, which frees what it holds). */
+static int
+recording_run(struct rec *r, int argc, char **argv)
 {
-    static struct rec r; /* large (the stream table): off the stack */
     const char *out = NULL, *format = "npy";
-    struct offline_replay_hooks h = {.ctx = &r, .on_event = on_event};
+    struct offline_replay_hooks h = {.ctx = r, .on_event = on_event};
     char path[4096];
     int rc = 1;
 
     if (argc < 2)
         return usage_error("give info or export", NULL);
-    memset(&r, 0, sizeof(r));
     if (!strcmp(argv[1], "info")) {
         if (argc != 3 || argv[2][0] == '-')
             return usage_error("info takes one FILE", NULL);
-        r.mode = MODE_INFO;
+        r->mode = MODE_INFO;
         h.no_ticks = 1;
     } else if (!strcmp(argv[1], "export")) {
         for (int i = 2; i < argc; i++) {
@@ -406,18 +405,18 @@ recording_main(int argc, char **argv)
                 out = argv[++i];
             else if (!strcmp(argv[i], "--format") && i + 1 < argc)
                 format = argv[++i];
-            else if (argv[i][0] != '-' && !r.file)
-                r.file = argv[i];
+            else if (argv[i][0] != '-' && !r->file)
+                r->file = argv[i];
             else
                 return usage_error("unknown or incomplete argument", argv[i]);
         }
-        if (!r.file || !out)
+        if (!r->file || !out)
             return usage_error("export needs FILE and --out DIR", NULL);
         if (!strcmp(format, "npy")) {
-            r.mode = MODE_NPY;
+            r->mode = MODE_NPY;
             h.no_ticks = 1;
         } else if (!strcmp(format, "mcap")) {
-            r.mode = MODE_MCAP;
+            r->mode = MODE_MCAP;
             h.on_tick = on_tick;
         } else {
             return usage_error("--format is npy or mcap, not", format);
@@ -425,39 +424,52 @@ recording_main(int argc, char **argv)
     } else {
         return usage_error("unknown subcommand", argv[1]);
     }
-    if (r.mode == MODE_INFO)
-        r.file = argv[2];
-    if (r.mode == MODE_MCAP) {
+    if (r->mode == MODE_INFO)
+        r->file = argv[2];
+    if (r->mode == MODE_MCAP) {
         if (make_dir(out))
             return 1;
         snprintf(path, sizeof(path), "%s/recording.mcap", out);
-        if (mcap_open(&r.mc, path, "")) {
+        if (mcap_open(&r->mc, path, "")) {
             fprintf(stderr, "etraced recording: cannot create %s: %s\n", path, strerror(errno));
             return 1;
         }
         static const char *const types[3] = {"etrace.Frame", "etrace.Signal", "etrace.Output"};
         for (uint16_t k = 0; k < 3; k++)
-            mcap_schema(&r.mc, (uint16_t)(k + 1), types[k], "protobuf", etrace_desc_set,
+            mcap_schema(&r->mc, (uint16_t)(k + 1), types[k], "protobuf", etrace_desc_set,
                         etrace_desc_set_len);
     }
-    rc = offline_replay(r.file, NULL, &h);
-    if (r.mode == MODE_MCAP && mcap_close(&r.mc)) {
+    rc = offline_replay(r->file, NULL, &h);
+    if (r->mode == MODE_MCAP && mcap_close(&r->mc)) {
         fprintf(stderr, "etraced recording: writing %s: %s\n", path, strerror(errno));
         rc = 1;
     }
-    if (rc == 0 && r.mode == MODE_INFO)
-        print_info(&r);
-    if (rc == 0 && r.mode == MODE_NPY) {
-        printf("etraced recording: %s -> %s/\n", r.file, out);
-        rc = write_npy_streams(&r, out) ? 1 : 0;
+    if (rc == 0 && r->mode == MODE_INFO)
+        print_info(r);
+    if (rc == 0 && r->mode == MODE_NPY) {
+        printf("etraced recording: %s -> %s/\n", r->file, out);
+        rc = write_npy_streams(r, out) ? 1 : 0;
     }
-    if (rc == 0 && r.mode == MODE_MCAP) {
+    if (rc == 0 && r->mode == MODE_MCAP) {
         int64_t n = 0;
-        for (int i = 0; i < r.n_streams; i++)
-            n += r.streams[i].seq;
-        printf("etraced recording: %s -> %s: %d channels, %lld messages\n", r.file, path,
-               r.n_streams, (long long)n);
+        for (int i = 0; i < r->n_streams; i++)
+            n += r->streams[i].seq;
+        printf("etraced recording: %s -> %s: %d channels, %lld messages\n", r->file, path,
+               r->n_streams, (long long)n);
     }
-    rec_fini(&r);
+    return rc;
+}
+
+int
+recording_main(int argc, char **argv)
+{
+    struct rec *r = calloc(1, sizeof(*r)); /* the stream table is large: off the stack */
+    if (!r) {
+        fprintf(stderr, "etraced recording: out of memory\n");
+        return 1;
+    }
+    int rc = recording_run(r, argc, argv);
+    rec_fini(r);
+    free(r);
     return rc;
 }

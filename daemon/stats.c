@@ -1,6 +1,7 @@
 /* Stats messages (see stats.h). */
 #include "stats.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,13 +78,19 @@ process_usage(double *cpu_s, uint64_t *rss_bytes)
     if (getrusage(RUSAGE_SELF, &ru) == 0)
         *cpu_s = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
                  (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (!f)
+    /* read(2) into a stack buffer: no stdio buffer allocated every stats period */
+    char buf[128];
+    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
         return;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return;
+    buf[n] = '\0';
     unsigned long long size, resident;
-    if (fscanf(f, "%llu %llu", &size, &resident) == 2)
+    if (sscanf(buf, "%llu %llu", &size, &resident) == 2)
         *rss_bytes = (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
-    fclose(f);
 }
 
 static const char *const ep_names[CONFIG_N_EP] = {"input", "output", "control", "stats"};

@@ -13,10 +13,16 @@ before the event (the first eighth of the run against the eighth before the even
 
 Run (starts its own daemon in a temp dir; timer mode, 1 kHz, 30 s; lockstep: 10 s):
     /usr/bin/python3 clients/examples/drift.py
---clock lockstep lets the streamer step the daemon at 3,000 steps/s (3x real time, the same
-ticks on any machine that keeps up); --quick shortens it.
+With --clock lockstep this process steps the daemon itself and takes its figures by tick
+count (every 250 ticks: the weights exported, ||W - W0|| and ||delta W|| computed here, the
+mean of the step replies' losses; the event at the middle tick), so the run is a pure
+function of the model and the inputs: the same numbers on every machine, whatever its
+speed (it prints a digest of them). --quick shortens it.
+The plot's last panel is the learning rate: the event raises it 5x, which is why the loss
+and ||delta W|| jump there; the swap itself keeps the weights.
 Writes OUT/drift.png.
 """
+import hashlib
 import math
 import subprocess
 import sys
@@ -60,6 +66,15 @@ LR0, LR1 = 1.0e-4, 5.0e-4
 LOCKSTEP_RATE = 3000.0  # steps per second of the lockstep streamer: 3x real time
 
 
+def signal(k, attach):
+    """Tick k's frame and target."""
+    ph = 2 * math.pi * k * 1e-3 * 2.0  # 2 Hz at dt = 1 ms
+    x = [0.5 + 0.5 * math.sin(ph + j * math.pi / 4) for j in range(8)]
+    y = ([0.3 + 0.1 * math.sin(ph), 0.2 - 0.1 * math.sin(ph)] if attach else
+         [0.5 * math.sin(ph), 0.5 * math.cos(2 * ph)])
+    return x, y
+
+
 def stream(args):
     """The streaming process: one frame and one target per tick, until killed."""
     import etrace
@@ -68,10 +83,7 @@ def stream(args):
         period = args.period_us / 1e6
         t_next = time.monotonic()
         while True:
-            ph = 2 * math.pi * k * 1e-3 * 2.0  # 2 Hz at dt = 1 ms
-            x = [0.5 + 0.5 * math.sin(ph + j * math.pi / 4) for j in range(8)]
-            y = ([0.3 + 0.1 * math.sin(ph), 0.2 - 0.1 * math.sin(ph)] if args.attach else
-                 [0.5 * math.sin(ph), 0.5 * math.cos(2 * ph)])
+            x, y = signal(k, args.attach)
             if args.clock == "lockstep":
                 try:
                     c.step(inputs={"sensors": x}, targets={"action": y})
@@ -126,6 +138,52 @@ def event(etrace, c, attached, lr_before):
     return "lr %g -> %g (no load in this daemon)" % (LR0, LR1)
 
 
+def projection_weights(tensors):
+    """{projection: its weight and bias as one float64 vector} from an export."""
+    import numpy as np
+    out = {}
+    for name in sorted(tensors):
+        proj, kind = name.rsplit(".", 1)
+        if kind in ("weight", "bias"):
+            out.setdefault(proj, []).append(np.asarray(tensors[name], np.float64).ravel())
+    return {p: np.concatenate(v) for p, v in out.items()}
+
+
+def lockstep_rows(etrace, args, seconds):
+    """--clock lockstep: steps the daemon from here and samples by tick count. Returns the
+    rows (t, tick, loss, {projection: (||W - W0||, ||delta W||)}, lr) and the events."""
+    import numpy as np
+    every = 100 if args.quick else 250
+    n_ticks = int(round(seconds * 1000))
+    rows, events = [], []
+    d = eu.start_daemon(etrace, args, MODEL, stats_period_ms=1000)
+    with d, d.client() as c:
+        w0 = projection_weights(c.export())
+        prev = w0
+        loss_sum, lr = 0.0, c.status().lr
+        for k in range(n_ticks):
+            if k == n_ticks // 2:
+                label = event(etrace, c, False, lr)
+                lr = c.status().lr
+                events.append((k * 1e-3, label))
+                print("  t %6.2f s  tick %7d  event: %s" % (k * 1e-3, k, label))
+            x, y = signal(k, False)
+            loss_sum += c.step(inputs={"sensors": x}, targets={"action": y})["action"].loss
+            if (k + 1) % every == 0:
+                w = projection_weights(c.export())
+                rows.append(((k + 1) * 1e-3, k + 1, loss_sum / every,
+                             {p: (float(np.linalg.norm(w[p] - w0[p])),
+                                  float(np.linalg.norm(w[p] - prev[p]))) for p in w}, lr))
+                prev, loss_sum = w, 0.0
+                if len(rows) % 8 == 0:
+                    r = rows[-1]
+                    print("  t %6.2f s  tick %7d  loss %.5f  %s" % (r[0], r[1], r[2], "  ".join(
+                        "%s |W-W0| %.4f |dW| %.5f" % (p, v[0], v[1]) for p, v in r[3].items())))
+    digest = hashlib.sha256(repr(rows).encode()).hexdigest()[:16]
+    print("ROWS %d samples every %d ticks, sha256 %s" % (len(rows), every, digest))
+    return rows, events
+
+
 def main():
     ap = eu.options(__doc__.split("\n\n")[0], period_us=1000)
     ap.add_argument("--seconds", type=float, default=None, help="length of the run")
@@ -150,6 +208,10 @@ def main():
     seconds = args.seconds or (4.0 if args.quick else 30.0 if args.clock == "timer" else 10.0)
     stats_ms = 100 if args.quick else 250
     rows, events = [], []
+    if args.clock == "lockstep" and not args.attach:
+        rows, events = lockstep_rows(etrace, args, seconds)
+        return finish(args, rows, events, "lockstep, every %d ticks"
+                      % (100 if args.quick else 250))
     if args.attach:
         args.clock = "timer"
         d = _Attached(etrace)
@@ -170,7 +232,7 @@ def main():
             for s in stats:
                 t = (s.time_ns - t0) / 1e9
                 rows.append((t, s.tick, s.loss_avg, {p.name: (p.drift_norm, p.delta_norm)
-                                                    for p in s.projections}))
+                                                    for p in s.projections}, s.lr))
                 if not changed and t >= seconds / 2:
                     label = event(etrace, c, args.attach, lr_before)
                     events.append((t, label))
@@ -189,6 +251,11 @@ def main():
             if args.attach:
                 c.lr(lr_before)
     rows = [r for r in rows if r[1] > 0]
+    return finish(args, rows, events, "%s, stats every %d ms" % (args.clock, stats_ms))
+
+
+def finish(args, rows, events, how):
+    """Checks the run, prints the RESULT line and plots; returns the exit code."""
     names = list(rows[-1][3])
     q = max(1, len(rows) // 4)
     loss_first = sum(r[2] for r in rows[:q]) / q
@@ -211,10 +278,12 @@ def main():
         ts = [r[0] for r in rows]
         eu.plot("%s/drift.png" % args.out, [
             ("||W - W0||", [(n, ts, [r[3][n][0] for r in rows]) for n in names], "s", events),
-            ("||delta W|| (stats)", [(n, ts, [r[3][n][1] for r in rows]) for n in names],
+            ("||delta W|| per sample", [(n, ts, [r[3][n][1] for r in rows]) for n in names],
              "s", events),
-            ("loss (period mean)", [("loss", ts, [r[2] for r in rows])], "s", events)],
-            "drift: %s clock, stats every %d ms" % (args.clock, stats_ms))
+            ("loss (period mean)", [("loss", ts, [r[2] for r in rows])], "s", events),
+            ("learning rate", [("lr", ts, [r[4] for r in rows])], "s", events)],
+            "drift (%s)\nthe event raises lr 5x: hence the jump; the swap keeps the weights"
+            % how)
     return 0 if ok else 1
 
 

@@ -50,7 +50,9 @@ class VersionHelpTest(unittest.TestCase):
                            ([common.ETRACECTL, "learn", "maybe"], "maybe"),
                            ([common.ETRACECTL, "lr", "fast"], "fast"),
                            ([common.ETRACECTL, "--frob", "status"], "--frob"),
-                           ([common.ETRACECTL, "reset", "everything"], "everything")):
+                           ([common.ETRACECTL, "reset", "everything"], "everything"),
+                           ([common.ETRACECTL, "--timeout", "soon", "status"], "soon"),
+                           ([common.ETRACECTL, "stats", "--watch", "--count", "x"], "'x'")):
             out, err = run(args, 64)
             self.assertEqual(out, "", args)
             self.assertEqual(len(err.strip().splitlines()), 1, (args, err))

@@ -119,13 +119,15 @@ class TimerDaemonTest(unittest.TestCase):
         self.assertIsNotNone(wait_for(done))
 
     def test_latest_output(self):
-        """latest_output returns the newest Output, not the oldest queued one: after a
-        pause of 0.3 s its tick is within a few of the daemon's, where the queue's next
-        is ~300 ticks older."""
+        """latest_output returns the newest Output, not the oldest queued one: once the
+        daemon has run 300 more ticks its tick is within a few of the daemon's, where the
+        queue's next is ~300 ticks older."""
         queued = self.c.outputs(readout="action", timeout_ms=3000)
         first = next(queued)
         self.c.latest_output("action", timeout_ms=3000)  # subscribes
-        time.sleep(0.3)
+        deadline = time.monotonic() + 20
+        while self.c.status().tick < first.tick + 300 and time.monotonic() < deadline:
+            time.sleep(0.02)
         latest = self.c.latest_output("action", timeout_ms=3000)
         old = next(queued)
         tick = self.c.status().tick

@@ -152,6 +152,26 @@ class ExporterTest(unittest.TestCase):
         self.assertEqual(self.scrape()["etraced_up"], 0.0)
 
 
+class ExporterUnitTest(unittest.TestCase):
+    """systemd/etrace-exporter.service, pointed at this checkout's exporter, passes
+    `systemd-analyze verify` with nothing printed, and names the documented port."""
+
+    def test_unit_verifies(self):
+        src = os.path.join(common.REPO, "systemd", "etrace-exporter.service")
+        with open(src) as f:
+            text = f.read()
+        self.assertIn("--port 29464", text)
+        with tempfile.TemporaryDirectory() as tmp:
+            unit = os.path.join(tmp, "etrace-exporter.service")
+            with open(unit, "w") as f:
+                f.write(text.replace("/usr/local/share/etraced/python/etrace_exporter.py",
+                                     EXPORTER))
+            p = subprocess.run(["systemd-analyze", "verify", "--man=no", unit], cwd=tmp,
+                               capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertEqual(p.stdout + p.stderr, "")
+
+
 class ExporterCurveTest(ExporterTest):
     """The exporter on a daemon whose tcp endpoints use CURVE: with its key file on the
     allow-list it serves the metrics; without CURVE it never sees the daemon up."""

@@ -1,6 +1,8 @@
-"""`etracectl top` driven in tmux (send-keys, capture-pane) against the real daemon: the
-screen shows the tick rate and every projection's drift; "waiting for daemon" while the
-daemon is away and recovery when it returns; `q` quits with exit code 0.
+"""`etracectl top` driven in tmux (send-keys, capture-pane) against the real daemon, in an
+80-column terminal: the header names the model and its uptime; the screen shows the tick
+rate, the daemon's CPU and resident memory, a row per input (frames/s, staleness), per
+spiking cell (firing rate) and per projection (drift); no line wraps; "waiting for
+daemon" while the daemon is away and recovery when it returns; `q` quits with exit code 0.
 A private tmux server (-S a socket in the temp dir) is used and killed at the end."""
 import os
 import re
@@ -27,8 +29,9 @@ class TopTest(unittest.TestCase):
             self.d.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def screen(self):
-        return subprocess.run(self.tmux + ["capture-pane", "-p", "-t", "top"],
+    def screen(self, joined=False):
+        return subprocess.run(self.tmux + ["capture-pane", "-p", "-t", "top"] +
+                              (["-J"] if joined else []),
                               capture_output=True, text=True).stdout
 
     def wait_screen(self, pattern, timeout_s=8.0):
@@ -60,7 +63,7 @@ class TopTest(unittest.TestCase):
         try:
             cmd = "LANG=C.UTF-8 %s --stats %s top; echo TOP-EXIT=$?; sleep 60" % (
                 common.ETRACECTL, self.d.endpoints["stats"])
-            subprocess.run(self.tmux + ["new-session", "-d", "-s", "top", "-x", "140", "-y",
+            subprocess.run(self.tmux + ["new-session", "-d", "-s", "top", "-x", "80", "-y",
                                         "40", cmd], check=True)
             s = self.wait_screen(r"tick rate\s+9\d\d\.\d|tick rate\s+10\d\d\.\d")
             rate = float(re.search(r"tick rate\s+([\d.]+)", s).group(1))
@@ -75,6 +78,18 @@ class TopTest(unittest.TestCase):
             for pat in ("tick time", "lateness", "p50", "p99", "max", "skipped",
                         "frames/s", "rejected", "loss avg", "reward avg"):
                 self.assertIn(pat, s)
+            # The header: the model and the daemon's uptime; its CPU and memory.
+            self.assertRegex(s, r"etraced top\s+model ctest\s+up \d+m\d\ds\s+running")
+            self.assertRegex(s, r"cpu (\d+\.\d%|-)\s+rss [1-9]\d*\.\d MiB")
+            # A row per input: its frames/s (frames applied to a tick), its staleness.
+            s = self.wait_screen(r"^sensors\s+[1-9]\d*\.\d\s+0\.0\s+\d+")
+            m = re.search(r"^sensors\s+([\d.]+)\s+([\d.]+)\s+(\d+)", s, re.M)
+            self.assertGreater(float(m.group(1)), 1.0)
+            # A row per spiking cell, with its firing rate.
+            self.assertRegex(s, r"(?m)^hidden\s+\d\.\d{4}$")
+            # 80 columns: no line of the screen wraps.
+            for line in self.screen(joined=True).splitlines():
+                self.assertLessEqual(len(line), 80, line)
         finally:
             stop.set()
             th.join()
@@ -82,7 +97,7 @@ class TopTest(unittest.TestCase):
         self.d.close()
         self.wait_screen(r"waiting for daemon")
         self.d = etrace.Daemon(common.MODEL, clock="timer", stats_period_ms=200, dir=ddir)
-        s = self.wait_screen(r"\A(?!.*waiting for daemon).*stats #\d+  tick \d+", timeout_s=10)
+        s = self.wait_screen(r"\A(?!.*waiting for daemon)etraced top\s+model ctest.*\nstats #\d+\s+tick \d+", timeout_s=10)
         self.assertRegex(s, r"tick rate\s+(\d+\.\d|-)")
         subprocess.run(self.tmux + ["send-keys", "-t", "top", "q"], check=True)
         s = self.wait_screen(r"TOP-EXIT=\d+", timeout_s=3)

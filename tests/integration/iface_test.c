@@ -68,17 +68,11 @@ steps(struct daemon_run *r, int n)
     }
 }
 
+/* A Stats taken after the steps so far (daemon_run_stats: published after the call). */
 static Etrace__Stats *
 stats_now(struct daemon_run *r)
 {
-    Etrace__Reply *rep = NULL;
-    assert_int_equal(etrace_stats(r->c, &rep), ETRACE_OK);
-    assert_int_equal(rep->result_case, ETRACE__REPLY__RESULT_STATS);
-    Etrace__Stats *s = rep->stats;
-    rep->stats = NULL;
-    rep->result_case = ETRACE__REPLY__RESULT__NOT_SET;
-    etrace_reply_free(rep);
-    return s;
+    return daemon_run_stats(r);
 }
 
 /* The *_total counts grow across a load without keep_weights (the model's own optimizer
@@ -91,7 +85,7 @@ test_iface_lifetime_counters(void **state)
     char path[600];
     Etrace__Reply *rep = NULL;
     (void)state;
-    daemon_run_start(&r, model_text, "clock: lockstep\n");
+    daemon_run_start(&r, model_text, "clock: lockstep\nstats_period_ms: 50\n");
     steps(&r, 30);
     assert_int_equal(etrace_checkpoint(r.c, "at30", &rep), ETRACE_OK);
     etrace_reply_free(rep);
@@ -220,7 +214,10 @@ test_iface_latest_output(void **state)
     etrace__output__free_unpacked(o, NULL);
     assert_int_equal(etrace_sub_recv_output(l, 5000, &o), ETRACE_OK);
     etrace__output__free_unpacked(o, NULL);
-    daemon_run_sleep_ms(300);
+    /* Wait (bounded) until the daemon has run 300 more ticks, however loaded the machine. */
+    for (int64_t deadline = daemon_run_now_ms() + 20000;
+         daemon_run_status_tick(&r) < first + 300 && daemon_run_now_ms() < deadline;)
+        daemon_run_sleep_ms(20);
     assert_int_equal(etrace_sub_recv_latest_output(l, 5000, &latest), ETRACE_OK);
     assert_int_equal(etrace_sub_recv_output(q, 5000, &o), ETRACE_OK);
     uint64_t now = daemon_run_status_tick(&r);
