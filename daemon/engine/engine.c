@@ -201,6 +201,11 @@ layout(struct engine *e, struct carver *c)
             p->e_w = carve_big(c, p->count, sizeof(real));
             p->e_b = has_b ? carve(c, O) : NULL;
         }
+        if (l->signal == MODEL_SIGNAL_REWARD && l->critic_readout >= 0) {
+            p->ev_w = carve_big(c, p->count, sizeof(real));
+            p->ev_b = has_b ? carve(c, O) : NULL;
+            p->gpi = carve(c, K * O);
+        }
         if (e->track) {
             p->gt_w = carve_big(c, p->count, sizeof(real));
             p->gt_b = has_b ? carve(c, O) : NULL;
@@ -218,6 +223,7 @@ layout(struct engine *e, struct carver *c)
         pol = e->readouts[l->policy_readout].size;
     e->xi = carve(c, pol);
     e->probs = carve(c, pol);
+    e->v_prev = carve(c, 1);
     int64_t largest = 1;
     for (int r = 0; r < e->n_readouts; r++)
         if (e->readouts[r].size > largest)
@@ -304,7 +310,8 @@ reach_loss(const struct model_desc *d, int *reach)
 {
     const struct model_learning *l = &d->learning;
     for (int r = 0; r < d->n_readouts; r++)
-        if (!l->present || l->signal != MODEL_SIGNAL_REWARD || l->policy_readout == r)
+        if (!l->present || l->signal != MODEL_SIGNAL_REWARD || l->policy_readout == r ||
+            l->critic_readout == r)
             reach[d->readouts[r].cell] = 1;
     for (int c = d->n_cells - 1; c >= 0; c--)
         for (int p = 0; p < d->n_projs && !reach[c]; p++) {
@@ -384,6 +391,10 @@ reset_proj_traces(struct eproj *p)
         fill(p->e_w, p->count, R(0.0));
     if (p->e_b)
         fill(p->e_b, p->O, R(0.0));
+    if (p->ev_w)
+        fill(p->ev_w, p->count, R(0.0));
+    if (p->ev_b)
+        fill(p->ev_b, p->O, R(0.0));
 }
 
 int
@@ -536,6 +547,9 @@ engine_compile(struct model_desc *d, const struct engine_opts *opts, struct engi
             e->oparams[e->n_oparams++] = (struct optim_param){
                 .n = p->O, .w = p->w.bias, .acc = p->acc_b, .m = p->m_b, .v = p->v_b};
     }
+    e->critic_cell = -1;
+    if (l->present && l->signal == MODEL_SIGNAL_REWARD && l->critic_readout >= 0)
+        e->critic_cell = d->readouts[l->critic_readout].cell;
     if (l->present && l->signal == MODEL_SIGNAL_REWARD) {
         char name[256];
         snprintf(name, sizeof name, "policy.%s", d->readouts[l->policy_readout].name);
@@ -577,6 +591,7 @@ engine_free(struct engine **pe)
         mem_free(m, &p->m_w);
         mem_free(m, &p->v_w);
         mem_free(m, &p->e_w);
+        mem_free(m, &p->ev_w);
         mem_free(m, &p->gt_w);
         mem_free(m, &p->sum_w);
     }
@@ -648,6 +663,12 @@ void
 engine_add_reward(struct engine *e, double reward)
 {
     e->reward_pending += reward;
+}
+
+void
+engine_set_terminal(struct engine *e)
+{
+    e->terminal = 1;
 }
 
 /* ---- the tick --------------------------------------------------------------------------- */
@@ -773,8 +794,8 @@ policy_act(struct engine *e)
         r->action[0] = (real)loss_argmax(n, o);
         return 0;
     }
-    if (e->tick % (uint64_t)l->action_hold != 0) {
-        r->action[0] = (real)e->held_action; /* held: log pi counts once per sample */
+    if (e->episode_ticks % l->action_hold != 0) { /* counted from the episode's first tick */
+        r->action[0] = (real)e->held_action;      /* held: log pi counts once per sample */
         return 0;
     }
     loss_softmax(n, e->probs, o);
@@ -865,6 +886,43 @@ backward(struct engine *e)
     }
 }
 
+/* Under a critic, after the policy's backward pass: keeps each projection's policy g
+ * (G^t's signal) and runs the within-tick backward pass again with dL/dV = 1 and every
+ * other dL/dout = 0, giving the critic's g (H^t's signal). */
+static void
+critic_backward(struct engine *e)
+{
+    for (int pi = 0; pi < e->n_projs; pi++) {
+        struct eproj *p = &e->projs[pi];
+        p->has_gpi = p->rule != ENGINE_RULE_FROZEN && e->cells[p->cell].has_dl;
+        if (!p->has_gpi)
+            continue;
+        learn_gather_g(e, p);
+        memcpy(p->gpi, p->gcol, (size_t)p->K * (size_t)p->O * sizeof(real));
+    }
+    for (int ci = 0; ci < e->n_cells; ci++) {
+        struct ecell *cl = &e->cells[ci];
+        cl->has_dl = 0;
+        memset(cl->dl, 0, (size_t)cl->n * sizeof(real));
+    }
+    struct ecell *vc = &e->cells[e->critic_cell];
+    vc->dl[0] = R(1.0);
+    vc->has_dl = 1;
+    backward(e);
+}
+
+/* The TD error of this tick (DESIGN §4.3): delta^t = r^t + gamma V^t - V^{t-1}, with V^t = 0
+ * at a terminal tick and delta = 0 at an episode's first tick. */
+static double
+critic_delta(const struct engine *e, double reward, int terminal)
+{
+    if (e->episode_ticks == 0)
+        return 0.0;
+    double gamma = exp(-e->d->dt / e->d->learning.tau_gamma);
+    double v = terminal ? 0.0 : (double)e->cells[e->critic_cell].out[e->cur][0];
+    return reward + gamma * v - (double)e->v_prev[0];
+}
+
 static void
 reset_bad_cells(struct engine *e)
 {
@@ -889,6 +947,10 @@ engine_tick(struct engine *e)
     e->cur = !e->cur;
     double reward = e->reward_pending;
     e->reward_pending = 0.0;
+    int terminal = e->terminal != 0;
+    e->terminal = 0;
+    if (e->episode_ticks < 0) /* restored from a checkpoint that predates episodes */
+        e->episode_ticks = (int64_t)e->tick;
     for (int ci = 0; ci < e->n_cells; ci++)
         cell_forward(e, ci);
     const struct model_learning *l = &e->d->learning;
@@ -902,9 +964,14 @@ engine_tick(struct engine *e)
     if (e->tape)
         bptt_record(e);
     e->last_reward = reward;
+    if (e->critic_cell >= 0)
+        e->last_delta = critic_delta(e, reward, terminal);
     if (e->need_derivs) {
-        if (engine_learning_active(e))
+        if (engine_learning_active(e)) {
             backward(e);
+            if (e->critic_cell >= 0)
+                critic_backward(e);
+        }
         if (e->fused && e->learn == ENGINE_LEARN_ON && !e->defer && !e->acc_dirty) {
             learn_fused_tick(e);
             e->at_boundary = 1;
@@ -926,7 +993,14 @@ engine_tick(struct engine *e)
         }
         e->es_n++;
     }
+    if (l->present && l->signal == MODEL_SIGNAL_REWARD) {
+        if (terminal) /* after the tick's gradient was handed over */
+            learn_end_episode(e);
+        e->episode_ticks = terminal ? 0 : e->episode_ticks + 1;
+    }
     reset_bad_cells(e);
+    if (e->critic_cell >= 0)
+        e->v_prev[0] = e->cells[e->critic_cell].out[e->cur][0];
     for (int i = 0; i < e->n_inputs; i++) {
         struct einput *in = &e->inputs[i];
         if (in->kind == MODEL_INPUT_SPIKES && in->n_events) {
@@ -972,6 +1046,12 @@ engine_last_loss(const struct engine *e)
     return e->last_loss;
 }
 
+double
+engine_last_td_error(const struct engine *e)
+{
+    return e->last_delta;
+}
+
 void
 engine_set_learn(struct engine *e, enum engine_learn mode)
 {
@@ -1012,6 +1092,8 @@ engine_reset(struct engine *e, int states, int traces)
             reset_proj_traces(&e->projs[pi]);
         e->es_n = 0;
     }
+    if (states || traces)
+        e->episode_ticks = 0; /* any reset starts an episode (DESIGN §4.3) */
 }
 
 int

@@ -1907,6 +1907,36 @@ read_policy(struct ctx *x, const yaml_node_t *n, void *target, const char *field
     return schema_apply(x, n, policy_fields, 6, target, field, &s);
 }
 
+static int
+read_critic_readout(struct ctx *x, const yaml_node_t *n, void *target, const char *field)
+{
+    struct model_learning *l = target;
+    if (!is_scalar(n) || is_null(n))
+        return fail_type(x, n, field, "a readout name");
+    if ((l->critic_readout = model_find_readout(x->d, sval(n))) < 0)
+        return fail(x, n, ERR_MODEL, field, "unknown readout '%s'", sval(n));
+    const struct model_readout *r = &x->d->readouts[l->critic_readout];
+    if (x->d->cells[r->cell].size != 1)
+        return fail(x, n, ERR_MODEL, field, "readout '%s' has size %d; a critic has size 1",
+                    sval(n), x->d->cells[r->cell].size);
+    return 0;
+}
+
+/* A schema table: one row per key (clang-format would spread the rows). */
+/* clang-format off */
+static const struct field critic_fields[] = {
+    {.key = "readout", .type = T_FUNC, .required = 1, .fn = read_critic_readout},
+    {.key = "weight", .type = T_NUM, .offset = AT(model_learning, critic_weight)},
+};
+/* clang-format on */
+
+static int
+read_critic(struct ctx *x, const yaml_node_t *n, void *target, const char *field)
+{
+    struct seen s;
+    return schema_apply(x, n, critic_fields, 2, target, field, &s);
+}
+
 static const struct enum_name algo_names[] = {
     {"d_rtrl", MODEL_ALGO_D_RTRL, 0},
     {"es_d_rtrl", MODEL_ALGO_ES_D_RTRL, 0},
@@ -1938,6 +1968,9 @@ enum {
     LF_POLICY,
     LF_TAU_E,
     LF_TAU_BASELINE,
+    LF_CRITIC,
+    LF_TAU_GAMMA,
+    LF_TAU_LAMBDA,
     LF_N
 };
 
@@ -1961,6 +1994,11 @@ static const struct field learning_fields[LF_N] = {
                   .offset = AT(model_learning, tau_e)},
     [LF_TAU_BASELINE] = {.key = "tau_baseline", .type = T_NUM, .check = C_POS,
                          .offset = AT(model_learning, tau_baseline)},
+    [LF_CRITIC] = {.key = "critic", .type = T_FUNC, .fn = read_critic},
+    [LF_TAU_GAMMA] = {.key = "tau_gamma", .type = T_NUM, .check = C_POS,
+                      .offset = AT(model_learning, tau_gamma)},
+    [LF_TAU_LAMBDA] = {.key = "tau_lambda", .type = T_NUM, .check = C_POS,
+                       .offset = AT(model_learning, tau_lambda)},
 };
 /* clang-format on */
 
@@ -1991,6 +2029,22 @@ read_learning(struct ctx *x, const yaml_node_t *n, void *target, const char *fie
         join(sub, field, "policy");
         return fail(x, n, ERR_MODEL, sub, "missing required field (signal: reward needs it)");
     }
+    if (s.key[LF_CRITIC] && l->signal != MODEL_SIGNAL_REWARD) {
+        join(sub, field, "critic");
+        return fail(x, s.key[LF_CRITIC], ERR_MODEL, sub, "only with signal: reward");
+    }
+    if (l->critic_readout >= 0 &&
+        x->d->readouts[l->critic_readout].cell == x->d->readouts[l->policy_readout].cell) {
+        char sub2[FIELD_LEN];
+        join(sub2, field, "critic");
+        join(sub, sub2, "readout");
+        return fail(x, s.val[LF_CRITIC], ERR_MODEL, sub,
+                    "the critic needs a cell of its own (the policy's cell is '%s')",
+                    x->d->cells[x->d->readouts[l->policy_readout].cell].name);
+    }
+    /* tau_e and tau_baseline belong to REINFORCE: beside a critic they are ignored, and the
+     * compile report says so */
+    l->critic_ignores = l->critic_readout >= 0 && (s.key[LF_TAU_E] || s.key[LF_TAU_BASELINE]);
     return 0;
 }
 
@@ -2030,6 +2084,10 @@ learning_defaults(struct model_learning *l)
     l->action_hold = 1;
     l->tau_e = 0.5;
     l->tau_baseline = 5.0;
+    l->critic_readout = -1;
+    l->critic_weight = 1.0;
+    l->tau_gamma = 1.0;
+    l->tau_lambda = 0.5;
 }
 
 /* A libyaml error as PATH:LINE:COL: yaml: problem. */

@@ -174,6 +174,12 @@ struct model_learning {
     int explore_when_frozen; /* default 0 */
     double tau_e;            /* default 0.5 s */
     double tau_baseline;     /* default 5.0 s */
+    /* signal: reward with a critic (actor-critic, DESIGN §4.3) */
+    int critic_readout;   /* index into readouts; -1: no critic (REINFORCE) */
+    double critic_weight; /* default 1.0: the critic's share of the gradient */
+    double tau_gamma;     /* default 1.0 s: gamma = exp(-dt/tau_gamma) */
+    double tau_lambda;    /* default 0.5 s: lambda = exp(-dt/tau_lambda) */
+    int critic_ignores;   /* tau_e or tau_baseline written beside a critic (ignored) */
     struct model_pos pos;
 };
 
