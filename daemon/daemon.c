@@ -159,9 +159,30 @@ on_stats_result(struct daemon *d)
     d->stats_last = done;
     d->stats_in_flight = 0;
     publish_stats(d);
-    for (int i = 0; i < d->n_stats_waiting; i++)
+    /* Only the requests parked before this snapshot was asked for get it; the others wait
+     * for the next one (lockstep: a step may have run in between). */
+    int ready = d->n_stats_ready;
+    for (int i = 0; i < ready; i++)
         control_reply_stats(d, &d->stats_waiting[i]);
-    d->n_stats_waiting = 0;
+    for (int i = ready; ready > 0 && i < d->n_stats_waiting; i++) {
+        struct daemon_pending *dst = &d->stats_waiting[i - ready], *src = &d->stats_waiting[i];
+        *dst = (struct daemon_pending){.in_use = src->in_use,
+                                       .serial = src->serial,
+                                       .req_id = src->req_id,
+                                       .command = src->command,
+                                       .n_env = src->n_env,
+                                       .buf = src->buf};
+        for (int k = 0; k < src->n_env; k++) {
+            zmq_msg_init(&dst->env[k]);
+            zmq_msg_move(&dst->env[k], &src->env[k]);
+            zmq_msg_close(&src->env[k]);
+        }
+        src->n_env = 0;
+    }
+    d->n_stats_waiting -= ready;
+    d->n_stats_ready = 0;
+    if (d->n_stats_waiting)
+        daemon_request_stats(d);
 }
 
 void
@@ -179,6 +200,7 @@ daemon_request_stats(struct daemon *d)
         return;
     }
     d->stats_in_flight = 1;
+    d->n_stats_ready = d->n_stats_waiting;
 }
 
 static void

@@ -54,7 +54,10 @@ struct daemon {
     int64_t stats_next_ns; /* when the next Stats is due */
     int64_t stats_prev_ns; /* time of the previous snapshot */
     uint64_t stats_seq;
-    int n_stats_waiting; /* `stats` requests waiting for the first snapshot */
+    int n_stats_waiting; /* `stats` requests waiting for the first snapshot, or (lockstep)
+                          * for one taken after they arrived */
+    int n_stats_ready;   /* the first n_stats_waiting that the queued TICK_CMD_STATS answers
+                          * (parked before it was sent) */
     struct daemon_pending stats_waiting[DAEMON_MAX_PENDING];
     /* watchdog */
     int64_t watchdog_ns, watchdog_next_ns;
