@@ -53,7 +53,7 @@ DAEMON_LIBS := -luv -lzmq -lprotobuf-c -lcyaml -lsystemd -lpthread $(ENGINE_LIBS
 ENGINE_MODULES := mem err real_env rng npy cell expr model param op_dense op_sparse op_elem \
                   trace loss optim learn bptt engine engine_state report
 ENGINE_SRC  := $(wildcard $(patsubst %,daemon/engine/%.c,$(ENGINE_MODULES)))
-ENGINE_TEST_NAMES := mem npy rng param cell expr model engine op optim fused state oracle learn signal critic
+ENGINE_TEST_NAMES := mem npy rng param cell expr model engine op optim fused state oracle learn signal critic plant
 DAEMON_SRC  :=
 PROTO       :=
 CLIENT_SRC  :=

@@ -137,8 +137,16 @@ static void
 layout(struct engine *e, struct carver *c)
 {
     const struct model_learning *l = &e->d->learning;
-    for (int i = 0; i < e->n_inputs; i++)
-        e->inputs[i].value = carve(c, e->inputs[i].size);
+    for (int i = 0; i < e->n_inputs; i++) {
+        struct einput *in = &e->inputs[i];
+        const struct model_input *mi = &e->d->inputs[i];
+        in->value = carve(c, in->size);
+        int transformed = mi->offset || mi->scale || mi->norm_tau > 0.0;
+        in->seen = transformed ? carve(c, in->size) : in->value;
+        in->off = mi->offset ? carve(c, in->size) : NULL;
+        in->scl = mi->scale ? carve(c, in->size) : NULL;
+        in->norm = mi->norm_tau > 0.0 ? carve(c, 2 * (int64_t)in->size) : NULL;
+    }
     for (int ci = 0; ci < e->n_cells; ci++) {
         struct ecell *cl = &e->cells[ci];
         int64_t n = cl->n, K = cl->K, S = cl->S;
@@ -217,6 +225,10 @@ layout(struct engine *e, struct carver *c)
         struct ereadout *ro = &e->readouts[r];
         ro->target = carve(c, ro->size);
         ro->action = carve(c, ro->size);
+        const struct model_readout *mr = &e->d->readouts[r];
+        int published = mr->has_clip || mr->scale != 1.0;
+        ro->pub = published ? carve(c, ro->size) : NULL;
+        ro->pub_action = published ? carve(c, ro->size) : NULL;
     }
     int64_t pol = 1;
     if (l->present && l->signal == MODEL_SIGNAL_REWARD)
@@ -361,6 +373,80 @@ initial_output(const struct model_desc *d, const struct model_cell *mc, const st
     mem_free(m, &buf);
     expr_prog_free(&prog, m);
     return 0;
+}
+
+/* ---- the plant interface (DESIGN §2) -------------------------------------------------- */
+
+/* An input's constants and its normalisation statistics at load: m = 0, s2 = 1. */
+static void
+plant_init_input(struct engine *e, int i)
+{
+    struct einput *in = &e->inputs[i];
+    const struct model_input *mi = &e->d->inputs[i];
+    for (int k = 0; k < in->size; k++) {
+        if (in->off)
+            in->off[k] = (real)mi->offset[k];
+        if (in->scl)
+            in->scl[k] = (real)mi->scale[k];
+    }
+    if (in->norm) {
+        fill(in->norm, in->size, R(0.0));
+        fill(in->norm + in->size, in->size, R(1.0));
+        in->alpha = 1.0 - exp(-e->d->dt / mi->norm_tau);
+    }
+}
+
+/* What the model sees of input i this tick, from the held frame: (raw - offset) * scale, or
+ * normalised with m^t = m + alpha (raw - m), s2^t = (1 - alpha) (s2 + alpha (raw - m)^2)
+ * (m of the previous tick in both) and (raw - m^t) / sqrt(s2^t + eps). */
+static void
+plant_input(struct engine *e, int i)
+{
+    struct einput *in = &e->inputs[i];
+    if (in->seen == in->value)
+        return;
+    const real *raw = in->value;
+    if (in->norm) {
+        real *m = in->norm, *s2 = in->norm + in->size;
+        double a = in->alpha, eps = e->d->inputs[i].norm_eps;
+        for (int k = 0; k < in->size; k++) {
+            double d = (double)raw[k] - (double)m[k];
+            double mk = (double)m[k] + a * d, sk = (1.0 - a) * ((double)s2[k] + a * d * d);
+            m[k] = (real)mk;
+            s2[k] = (real)sk;
+            in->seen[k] = (real)(((double)raw[k] - mk) / sqrt(sk + eps));
+        }
+        return;
+    }
+    for (int k = 0; k < in->size; k++) {
+        real v = in->off ? raw[k] - in->off[k] : raw[k];
+        in->seen[k] = in->scl ? v * in->scl[k] : v;
+    }
+}
+
+/* What a readout publishes: clamp(o, lo, hi) * scale, for its values and its action. */
+static void
+plant_readout(struct engine *e, int r)
+{
+    struct ereadout *ro = &e->readouts[r];
+    if (!ro->pub)
+        return;
+    const struct model_readout *mr = &e->d->readouts[r];
+    const real *o = e->cells[ro->cell].out[e->cur];
+    real lo = (real)mr->clip_lo, hi = (real)mr->clip_hi, k = (real)mr->scale;
+    const struct model_learning *l = &e->d->learning;
+    int has_action = l->present && l->signal == MODEL_SIGNAL_REWARD && l->policy_readout == r;
+    /* a softmax action is an index: it is published as is */
+    int gauss = has_action && l->policy_kind == MODEL_POLICY_GAUSSIAN;
+    for (int64_t i = 0; i < ro->size; i++) {
+        real v = o[i], a = ro->action[i];
+        if (mr->has_clip) {
+            v = v < lo ? lo : (v > hi ? hi : v);
+            a = a < lo ? lo : (a > hi ? hi : a);
+        }
+        ro->pub[i] = v * k;
+        ro->pub_action[i] = gauss ? a * k : ro->action[i];
+    }
 }
 
 static void
@@ -522,6 +608,8 @@ engine_compile(struct model_desc *d, const struct engine_opts *opts, struct engi
             goto fail;
         reset_cell_states(e, cl);
     }
+    for (int i = 0; i < d->n_inputs; i++)
+        plant_init_input(e, i);
     for (int i = 0; i < d->n_projs; i++) {
         struct eproj *p = &e->projs[i];
         memcpy(p->w0, p->w.values, (size_t)p->count * sizeof(real));
@@ -679,7 +767,7 @@ static const real *
 source_values(const struct engine *e, const struct model_source *s, int target_cell)
 {
     if (s->is_input)
-        return e->inputs[s->index].value;
+        return e->inputs[s->index].seen;
     const struct ecell *cl = &e->cells[s->index];
     return s->index < target_cell ? cl->out[e->cur] : cl->out[!e->cur];
 }
@@ -951,6 +1039,8 @@ engine_tick(struct engine *e)
     e->terminal = 0;
     if (e->episode_ticks < 0) /* restored from a checkpoint that predates episodes */
         e->episode_ticks = (int64_t)e->tick;
+    for (int i = 0; i < e->n_inputs; i++)
+        plant_input(e, i);
     for (int ci = 0; ci < e->n_cells; ci++)
         cell_forward(e, ci);
     const struct model_learning *l = &e->d->learning;
@@ -1001,6 +1091,8 @@ engine_tick(struct engine *e)
     reset_bad_cells(e);
     if (e->critic_cell >= 0)
         e->v_prev[0] = e->cells[e->critic_cell].out[e->cur][0];
+    for (int r = 0; r < e->n_readouts; r++)
+        plant_readout(e, r);
     for (int i = 0; i < e->n_inputs; i++) {
         struct einput *in = &e->inputs[i];
         if (in->kind == MODEL_INPUT_SPIKES && in->n_events) {
@@ -1022,6 +1114,8 @@ engine_tick_count(const struct engine *e)
 const real *
 engine_readout_values(const struct engine *e, int r)
 {
+    if (e->readouts[r].pub)
+        return e->readouts[r].pub;
     return e->cells[e->readouts[r].cell].out[e->cur];
 }
 
@@ -1031,7 +1125,7 @@ engine_readout_action(const struct engine *e, int r)
     const struct model_learning *l = &e->d->learning;
     if (!l->present || l->signal != MODEL_SIGNAL_REWARD || l->policy_readout != r)
         return NULL;
-    return e->readouts[r].action;
+    return e->readouts[r].pub_action ? e->readouts[r].pub_action : e->readouts[r].action;
 }
 
 int

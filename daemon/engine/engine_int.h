@@ -74,8 +74,13 @@ struct eproj {
 struct einput {
     int size;
     enum model_input_kind kind;
-    real *value;      /* [size] what the next tick reads (held for analog) */
+    real *value;      /* [size] what the next tick reads (held for analog): the raw frame */
     int64_t n_events; /* spikes queued for the next tick */
+    /* the plant interface (DESIGN §2): what the model sees, when it differs from value */
+    real *seen;      /* [size] the transformed frame, or == value without a transform */
+    real *off, *scl; /* [size] offset and scale, or NULL */
+    real *norm;      /* [2][size] normalize: m, then s2 (engine state), or NULL */
+    double alpha;    /* normalize: 1 - exp(-dt/tau) */
 };
 
 struct ereadout {
@@ -84,6 +89,8 @@ struct ereadout {
     int64_t cls;
     real *target; /* [size] */
     real *action; /* [size] policy readouts only */
+    /* the plant interface (DESIGN §2): clamp(o, lo, hi) * scale as published, or NULL */
+    real *pub, *pub_action; /* [size] */
 };
 
 struct engine {

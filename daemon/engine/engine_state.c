@@ -40,7 +40,9 @@ enum what {
     W_CRIT_EVB,
     W_EPISODE_TICKS,
     W_EPISODE_TERMINAL,
-    W_CRIT_VPREV
+    W_CRIT_VPREV,
+    /* the plant interface (DESIGN §2) */
+    W_INPUT_NORM
 };
 
 struct esection {
@@ -123,6 +125,8 @@ resolve(struct engine *e, const struct esection *s)
         return &e->terminal;
     case W_CRIT_VPREV:
         return e->v_prev;
+    case W_INPUT_NORM:
+        return e->inputs[s->idx].norm;
     }
     return NULL;
 }
@@ -170,6 +174,16 @@ fill_episode_table(struct engine *e, struct esection *t, int *n)
             "elig_v_w");
         add(e, t, n, ENGINE_PART_TRACE, W_CRIT_EVB, pi, (size_t)p->O, R, "proj", nm, "elig_v_b");
     }
+}
+
+/* The plant interface's state (DESIGN §2): each normalised input's m and s2, [2][size]; a
+ * state part, so `--keep-state` carries it (no reset touches it). */
+static void
+fill_plant_table(struct engine *e, struct esection *t, int *n)
+{
+    for (int i = 0; i < e->n_inputs; i++)
+        add(e, t, n, ENGINE_PART_STATE, W_INPUT_NORM, i, 2 * (size_t)e->inputs[i].size,
+            sizeof(real), "input", e->d->inputs[i].name, "norm");
 }
 
 int
@@ -253,6 +267,7 @@ fill_table(struct engine *e, struct esection *t, int *n)
         add(e, t, n, ENGINE_PART_STATE, W_XI, 0,
             (size_t)e->readouts[d->learning.policy_readout].size, R, "policy", NULL, "xi");
     fill_episode_table(e, t, n);
+    fill_plant_table(e, t, n);
 }
 
 int

@@ -36,6 +36,10 @@ struct model_input {
     int size;
     enum model_input_kind kind;
     struct model_pos pos;
+    /* the plant interface (DESIGN §2), analog inputs only */
+    double *offset, *scale; /* [size] or NULL: the model sees (raw - offset) * scale */
+    double norm_tau;        /* > 0: normalize with this time constant (s); 0: none */
+    double norm_eps;        /* default 1e-8 */
 };
 
 enum model_surrogate_kind {
@@ -141,6 +145,10 @@ struct model_readout {
     char *name;
     int cell;
     struct model_pos pos;
+    /* the plant interface (DESIGN §2): what is published is clamp(o, lo, hi) * scale */
+    int has_clip;
+    double clip_lo, clip_hi;
+    double scale; /* default 1 */
 };
 
 enum model_algorithm { MODEL_ALGO_D_RTRL, MODEL_ALGO_ES_D_RTRL, MODEL_ALGO_HYBRID };
