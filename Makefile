@@ -217,12 +217,13 @@ CLIENT_SUITES := 'clients/python:$(call CLIENT_TEST,client)' \
     'clients/exporter:$(call CLIENT_TEST,exporter)' \
     'examples/robot:$(call CLIENT_TEST,examples,RobotTest)' \
     'examples/agent:$(call CLIENT_TEST,examples,AgentTest)' \
-    'examples/drift:$(call CLIENT_TEST,examples,DriftTest)'
+    'examples/drift:$(call CLIENT_TEST,examples,DriftTest)' \
+    'examples/reward:$(call CLIENT_TEST,examples,RewardTest)'
 
 # The examples' PNGs (clients/examples/plots/), from full deterministic lockstep runs.
 PLOTS_DIR := clients/examples/plots
 plots: all
-	$(Q)for ex in robot agent drift; do echo "== $$ex"; $(PYTHON) clients/examples/$$ex.py \
+	$(Q)for ex in robot agent drift reward; do echo "== $$ex"; $(PYTHON) clients/examples/$$ex.py \
 	    --clock lockstep --build $(BUILD) --out $(PLOTS_DIR) || exit 1; done
 
 run: all
@@ -271,7 +272,7 @@ engine-tests: $(ENGINE_TESTS)
 
 # The long runs: the examples' full lockstep runs (their thresholds), the SPSC stress and
 # the daemon's unit tests under ThreadSanitizer, and 60 s of fuzzing per target.
-LONG_SUITES += $(foreach ex,robot agent drift,'examples-full/$(ex):$(PYTHON) clients/examples/$(ex).py --clock lockstep --build $(BUILD) --out $(BUILD)/examples-full') \
+LONG_SUITES += $(foreach ex,robot agent drift reward,'examples-full/$(ex):$(PYTHON) clients/examples/$(ex).py --clock lockstep --build $(BUILD) --out $(BUILD)/examples-full') \
     'tsan:$(MAKE) --no-print-directory tsan' 'fuzz:$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=60'
 test-long: all tests
 	$(Q)SUITE_LOG_DIR=$(BUILD)/test-logs sh tests/support/run-suites.sh $(LONG_SUITES)

@@ -42,6 +42,18 @@ class AgentTest(unittest.TestCase):
         self.assertEqual(pngs, ["agent.png"])
 
 
+class RewardTest(unittest.TestCase):
+    def test_reward(self):
+        """Cart-pole from reward: actor-critic balances 8 of 10 evaluation episodes within
+        20,000 lockstep ticks (one training seed); point mass: actor-critic at least as close
+        as REINFORCE in half its ticks (one seed)."""
+        rc, results, pngs = run_example("reward")
+        self.assertEqual(len(results), 2)
+        self.assertTrue(all(r.endswith("PASS") for r in results), results)
+        self.assertEqual(rc, 0)
+        self.assertEqual(pngs, ["reward.png"])
+
+
 class DriftTest(unittest.TestCase):
     def test_drift(self):
         rc, results, pngs = run_example("drift")
