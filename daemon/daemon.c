@@ -646,6 +646,8 @@ daemon_main(int argc, char **argv)
                     "%.3gx wall time",
                     (long long)d->cfg.period_us, d->lay.dt_s,
                     (double)d->dt_ns / (double)d->period_ns);
+    if (engine_model(d->eng)->learning.critic_ignores)
+        log_warning("learning: tau_e and tau_baseline are ignored beside a critic");
     if (ops_init(d)) {
         fprintf(stderr, "etraced: out of memory\n");
         goto out_layout;

@@ -35,14 +35,14 @@ CP_EVAL_SEEDS = list(range(200, 210))  # ten 10 s evaluation episodes
 CP_STEPS = 500
 EVAL_EVERY = 5000
 
-# The search (--search): each rule over its grid, on the first training seed, with the
-# budget below; the best final score (cart-pole: episodes balanced, then mean seconds;
-# point mass: mean distance) picks the settings. Its result is written here.
-CP_GRID = {"reinforce": [{"lr": lr, "sigma": sg} for lr in (3e-3, 1e-2) for sg in (0.3, 0.6)],
-           "actor-critic": [{"lr": lr, "sigma": sg} for lr in (3e-3, 1e-2) for sg in (0.3, 0.6)]}
-PM_GRID = {"reinforce": [{"lr": lr, "sigma": sg} for lr in (2e-3, 4e-3, 1e-2) for sg in (0.3, 0.5)],
-           "actor-critic": [{"lr": lr, "sigma": sg} for lr in (2e-3, 4e-3, 1e-2)
-                            for sg in (0.3, 0.5)]}
+# The search (--search): each rule over the same grid, on the first training seed;
+# point mass: the rule's own episodes, the lowest mean distance wins; cart-pole: 40,000
+# ticks (evaluated every EVAL_EVERY, stopping at 8 of 10), the fewest ticks to 8 of 10
+# wins, then the most episodes balanced. Its result (README) is written here.
+CP_GRID = {rule: [{"lr": lr, "sigma": sg} for lr in (1e-3, 3e-3, 1e-2) for sg in (0.3, 0.6)]
+           for rule in ("reinforce", "actor-critic")}
+PM_GRID = {rule: [{"lr": lr, "sigma": sg} for lr in (2e-3, 4e-3, 1e-2) for sg in (0.3, 0.5)]
+           for rule in ("reinforce", "actor-critic")}
 CP_BEST = {"reinforce": {"lr": 1e-2, "sigma": 0.3},
            "actor-critic": {"lr": 1e-2, "sigma": 0.3}}
 PM_BEST = {"reinforce": {"lr": 4e-3, "sigma": 0.5},
@@ -204,10 +204,11 @@ def main():
                       % (rule, cfg["lr"], cfg["sigma"], sc), flush=True)
         for rule, grid in CP_GRID.items():
             for cfg in grid:
-                curve, reached = cp_train(etrace, args, rule, cfg, seeds[0], 60000, False)
+                curve, reached = cp_train(etrace, args, rule, cfg, seeds[0], 40000)
                 print("search cartpole %-12s lr %-7g sigma %-4g -> %s (8/10 at %s)"
                       % (rule, cfg["lr"], cfg["sigma"],
                          " ".join("%d:%d/%.1fs" % c for c in curve), reached), flush=True)
+        return 0
 
     if args.task in ("both", "pointmass"):
         zero = float(np.mean([robot.pm_episode(lambda e, v, t: 0.0, sd)

@@ -967,6 +967,45 @@ test_critic_state_round_trip(void **state)
     testmodel_fini(&tm);
 }
 
+/* A divergent critic (huge lr and rewards): no NaN or Inf ever reaches the weights; the
+ * steps that would write one are refused (updates_refused) or the cells reset. */
+static void
+test_critic_divergence_refused(void **state)
+{
+    (void)state;
+    struct testmodel tm;
+    assert_int_equal(testmodel_init(&tm), 0);
+    char text[4096];
+    struct ac_spec s = spec_gauss;
+    s.lr = 1e15;
+    ac_model_text(text, sizeof text, &s);
+    struct engine *eng = testmodel_compile_text(&tm, NULL, text, NULL, 0);
+    assert_non_null(eng);
+    for (int t = 0; t < 300; t++) {
+        real x[NX] = {R(1.0), R(-2.0), R(3.0)};
+        engine_set_input(eng, 0, x);
+        engine_add_reward(eng, t % 2 ? 1e30 : -1e30);
+        if (t % 50 == 49)
+            engine_set_terminal(eng);
+        engine_tick(eng);
+        for (int p = 0; p < engine_n_projs(eng); p++) {
+            struct engine_param_view pv;
+            engine_param(eng, p, &pv);
+            assert_true(testmodel_all_finite(pv.weight, pv.count));
+            if (pv.bias)
+                assert_true(testmodel_all_finite(pv.bias, pv.out_size));
+        }
+    }
+    struct engine_counters c;
+    engine_counters(eng, &c);
+    printf("[critic_test] divergent critic: %llu steps applied, %llu refused, %llu resets\n",
+           (unsigned long long)c.steps, (unsigned long long)c.updates_refused,
+           (unsigned long long)c.state_resets);
+    assert_true(c.updates_refused > 0);
+    engine_free(&eng);
+    testmodel_fini(&tm);
+}
+
 int
 main(void)
 {
@@ -976,6 +1015,7 @@ main(void)
         cmocka_unit_test(test_reinforce_terminal_gaussian),
         cmocka_unit_test(test_reinforce_terminal_softmax),
         cmocka_unit_test(test_critic_state_round_trip),
+        cmocka_unit_test(test_critic_divergence_refused),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
