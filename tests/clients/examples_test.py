@@ -10,13 +10,13 @@ import unittest
 import common
 
 
-def run_example(name, *extra):
+def run_example(name, *extra, timeout=120):
     with tempfile.TemporaryDirectory() as out:
         p = subprocess.run([sys.executable, os.path.join(common.REPO, "clients", "examples",
                                                          name + ".py"),
                             "--clock", "lockstep", "--quick", "--build", common.BUILD,
                             "--out", out] + list(extra),
-                           capture_output=True, text=True, timeout=120)
+                           capture_output=True, text=True, timeout=timeout)
         pngs = sorted(f for f in os.listdir(out) if f.endswith(".png"))
     print(p.stdout)
     print(p.stderr, file=sys.stderr)
@@ -45,9 +45,9 @@ class AgentTest(unittest.TestCase):
 class RewardTest(unittest.TestCase):
     def test_reward(self):
         """Cart-pole from reward: actor-critic balances 8 of 10 evaluation episodes within
-        20,000 lockstep ticks (one training seed); point mass: actor-critic at least as close
-        as REINFORCE in half its ticks (one seed)."""
-        rc, results, pngs = run_example("reward")
+        10,000 lockstep ticks (one training seed); point mass: actor-critic at least as close
+        as today's REINFORCE (robot.py's settings) in half its ticks (one seed)."""
+        rc, results, pngs = run_example("reward", timeout=300)
         self.assertEqual(len(results), 2)
         self.assertTrue(all(r.endswith("PASS") for r in results), results)
         self.assertEqual(rc, 0)
