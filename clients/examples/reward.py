@@ -120,6 +120,7 @@ def cp_train(etrace, args, rule, cfg, seed, budget, stop_at_target=True):
     with eu.start_daemon(etrace, args, model_text("cartpole", rule, cfg, seed), quiet=True) as d:
         link = eu.Link(d, "lockstep", "force")
         rng = np.random.default_rng(seed)
+        curve.append((0,) + cp_evaluate(link))  # the untrained model
         ticks, t_ep, s, reward, term = 0, 0, None, None, False
         while ticks < budget:
             if t_ep == 0:
@@ -217,19 +218,21 @@ def main():
         pd = float(np.mean([robot.pm_episode(lambda e, v, t: -2 * e - 0.5 * v, sd)
                             for sd in robot.EVAL_SEEDS]))
         res, series = {}, []
-        today = float(np.mean([pm_train(etrace, args, "reinforce", PM_TODAY, sd,
-                                        pm_eps["reinforce"])[1] for sd in seeds]))
-        for rule in ("reinforce", "actor-critic"):
+        for rule, cfg, label in (("reinforce", PM_TODAY, "REINFORCE, robot.py's settings"),
+                                 ("reinforce", PM_BEST["reinforce"], "REINFORCE, searched"),
+                                 ("actor-critic", PM_BEST["actor-critic"], "actor-critic")):
             scores, curves = [], []
             for sd in seeds:
-                c, sc = pm_train(etrace, args, rule, PM_BEST[rule], sd, pm_eps[rule])
+                c, sc = pm_train(etrace, args, rule, cfg, sd, pm_eps[rule])
                 scores.append(sc)
                 curves.append(c)
-            res[rule] = (float(np.mean(scores)), curves[0][-1][0])
+            res[label] = (float(np.mean(scores)), curves[0][-1][0])
             xs = [c[0] for c in curves[0]]
             ys = np.mean([[c[1] for c in cv] for cv in curves], axis=0)
             k = 10
-            series.append((rule, xs[k - 1:], np.convolve(ys, np.ones(k) / k, "valid")))
+            series.append((label, xs[k - 1:], np.convolve(ys, np.ones(k) / k, "valid")))
+        today = res["REINFORCE, robot.py's settings"][0]
+        res["reinforce"] = res["REINFORCE, searched"]
         series.append(("zero output", [0, series[0][1][-1]], [zero, zero]))
         series.append(("PD teacher", [0, series[0][1][-1]], [pd, pd]))
         print("point mass, mean distance to the target (lower is better), mean over training "
@@ -265,11 +268,12 @@ def main():
                       % (rule, sd, " ".join("%d:%d/%.1fs" % c for c in curve), reached),
                       flush=True)
             res[rule] = runs
-            best = max(runs, key=lambda r: (r[0][-1][1], r[0][-1][2]))
-            series.append(("%s (seed with the best final score)" % rule,
-                           [c[0] for c in best[0]], [c[1] for c in best[0]]))
-        series.append(("zero output", [0, cp_budget], [zero["episodes"]] * 2))
-        series.append(("LQR teacher", [0, cp_budget], [lqr["episodes"]] * 2))
+            for sd, (curve, _) in zip(seeds, runs):
+                series.append(("%s, seed %d" % (rule, sd), [c[0] for c in curve],
+                               [c[1] for c in curve]))
+        x_end = max(xs[-1] for _, xs, _ in series)
+        series.append(("zero output", [0, x_end], [zero["episodes"]] * 2))
+        series.append(("LQR teacher", [0, x_end], [lqr["episodes"]] * 2))
         print("cart-pole, evaluation episodes (of %d) balanced the full 10 s; training seeds "
               "%s, at most %d learning ticks:" % (len(CP_EVAL_SEEDS), seeds, cp_budget))
         print("  %-14s %d (mean %.2f s)" % ("zero output", zero["episodes"], zero["seconds"]))
