@@ -56,7 +56,7 @@ DAEMON_LIBS := -luv -lzmq -lprotobuf-c -lcyaml -lsystemd -lpthread $(ENGINE_LIBS
 ENGINE_MODULES := mem err real_env rng npy cell expr model param op_dense op_sparse op_elem \
                   trace loss optim learn bptt engine engine_state report
 ENGINE_SRC  := $(wildcard $(patsubst %,daemon/engine/%.c,$(ENGINE_MODULES)))
-ENGINE_TEST_NAMES := mem npy rng param cell expr model engine op optim fused state oracle learn signal
+ENGINE_TEST_NAMES := mem npy rng param cell expr model engine op optim fused state oracle learn signal critic plant
 DAEMON_SRC  :=
 PROTO       :=
 CLIENT_SRC  :=
@@ -237,12 +237,13 @@ CLIENT_SUITES := 'clients/python:$(call CLIENT_TEST,client)' \
     'examples/drift:$(call CLIENT_TEST,examples,DriftTest)' \
     'clients/recording:$(call CLIENT_TEST,recording)' \
     'clients/cli:$(call CLIENT_TEST,cli)' \
-    'man:sh tests/support/man-check.sh $(BUILD)'
+    'man:sh tests/support/man-check.sh $(BUILD)' \
+    'examples/reward:$(call CLIENT_TEST,examples,RewardTest)'
 
 # The examples' PNGs (clients/examples/plots/), from full deterministic lockstep runs.
 PLOTS_DIR := clients/examples/plots
 plots: all
-	$(Q)for ex in robot agent drift; do echo "== $$ex"; $(PYTHON) clients/examples/$$ex.py \
+	$(Q)for ex in robot agent drift reward; do echo "== $$ex"; $(PYTHON) clients/examples/$$ex.py \
 	    --clock lockstep --build $(BUILD) --out $(PLOTS_DIR) || exit 1; done
 
 run: all
@@ -291,7 +292,7 @@ engine-tests: $(ENGINE_TESTS)
 
 # The long runs: the examples' full lockstep runs (their thresholds), the SPSC stress and
 # the daemon's unit tests under ThreadSanitizer, and 60 s of fuzzing per target.
-LONG_SUITES += $(foreach ex,robot agent drift,'examples-full/$(ex):$(PYTHON) clients/examples/$(ex).py --clock lockstep --build $(BUILD) --out $(BUILD)/examples-full') \
+LONG_SUITES += $(foreach ex,robot agent drift reward,'examples-full/$(ex):$(PYTHON) clients/examples/$(ex).py --clock lockstep --build $(BUILD) --out $(BUILD)/examples-full') \
     'tsan:$(MAKE) --no-print-directory tsan' 'fuzz:$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=60'
 test-long: all tests
 	$(Q)SUITE_LOG_DIR=$(BUILD)/test-logs sh tests/support/run-suites.sh $(LONG_SUITES)

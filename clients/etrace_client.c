@@ -1121,17 +1121,30 @@ etrace_send_class(etrace_client_t *c, const char *readout, int class_index)
     return rc ? rc : etrace_send_input(c, &in);
 }
 
-int
-etrace_send_reward(etrace_client_t *c, float reward)
+static int
+send_reward(etrace_client_t *c, float reward, int terminal)
 {
     Etrace__Input in = ETRACE__INPUT__INIT;
     Etrace__Signal s = ETRACE__SIGNAL__INIT, *sp = &s;
     s.kind_case = ETRACE__SIGNAL__KIND_REWARD;
     s.reward = reward;
+    s.terminal = terminal != 0;
     in.signals = &sp;
     in.n_signals = 1;
     int rc = etrace_check_input(c, &in);
     return rc ? rc : etrace_send_input(c, &in);
+}
+
+int
+etrace_send_reward(etrace_client_t *c, float reward)
+{
+    return send_reward(c, reward, 0);
+}
+
+int
+etrace_send_reward_terminal(etrace_client_t *c, float reward)
+{
+    return send_reward(c, reward, 1);
 }
 
 /* ---- subscribers ------------------------------------------------------------------------- */

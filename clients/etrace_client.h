@@ -152,6 +152,10 @@ int etrace_send_class(etrace_client_t *c, const char *readout, int class_index);
 /* A reward, added to the next tick's sum. */
 int etrace_send_reward(etrace_client_t *c, float reward);
 
+/* A reward with the terminal flag: the tick that consumes it is its episode's last
+ * (DESIGN §4.3, §5.3). */
+int etrace_send_reward_terminal(etrace_client_t *c, float reward);
+
 /* ---- subscribers -------------------------------------------------------------------- */
 
 /* Subscribes to `endpoint` (NULL: the default output endpoint when topic is not "stats",

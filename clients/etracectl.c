@@ -37,10 +37,10 @@ usage(FILE *f)
                "  lr VALUE                    set the learning rate\n"
                "  reset [states|traces|all]   reset (default all)\n"
                "  step [--input NAME=v1,...] [--spikes NAME=i1,...] [--target R=v1,...|CLASS]\n"
-               "       [--reward X] [--reset] one lockstep tick; prints the Outputs\n"
+               "       [--reward X [--terminal]] [--reset]   one lockstep tick; prints the Outputs\n"
                "  send [--input NAME=v1,...] [--spikes NAME=i1,...]   one Input\n"
                "  target READOUT=v1,...|CLASS one target (a bare integer is a class index)\n"
-               "  reward X                    one reward\n"
+               "  reward X [--terminal]       one reward (--terminal: its tick ends the episode)\n"
                "  export DIR                  the weights, written as DIR/params/*.npy\n"
                "  load FILE [--keep-weights] [--keep-state]   hot swap: FILE and the .npy files\n"
                "                              it names are read here and sent\n"
@@ -484,6 +484,21 @@ add_reward(struct input_build *b, const char *text)
     return 0;
 }
 
+/* --terminal: flags the last reward of b, or adds a reward of 0 with the flag. */
+static int
+mark_terminal(struct input_build *b)
+{
+    for (size_t i = b->in.n_signals; i-- > 0;)
+        if (b->signals[i].kind_case == ETRACE__SIGNAL__KIND_REWARD) {
+            b->signals[i].terminal = 1;
+            return 0;
+        }
+    if (add_reward(b, "0"))
+        return -1;
+    b->signals[b->in.n_signals - 1].terminal = 1;
+    return 0;
+}
+
 /* ---- commands ----------------------------------------------------------------------------- */
 
 static int
@@ -661,12 +676,13 @@ run_command(const struct opts *o, etrace_client_t *c, int argc, char **argv)
     if (!strcmp(cmd, "step") || !strcmp(cmd, "send") || !strcmp(cmd, "target") ||
         !strcmp(cmd, "reward")) {
         struct input_build b;
-        int reset = 0, bad = 0;
+        int reset = 0, bad = 0, terminal = 0;
         build_init(&b);
         if (!strcmp(cmd, "target")) {
             bad = argc != 2 || add_target(&b, argv[1]);
         } else if (!strcmp(cmd, "reward")) {
-            bad = argc != 2 || add_reward(&b, argv[1]);
+            terminal = argc == 3 && !strcmp(argv[2], "--terminal");
+            bad = (argc != 2 && !terminal) || add_reward(&b, argv[1]);
         } else {
             for (int i = 1; i < argc && !bad; i++) {
                 if (!strcmp(argv[i], "--input") && i + 1 < argc)
@@ -679,12 +695,16 @@ run_command(const struct opts *o, etrace_client_t *c, int argc, char **argv)
                     bad = add_reward(&b, argv[++i]);
                 else if (!strcmp(cmd, "step") && !strcmp(argv[i], "--reset"))
                     reset = 1;
+                else if (!strcmp(cmd, "step") && !strcmp(argv[i], "--terminal"))
+                    terminal = 1;
                 else
                     bad = 1;
             }
             if (!strcmp(cmd, "send") && !b.in.n_frames)
                 bad = 1;
         }
+        if (!bad && terminal)
+            bad = mark_terminal(&b);
         if (bad) {
             build_fini(&b);
             return usage_error("bad or missing arguments to", cmd);

@@ -197,12 +197,14 @@ static enum start_rc
 start_stats(struct call *c)
 {
     struct daemon *d = c->d;
-    if (d->stats_last) {
+    /* Lockstep: the counters as of the last completed tick, so a snapshot taken now (the
+     * tick thread is between steps); timer: the last periodic one. */
+    if (d->stats_last && d->cfg.clock != CONFIG_CLOCK_LOCKSTEP) {
         if (fill_stats(d, c->rb))
             reply_error(c->rb, ETRACE__ERROR__CODE__INTERNAL, "out of memory");
         return START_DONE;
     }
-    /* No snapshot yet: park the request until the first one arrives. */
+    /* No snapshot yet (or lockstep): park the request until the next one arrives. */
     if (d->n_stats_waiting >= DAEMON_MAX_PENDING) {
         reply_error(c->rb, ETRACE__ERROR__CODE__BUSY, "too many requests in flight");
         return START_DONE;

@@ -202,9 +202,30 @@ on_stats_result(struct daemon *d)
     update_status(d, d->stats_last,
                   d->stats_prev_ns ? d->stats_last->time_ns - d->stats_prev_ns : 0);
     publish_stats(d);
-    for (int i = 0; i < d->n_stats_waiting; i++)
+    /* Only the requests parked before this snapshot was asked for get it; the others wait
+     * for the next one (lockstep: a step may have run in between). */
+    int ready = d->n_stats_ready;
+    for (int i = 0; i < ready; i++)
         control_reply_stats(d, &d->stats_waiting[i]);
-    d->n_stats_waiting = 0;
+    for (int i = ready; ready > 0 && i < d->n_stats_waiting; i++) {
+        struct daemon_pending *dst = &d->stats_waiting[i - ready], *src = &d->stats_waiting[i];
+        *dst = (struct daemon_pending){.in_use = src->in_use,
+                                       .serial = src->serial,
+                                       .req_id = src->req_id,
+                                       .command = src->command,
+                                       .n_env = src->n_env,
+                                       .buf = src->buf};
+        for (int k = 0; k < src->n_env; k++) {
+            zmq_msg_init(&dst->env[k]);
+            zmq_msg_move(&dst->env[k], &src->env[k]);
+            zmq_msg_close(&src->env[k]);
+        }
+        src->n_env = 0;
+    }
+    d->n_stats_waiting -= ready;
+    d->n_stats_ready = 0;
+    if (d->n_stats_waiting)
+        daemon_request_stats(d);
 }
 
 void
@@ -222,6 +243,7 @@ daemon_request_stats(struct daemon *d)
         return;
     }
     d->stats_in_flight = 1;
+    d->n_stats_ready = d->n_stats_waiting;
 }
 
 static void
@@ -719,6 +741,8 @@ daemon_main(int argc, char **argv)
                     "%.3gx wall time",
                     (long long)d->cfg.period_us, d->lay.dt_s,
                     (double)d->dt_ns / (double)d->period_ns);
+    if (engine_model(d->eng)->learning.critic_ignores)
+        log_warning("learning: tau_e and tau_baseline are ignored beside a critic");
     if (ops_init(d)) {
         fprintf(stderr, "etraced: out of memory\n");
         goto out_layout;

@@ -88,12 +88,13 @@ struct named_file {
 };
 
 struct run {
-    const char *model, *out_dir, *reward_path, *replay;
+    const char *model, *out_dir, *reward_path, *terminal_path, *replay;
     struct named_file inputs[MAX_FILES], targets[MAX_FILES];
     int n_inputs, n_targets;
     struct named_file reward;
-    int64_t ticks; /* -1: from the files */
-    int learn;     /* -1 default, else enum engine_learn */
+    struct named_file terminal; /* --terminal: [T], non-zero ends an episode at that tick */
+    int64_t ticks;              /* -1: from the files */
+    int learn;                  /* -1 default, else enum engine_learn */
     int align;
 };
 
@@ -141,6 +142,9 @@ parse_run_args(int argc, char **argv, struct run *r)
         } else if (strcmp(a, "--reward") == 0 && v) {
             r->reward_path = v;
             i++;
+        } else if (strcmp(a, "--terminal") == 0 && v) {
+            r->terminal_path = v;
+            i++;
         } else if (strcmp(a, "--ticks") == 0 && v) {
             char *end;
             errno = 0;
@@ -177,7 +181,8 @@ parse_run_args(int argc, char **argv, struct run *r)
     if (!r->out_dir)
         return fprintf(stderr, "etraced run: --out DIR is required\n"), 64;
     if (r->replay) {
-        if (r->model || r->n_inputs || r->n_targets || r->reward_path || r->ticks >= 0 || r->align)
+        if (r->model || r->n_inputs || r->n_targets || r->reward_path || r->terminal_path ||
+            r->ticks >= 0 || r->align)
             return fprintf(stderr, "etraced run: --replay FILE takes no MODEL and no file "
                                    "flags (only --out, and --learn is not allowed)\n"),
                    64;
@@ -433,6 +438,19 @@ check_files(struct run *r, struct engine *eng, int64_t *T_out)
                    1;
         all[n_all++] = &r->reward;
     }
+    if (r->terminal_path) {
+        r->terminal.path = r->terminal_path;
+        if (load_table(&r->terminal, "--terminal"))
+            return 1;
+        if (r->terminal.cols != 1)
+            return fprintf(stderr, "etraced run: --terminal %s: shape must be [T]\n",
+                           r->terminal.path),
+                   1;
+        if (!d->learning.present || d->learning.signal != MODEL_SIGNAL_REWARD)
+            return fprintf(stderr, "etraced run: --terminal needs a model with signal: reward\n"),
+                   1;
+        all[n_all++] = &r->terminal;
+    }
     for (int k = 0; k < n_all; k++) {
         if (common >= 0 && all[k]->rows != common)
             differ = 1;
@@ -579,6 +597,8 @@ offline_run_main(int argc, char **argv)
         }
         if (r.reward_path)
             engine_add_reward(eng, r.reward.v[t]);
+        if (r.terminal_path && r.terminal.v[t] != 0.0)
+            engine_set_terminal(eng);
         engine_tick(eng);
         loss[t] = engine_last_loss(eng);
         for (int k = 0; k < n_ro; k++) {
@@ -647,6 +667,8 @@ done:
         free_table(&r.targets[k]);
     if (r.reward_path)
         free_table(&r.reward);
+    if (r.terminal_path)
+        free_table(&r.terminal);
     free(loss);
     free(row);
     free(spk);
@@ -749,6 +771,8 @@ replay_input(struct engine *eng, const Etrace__Input *in, const char *file)
         const Etrace__Signal *s = in->signals[k];
         if (s->kind_case == ETRACE__SIGNAL__KIND_REWARD) {
             engine_add_reward(eng, (double)s->reward);
+            if (s->terminal)
+                engine_set_terminal(eng);
             continue;
         }
         int r = model_find_readout(d, s->readout);

@@ -877,6 +877,7 @@ rec_input(struct recorder *rec, const struct layout *l, uint64_t tick, const str
         } else {
             s->kind_case = ETRACE__SIGNAL__KIND_REWARD;
             s->reward = (float)it->reward;
+            s->terminal = it->terminal != 0;
         }
         sp[n_s] = s;
         n_s++;

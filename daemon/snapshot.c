@@ -396,6 +396,8 @@ snap_restore(const Etrace__Checkpoint *ck, const char *name, struct engine **out
         if (sec.part == ENGINE_PART_STRUCTURE)
             continue;
         const Etrace__Section *src = find_sec(ck, sec.name);
+        if (!src && engine_state_optional(eng, i))
+            continue; /* a checkpoint from before the section existed */
         if (!src || src->data.len != sec.bytes) {
             snprintf(err, err_len, "%s: section %s %s", name, sec.name,
                      src ? "has another size than the model's" : "is missing");

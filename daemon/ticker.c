@@ -246,6 +246,8 @@ apply_input(struct ticker *t, const struct wire_input *h)
         }
         case WIRE_REWARD:
             engine_add_reward(t->eng, it->reward);
+            if (it->terminal)
+                engine_set_terminal(t->eng);
             t->tick_reward += it->reward;
             break;
         default:

@@ -219,6 +219,8 @@ wire_input_check(const struct layout *l, const Etrace__Input *msg, size_t *bytes
             total += sizeof(struct wire_item);
             continue;
         }
+        if (sg->terminal)
+            REJECT(UNDECODABLE, "signal %zu: terminal is a flag of a reward signal", s);
         if (sg->kind_case == ETRACE__SIGNAL__KIND__NOT_SET)
             REJECT(UNDECODABLE, "signal %zu: no target, class_index or reward", s);
         int r = layout_find_readout(l, sg->readout);
@@ -314,6 +316,7 @@ wire_input_write(const struct layout *l, const Etrace__Input *msg, int64_t recv_
         if (sg->kind_case == ETRACE__SIGNAL__KIND_REWARD) {
             it->kind = WIRE_REWARD;
             it->reward = (double)sg->reward;
+            it->terminal = sg->terminal ? 1 : 0;
         } else if (sg->kind_case == ETRACE__SIGNAL__KIND_CLASS_INDEX) {
             it->kind = WIRE_CLASS;
             it->index = layout_find_readout(l, sg->readout);

@@ -79,8 +79,8 @@ struct wire_item {
     int64_t sender_time_ns; /* frames: echoed */
     int64_t recv_ns;        /* when the loop received it (CLOCK_MONOTONIC) */
     double reward;          /* WIRE_REWARD */
+    int32_t terminal;       /* WIRE_REWARD: the tick that consumes it ends an episode */
     uint32_t bytes;         /* this item with its payload, 8-aligned */
-    uint32_t pad;
 };
 
 struct wire_input {

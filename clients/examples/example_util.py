@@ -42,12 +42,14 @@ def setup(args):
     return etrace
 
 
-def start_daemon(etrace, args, model_text, stats_period_ms=200):
+def start_daemon(etrace, args, model_text, stats_period_ms=200, quiet=False):
     extra = "period_us: %d\n" % args.period_us if args.clock == "timer" else ""
     d = etrace.Daemon(model_text, clock=args.clock, stats_period_ms=stats_period_ms,
                       extra=extra)
-    print("daemon pid %d in %s; watch it: %s/etracectl --stats %s top"
-          % (d.proc.pid, d.dir, os.path.relpath(args.build), d.endpoints["stats"]), flush=True)
+    if not quiet:
+        print("daemon pid %d in %s; watch it: %s/etracectl --stats %s top"
+              % (d.proc.pid, d.dir, os.path.relpath(args.build), d.endpoints["stats"]),
+              flush=True)
     return d
 
 
@@ -80,15 +82,17 @@ class Link:
                 return o
         raise EtraceTimeout("no Output from the daemon")
 
-    def tick(self, inputs, targets=None, reward=None, reset=False):
+    def tick(self, inputs, targets=None, reward=None, reset=False, terminal=False):
+        """terminal: the reward ends its episode at this tick (DESIGN §4.3)."""
         self.ticks += 1
         if self.clock == "lockstep":
-            return self.c.step(inputs=inputs, targets=targets, reward=reward,
-                               reset=reset)[self.readout]
+            return self.c.step(inputs=inputs, targets=targets, reward=reward, reset=reset,
+                               terminal=terminal)[self.readout]
         if reset:
             self.c.reset("all")
         self.seq += 1
-        self.c.send_input(inputs=inputs, targets=targets, reward=reward, seq=self.seq)
+        self.c.send_input(inputs=inputs, targets=targets, reward=reward, seq=self.seq,
+                          terminal=terminal)
         seq = self.seq
         return self._next(lambda o: o.input_seq >= seq)
 

@@ -137,8 +137,16 @@ static void
 layout(struct engine *e, struct carver *c)
 {
     const struct model_learning *l = &e->d->learning;
-    for (int i = 0; i < e->n_inputs; i++)
-        e->inputs[i].value = carve(c, e->inputs[i].size);
+    for (int i = 0; i < e->n_inputs; i++) {
+        struct einput *in = &e->inputs[i];
+        const struct model_input *mi = &e->d->inputs[i];
+        in->value = carve(c, in->size);
+        int transformed = mi->offset || mi->scale || mi->norm_tau > 0.0;
+        in->seen = transformed ? carve(c, in->size) : in->value;
+        in->off = mi->offset ? carve(c, in->size) : NULL;
+        in->scl = mi->scale ? carve(c, in->size) : NULL;
+        in->norm = mi->norm_tau > 0.0 ? carve(c, 2 * (int64_t)in->size) : NULL;
+    }
     for (int ci = 0; ci < e->n_cells; ci++) {
         struct ecell *cl = &e->cells[ci];
         int64_t n = cl->n, K = cl->K, S = cl->S;
@@ -201,6 +209,11 @@ layout(struct engine *e, struct carver *c)
             p->e_w = carve_big(c, p->count, sizeof(real));
             p->e_b = has_b ? carve(c, O) : NULL;
         }
+        if (l->signal == MODEL_SIGNAL_REWARD && l->critic_readout >= 0) {
+            p->ev_w = carve_big(c, p->count, sizeof(real));
+            p->ev_b = has_b ? carve(c, O) : NULL;
+            p->gpi = carve(c, K * O);
+        }
         if (e->track) {
             p->gt_w = carve_big(c, p->count, sizeof(real));
             p->gt_b = has_b ? carve(c, O) : NULL;
@@ -212,12 +225,17 @@ layout(struct engine *e, struct carver *c)
         struct ereadout *ro = &e->readouts[r];
         ro->target = carve(c, ro->size);
         ro->action = carve(c, ro->size);
+        const struct model_readout *mr = &e->d->readouts[r];
+        int published = mr->has_clip || mr->scale != 1.0;
+        ro->pub = published ? carve(c, ro->size) : NULL;
+        ro->pub_action = published ? carve(c, ro->size) : NULL;
     }
     int64_t pol = 1;
     if (l->present && l->signal == MODEL_SIGNAL_REWARD)
         pol = e->readouts[l->policy_readout].size;
     e->xi = carve(c, pol);
     e->probs = carve(c, pol);
+    e->v_prev = carve(c, 1);
     int64_t largest = 1;
     for (int r = 0; r < e->n_readouts; r++)
         if (e->readouts[r].size > largest)
@@ -304,7 +322,8 @@ reach_loss(const struct model_desc *d, int *reach)
 {
     const struct model_learning *l = &d->learning;
     for (int r = 0; r < d->n_readouts; r++)
-        if (!l->present || l->signal != MODEL_SIGNAL_REWARD || l->policy_readout == r)
+        if (!l->present || l->signal != MODEL_SIGNAL_REWARD || l->policy_readout == r ||
+            l->critic_readout == r)
             reach[d->readouts[r].cell] = 1;
     for (int c = d->n_cells - 1; c >= 0; c--)
         for (int p = 0; p < d->n_projs && !reach[c]; p++) {
@@ -356,6 +375,80 @@ initial_output(const struct model_desc *d, const struct model_cell *mc, const st
     return 0;
 }
 
+/* ---- the plant interface (DESIGN §2) -------------------------------------------------- */
+
+/* An input's constants and its normalisation statistics at load: m = 0, s2 = 1. */
+static void
+plant_init_input(struct engine *e, int i)
+{
+    struct einput *in = &e->inputs[i];
+    const struct model_input *mi = &e->d->inputs[i];
+    for (int k = 0; k < in->size; k++) {
+        if (in->off)
+            in->off[k] = (real)mi->offset[k];
+        if (in->scl)
+            in->scl[k] = (real)mi->scale[k];
+    }
+    if (in->norm) {
+        fill(in->norm, in->size, R(0.0));
+        fill(in->norm + in->size, in->size, R(1.0));
+        in->alpha = 1.0 - exp(-e->d->dt / mi->norm_tau);
+    }
+}
+
+/* What the model sees of input i this tick, from the held frame: (raw - offset) * scale, or
+ * normalised with m^t = m + alpha (raw - m), s2^t = (1 - alpha) (s2 + alpha (raw - m)^2)
+ * (m of the previous tick in both) and (raw - m^t) / sqrt(s2^t + eps). */
+static void
+plant_input(struct engine *e, int i)
+{
+    struct einput *in = &e->inputs[i];
+    if (in->seen == in->value)
+        return;
+    const real *raw = in->value;
+    if (in->norm) {
+        real *m = in->norm, *s2 = in->norm + in->size;
+        double a = in->alpha, eps = e->d->inputs[i].norm_eps;
+        for (int k = 0; k < in->size; k++) {
+            double d = (double)raw[k] - (double)m[k];
+            double mk = (double)m[k] + a * d, sk = (1.0 - a) * ((double)s2[k] + a * d * d);
+            m[k] = (real)mk;
+            s2[k] = (real)sk;
+            in->seen[k] = (real)(((double)raw[k] - mk) / sqrt(sk + eps));
+        }
+        return;
+    }
+    for (int k = 0; k < in->size; k++) {
+        real v = in->off ? raw[k] - in->off[k] : raw[k];
+        in->seen[k] = in->scl ? v * in->scl[k] : v;
+    }
+}
+
+/* What a readout publishes: clamp(o, lo, hi) * scale, for its values and its action. */
+static void
+plant_readout(struct engine *e, int r)
+{
+    struct ereadout *ro = &e->readouts[r];
+    if (!ro->pub)
+        return;
+    const struct model_readout *mr = &e->d->readouts[r];
+    const real *o = e->cells[ro->cell].out[e->cur];
+    real lo = (real)mr->clip_lo, hi = (real)mr->clip_hi, k = (real)mr->scale;
+    const struct model_learning *l = &e->d->learning;
+    int has_action = l->present && l->signal == MODEL_SIGNAL_REWARD && l->policy_readout == r;
+    /* a softmax action is an index: it is published as is */
+    int gauss = has_action && l->policy_kind == MODEL_POLICY_GAUSSIAN;
+    for (int64_t i = 0; i < ro->size; i++) {
+        real v = o[i], a = ro->action[i];
+        if (mr->has_clip) {
+            v = v < lo ? lo : (v > hi ? hi : v);
+            a = a < lo ? lo : (a > hi ? hi : a);
+        }
+        ro->pub[i] = v * k;
+        ro->pub_action[i] = gauss ? a * k : ro->action[i];
+    }
+}
+
 static void
 reset_cell_states(struct engine *e, struct ecell *cl)
 {
@@ -384,6 +477,10 @@ reset_proj_traces(struct eproj *p)
         fill(p->e_w, p->count, R(0.0));
     if (p->e_b)
         fill(p->e_b, p->O, R(0.0));
+    if (p->ev_w)
+        fill(p->ev_w, p->count, R(0.0));
+    if (p->ev_b)
+        fill(p->ev_b, p->O, R(0.0));
 }
 
 int
@@ -511,6 +608,8 @@ engine_compile(struct model_desc *d, const struct engine_opts *opts, struct engi
             goto fail;
         reset_cell_states(e, cl);
     }
+    for (int i = 0; i < d->n_inputs; i++)
+        plant_init_input(e, i);
     for (int i = 0; i < d->n_projs; i++) {
         struct eproj *p = &e->projs[i];
         memcpy(p->w0, p->w.values, (size_t)p->count * sizeof(real));
@@ -536,6 +635,9 @@ engine_compile(struct model_desc *d, const struct engine_opts *opts, struct engi
             e->oparams[e->n_oparams++] = (struct optim_param){
                 .n = p->O, .w = p->w.bias, .acc = p->acc_b, .m = p->m_b, .v = p->v_b};
     }
+    e->critic_cell = -1;
+    if (l->present && l->signal == MODEL_SIGNAL_REWARD && l->critic_readout >= 0)
+        e->critic_cell = d->readouts[l->critic_readout].cell;
     if (l->present && l->signal == MODEL_SIGNAL_REWARD) {
         char name[256];
         snprintf(name, sizeof name, "policy.%s", d->readouts[l->policy_readout].name);
@@ -577,6 +679,7 @@ engine_free(struct engine **pe)
         mem_free(m, &p->m_w);
         mem_free(m, &p->v_w);
         mem_free(m, &p->e_w);
+        mem_free(m, &p->ev_w);
         mem_free(m, &p->gt_w);
         mem_free(m, &p->sum_w);
     }
@@ -650,6 +753,12 @@ engine_add_reward(struct engine *e, double reward)
     e->reward_pending += reward;
 }
 
+void
+engine_set_terminal(struct engine *e)
+{
+    e->terminal = 1;
+}
+
 /* ---- the tick --------------------------------------------------------------------------- */
 
 /* The value a projection reads from a source cell: this tick's output for a cell listed
@@ -658,7 +767,7 @@ static const real *
 source_values(const struct engine *e, const struct model_source *s, int target_cell)
 {
     if (s->is_input)
-        return e->inputs[s->index].value;
+        return e->inputs[s->index].seen;
     const struct ecell *cl = &e->cells[s->index];
     return s->index < target_cell ? cl->out[e->cur] : cl->out[!e->cur];
 }
@@ -773,8 +882,8 @@ policy_act(struct engine *e)
         r->action[0] = (real)loss_argmax(n, o);
         return 0;
     }
-    if (e->tick % (uint64_t)l->action_hold != 0) {
-        r->action[0] = (real)e->held_action; /* held: log pi counts once per sample */
+    if (e->episode_ticks % l->action_hold != 0) { /* counted from the episode's first tick */
+        r->action[0] = (real)e->held_action;      /* held: log pi counts once per sample */
         return 0;
     }
     loss_softmax(n, e->probs, o);
@@ -865,6 +974,43 @@ backward(struct engine *e)
     }
 }
 
+/* Under a critic, after the policy's backward pass: keeps each projection's policy g
+ * (G^t's signal) and runs the within-tick backward pass again with dL/dV = 1 and every
+ * other dL/dout = 0, giving the critic's g (H^t's signal). */
+static void
+critic_backward(struct engine *e)
+{
+    for (int pi = 0; pi < e->n_projs; pi++) {
+        struct eproj *p = &e->projs[pi];
+        p->has_gpi = p->rule != ENGINE_RULE_FROZEN && e->cells[p->cell].has_dl;
+        if (!p->has_gpi)
+            continue;
+        learn_gather_g(e, p);
+        memcpy(p->gpi, p->gcol, (size_t)p->K * (size_t)p->O * sizeof(real));
+    }
+    for (int ci = 0; ci < e->n_cells; ci++) {
+        struct ecell *cl = &e->cells[ci];
+        cl->has_dl = 0;
+        memset(cl->dl, 0, (size_t)cl->n * sizeof(real));
+    }
+    struct ecell *vc = &e->cells[e->critic_cell];
+    vc->dl[0] = R(1.0);
+    vc->has_dl = 1;
+    backward(e);
+}
+
+/* The TD error of this tick (DESIGN §4.3): delta^t = r^t + gamma V^t - V^{t-1}, with V^t = 0
+ * at a terminal tick and delta = 0 at an episode's first tick. */
+static double
+critic_delta(const struct engine *e, double reward, int terminal)
+{
+    if (e->episode_ticks == 0)
+        return 0.0;
+    double gamma = exp(-e->d->dt / e->d->learning.tau_gamma);
+    double v = terminal ? 0.0 : (double)e->cells[e->critic_cell].out[e->cur][0];
+    return reward + gamma * v - (double)e->v_prev[0];
+}
+
 static void
 reset_bad_cells(struct engine *e)
 {
@@ -889,6 +1035,12 @@ engine_tick(struct engine *e)
     e->cur = !e->cur;
     double reward = e->reward_pending;
     e->reward_pending = 0.0;
+    int terminal = e->terminal != 0;
+    e->terminal = 0;
+    if (e->episode_ticks < 0) /* restored from a checkpoint that predates episodes */
+        e->episode_ticks = (int64_t)e->tick;
+    for (int i = 0; i < e->n_inputs; i++)
+        plant_input(e, i);
     for (int ci = 0; ci < e->n_cells; ci++)
         cell_forward(e, ci);
     const struct model_learning *l = &e->d->learning;
@@ -902,9 +1054,14 @@ engine_tick(struct engine *e)
     if (e->tape)
         bptt_record(e);
     e->last_reward = reward;
+    if (e->critic_cell >= 0)
+        e->last_delta = critic_delta(e, reward, terminal);
     if (e->need_derivs) {
-        if (engine_learning_active(e))
+        if (engine_learning_active(e)) {
             backward(e);
+            if (e->critic_cell >= 0)
+                critic_backward(e);
+        }
         if (e->fused && e->learn == ENGINE_LEARN_ON && !e->defer && !e->acc_dirty) {
             learn_fused_tick(e);
             e->at_boundary = 1;
@@ -926,7 +1083,16 @@ engine_tick(struct engine *e)
         }
         e->es_n++;
     }
+    if (l->present && l->signal == MODEL_SIGNAL_REWARD) {
+        if (terminal) /* after the tick's gradient was handed over */
+            learn_end_episode(e);
+        e->episode_ticks = terminal ? 0 : e->episode_ticks + 1;
+    }
     reset_bad_cells(e);
+    if (e->critic_cell >= 0)
+        e->v_prev[0] = e->cells[e->critic_cell].out[e->cur][0];
+    for (int r = 0; r < e->n_readouts; r++)
+        plant_readout(e, r);
     for (int i = 0; i < e->n_inputs; i++) {
         struct einput *in = &e->inputs[i];
         if (in->kind == MODEL_INPUT_SPIKES && in->n_events) {
@@ -948,6 +1114,8 @@ engine_tick_count(const struct engine *e)
 const real *
 engine_readout_values(const struct engine *e, int r)
 {
+    if (e->readouts[r].pub)
+        return e->readouts[r].pub;
     return e->cells[e->readouts[r].cell].out[e->cur];
 }
 
@@ -957,7 +1125,7 @@ engine_readout_action(const struct engine *e, int r)
     const struct model_learning *l = &e->d->learning;
     if (!l->present || l->signal != MODEL_SIGNAL_REWARD || l->policy_readout != r)
         return NULL;
-    return e->readouts[r].action;
+    return e->readouts[r].pub_action ? e->readouts[r].pub_action : e->readouts[r].action;
 }
 
 int
@@ -970,6 +1138,12 @@ double
 engine_last_loss(const struct engine *e)
 {
     return e->last_loss;
+}
+
+double
+engine_last_td_error(const struct engine *e)
+{
+    return e->last_delta;
 }
 
 void
@@ -1012,6 +1186,8 @@ engine_reset(struct engine *e, int states, int traces)
             reset_proj_traces(&e->projs[pi]);
         e->es_n = 0;
     }
+    if (states || traces)
+        e->episode_ticks = 0; /* any reset starts an episode (DESIGN §4.3) */
 }
 
 int

@@ -80,6 +80,11 @@ int engine_set_target_class(struct engine *eng, int readout, int cls);
 /* Adds a reward to the next tick's sum. */
 void engine_add_reward(struct engine *eng, double reward);
 
+/* Marks the next tick as its episode's last (a terminal flag on a reward, DESIGN §4.3,
+ * §5.3): after its gradient the reward eligibilities and the exploration are zeroed and
+ * the tick after it starts an episode. */
+void engine_set_terminal(struct engine *eng);
+
 /* ---- the tick ------------------------------------------------------------------------ */
 
 /* Runs one tick (DESIGN §4.4): forward pass, readouts, loss, traces, learning, the
@@ -97,8 +102,9 @@ const real *engine_readout_values(const struct engine *eng, int readout); /* [si
 /* The action of a reward policy readout: [size] (gaussian) or [1] the index (softmax);
  * NULL for other readouts. */
 const real *engine_readout_action(const struct engine *eng, int readout);
-int engine_last_valid(const struct engine *eng);   /* 0 when a cell was reset */
-double engine_last_loss(const struct engine *eng); /* summed loss (reward: r^t) */
+int engine_last_valid(const struct engine *eng);       /* 0 when a cell was reset */
+double engine_last_loss(const struct engine *eng);     /* summed loss (reward: r^t) */
+double engine_last_td_error(const struct engine *eng); /* critic: delta^t, else 0 */
 
 /* ---- control, between ticks ----------------------------------------------------------- */
 
@@ -216,6 +222,11 @@ void engine_state_section(struct engine *eng, int i, struct engine_section *s);
 
 /* Finds a section by name; returns its index or -1. */
 int engine_state_find(struct engine *eng, const char *name);
+
+/* Section i may be missing from a checkpoint written before it existed (the episode
+ * sections): returns 1 after giving it the value that reproduces that checkpoint's
+ * behaviour, so a restore may skip it; 0 when the section is required. */
+int engine_state_optional(struct engine *eng, int i);
 
 void engine_state_get_scalars(const struct engine *eng, struct engine_scalars *s);
 void engine_state_set_scalars(struct engine *eng, const struct engine_scalars *s);

@@ -53,7 +53,10 @@ struct eproj {
     real *ex, *ef;               /* ES traces: [I], [K][O] */
     real *acc_w, *acc_b;         /* partial gradient sums */
     real *m_w, *v_w, *m_b, *v_b; /* optimizer state */
-    real *e_w, *e_b;             /* reward eligibility */
+    real *e_w, *e_b;             /* reward eligibility (e_pi under a critic) */
+    real *ev_w, *ev_b;           /* critic eligibility e_V (signal: reward with a critic) */
+    real *gpi;                   /* [K][O] the policy's g, kept while the critic's is formed */
+    int has_gpi;                 /* the policy's g reached this projection in this tick */
     real *gt_w, *gt_b;           /* this tick's gradient, when its sum is tracked */
     double *sum_w, *sum_b;       /* float64 sums of per-tick gradients (track_grad_sum) */
     int64_t trace_bytes;
@@ -71,8 +74,13 @@ struct eproj {
 struct einput {
     int size;
     enum model_input_kind kind;
-    real *value;      /* [size] what the next tick reads (held for analog) */
+    real *value;      /* [size] what the next tick reads (held for analog): the raw frame */
     int64_t n_events; /* spikes queued for the next tick */
+    /* the plant interface (DESIGN §2): what the model sees, when it differs from value */
+    real *seen;      /* [size] the transformed frame, or == value without a transform */
+    real *off, *scl; /* [size] offset and scale, or NULL */
+    real *norm;      /* [2][size] normalize: m, then s2 (engine state), or NULL */
+    double alpha;    /* normalize: 1 - exp(-dt/tau) */
 };
 
 struct ereadout {
@@ -81,6 +89,8 @@ struct ereadout {
     int64_t cls;
     real *target; /* [size] */
     real *action; /* [size] policy readouts only */
+    /* the plant interface (DESIGN §2): clamp(o, lo, hi) * scale as published, or NULL */
+    real *pub, *pub_action; /* [size] */
 };
 
 struct engine {
@@ -123,6 +133,13 @@ struct engine {
     real *probs;  /* [size] softmax */
     real *dl_tmp; /* [largest readout] one loss's derivative */
     int64_t held_action;
+    /* episodes and the critic (DESIGN §4.3): engine state, sections "episode.*", "critic.*" */
+    int64_t episode_ticks; /* ticks run in this episode: 0 when the next tick is its first;
+                            * -1: count from tick 0 (a checkpoint that predates episodes) */
+    int64_t terminal;      /* the next tick is its episode's last (a pending signal) */
+    real *v_prev;          /* [1] V^{t-1}, the critic's output at the previous tick */
+    int critic_cell;       /* the critic readout's cell, or -1 */
+    double last_delta;     /* the TD error delta^t of the last tick (0 without a critic) */
     real lambda_x, lambda_f;
     struct bptt *tape;         /* etraced run --align: the recorded run, else NULL */
     struct esection *sections; /* the state as named buffers (engine_state.c) */

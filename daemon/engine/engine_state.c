@@ -34,7 +34,15 @@ enum what {
     W_RO_KIND,
     W_RO_CLS,
     W_RO_ACTION,
-    W_XI
+    W_XI,
+    /* episodes and the critic (DESIGN §4.3) */
+    W_CRIT_EVW,
+    W_CRIT_EVB,
+    W_EPISODE_TICKS,
+    W_EPISODE_TERMINAL,
+    W_CRIT_VPREV,
+    /* the plant interface (DESIGN §2) */
+    W_INPUT_NORM
 };
 
 struct esection {
@@ -107,6 +115,18 @@ resolve(struct engine *e, const struct esection *s)
         return r->action;
     case W_XI:
         return e->xi;
+    case W_CRIT_EVW:
+        return e->projs[s->idx].ev_w;
+    case W_CRIT_EVB:
+        return e->projs[s->idx].ev_b;
+    case W_EPISODE_TICKS:
+        return &e->episode_ticks;
+    case W_EPISODE_TERMINAL:
+        return &e->terminal;
+    case W_CRIT_VPREV:
+        return e->v_prev;
+    case W_INPUT_NORM:
+        return e->inputs[s->idx].norm;
     }
     return NULL;
 }
@@ -129,6 +149,56 @@ add(struct engine *e, struct esection *table, int *n, enum engine_part part, enu
         table[*n] = s;
     }
     (*n)++;
+}
+
+/* The state of episodes and of the critic (DESIGN §4.3), reward models only: the ticks of
+ * the current episode (a trace: a swap keeps it with the traces), a pending terminal flag,
+ * and under a critic V^{t-1} and each projection's critic eligibility e_V (the policy's
+ * e_pi is elig_w/elig_b). */
+static void
+fill_episode_table(struct engine *e, struct esection *t, int *n)
+{
+    const struct model_desc *d = e->d;
+    if (!d->learning.present || d->learning.signal != MODEL_SIGNAL_REWARD)
+        return;
+    const size_t R = sizeof(real), I8 = sizeof(int64_t);
+    add(e, t, n, ENGINE_PART_TRACE, W_EPISODE_TICKS, 0, 1, I8, "episode", NULL, "ticks");
+    add(e, t, n, ENGINE_PART_PENDING, W_EPISODE_TERMINAL, 0, 1, I8, "episode", NULL, "terminal");
+    if (e->critic_cell < 0)
+        return;
+    add(e, t, n, ENGINE_PART_TRACE, W_CRIT_VPREV, 0, 1, R, "critic", NULL, "v_prev");
+    for (int pi = 0; pi < e->n_projs; pi++) {
+        const struct eproj *p = &e->projs[pi];
+        const char *nm = d->projs[pi].name;
+        add(e, t, n, ENGINE_PART_TRACE, W_CRIT_EVW, pi, (size_t)p->count, R, "proj", nm,
+            "elig_v_w");
+        add(e, t, n, ENGINE_PART_TRACE, W_CRIT_EVB, pi, (size_t)p->O, R, "proj", nm, "elig_v_b");
+    }
+}
+
+/* The plant interface's state (DESIGN §2): each normalised input's m and s2, [2][size]; a
+ * state part, so `--keep-state` carries it (no reset touches it). */
+static void
+fill_plant_table(struct engine *e, struct esection *t, int *n)
+{
+    for (int i = 0; i < e->n_inputs; i++)
+        add(e, t, n, ENGINE_PART_STATE, W_INPUT_NORM, i, 2 * (size_t)e->inputs[i].size,
+            sizeof(real), "input", e->d->inputs[i].name, "norm");
+}
+
+int
+engine_state_optional(struct engine *e, int i)
+{
+    switch (e->sections[i].what) {
+    case W_EPISODE_TICKS: /* count from tick 0, as action_hold did before episodes */
+        e->episode_ticks = -1;
+        return 1;
+    case W_EPISODE_TERMINAL:
+        e->terminal = 0;
+        return 1;
+    default:
+        return 0;
+    }
 }
 
 static void
@@ -196,6 +266,8 @@ fill_table(struct engine *e, struct esection *t, int *n)
     if (d->learning.present && d->learning.signal == MODEL_SIGNAL_REWARD)
         add(e, t, n, ENGINE_PART_STATE, W_XI, 0,
             (size_t)e->readouts[d->learning.policy_readout].size, R, "policy", NULL, "xi");
+    fill_episode_table(e, t, n);
+    fill_plant_table(e, t, n);
 }
 
 int

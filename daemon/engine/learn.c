@@ -114,9 +114,145 @@ add_scaled(int64_t n, real *acc, double *sum, real a, const real *src)
     }
 }
 
+/* Adds to dw, db the gradient of this tick for the signal in p->gcol from p's traces as
+ * proj_traces already advanced them in this tick (the critic's H^t beside the policy's
+ * G^t: one trace update, two gradients). */
+static void
+proj_grad_again(const struct engine *e, struct eproj *p, real *dw, real *db)
+{
+    const real *g = p->gcol;
+    int64_t I = p->I, O = p->O, K = p->K, n = p->count;
+    enum model_op op = p->d->op;
+    switch (p->rule) {
+    case ENGINE_RULE_FROZEN:
+        break;
+    case ENGINE_RULE_D_RTRL:
+        /* grad W[idx] += sum_k g[k, column of idx] E[k, idx] */
+        for (int64_t idx = 0; idx < n; idx++) {
+            int64_t o = op == MODEL_OP_DENSE    ? idx % O
+                        : op == MODEL_OP_SPARSE ? (int64_t)p->w.indices[idx]
+                                                : idx;
+            real gs = g[o] * p->E[idx];
+            for (int64_t k = 1; k < K; k++)
+                gs += g[k * O + o] * p->E[k * n + idx];
+            dw[idx] += gs;
+        }
+        for (int64_t o = 0; db && p->Eb && o < O; o++) {
+            real gs = g[o] * p->Eb[o];
+            for (int64_t k = 1; k < K; k++)
+                gs += g[k * O + o] * p->Eb[k * O + o];
+            db[o] += gs;
+        }
+        break;
+    case ENGINE_RULE_ES: {
+        double c = e->es_n < 1000 ? 1.0 - pow((double)e->lambda_f, (double)(e->es_n + 1)) : 1.0;
+        trace_column_factor(O, (int)K, p->q, g, p->ef, (real)(1.0 / c));
+        if (op == MODEL_OP_DENSE)
+            trace_outer_dense(I, O, dw, p->ex, p->q);
+        else
+            trace_outer_sparse(I, dw, p->w.indptr, p->w.indices, p->ex, p->q);
+        if (db)
+            trace_outer_elem(O, db, NULL, p->q);
+        break;
+    }
+    case ENGINE_RULE_INSTANT:
+        trace_column_factor(O, (int)K, p->q, g, p->fcol, R(1.0));
+        if (op == MODEL_OP_DENSE)
+            trace_outer_dense(I, O, dw, p->x, p->q);
+        else if (op == MODEL_OP_SPARSE)
+            trace_outer_sparse(I, dw, p->w.indptr, p->w.indices, p->x, p->q);
+        else
+            trace_outer_elem(O, dw, p->x, p->q);
+        if (db)
+            trace_outer_elem(O, db, NULL, p->q);
+        break;
+    }
+}
+
+/* acc += a * (epi + wgt * ev), the TD step's one sum per parameter; sum likewise (or NULL). */
+static void
+add_td(int64_t n, real *acc, double *sum, real a, const real *epi, real wgt, const real *ev)
+{
+    if (!acc)
+        return;
+    for (int64_t i = 0; i < n; i++) {
+        real v = a * (epi[i] + wgt * ev[i]);
+        acc[i] += v;
+        if (sum)
+            sum[i] += (double)v;
+    }
+}
+
+/* a *= k; k = 0 writes zeros (a non-finite value does not survive an episode's end). */
+static void
+scale(int64_t n, real *a, real k)
+{
+    if (a && k == R(0.0))
+        memset(a, 0, (size_t)n * sizeof(real));
+    for (int64_t i = 0; a && k != R(0.0) && i < n; i++)
+        a[i] *= k;
+}
+
+/* Actor-critic with eligibility traces (DESIGN §4.3 "reward with a critic"): hands over
+ * -delta^t (e_pi^{t-1} + weight e_V^{t-1}), then e = gamma lambda e + G (policy) and H
+ * (critic); at an episode's first tick e starts from 0. The policy's g is in p->gpi
+ * (critic_backward), the critic's in the cells' g. */
+static void
+critic_tick(struct engine *e)
+{
+    const struct model_learning *l = &e->d->learning;
+    int learning = engine_learning_active(e), first = e->episode_ticks == 0;
+    real gl = (real)(exp(-e->d->dt / l->tau_gamma) * exp(-e->d->dt / l->tau_lambda));
+    real adv = (real)(-e->last_delta), wgt = (real)l->critic_weight;
+    for (int pi = 0; pi < e->n_projs; pi++) {
+        struct eproj *p = &e->projs[pi];
+        if (p->rule == ENGINE_RULE_FROZEN)
+            continue;
+        if (learning) {
+            add_td(p->count, p->acc_w, p->sum_w, adv, p->e_w, wgt, p->ev_w);
+            if (p->e_b)
+                add_td(p->O, p->acc_b, p->sum_b, adv, p->e_b, wgt, p->ev_b);
+        }
+        if (first || learning) { /* learning off holds e (DESIGN §4.4) */
+            real k = first ? R(0.0) : gl;
+            scale(p->count, p->e_w, k);
+            scale(p->O, p->e_b, k);
+            scale(p->count, p->ev_w, k);
+            scale(p->O, p->ev_b, k);
+        }
+        int has_gpi = learning && p->has_gpi, has_gv = learning && e->cells[p->cell].has_dl;
+        if (has_gpi)
+            memcpy(p->gcol, p->gpi, (size_t)p->K * (size_t)p->O * sizeof(real));
+        if (proj_traces(e, p, has_gpi ? GRAD_ACC : GRAD_NONE, p->e_w, p->e_b))
+            e->cells[p->cell].bad = 1;
+        if (has_gv) {
+            learn_gather_g(e, p);
+            proj_grad_again(e, p, p->ev_w, p->ev_b);
+        }
+    }
+}
+
+void
+learn_end_episode(struct engine *e)
+{
+    for (int pi = 0; pi < e->n_projs; pi++) {
+        struct eproj *p = &e->projs[pi];
+        scale(p->count, p->e_w, R(0.0));
+        scale(p->O, p->e_b, R(0.0));
+        scale(p->count, p->ev_w, R(0.0));
+        scale(p->O, p->ev_b, R(0.0));
+    }
+    const struct model_learning *l = &e->d->learning;
+    scale(e->readouts[l->policy_readout].size, e->xi, R(0.0));
+}
+
 void
 learn_accumulate_tick(struct engine *e, double reward)
 {
+    if (e->critic_cell >= 0) {
+        critic_tick(e);
+        return;
+    }
     int learning = engine_learning_active(e);
     int is_reward = e->d->learning.signal == MODEL_SIGNAL_REWARD;
     real gamma = R(0.0), adv = R(0.0);

@@ -13,6 +13,10 @@ void learn_gather_g(const struct engine *e, struct eproj *p);
  * the partial sums (under reward: the eligibility e, then -(r - b) e); reward is r^t. */
 void learn_accumulate_tick(struct engine *e, double reward);
 
+/* Ends an episode after a terminal tick's gradient (DESIGN §4.3): zeroes the reward
+ * eligibilities (e, or e_pi and e_V under a critic) and the exploration xi. */
+void learn_end_episode(struct engine *e);
+
 /* The optimizer step on the partial sums, all or nothing (DESIGN §4.4). */
 void learn_optimizer_step(struct engine *e);
 

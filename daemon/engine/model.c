@@ -693,12 +693,71 @@ static const struct enum_name input_kinds[] = {
     {NULL, 0, 0},
 };
 
+/* A number, or a list of `size` numbers, into v[size] (allocated). */
+static int
+read_vector(struct ctx *x, const yaml_node_t *n, const char *field, int size, double **out)
+{
+    char sub[FIELD_LEN];
+    int is_list = n->type == YAML_SEQUENCE_NODE;
+    if (is_list && n_items(n) != size)
+        return fail(x, n, ERR_MODEL, field, "%d values for an input of size %d", n_items(n), size);
+    if (!(*out = mem_calloc(x->m, (size_t)size, sizeof **out)))
+        return nomem(x);
+    for (int i = 0; i < size; i++) {
+        const yaml_node_t *it = is_list ? seq_item(x, n, i) : n;
+        if (is_list)
+            fieldf(sub, "%s[%d]", field, i);
+        else
+            fieldf(sub, "%s", field);
+        if (read_number(x, it, sub, &(*out)[i]) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int
+read_input_offset(struct ctx *x, const yaml_node_t *n, void *target, const char *field)
+{
+    struct model_input *in = target;
+    return read_vector(x, n, field, in->size, &in->offset);
+}
+
+static int
+read_input_scale(struct ctx *x, const yaml_node_t *n, void *target, const char *field)
+{
+    struct model_input *in = target;
+    return read_vector(x, n, field, in->size, &in->scale);
+}
+
 /* A schema table: one row per key (clang-format would spread the rows). */
 /* clang-format off */
-static const struct field input_fields[] = {
-    {.key = "name", .type = T_NAME, .required = 1, .offset = AT(model_input, name)},
-    {.key = "size", .type = T_INT, .required = 1, .check = C_SIZE, .offset = AT(model_input, size)},
-    {.key = "kind", .type = T_ENUM, .names = input_kinds, .offset = AT(model_input, kind)},
+static const struct field normalize_fields[] = {
+    {.key = "tau", .type = T_NUM, .required = 1, .check = C_POS,
+     .offset = AT(model_input, norm_tau)},
+    {.key = "eps", .type = T_NUM, .check = C_POS, .offset = AT(model_input, norm_eps)},
+};
+/* clang-format on */
+
+static int
+read_input_normalize(struct ctx *x, const yaml_node_t *n, void *target, const char *field)
+{
+    struct seen s;
+    return schema_apply(x, n, normalize_fields, 2, target, field, &s);
+}
+
+enum { IF_NAME, IF_SIZE, IF_KIND, IF_OFFSET, IF_SCALE, IF_NORMALIZE, IF_N };
+
+/* A schema table: one row per key (clang-format would spread the rows). */
+/* clang-format off */
+static const struct field input_fields[IF_N] = {
+    [IF_NAME] = {.key = "name", .type = T_NAME, .required = 1, .offset = AT(model_input, name)},
+    [IF_SIZE] = {.key = "size", .type = T_INT, .required = 1, .check = C_SIZE,
+                 .offset = AT(model_input, size)},
+    [IF_KIND] = {.key = "kind", .type = T_ENUM, .names = input_kinds,
+                 .offset = AT(model_input, kind)},
+    [IF_OFFSET] = {.key = "offset", .type = T_FUNC, .fn = read_input_offset},
+    [IF_SCALE] = {.key = "scale", .type = T_FUNC, .fn = read_input_scale},
+    [IF_NORMALIZE] = {.key = "normalize", .type = T_FUNC, .fn = read_input_normalize},
 };
 /* clang-format on */
 
@@ -739,11 +798,23 @@ read_inputs(struct ctx *x, const yaml_node_t *n, void *target, const char *field
         item_path(x, it, field, i, path);
         in->pos = pos_of(it);
         in->kind = MODEL_INPUT_ANALOG;
-        if (schema_apply(x, it, input_fields, 3, in, path, &s) < 0)
+        in->norm_eps = 1e-8;
+        if (schema_apply(x, it, input_fields, IF_N, in, path, &s) < 0)
             return -1;
         join(sub, path, "name");
         if (check_unit_name(x, s.val[0], sub, in->name, i, 0) < 0)
             return -1;
+        /* the plant interface: an analog input's transform, one kind at a time */
+        for (int k = IF_OFFSET; k < IF_N; k++)
+            if (s.key[k] && in->kind != MODEL_INPUT_ANALOG) {
+                join(sub, path, input_fields[k].key);
+                return fail(x, s.key[k], ERR_MODEL, sub, "only on an analog input");
+            }
+        if (s.key[IF_NORMALIZE] && (s.key[IF_OFFSET] || s.key[IF_SCALE])) {
+            join(sub, path, "normalize");
+            return fail(x, s.key[IF_NORMALIZE], ERR_MODEL, sub,
+                        "normalize replaces offset and scale: give one or the other");
+        }
     }
     return 0;
 }
@@ -1711,11 +1782,33 @@ read_readout_cell(struct ctx *x, const yaml_node_t *n, void *target, const char 
     return 0;
 }
 
+/* clip: [lo, hi] with lo <= hi. */
+static int
+read_readout_clip(struct ctx *x, const yaml_node_t *n, void *target, const char *field)
+{
+    struct model_readout *r = target;
+    char sub[FIELD_LEN];
+    if (n->type != YAML_SEQUENCE_NODE || n_items(n) != 2)
+        return fail_type(x, n, field, "a pair [lo, hi]");
+    fieldf(sub, "%s[0]", field);
+    if (read_number(x, seq_item(x, n, 0), sub, &r->clip_lo) < 0)
+        return -1;
+    fieldf(sub, "%s[1]", field);
+    if (read_number(x, seq_item(x, n, 1), sub, &r->clip_hi) < 0)
+        return -1;
+    if (r->clip_lo > r->clip_hi)
+        return fail(x, n, ERR_MODEL, field, "lo %g is above hi %g", r->clip_lo, r->clip_hi);
+    r->has_clip = 1;
+    return 0;
+}
+
 /* A schema table: one row per key (clang-format would spread the rows). */
 /* clang-format off */
 static const struct field readout_fields[] = {
     {.key = "name", .type = T_NAME, .required = 1, .offset = AT(model_readout, name)},
     {.key = "cell", .type = T_FUNC, .required = 1, .fn = read_readout_cell},
+    {.key = "clip", .type = T_FUNC, .fn = read_readout_clip},
+    {.key = "scale", .type = T_NUM, .offset = AT(model_readout, scale)},
 };
 /* clang-format on */
 
@@ -1738,7 +1831,8 @@ read_readouts(struct ctx *x, const yaml_node_t *n, void *target, const char *fie
         struct model_readout *r = &d->readouts[i];
         item_path(x, it, field, i, path);
         r->pos = pos_of(it);
-        if (schema_apply(x, it, readout_fields, 2, r, path, &s) < 0)
+        r->scale = 1.0;
+        if (schema_apply(x, it, readout_fields, 4, r, path, &s) < 0)
             return -1;
         for (int j = 0; j < i; j++)
             if (strcmp(d->readouts[j].name, r->name) == 0) {
@@ -1909,6 +2003,36 @@ read_policy(struct ctx *x, const yaml_node_t *n, void *target, const char *field
     return schema_apply(x, n, policy_fields, 6, target, field, &s);
 }
 
+static int
+read_critic_readout(struct ctx *x, const yaml_node_t *n, void *target, const char *field)
+{
+    struct model_learning *l = target;
+    if (!is_scalar(n) || is_null(n))
+        return fail_type(x, n, field, "a readout name");
+    if ((l->critic_readout = model_find_readout(x->d, sval(n))) < 0)
+        return fail(x, n, ERR_MODEL, field, "unknown readout '%s'", sval(n));
+    const struct model_readout *r = &x->d->readouts[l->critic_readout];
+    if (x->d->cells[r->cell].size != 1)
+        return fail(x, n, ERR_MODEL, field, "readout '%s' has size %d; a critic has size 1",
+                    sval(n), x->d->cells[r->cell].size);
+    return 0;
+}
+
+/* A schema table: one row per key (clang-format would spread the rows). */
+/* clang-format off */
+static const struct field critic_fields[] = {
+    {.key = "readout", .type = T_FUNC, .required = 1, .fn = read_critic_readout},
+    {.key = "weight", .type = T_NUM, .offset = AT(model_learning, critic_weight)},
+};
+/* clang-format on */
+
+static int
+read_critic(struct ctx *x, const yaml_node_t *n, void *target, const char *field)
+{
+    struct seen s;
+    return schema_apply(x, n, critic_fields, 2, target, field, &s);
+}
+
 static const struct enum_name algo_names[] = {
     {"d_rtrl", MODEL_ALGO_D_RTRL, 0},
     {"es_d_rtrl", MODEL_ALGO_ES_D_RTRL, 0},
@@ -1940,6 +2064,9 @@ enum {
     LF_POLICY,
     LF_TAU_E,
     LF_TAU_BASELINE,
+    LF_CRITIC,
+    LF_TAU_GAMMA,
+    LF_TAU_LAMBDA,
     LF_N
 };
 
@@ -1963,6 +2090,11 @@ static const struct field learning_fields[LF_N] = {
                   .offset = AT(model_learning, tau_e)},
     [LF_TAU_BASELINE] = {.key = "tau_baseline", .type = T_NUM, .check = C_POS,
                          .offset = AT(model_learning, tau_baseline)},
+    [LF_CRITIC] = {.key = "critic", .type = T_FUNC, .fn = read_critic},
+    [LF_TAU_GAMMA] = {.key = "tau_gamma", .type = T_NUM, .check = C_POS,
+                      .offset = AT(model_learning, tau_gamma)},
+    [LF_TAU_LAMBDA] = {.key = "tau_lambda", .type = T_NUM, .check = C_POS,
+                       .offset = AT(model_learning, tau_lambda)},
 };
 /* clang-format on */
 
@@ -1993,6 +2125,22 @@ read_learning(struct ctx *x, const yaml_node_t *n, void *target, const char *fie
         join(sub, field, "policy");
         return fail(x, n, ERR_MODEL, sub, "missing required field (signal: reward needs it)");
     }
+    if (s.key[LF_CRITIC] && l->signal != MODEL_SIGNAL_REWARD) {
+        join(sub, field, "critic");
+        return fail(x, s.key[LF_CRITIC], ERR_MODEL, sub, "only with signal: reward");
+    }
+    if (l->critic_readout >= 0 &&
+        x->d->readouts[l->critic_readout].cell == x->d->readouts[l->policy_readout].cell) {
+        char sub2[FIELD_LEN];
+        join(sub2, field, "critic");
+        join(sub, sub2, "readout");
+        return fail(x, s.val[LF_CRITIC], ERR_MODEL, sub,
+                    "the critic needs a cell of its own (the policy's cell is '%s')",
+                    x->d->cells[x->d->readouts[l->policy_readout].cell].name);
+    }
+    /* tau_e and tau_baseline belong to REINFORCE: beside a critic they are ignored, and the
+     * compile report says so */
+    l->critic_ignores = l->critic_readout >= 0 && (s.key[LF_TAU_E] || s.key[LF_TAU_BASELINE]);
     return 0;
 }
 
@@ -2032,6 +2180,10 @@ learning_defaults(struct model_learning *l)
     l->action_hold = 1;
     l->tau_e = 0.5;
     l->tau_baseline = 5.0;
+    l->critic_readout = -1;
+    l->critic_weight = 1.0;
+    l->tau_gamma = 1.0;
+    l->tau_lambda = 0.5;
 }
 
 /* A libyaml error as PATH:LINE:COL: yaml: problem. */
@@ -2176,8 +2328,11 @@ model_free(struct model_desc **dp, const struct mem *m)
     mem_free(m, &d->path);
     mem_free(m, &d->text);
     mem_free(m, &d->name);
-    for (int i = 0; i < d->n_inputs; i++)
+    for (int i = 0; i < d->n_inputs; i++) {
         mem_free(m, &d->inputs[i].name);
+        mem_free(m, &d->inputs[i].offset);
+        mem_free(m, &d->inputs[i].scale);
+    }
     mem_free(m, &d->inputs);
     for (int i = 0; i < d->n_cells; i++)
         cell_fini(&d->cells[i], m);

@@ -36,6 +36,10 @@ struct model_input {
     int size;
     enum model_input_kind kind;
     struct model_pos pos;
+    /* the plant interface (DESIGN §2), analog inputs only */
+    double *offset, *scale; /* [size] or NULL: the model sees (raw - offset) * scale */
+    double norm_tau;        /* > 0: normalize with this time constant (s); 0: none */
+    double norm_eps;        /* default 1e-8 */
 };
 
 enum model_surrogate_kind {
@@ -141,6 +145,10 @@ struct model_readout {
     char *name;
     int cell;
     struct model_pos pos;
+    /* the plant interface (DESIGN §2): what is published is clamp(o, lo, hi) * scale */
+    int has_clip;
+    double clip_lo, clip_hi;
+    double scale; /* default 1 */
 };
 
 enum model_algorithm { MODEL_ALGO_D_RTRL, MODEL_ALGO_ES_D_RTRL, MODEL_ALGO_HYBRID };
@@ -174,6 +182,12 @@ struct model_learning {
     int explore_when_frozen; /* default 0 */
     double tau_e;            /* default 0.5 s */
     double tau_baseline;     /* default 5.0 s */
+    /* signal: reward with a critic (actor-critic, DESIGN §4.3) */
+    int critic_readout;   /* index into readouts; -1: no critic (REINFORCE) */
+    double critic_weight; /* default 1.0: the critic's share of the gradient */
+    double tau_gamma;     /* default 1.0 s: gamma = exp(-dt/tau_gamma) */
+    double tau_lambda;    /* default 0.5 s: lambda = exp(-dt/tau_lambda) */
+    int critic_ignores;   /* tau_e or tau_baseline written beside a critic (ignored) */
     struct model_pos pos;
 };
 

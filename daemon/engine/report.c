@@ -132,6 +132,12 @@ engine_report(const struct engine *eng, FILE *f, int json, int expand)
     }
     fprintf(f, "resident: %zu bytes (%.2f MiB: weights, W0, traces, accumulators, optimizer)\n",
             bytes, (double)bytes / 1048576.0);
+    if (l->present && l->critic_readout >= 0)
+        fprintf(f, "learning: actor-critic, policy %s, critic %s (weight %g)%s\n",
+                d->readouts[l->policy_readout].name, d->readouts[l->critic_readout].name,
+                l->critic_weight,
+                l->critic_ignores ? "; warning: tau_e and tau_baseline are ignored beside a critic"
+                                  : "");
     if (expand) {
         fprintf(f, "equations:\n");
         for (int c = 0; c < d->n_cells; c++)

@@ -196,6 +196,46 @@ class LockstepDaemonTest(unittest.TestCase):
                      for _ in range(50)]
         self.assertEqual([list(v) for v in outs], [list(v) for v in outs2])
 
+    def test_stats_in_lockstep_are_as_of_the_last_step(self):
+        """A stats request in lockstep answers the counters as of the last completed tick,
+        not the last periodic Stats."""
+        for i in range(1, 6):
+            self.c.step(inputs={"sensors": [0.1 * i] * 4}, targets={"action": [0.1, 0.2]})
+            s = self.c.stats()
+            self.assertEqual(s.tick, i)
+            self.assertEqual(s.period_index, i)
+            self.assertEqual(s.optimizer_steps, i)
+            self.assertEqual(sum(r.targets for r in s.readouts), i)
+
+    def test_step_terminal(self):
+        """The terminal flag of a reward (DESIGN §5.3), from the client and etracectl; on a
+        target signal it is refused."""
+        import subprocess
+        self.c.step(inputs={"sensors": [0.5] * 4}, reward=0.5, terminal=True)
+        self.c.step(inputs={"sensors": [0.5] * 4}, terminal=True)  # a reward of 0
+        self.c.send_reward(1.0, terminal=True)
+        ctl = [common.ETRACECTL, "--control", self.d.endpoints["control"],
+               "--input", self.d.endpoints["input"]]
+        r = subprocess.run(ctl + ["step", "--reward", "1.5", "--terminal"], capture_output=True,
+                           text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = subprocess.run(ctl + ["reward", "2", "--terminal"], capture_output=True, text=True,
+                           timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = subprocess.run(ctl + ["reward", "2", "--terminally"], capture_output=True,
+                           text=True, timeout=30)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertEqual(self.c.status().tick, 3)
+        req = etrace.pb.Request()
+        s = req.step.input.signals.add(readout="action", terminal=True)
+        s.target.values.extend([0.1, 0.2])
+        req.step.SetInParent()
+        with self.assertRaises(etrace.EtraceError) as cm:
+            self.c.request(req)
+        self.assertEqual(cm.exception.code, "UNDECODABLE")
+        self.assertIn("terminal", cm.exception.message)
+        self.assertEqual(self.c.status().tick, 3)
+
     def test_step_errors(self):
         with self.assertRaises(etrace.EtraceError) as cm:
             self.c.step(inputs={"nosuch": [1.0]})

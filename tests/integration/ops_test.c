@@ -1019,6 +1019,137 @@ test_ops_lockstep_replay(void **state)
     daemon_run_rm_tree(r.dir);
 }
 
+/* An actor-critic model (DESIGN §4.3) for the episode tests. */
+static const char ac_model_text[] =
+    "name: ac\n"
+    "dt: 1.0e-3\n"
+    "seed: 5\n"
+    "inputs:\n"
+    "  - {name: sensors, size: 4}\n"
+    "cells:\n"
+    "  - {name: hidden, model: rnn_tanh, size: 16}\n"
+    "  - {name: out, model: linear, size: 2}\n"
+    "  - {name: val, model: leaky_readout, size: 1, params: {tau: 5.0e-3}}\n"
+    "projections:\n"
+    "  - {name: w_in, from: [sensors, hidden], to: hidden, weight: {init: kaiming_normal},\n"
+    "     bias: {init: constant, value: 0.05}}\n"
+    "  - {name: w_out, from: hidden, to: out, weight: {init: kaiming_normal, scale: 0.5}}\n"
+    "  - {name: w_v, from: hidden, to: val, weight: {init: kaiming_normal, scale: 0.5}}\n"
+    "readouts:\n"
+    "  - {name: action, cell: out}\n"
+    "  - {name: value, cell: val}\n"
+    "learning:\n"
+    "  algorithm: es_d_rtrl\n"
+    "  decay_or_rank: 0.9\n"
+    "  signal: reward\n"
+    "  policy: {readout: action, kind: gaussian, sigma: 0.2, action_hold: 3}\n"
+    "  critic: {readout: value, weight: 0.5}\n"
+    "  tau_gamma: 0.05\n"
+    "  tau_lambda: 0.02\n"
+    "  optimizer: {kind: adam, lr: 1.0e-3}\n"
+    "  update_every: 2\n";
+
+/* The Signals of a recording's Inputs that carry the terminal flag, through the one
+ * recording reader. */
+static unsigned
+count_terminals(const char *path)
+{
+    struct etrace_recording_reader rd;
+    Etrace__RecordEvent *ev;
+    char err[1200];
+    unsigned n_term = 0;
+    int st;
+    assert_int_equal(etrace_recording_open(&rd, path, err, sizeof err), 0);
+    while ((st = etrace_recording_next(&rd, &ev, err, sizeof err)) == ETRACE_RECORDING_OK) {
+        if (ev->kind_case == ETRACE__RECORD_EVENT__KIND_INPUT)
+            for (size_t k = 0; k < ev->input->n_signals; k++)
+                n_term += ev->input->signals[k]->terminal;
+        etrace__record_event__free_unpacked(ev, NULL);
+    }
+    if (st != ETRACE_RECORDING_END)
+        fail_msg("%s", err);
+    etrace_recording_close(&rd);
+    return n_term;
+}
+
+/* Episodes under an actor-critic through the daemon: rewards with the terminal flag, a
+ * checkpoint taken mid-episode and restored later, recorded; the recording keeps every
+ * terminal flag, and both `etraced run --replay` and the lockstep replay reproduce the live
+ * outputs (action and critic value), the loss and the final weights bit for bit, so the
+ * episode and critic state travel in checkpoints and replays. */
+static void
+test_ops_critic_terminal_replay(void **state)
+{
+    struct daemon_run r, ls;
+    char cmd[4000], rec[700], fa[900], fb[900];
+    (void)state;
+    daemon_run_start(&r, ac_model_text, "stats_period_ms: 500\n");
+    daemon_run_sleep_ms(100);
+    Etrace__Reply *rep = NULL;
+    assert_int_equal(etrace_record_start(r.c, "rec_ac", &rep), ETRACE_OK);
+    etrace_reply_free(rep);
+    int64_t t0 = daemon_run_now_ms();
+    unsigned sent_terminal = 0;
+    int k = 0;
+    while (daemon_run_now_ms() - t0 < 1500) {
+        float x[4] = {sinf((float)k * 0.03f), cosf((float)k * 0.021f), 0.5f, -0.25f};
+        etrace_send_frame(r.c, "sensors", x, 4, (uint64_t)k);
+        if (k % 37 == 36) {
+            etrace_send_reward_terminal(r.c, -1.0f);
+            sent_terminal++;
+        } else if (k % 2 == 0) {
+            etrace_send_reward(r.c, 0.1f * x[0]);
+        }
+        if (k == 200) {
+            assert_int_equal(etrace_checkpoint(r.c, "mid_ac", &rep), ETRACE_OK);
+            etrace_reply_free(rep);
+        }
+        if (k == 700) {
+            assert_int_equal(etrace_restore(r.c, "mid_ac", &rep), ETRACE_OK);
+            etrace_reply_free(rep);
+        }
+        k++;
+        daemon_run_sleep_ms(1);
+    }
+    assert_int_equal(etrace_pause(r.c, &rep), ETRACE_OK);
+    etrace_reply_free(rep);
+    assert_int_equal(etrace_record_stop(r.c, &rep), ETRACE_OK);
+    etrace_reply_free(rep);
+    snprintf(fa, sizeof fa, "%s/live", r.dir);
+    daemon_run_export_to(&r, fa);
+    assert_int_equal(daemon_run_stop_keep(&r), 0);
+
+    snprintf(rec, sizeof rec, "%s/etraced/rec_ac", r.dir);
+    unsigned recorded = count_terminals(rec);
+    print_message("terminal rewards sent %u, recorded %u\n", sent_terminal, recorded);
+    assert_true(recorded > 10 && recorded <= sent_terminal);
+    snprintf(cmd, sizeof cmd, "%s run --replay %s --out %s/offline >/dev/null",
+             daemon_run_etraced(), rec, r.dir);
+    daemon_run_cmd(cmd, 0);
+    daemon_run_start(&ls, ac_model_text, "clock: lockstep\n");
+    snprintf(cmd, sizeof cmd, "%s --control %s replay %s --out %s/lockstep", daemon_run_etracectl(),
+             ls.ep[2], rec, r.dir);
+    daemon_run_cmd(cmd, 0);
+    static const char *const files[] = {
+        "outputs/action.npy",     "outputs/value.npy",    "loss.npy",
+        "params/w_in.weight.npy", "params/w_in.bias.npy", "params/w_out.weight.npy",
+        "params/w_v.weight.npy"};
+    for (int i = 0; i < 7; i++) {
+        snprintf(fa, sizeof fa, "%s/offline/%s", r.dir, files[i]);
+        snprintf(fb, sizeof fb, "%s/lockstep/%s", r.dir, files[i]);
+        if (!daemon_run_same_file(fa, fb))
+            fail_msg("actor-critic: lockstep replay's %s differs from etraced run --replay",
+                     files[i]);
+        if (i >= 3) {
+            snprintf(fa, sizeof fa, "%s/live/%s", r.dir, files[i]);
+            if (!daemon_run_same_file(fa, fb))
+                fail_msg("actor-critic: replayed %s differs from the live run's", files[i]);
+        }
+    }
+    assert_int_equal(daemon_run_stop(&ls), 0);
+    daemon_run_rm_tree(r.dir);
+}
+
 /* Counts a recording's records per kind, through the one recording reader. */
 static void
 count_kinds(const char *path, unsigned counts[64])
@@ -1578,6 +1709,7 @@ main(int argc, char **argv)
         cmocka_unit_test_teardown(test_ops_recording_checksums, daemon_run_teardown),
         cmocka_unit_test_teardown(test_ops_lockstep_replay, daemon_run_teardown),
         cmocka_unit_test_teardown(test_ops_replay_every_event, daemon_run_teardown),
+        cmocka_unit_test_teardown(test_ops_critic_terminal_replay, daemon_run_teardown),
         cmocka_unit_test_teardown(test_ops_checkpoint_kill9, daemon_run_teardown),
         cmocka_unit_test_teardown(test_ops_periodic_checkpoints, daemon_run_teardown),
         cmocka_unit_test_teardown(test_ops_curve, daemon_run_teardown),

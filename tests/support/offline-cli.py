@@ -543,6 +543,27 @@ class RunReward(Case):
         np.testing.assert_array_equal(self.load(out, "outputs/y.action.npy"),
                                       self.load(out, "outputs/y.npy"))
 
+    def test_terminal_ends_the_episode(self):
+        """--terminal F.npy: the flagged tick ends its episode (e and xi zeroed after it), so
+        the actions match a run without flags up to that tick and differ after it."""
+        m = self.base_model(LEARN_REWARD % "gaussian", out_size=3, name="term.yaml")
+        T = 30
+        x = self.inputs(T)
+        rp = self.write_npy("r.npy", np.random.default_rng(9).normal(0.0, 1.0, T))
+        flags = np.zeros(T)
+        flags[12] = 1.0
+        tp = self.write_npy("t.npy", flags)
+        plain = self.run_ok(m, "--input", "x=" + x, "--reward", rp)
+        term = self.run_ok(m, "--input", "x=" + x, "--reward", rp, "--terminal", tp)
+        a0 = self.load(plain, "outputs/y.action.npy")
+        a1 = self.load(term, "outputs/y.action.npy")
+        np.testing.assert_array_equal(a0[:13], a1[:13])
+        self.assertTrue(np.all(a0[13] != a1[13]), "xi was not zeroed after the terminal tick")
+        self.run_fail(m, "--input", "x=" + x, "--reward", rp, "--terminal",
+                      self.write_npy("t2.npy", np.zeros((T, 2))), names="t2.npy")
+        mt = self.base_model(LEARN_MSE, name="target.yaml")
+        self.run_fail(mt, "--input", "x=" + x, "--terminal", tp, names="signal: reward")
+
     def test_reward_wrong_shape_is_error_naming_file(self):
         m = self.base_model(LEARN_REWARD % "softmax", out_size=3)
         rp = self.write_npy("r2.npy", np.zeros((6, 2)))

@@ -231,12 +231,14 @@ class Client:
         req.reset.what = RESET_WHAT[what]
         return self.request(req).status
 
-    def step(self, inputs=None, spikes=None, targets=None, reward=None, reset=False):
+    def step(self, inputs=None, spikes=None, targets=None, reward=None, reset=False,
+             terminal=False):
         """One lockstep tick (clock: lockstep): inputs {name: values}, spikes {name:
-        indices}, targets {readout: values or class index}, reward (a number); reset
+        indices}, targets {readout: values or class index}, reward (a number); terminal
+        makes this tick its episode's last (with a reward of 0 when none is given); reset
         resets states and traces first. Returns {readout: Output}."""
         req = pb.Request()
-        self._fill_input(req.step.input, inputs, spikes, targets, reward)
+        self._fill_input(req.step.input, inputs, spikes, targets, reward, terminal=terminal)
         req.step.reset_before = bool(reset)
         req.step.SetInParent()
         return {o.readout: o for o in self.request(req).step.outputs}
@@ -346,7 +348,8 @@ class Client:
     # ---- input socket (fire and forget; rejections show in Stats) ---------------------
 
     @staticmethod
-    def _fill_input(msg, inputs=None, spikes=None, targets=None, reward=None, seq=0):
+    def _fill_input(msg, inputs=None, spikes=None, targets=None, reward=None, seq=0,
+                    terminal=False):
         for name, values in (inputs or {}).items():
             f = msg.frames.add(name=name, seq=seq)
             f.values.extend(_floats(values))
@@ -359,8 +362,8 @@ class Client:
                 s.class_index = value
             else:
                 s.target.values.extend(_floats(value))
-        if reward is not None:
-            msg.signals.add(reward=float(reward))
+        if reward is not None or terminal:
+            msg.signals.add(reward=float(reward or 0.0), terminal=bool(terminal))
         return msg
 
     def _misfit(self, status, msg):
@@ -414,12 +417,13 @@ class Client:
         raise EtraceError(why, "UNKNOWN_NAME" if "has no" in why else "WRONG_SIZE")
 
     def send_input(self, inputs=None, spikes=None, targets=None, reward=None, seq=None,
-                   check=True):
+                   check=True, terminal=False):
         """Sends one Input (frames and signals applied to the same tick). With check (the
         default) a frame or target that does not fit the model raises EtraceError here
-        (check_input) instead of being sent and only counted as rejected."""
+        (check_input) instead of being sent and only counted as rejected. terminal flags
+        its reward (0 when none is given): the tick that consumes it ends the episode."""
         msg = self._fill_input(pb.Input(), inputs, spikes, targets, reward,
-                               next(self._seq) if seq is None else seq)
+                               next(self._seq) if seq is None else seq, terminal=terminal)
         if check:
             self.check_input(msg)
         self.send_raw(msg.SerializeToString())
@@ -448,9 +452,9 @@ class Client:
         """A target for `readout`: a list of values (mse) or an int class (cross_entropy)."""
         self.send_input(targets={readout: value})
 
-    def send_reward(self, reward):
-        """A reward, added to the next tick's sum."""
-        self.send_input(reward=reward)
+    def send_reward(self, reward, terminal=False):
+        """A reward, added to the next tick's sum; terminal: that tick ends the episode."""
+        self.send_input(reward=reward, terminal=terminal)
 
     # ---- subscriptions -----------------------------------------------------------------
 
