@@ -455,6 +455,7 @@ check_files(struct run *r, struct engine *eng, int64_t *T_out)
 }
 
 static int replay_main(const char *file, const char *out_dir);
+static int read_file(const char *path, uint8_t **buf, size_t *len);
 
 int
 offline_run_main(int argc, char **argv)
@@ -784,7 +785,21 @@ static int
 replay_main(const char *file, const char *out_dir)
 {
     uint8_t *buf = NULL;
-    size_t len = 0, pos = 0;
+    size_t len = 0;
+    if (read_file(file, &buf, &len)) {
+        fprintf(stderr, "etraced run: --replay %s: %s\n", file, strerror(errno));
+        return 1;
+    }
+    int rc = offline_replay(buf, len, file, out_dir, 0);
+    free(buf);
+    return rc;
+}
+
+int
+offline_replay(const uint8_t *buf, size_t len, const char *file, const char *out_dir,
+               int64_t max_ticks)
+{
+    size_t pos = 0;
     char err[1024];
     struct engine *eng = NULL;
     real *outs[MAX_FILES] = {0};
@@ -792,10 +807,6 @@ replay_main(const char *file, const char *out_dir)
     int64_t T = 0, cap = 0, n_events = 0;
     uint64_t first_tick = 0, end_tick = 0;
     int rc = 1, has_end = 0;
-    if (read_file(file, &buf, &len)) {
-        fprintf(stderr, "etraced run: --replay %s: %s\n", file, strerror(errno));
-        return 1;
-    }
     engine_set_fp_env();
     while (pos < len) {
         uint64_t n = 0;
@@ -837,6 +848,13 @@ replay_main(const char *file, const char *out_dir)
             continue;
         }
         /* Run the ticks before this event, collecting outputs. */
+        if (max_ticks > 0 && ev->tick > engine_tick_count(eng) &&
+            ev->tick - engine_tick_count(eng) > (uint64_t)(max_ticks - T)) {
+            fprintf(stderr, "etraced run: %s: event %lld is past %lld ticks\n", file,
+                    (long long)n_events, (long long)max_ticks);
+            etrace__record_event__free_unpacked(ev, NULL);
+            goto done;
+        }
         while (engine_tick_count(eng) < ev->tick) {
             if (T == cap) {
                 cap = cap ? 2 * cap : 4096;
@@ -938,6 +956,10 @@ replay_main(const char *file, const char *out_dir)
                 "etraced run: %s: no end record (the daemon stopped while recording); "
                 "replayed up to the last whole event\n",
                 file);
+    if (!out_dir) {
+        rc = 0;
+        goto done;
+    }
     if (mkdir_p(out_dir)) {
         fprintf(stderr, "etraced run: cannot create %s: %s\n", out_dir, strerror(errno));
         goto done;
@@ -964,7 +986,6 @@ done:
     for (int k = 0; k < MAX_FILES; k++)
         free(outs[k]);
     free(loss);
-    free(buf);
     engine_free(&eng);
     return rc;
 }
