@@ -266,7 +266,7 @@ BAD_SUITES := 'bad-models:sh tests/support/bad-models.sh $(CURDIR)/$(BUILD)/etra
 test: all tests
 	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/double REAL=double engine-tests
 	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/asan SANITIZE=address,undefined engine-tests \
-	    $(BUILD)/asan/etraced
+	    $(BUILD)/asan/etraced $(patsubst %,$(BUILD)/asan/fuzz/%_fuzz,$(FUZZ_DAEMON_NAMES))
 	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/tsan SANITIZE=thread $(BUILD)/tsan/etraced \
 	    $(BUILD)/tsan/tests/daemon/spsc_test
 	$(Q)SUITE_LOG_DIR=$(BUILD)/test-logs sh tests/support/run-suites.sh \
@@ -282,6 +282,7 @@ test: all tests
 	    'fuzz-replay/model:$(BUILD)/fuzz/model_fuzz tests/fuzz/corpus/model tests/engine/bad_models' \
 	    'fuzz-replay/npy:$(BUILD)/fuzz/npy_fuzz tests/fuzz/corpus/npy tests/engine/npy_files' \
 	    $(foreach n,$(FUZZ_DAEMON_NAMES),'fuzz-replay/$(n):$(BUILD)/fuzz/$(n)_fuzz tests/fuzz/corpus/$(n)') \
+	    $(foreach n,$(FUZZ_DAEMON_NAMES),'fuzz-replay-asan/$(n):$(BUILD)/asan/fuzz/$(n)_fuzz tests/fuzz/corpus/$(n)') \
 	    $(BAD_SUITES) $(REF_SUITE) $(ALIGN_SUITE) 'offline-cli:$(PYTHON) tests/support/offline-cli.py $(BUILD)/etraced' \
 	    $(CLIENT_SUITES) \
 	    'install:sh tests/support/install-check.sh $(BUILD)' \
