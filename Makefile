@@ -98,7 +98,11 @@ DAEMON_TESTS := $(call have,daemon,$(DAEMON_TEST_NAMES))
 INTEG_TESTS  := $(call have,integration,$(INTEG_TEST_NAMES))
 BENCHES      := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(sort $(wildcard tests/bench/*_bench.c)))
 FUZZ_NAMES   := model npy
-FUZZ_DRIVERS := $(patsubst %,$(BUILD)/fuzz/%_fuzz,$(FUZZ_NAMES))
+# The daemon's decoders (tests/fuzz/fuzz_daemon.c shares their models and checksum fix-ups).
+FUZZ_DAEMON_NAMES := input request checkpoint recording config keyfile
+FUZZ_NAMES   += $(FUZZ_DAEMON_NAMES)
+FUZZ_DRIVERS := $(patsubst %,$(BUILD)/fuzz/%_fuzz,$(FUZZ_NAMES)) $(BUILD)/fuzz/fuzz_seeds
+FUZZ_DAEMON_OBJ := $(BUILD)/obj/tests/fuzz/fuzz_daemon.o $(LIBDAEMON) $(LIBENGINE)
 FUZZ_SECONDS ?= 60
 
 # The Python client's wire module (clients/python/etrace), generated like the C one.
@@ -112,8 +116,8 @@ BINS := $(ETRACED) $(LIBCLIENT) $(ETRACECTL) $(PY_PB2)
 # Keep the objects of test programs (they are intermediate files of pattern rules).
 .SECONDARY:
 .PHONY: all deps run test test-long test-engine test-daemon test-asan bench bench-deps plots \
-        install uninstall clean format format-check tidy asan ubsan tsan fuzz coverage \
-        check-layers help reference tests bridge-deps test-bridge ros2-deps test-ros2
+        install uninstall clean format format-check tidy asan ubsan tsan fuzz fuzz-seeds soak \
+        coverage check-layers help reference tests bridge-deps test-bridge ros2-deps test-ros2
 
 all: $(BINS)
 
@@ -189,6 +193,21 @@ $(BUILD)/libfuzzer/%_fuzz: $(BUILD)/obj/tests/fuzz/%_fuzz.o $(LIBENGINE)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS_ALL) -fsanitize=fuzzer -o $@ $^ $(ENGINE_LIBS)
 
+$(patsubst %,$(BUILD)/fuzz/%_fuzz,$(FUZZ_DAEMON_NAMES)): $(BUILD)/fuzz/%_fuzz: \
+        $(BUILD)/obj/tests/fuzz/%_fuzz.o $(BUILD)/obj/tests/fuzz/replay.o $(FUZZ_DAEMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(DAEMON_LIBS)
+
+$(patsubst %,$(BUILD)/libfuzzer/%_fuzz,$(FUZZ_DAEMON_NAMES)): $(BUILD)/libfuzzer/%_fuzz: \
+        $(BUILD)/obj/tests/fuzz/%_fuzz.o $(FUZZ_DAEMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(LDFLAGS_ALL) -fsanitize=fuzzer -o $@ $^ $(DAEMON_LIBS)
+
+# Writes the daemon targets' seeds (make fuzz-seeds; commit tests/fuzz/corpus/*/seed-*).
+$(BUILD)/fuzz/fuzz_seeds: $(BUILD)/obj/tests/fuzz/fuzz_seeds.o $(FUZZ_DAEMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(DAEMON_LIBS)
+
 $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(call obj,tests/bench/benchutil.c) $(SUPPORT_OBJ) $(LIBENGINE)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(ENGINE_LIBS)
@@ -206,7 +225,8 @@ help:
 	@echo "make test-bridge the braintrace bridge's tests (exported models against braintrace)"
 	@echo "make install     install under DESTDIR/PREFIX; make uninstall removes it"
 	@echo "make asan|ubsan|tsan   run the tests under a sanitizer"
-	@echo "make fuzz        run the libFuzzer targets (clang)"
+	@echo "make fuzz        run the libFuzzer targets (clang), FUZZ_SECONDS each"
+	@echo "make soak        the daemon at 1 kHz under hostile traffic for SOAK_SECONDS"
 	@echo "make coverage    line coverage of the tests (gcov)"
 	@echo "make format|format-check|tidy   clang-format and clang-tidy"
 	@echo "make check-layers   prove the engine includes no libuv/ZeroMQ/protobuf-c and reads no clock"
@@ -267,7 +287,7 @@ BAD_SUITES := 'bad-models:sh tests/support/bad-models.sh $(CURDIR)/$(BUILD)/etra
 test: all tests
 	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/double REAL=double engine-tests
 	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/asan SANITIZE=address,undefined engine-tests \
-	    $(BUILD)/asan/etraced
+	    $(BUILD)/asan/etraced $(patsubst %,$(BUILD)/asan/fuzz/%_fuzz,$(FUZZ_DAEMON_NAMES))
 	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/tsan SANITIZE=thread $(BUILD)/tsan/etraced \
 	    $(BUILD)/tsan/tests/daemon/spsc_test
 	$(Q)SUITE_LOG_DIR=$(BUILD)/test-logs sh tests/support/run-suites.sh \
@@ -282,6 +302,8 @@ test: all tests
 	    $(INTEG_SCRIPTS) \
 	    'fuzz-replay/model:$(BUILD)/fuzz/model_fuzz tests/fuzz/corpus/model tests/engine/bad_models' \
 	    'fuzz-replay/npy:$(BUILD)/fuzz/npy_fuzz tests/fuzz/corpus/npy tests/engine/npy_files' \
+	    $(foreach n,$(FUZZ_DAEMON_NAMES),'fuzz-replay/$(n):$(BUILD)/fuzz/$(n)_fuzz tests/fuzz/corpus/$(n)') \
+	    $(foreach n,$(FUZZ_DAEMON_NAMES),'fuzz-replay-asan/$(n):$(BUILD)/asan/fuzz/$(n)_fuzz tests/fuzz/corpus/$(n)') \
 	    $(BAD_SUITES) $(REF_SUITE) $(ALIGN_SUITE) 'offline-cli:$(PYTHON) tests/support/offline-cli.py $(BUILD)/etraced' \
 	    $(CLIENT_SUITES) \
 	    'install:sh tests/support/install-check.sh $(BUILD)' \
@@ -294,8 +316,15 @@ engine-tests: $(ENGINE_TESTS)
 # the daemon's unit tests under ThreadSanitizer, and 60 s of fuzzing per target.
 LONG_SUITES += $(foreach ex,robot agent drift reward,'examples-full/$(ex):$(PYTHON) clients/examples/$(ex).py --clock lockstep --build $(BUILD) --out $(BUILD)/examples-full') \
     'tsan:$(MAKE) --no-print-directory tsan' 'fuzz:$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=60'
+# The soak (tests/integration/soak_test.c): the daemon at 1 kHz for SOAK_SECONDS under a
+# valid stream, hostile messages, a swap and a checkpoint a minute, beside a bare timer loop.
+SOAK_SECONDS ?= 1800
+LONG_SUITES += 'soak:$(MAKE) --no-print-directory soak'
 test-long: all tests
 	$(Q)SUITE_LOG_DIR=$(BUILD)/test-logs sh tests/support/run-suites.sh $(LONG_SUITES)
+
+soak: all $(BUILD)/tests/integration/soak_test
+	$(Q)SOAK_SECONDS=$(SOAK_SECONDS) $(BUILD)/tests/integration/soak_test
 
 bench: all $(BENCHES)
 	$(Q)mkdir -p $(BUILD)/bench
@@ -353,14 +382,23 @@ coverage:
 
 # libFuzzer (clang, installed by make deps) with ASan+UBSan; each target runs FUZZ_SECONDS,
 # its corpus in tests/fuzz/corpus/<name>/ (new inputs are kept there: commit the useful ones).
+# (WERROR=0: clang's -Wformat-nonliteral flags the daemon's vsnprintf wrappers, which gcc's
+# -Werror build checks.)
 fuzz:
-	$(Q)$(MAKE) --no-print-directory CC=clang BUILD=$(BUILD)/fz SANITIZE=fuzzer-no-link,address,undefined \
+	$(Q)$(MAKE) --no-print-directory CC=clang BUILD=$(BUILD)/fz WERROR=0 \
+	    SANITIZE=fuzzer-no-link,address,undefined \
 	    $(patsubst %,$(BUILD)/fz/libfuzzer/%_fuzz,$(FUZZ_NAMES))
 	$(Q)for n in $(FUZZ_NAMES); do echo "== fuzz $$n ($(FUZZ_SECONDS) s)"; \
 	    mkdir -p $(BUILD)/fz/corpus/$$n; \
 	    $(BUILD)/fz/libfuzzer/$${n}_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
-	    $(BUILD)/fz/corpus/$$n tests/fuzz/corpus/$$n || exit 1; done
+	    -close_fd_mask=2 -print_final_stats=1 $(BUILD)/fz/corpus/$$n tests/fuzz/corpus/$$n \
+	    >$(BUILD)/fz/$$n.log 2>&1; rc=$$?; \
+	    sh tests/fuzz/fuzz-summary.sh $$n $(BUILD)/fz/$$n.log $$rc || exit 1; done
 	@echo "new inputs are in $(BUILD)/fz/corpus/ (the committed corpora are only read)"
+
+# The seeds of the daemon's fuzz targets, from the real encoders (tests/fuzz/fuzz_seeds.c).
+fuzz-seeds: $(BUILD)/fuzz/fuzz_seeds
+	$(Q)$(BUILD)/fuzz/fuzz_seeds tests/fuzz/corpus
 
 FORMAT_FILES = $(wildcard daemon/*.[ch] daemon/engine/*.[ch] clients/*.[ch] clients/ros2/*.[ch] tests/*/*.[ch])
 format:

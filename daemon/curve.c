@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -14,10 +15,48 @@
 static const char *const ep_names[CONFIG_N_EP] = {"input", "output", "control", "stats"};
 
 int
+curve_parse_secret(const char *text, size_t len, const char *path, uint8_t key[32], char *err,
+                   size_t err_len)
+{
+    char line[512];
+    int found = 0;
+    size_t pos = 0;
+    while (!found && pos < len) {
+        /* One line, as much of it as fits (a key line is short). */
+        const char *nl = memchr(text + pos, '\n', len - pos);
+        size_t end = nl ? (size_t)(nl - text) + 1 : len;
+        size_t n = end - pos < sizeof line - 1 ? end - pos : sizeof line - 1;
+        memcpy(line, text + pos, n);
+        line[n] = '\0';
+        pos = end;
+        char *p = line;
+        if (!strncmp(p, "secret:", 7))
+            p += 7;
+        else if (strchr(p, ':'))
+            continue; /* "public: ..." and other labelled lines */
+        while (*p == ' ' || *p == '\t')
+            p++;
+        size_t k = strcspn(p, " \t\r\n");
+        if (k == 40) {
+            p[40] = '\0';
+            found = zmq_z85_decode(key, p) != NULL;
+        }
+    }
+    if (!found) {
+        snprintf(err, err_len,
+                 "curve.server_secret_file %s: no 40-character Z85 secret key "
+                 "(write one with `etracectl keygen`)",
+                 path);
+        return -1;
+    }
+    return 0;
+}
+
+int
 curve_read_secret(const char *path, uint8_t key[32], char *err, size_t err_len)
 {
     struct stat st;
-    char line[512], why[600];
+    char why[600];
     /* The operator's file (a symlink is fine); a FIFO or device is refused unopened. */
     int fd = security_open_read(path, 0, &st, why, sizeof why);
     if (fd < 0) {
@@ -38,30 +77,17 @@ curve_read_secret(const char *path, uint8_t key[32], char *err, size_t err_len)
         close(fd);
         return -1;
     }
-    int found = 0;
-    while (!found && fgets(line, sizeof line, f)) {
-        char *p = line;
-        if (!strncmp(p, "secret:", 7))
-            p += 7;
-        else if (strchr(p, ':'))
-            continue; /* "public: ..." and other labelled lines */
-        while (*p == ' ' || *p == '\t')
-            p++;
-        size_t n = strcspn(p, " \t\r\n");
-        if (n == 40) {
-            p[40] = '\0';
-            found = zmq_z85_decode(key, p) != NULL;
-        }
-    }
+    /* A key file is a few lines; what lies past the first 64 KiB is not read. */
+    char *text = malloc(CURVE_KEY_FILE_MAX);
+    size_t len = text ? fread(text, 1, CURVE_KEY_FILE_MAX, f) : 0;
     fclose(f);
-    if (!found) {
-        snprintf(err, err_len,
-                 "curve.server_secret_file %s: no 40-character Z85 secret key "
-                 "(write one with `etracectl keygen`)",
-                 path);
+    if (!text) {
+        snprintf(err, err_len, "curve.server_secret_file %s: out of memory", path);
         return -1;
     }
-    return 0;
+    int rc = curve_parse_secret(text, len, path, key, err, err_len);
+    free(text);
+    return rc;
 }
 
 const uint8_t *

@@ -24,4 +24,11 @@ void curve_stop(struct daemon *d);
  * key[32]. Returns 0, or -1 with err. */
 int curve_read_secret(const char *path, uint8_t key[32], char *err, size_t err_len);
 
+/* The part of a key file curve_read_secret reads. */
+#define CURVE_KEY_FILE_MAX 65536
+
+/* The same, from the file's text in memory (path names it in messages). */
+int curve_parse_secret(const char *text, size_t len, const char *path, uint8_t key[32], char *err,
+                       size_t err_len);
+
 #endif

@@ -745,6 +745,16 @@ offline_export_checkpoint_main(int argc, char **argv)
 
 /* ---- replay (DESIGN §5.4) ------------------------------------------------------------ */
 
+/* Whether every spike index of f is one of the input's size. */
+static int
+spikes_fit(const Etrace__Frame *f, int size)
+{
+    for (size_t c = 0; c < f->n_spikes; c++)
+        if (f->spikes[c] < 0 || f->spikes[c] >= size)
+            return 0;
+    return 1;
+}
+
 /* Applies a recorded Input exactly as the tick thread did (ticker.c apply_input). */
 static int
 replay_input(struct engine *eng, const Etrace__Input *in, const char *file)
@@ -754,8 +764,12 @@ replay_input(struct engine *eng, const Etrace__Input *in, const char *file)
     for (size_t k = 0; k < in->n_frames; k++) {
         const Etrace__Frame *f = in->frames[k];
         int i = model_find_input(d, f->name);
+        /* As the daemon checked it (wire_input_check): a corrupt recording must not write
+         * past an input or read an analog frame it does not carry. */
         if (i < 0 || (f->n_values && f->n_values != (size_t)d->inputs[i].size) ||
-            f->n_values > 4096)
+            f->n_values > 4096 ||
+            (d->inputs[i].kind == MODEL_INPUT_SPIKES ? !spikes_fit(f, d->inputs[i].size)
+                                                     : f->n_values != (size_t)d->inputs[i].size))
             return fprintf(stderr, "etraced run: %s: input '%s' does not fit the model\n", file,
                            f->name),
                    -1;

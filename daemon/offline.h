@@ -3,6 +3,9 @@
 #ifndef ETRACE_OFFLINE_H
 #define ETRACE_OFFLINE_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 /* `etraced compile MODEL [--expand] [--json]`. Returns the exit code (0, 1, 64). */
 int offline_compile_main(int argc, char **argv);
 

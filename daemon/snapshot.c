@@ -374,7 +374,8 @@ snap_restore(const Etrace__Checkpoint *ck, const char *name, struct engine **out
         snprintf(err, err_len, "%s: out of memory", name);
         return -1;
     }
-    memcpy(text, ck->model_text.data, ck->model_text.len);
+    if (ck->model_text.len) /* empty bytes fields have NULL data */
+        memcpy(text, ck->model_text.data, ck->model_text.len);
     text[ck->model_text.len] = '\0';
     char path[512];
     snprintf(path, sizeof path, "%s:model", name);
@@ -404,7 +405,8 @@ snap_restore(const Etrace__Checkpoint *ck, const char *name, struct engine **out
             engine_free(&eng);
             return -1;
         }
-        memcpy(sec.data, src->data.data, sec.bytes);
+        if (sec.bytes)
+            memcpy(sec.data, src->data.data, sec.bytes);
     }
     const Etrace__Scalars *s = ck->scalars;
     struct engine_scalars sc = {.tick = s->tick,
@@ -447,7 +449,8 @@ load_fs_read(void *ctx, const char *rel_path, const struct mem *m, void **data, 
         *data = mem_alloc(m, n ? n : 1);
         if (!*data)
             return err_setf(e, ERR_NOMEM, "%s: out of memory", rel_path), -1;
-        memcpy(*data, l->files[i]->data.data, n);
+        if (n)
+            memcpy(*data, l->files[i]->data.data, n);
         *len = n;
         return 0;
     }
@@ -471,7 +474,8 @@ snap_compile_load(const Etrace__Load *l, struct engine **out, char *err, size_t 
         snprintf(err, err_len, "%s: out of memory", path);
         return -1;
     }
-    memcpy(text, l->model.data, l->model.len);
+    if (l->model.len)
+        memcpy(text, l->model.data, l->model.len);
     text[l->model.len] = '\0';
     int rc = model_parse(text, l->model.len, path, mem_default(), &d, &e);
     free(text);

@@ -294,7 +294,8 @@ wire_input_write(const struct layout *l, const Etrace__Input *msg, int64_t recv_
         if (l->inputs[i].is_spikes) {
             it->kind = WIRE_SPIKES;
             it->n = (int32_t)fr->n_spikes;
-            memcpy(it + 1, fr->spikes, fr->n_spikes * sizeof(int32_t));
+            if (fr->n_spikes) /* protobuf-c leaves spikes NULL when there are none */
+                memcpy(it + 1, fr->spikes, fr->n_spikes * sizeof(int32_t));
             it->bytes = (uint32_t)(sizeof(*it) + round8(fr->n_spikes * sizeof(int32_t)));
         } else {
             real *v = (real *)(void *)(it + 1);

@@ -47,6 +47,8 @@ trace_drtrl_dense(int64_t n_in, int64_t n_out, int K, real *E, real *acc, real *
                 real_bits b = real_abs_bits(e[o]);
                 m = b > m ? b : m;
             }
+            if (sk == SINK_NONE)
+                continue; /* dst may be NULL: no row of it */
             /* acc += g E, or w -= lr g E */
             real *restrict d = dst + i * n_out;
             if (sk == SINK_ACC)
