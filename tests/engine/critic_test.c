@@ -967,6 +967,53 @@ test_critic_state_round_trip(void **state)
     testmodel_fini(&tm);
 }
 
+/* A hot swap (engine_state_carry): with keep_state the episode, V^{t-1} and e_V travel
+ * with the traces and the continuation equals an engine that never swapped, bit for bit;
+ * without it the new model starts an episode. */
+static void
+test_critic_swap_keep_state(void **state)
+{
+    (void)state;
+    struct testmodel tm;
+    assert_int_equal(testmodel_init(&tm), 0);
+    char text[4096];
+    struct ac_spec s = spec_softmax;
+    s.terminal[0] = 20, s.terminal[1] = 70, s.terminal[2] = 90, s.terminal[3] = 110;
+    ac_model_text(text, sizeof text, &s);
+    struct engine *ref = testmodel_compile_text(&tm, NULL, text, NULL, 0);
+    struct engine *old = testmodel_compile_text(&tm, NULL, text, NULL, 0);
+    struct engine *keep = testmodel_compile_text(&tm, NULL, text, NULL, 0);
+    struct engine *fresh = testmodel_compile_text(&tm, NULL, text, NULL, 0);
+    assert_non_null(ref);
+    assert_non_null(old);
+    assert_non_null(keep);
+    assert_non_null(fresh);
+    static unsigned char br[1 << 16], bk[1 << 16];
+    run_span(ref, &s, 0, 47, br);
+    run_span(old, &s, 0, 47, bk);
+    struct engine_scalars sc;
+    engine_state_get_scalars(old, &sc);
+    assert_true(engine_state_carry(keep, old, 1) > 0);
+    engine_state_set_scalars(keep, &sc); /* the daemon carries tick, rng and the rest */
+    int64_t ep;
+    struct engine_section sec;
+    engine_state_section(keep, engine_state_find(keep, "episode.ticks"), &sec);
+    memcpy(&ep, sec.data, sizeof ep);
+    assert_int_equal(ep, 47 - 21); /* ticks 21..46 since the terminal at 20 */
+    size_t nr = run_span(ref, &s, 47, 120, br), nk = run_span(keep, &s, 47, 120, bk);
+    assert_int_equal(nr, nk);
+    assert_memory_equal(br, bk, nr);
+    assert_true(engine_state_carry(fresh, keep, 0) > 0);
+    engine_state_section(fresh, engine_state_find(fresh, "episode.ticks"), &sec);
+    memcpy(&ep, sec.data, sizeof ep);
+    assert_int_equal(ep, 0);
+    engine_free(&ref);
+    engine_free(&old);
+    engine_free(&keep);
+    engine_free(&fresh);
+    testmodel_fini(&tm);
+}
+
 /* A divergent critic (huge lr and rewards): no NaN or Inf ever reaches the weights; the
  * steps that would write one are refused (updates_refused) or the cells reset. */
 static void
@@ -1015,6 +1062,7 @@ main(void)
         cmocka_unit_test(test_reinforce_terminal_gaussian),
         cmocka_unit_test(test_reinforce_terminal_softmax),
         cmocka_unit_test(test_critic_state_round_trip),
+        cmocka_unit_test(test_critic_swap_keep_state),
         cmocka_unit_test(test_critic_divergence_refused),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
