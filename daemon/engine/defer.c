@@ -23,6 +23,14 @@ defer_pair_ok(const struct eproj *p, const real *a, const real *q, double lr)
     return bound < DEFER_PAIR_LIMIT; /* false for NaN */
 }
 
+/* Where b_k[o] is kept: dense [r][O] (a row of b is contiguous for the row passes);
+ * sparse [O][r] (the pairs of one stored entry share a cache line). */
+static inline int64_t
+b_at(const struct eproj *p, int64_t k, int64_t o)
+{
+    return p->d->op == MODEL_OP_SPARSE ? o * p->n_pend_max + k : k * p->O + o;
+}
+
 void
 defer_push(struct eproj *p, const real *a, const real *q, real lr)
 {
@@ -30,19 +38,44 @@ defer_push(struct eproj *p, const real *a, const real *q, real lr)
     real nlr = -lr;
     for (int64_t i = 0; i < p->I; i++)
         p->pa[i * r + k] = nlr * a[i];
-    memcpy(p->pb + k * p->O, q, (size_t)p->O * sizeof(real));
+    if (p->d->op == MODEL_OP_SPARSE)
+        for (int64_t o = 0; o < p->O; o++)
+            p->pb[o * r + k] = q[o];
+    else
+        memcpy(p->pb + k * p->O, q, (size_t)p->O * sizeof(real));
     p->n_pend++;
 }
 
-/* s = sum_k a_k[i] b_k[o] over the pending pairs, in order, skipping a_k[i] = 0. */
+/* s = sum_k a_k[i] b_k[o] over the pending pairs, in order, skipping a_k[i] = 0 (the
+ * pairs are finite, so a skipped term would only have added a zero). */
 static inline real
 pair_sum(const struct eproj *p, const real *ai, int64_t o)
 {
     real s = R(0.0);
     for (int64_t k = 0; k < p->n_pend; k++)
         if (ai[k] != R(0.0))
-            s += ai[k] * p->pb[k * p->O + o];
+            s += ai[k] * p->pb[b_at(p, k, o)];
     return s;
+}
+
+enum { BLOCK = 128 };
+
+/* s[e] = pair_sum(p, ai, idx[e]) for the n <= BLOCK stored entries of one sparse row,
+ * vectorised across entries (each entry still sums its pairs in order). */
+static void
+pair_sums_sparse(const struct eproj *p, const real *ai, const int32_t *idx, int64_t n, real *s)
+{
+    int64_t r = p->n_pend_max;
+    for (int64_t e = 0; e < n; e++)
+        s[e] = R(0.0);
+    for (int64_t k = 0; k < p->n_pend; k++) {
+        real a = ai[k];
+        if (a == R(0.0))
+            continue;
+        const real *b = p->pb + k;
+        for (int64_t e = 0; e < n; e++)
+            s[e] += a * b[(int64_t)idx[e] * r];
+    }
 }
 
 /* rowsum [O] = sum_k a_k[i] b_k, the dense form of pair_sum for one row; returns 0 when
@@ -85,10 +118,16 @@ defer_flush(struct eproj *p)
                 row[o] += rowsum[o];
         }
     } else {
+        real s[BLOCK];
         for (int64_t i = 0; i < p->I; i++) {
             const real *ai = p->pa + i * r;
-            for (int64_t e = p->w.indptr[i]; e < p->w.indptr[i + 1]; e++)
-                p->w.values[e] += pair_sum(p, ai, p->w.indices[e]);
+            for (int64_t e0 = p->w.indptr[i]; e0 < p->w.indptr[i + 1]; e0 += BLOCK) {
+                int64_t n = p->w.indptr[i + 1] - e0 < BLOCK ? p->w.indptr[i + 1] - e0 : BLOCK;
+                pair_sums_sparse(p, ai, p->w.indices + e0, n, s);
+                real *w = p->w.values + e0;
+                for (int64_t e = 0; e < n; e++)
+                    w[e] += s[e];
+            }
         }
     }
     p->n_pend = 0;
@@ -105,9 +144,13 @@ defer_forward(struct eproj *p, real *y, const real *x)
             if (xi == R(0.0))
                 continue; /* event-driven, as op_sparse_forward */
             const real *ai = p->pa + i * r;
-            for (int64_t e = p->w.indptr[i]; e < p->w.indptr[i + 1]; e++) {
-                int32_t o = p->w.indices[e];
-                y[o] += xi * (p->w.values[e] + pair_sum(p, ai, o));
+            real s[BLOCK];
+            for (int64_t e0 = p->w.indptr[i]; e0 < p->w.indptr[i + 1]; e0 += BLOCK) {
+                int64_t n = p->w.indptr[i + 1] - e0 < BLOCK ? p->w.indptr[i + 1] - e0 : BLOCK;
+                const int32_t *idx = p->w.indices + e0;
+                pair_sums_sparse(p, ai, idx, n, s);
+                for (int64_t e = 0; e < n; e++)
+                    y[idx[e]] += xi * (p->w.values[e0 + e] + s[e]);
             }
         }
         return;
@@ -225,26 +268,49 @@ defer_grad_flush(struct eproj *p)
     int64_t G = DEFER_GRAD_PAIRS, O = p->O, n = p->n_grad;
     if (n == 0)
         return;
+    /* The buffered gradients are summed in real first (the product A^T B of their
+     * factors, which vectorises over o), then added to the float64 sums: one float64 pass
+     * per DEFER_GRAD_PAIRS ticks instead of one per tick. */
+    real *rowsum = p->scratch; /* [2 K O] >= O; defer_flush is not running */
     for (int64_t i = 0; i < p->I; i++) {
         const real *ai = p->ga + i * G;
+        int64_t k = 0;
+        while (k < n && ai[k] == R(0.0))
+            k++;
+        if (k == n)
+            continue; /* the per-tick path skips these rows too */
         if (p->d->op == MODEL_OP_DENSE) {
-            double *row = p->sum_w + i * O;
-            for (int64_t k = 0; k < n; k++) {
+            const real *b = p->gb + k * O;
+            for (int64_t o = 0; o < O; o++)
+                rowsum[o] = ai[k] * b[o];
+            for (k++; k < n; k++) {
                 if (ai[k] == R(0.0))
-                    continue; /* the per-tick path skips these rows too */
-                const real *b = p->gb + k * O;
+                    continue;
                 real a = ai[k];
+                b = p->gb + k * O;
                 for (int64_t o = 0; o < O; o++)
-                    row[o] += (double)(a * b[o]);
+                    rowsum[o] += a * b[o];
             }
+            double *row = p->sum_w + i * O;
+            for (int64_t o = 0; o < O; o++)
+                row[o] += (double)rowsum[o];
         } else {
-            for (int64_t e = p->w.indptr[i]; e < p->w.indptr[i + 1]; e++) {
-                int32_t o = p->w.indices[e];
-                double s = p->sum_w[e];
-                for (int64_t k = 0; k < n; k++)
-                    if (ai[k] != R(0.0))
-                        s += (double)(ai[k] * p->gb[k * O + o]);
-                p->sum_w[e] = s;
+            for (int64_t e0 = p->w.indptr[i]; e0 < p->w.indptr[i + 1]; e0 += BLOCK) {
+                int64_t m = p->w.indptr[i + 1] - e0 < BLOCK ? p->w.indptr[i + 1] - e0 : BLOCK;
+                const int32_t *idx = p->w.indices + e0;
+                real sb[BLOCK];
+                for (int64_t e = 0; e < m; e++)
+                    sb[e] = R(0.0);
+                for (int64_t j = k; j < n; j++) {
+                    real a = ai[j];
+                    if (a == R(0.0))
+                        continue;
+                    const real *b = p->gb + j * O;
+                    for (int64_t e = 0; e < m; e++)
+                        sb[e] += a * b[idx[e]];
+                }
+                for (int64_t e = 0; e < m; e++)
+                    p->sum_w[e0 + e] += (double)sb[e];
             }
         }
     }

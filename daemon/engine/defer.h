@@ -55,8 +55,10 @@ void defer_effective(const struct eproj *p, int64_t lo, int64_t hi, real *out);
  * the buffer is full. */
 void defer_grad_push(struct eproj *p, const real *a, const real *q);
 
-/* Adds the buffered gradients to the float64 sums, in tick order, and empties the buffer.
- * The sums get the bits the per-tick path gives: each term is the real product a[i] q[o]. */
+/* Adds the buffered gradients to the float64 sums and empties the buffer: the gradients
+ * of up to DEFER_GRAD_PAIRS ticks are summed in real, in tick order, and that sum is added
+ * in float64 (the per-tick path adds each tick in float64: the sums agree to the rounding
+ * of a few real additions, far below the references' tolerance). */
 void defer_grad_flush(struct eproj *p);
 
 #endif

@@ -18,7 +18,7 @@
 #include "rng.h"
 
 static struct engine *
-compile_text(const char *text, const char *path)
+compile_text_opts(const char *text, const char *path, const struct engine_opts *opts)
 {
     FILE *f = fopen(path, "w");
     if (!f)
@@ -33,7 +33,7 @@ compile_text(const char *text, const char *path)
         return NULL;
     }
     struct engine *eng;
-    if (engine_compile(d, NULL, &eng, &e)) {
+    if (engine_compile(d, opts, &eng, &e)) {
         fprintf(stderr, "bench: %s\n", e.msg);
         model_free(&d, mem_default());
         return NULL;
@@ -41,20 +41,30 @@ compile_text(const char *text, const char *path)
     return eng;
 }
 
+static struct engine *
+compile_text(const char *text, const char *path)
+{
+    return compile_text_opts(text, path, NULL);
+}
+
 struct tick_stats {
     double p50_us, p99_us, mean_us;
 };
 
 /* Runs n ticks with input (each element `in_scale` with probability in_rate, else 0; a
- * rate >= 1 draws uniform analog values) and a target every tick. */
+ * rate >= 1 draws uniform analog values) and a target every tick. The samples are the mean
+ * tick time over windows of `window` consecutive ticks, so that a deferred step's flush
+ * (every r ticks) is counted in every sample: p50 is then the amortised tick time. */
 static struct tick_stats
-run_ticks(struct engine *eng, int n_in, int n_ticks, double in_scale, double in_rate, struct rng *r)
+run_ticks_w(struct engine *eng, int n_in, int n_ticks, double in_scale, double in_rate, int window,
+            struct rng *r)
 {
     real *x = malloc(sizeof(real) * (size_t)n_in);
     real tgt[2];
-    double *t = malloc(sizeof(double) * (size_t)n_ticks);
+    int n_win = n_ticks / window > 0 ? n_ticks / window : 1;
+    double *t = calloc((size_t)n_win, sizeof(double));
     double sum = 0.0;
-    for (int k = 0; k < n_ticks; k++) {
+    for (int k = 0; k < n_win * window; k++) {
         for (int i = 0; i < n_in; i++)
             x[i] = in_rate >= 1.0 ? (real)(in_scale * rng_uniform(r))
                                   : (real)(rng_uniform(r) < in_rate ? in_scale : 0.0);
@@ -64,14 +74,21 @@ run_ticks(struct engine *eng, int n_in, int n_ticks, double in_scale, double in_
         engine_set_target(eng, 0, tgt);
         double t0 = bench_now();
         engine_tick(eng);
-        t[k] = 1e6 * (bench_now() - t0);
-        sum += t[k];
+        double us = 1e6 * (bench_now() - t0);
+        t[k / window] += us / window;
+        sum += us;
     }
-    struct tick_stats s = {bench_quantile(t, (size_t)n_ticks, 0.5),
-                           bench_quantile(t, (size_t)n_ticks, 0.99), sum / n_ticks};
+    struct tick_stats s = {bench_quantile(t, (size_t)n_win, 0.5),
+                           bench_quantile(t, (size_t)n_win, 0.99), sum / (n_win * window)};
     free(x);
     free(t);
     return s;
+}
+
+static struct tick_stats
+run_ticks(struct engine *eng, int n_in, int n_ticks, double in_scale, double in_rate, struct rng *r)
+{
+    return run_ticks_w(eng, n_in, n_ticks, in_scale, in_rate, 1, r);
 }
 
 /* The same tick in PyTorch eager (tests/bench/torch_tick.py), when python3-torch is
@@ -300,7 +317,9 @@ dense_bench(FILE *out, const struct bench_machine *mc, const char *dir, int N, i
         n_ticks = n_ticks / 10 + 20;
     run_ticks(eng, N, n_ticks / 5 + 10, 1.0, DENSE_IN_RATE, &r); /* warm-up */
     engine_cell_rate(eng, 0);
-    struct tick_stats s = run_ticks(eng, N, n_ticks, 1.0, DENSE_IN_RATE, &r);
+    if (n_ticks < 20 * defer)
+        n_ticks = 20 * defer; /* at least 20 windows of r ticks */
+    struct tick_stats s = run_ticks_w(eng, N, n_ticks, 1.0, DENSE_IN_RATE, defer, &r);
     double rate = engine_cell_rate(eng, 0);
     /* The algorithmic minimum: the rows of the pre-synaptic neurons that fired (inputs and
      * hidden) read once by the forward, W read and written once per flush of the deferred
@@ -327,7 +346,8 @@ dense_bench(FILE *out, const struct bench_machine *mc, const char *dir, int N, i
             torch2 = torch_tick_us(N, 2, DENSE_IN_RATE, quick, blas, sizeof blas);
         }
     }
-    printf("%-24s N=%-5d r=%-3d p50 %9.2f us  p99 %9.2f us | naive bound (12 B/w) %9.2f us: "
+    printf("%-24s N=%-5d r=%-3d tick %9.2f us (p50 of r-tick means) p99 %9.2f us | naive bound (12 "
+           "B/w) %9.2f us: "
            "x%.2f faster | minimum %9.2f us (%.2f B/w) | W in %s, triad there %6.1f GB/s, "
            "firing %.3f\n",
            name, N, defer, s.p50_us, s.p99_us, bound_us, bound_us / s.p50_us, min_us, min_bytes / P,
@@ -361,6 +381,56 @@ dense_bench(FILE *out, const struct bench_machine *mc, const char *dir, int N, i
         fprintf(out, "}\n");
     }
     engine_free(&eng);
+}
+
+/* etraced run --learn on against the engine's own fused path on the same model: run
+ * compiles the engine with track_grad_sum (it writes grads/), which keeps the float64
+ * gradient sums as rank-one pairs on the fused path. Timed over windows that hold a flush
+ * of the steps and of the sums. */
+static void
+run_path_bench(FILE *out, const char *dir, int N, int defer, int quick)
+{
+    char text[4096], path[4200], defer_txt[64] = "";
+    if (defer > 1)
+        snprintf(defer_txt, sizeof defer_txt, "  defer: %d\n", defer);
+    snprintf(text, sizeof text,
+             "name: bench_run\ndt: 1.0e-3\nseed: 3\ninputs:\n  - {name: x, size: %d}\n"
+             "cells:\n  - {name: hidden, model: lif, size: %d, params: {tau: 2.0e-2}}\n"
+             "  - {name: out, model: linear, size: 2}\n"
+             "projections:\n  - {name: w_rec, from: [x, hidden], to: hidden.i, weight: {init: "
+             "kaiming_normal, scale: 1.0}, bias: {init: constant, value: 1.8}}\n"
+             "  - {name: w_out, from: hidden, to: out, weight: {init: kaiming_normal}}\n"
+             "readouts:\n  - {name: y, cell: out}\n"
+             "learning:\n  algorithm: es_d_rtrl\n  decay_or_rank: 0.9\n  signal: target\n"
+             "  optimizer: {kind: sgd, lr: 1.0e-5}\n%s",
+             N, N, defer_txt);
+    snprintf(path, sizeof path, "%s/run_%d_%d.yaml", dir, N, defer);
+    struct engine_opts o_run = {.track_grad_sum = 1};
+    struct engine *fast = compile_text(text, path), *run = compile_text_opts(text, path, &o_run);
+    if (!fast || !run) {
+        engine_free(&fast);
+        engine_free(&run);
+        return;
+    }
+    int window = 32 * defer; /* holds whole flushes of the pairs and of the sums */
+    int n_ticks = quick ? 4 * window : 20 * window;
+    struct rng ra, rb;
+    rng_seed(&ra, 21, "run");
+    rng_seed(&rb, 21, "run");
+    run_ticks(fast, N, window, 1.0, DENSE_IN_RATE, &ra); /* warm-up */
+    run_ticks(run, N, window, 1.0, DENSE_IN_RATE, &rb);
+    struct tick_stats sf = run_ticks_w(fast, N, n_ticks, 1.0, DENSE_IN_RATE, window, &ra);
+    struct tick_stats sr = run_ticks_w(run, N, n_ticks, 1.0, DENSE_IN_RATE, window, &rb);
+    printf("%-24s N=%-5d r=%-3d engine fused %9.2f us, as etraced run (grads/ kept) %9.2f us: "
+           "x%.2f\n",
+           "run_learn_on", N, defer, sf.p50_us, sr.p50_us, sr.p50_us / sf.p50_us);
+    if (out)
+        fprintf(out,
+                "{\"bench\": \"run_learn_on\", \"n\": %d, \"defer\": %d, \"fused_us_p50\": %.3f, "
+                "\"run_us_p50\": %.3f, \"run_over_fused\": %.3f}\n",
+                N, defer, sf.p50_us, sr.p50_us, sr.p50_us / sf.p50_us);
+    engine_free(&fast);
+    engine_free(&run);
 }
 
 /* Silence after activity: the p99 tick time with zero input vs with input. */
@@ -479,7 +549,7 @@ sparse_bench(FILE *out, const char *dir, int64_t N, int64_t per_row, double rate
     struct engine *eng = compile_text(text, path);
     if (!eng)
         goto done;
-    int n_ticks = quick ? 30 : 200;
+    int n_ticks = quick ? 32 : 256; /* a multiple of the r tested */
     int32_t *ev = malloc(sizeof(int32_t) * (size_t)N);
     double *t = malloc(sizeof(double) * (size_t)n_ticks);
     for (int k = 0; k < n_ticks + 20; k++) {
@@ -498,7 +568,15 @@ sparse_bench(FILE *out, const char *dir, int64_t N, int64_t per_row, double rate
             t[k - 20] = bench_now() - t0;
     }
     double hid_rate = engine_cell_rate(eng, 0);
-    double p50 = bench_quantile(t, (size_t)n_ticks, 0.5);
+    /* the p50 of the mean over windows of r ticks: every sample holds one flush */
+    int n_win = n_ticks / defer;
+    for (int w = 0; w < n_win; w++) {
+        double m = 0.0;
+        for (int k = 0; k < defer; k++)
+            m += t[w * defer + k] / defer;
+        t[w] = m;
+    }
+    double p50 = bench_quantile(t, (size_t)n_win, 0.5);
     /* bytes per tick before this work (the immediate path): the rows that fired (values +
      * indices) for the forward pass, and every stored weight read and written by the ES
      * update (values), + its indices */
@@ -542,13 +620,27 @@ main(int argc, char **argv)
     struct bench_machine mc;
     bench_machine(out, &mc);
     static const int sizes[] = {64, 256, 1024, 4096};
-    for (int k = 0; k < 4; k++) {
+    /* BENCH_ONLY=dense|run|sparse runs one group (while tuning) */
+    const char *only = getenv("BENCH_ONLY");
+    for (int k = 0; k < 4 && (!only || !strcmp(only, "dense")); k++) {
         dense_bench(out, &mc, dir, sizes[k], 0, 1, 1, quick);
+        static const int defers[] = {4, 16, 64};
+        for (int j = 0; j < 3 && sizes[k] >= 256; j++)
+            dense_bench(out, &mc, dir, sizes[k], 0, defers[j], 0, quick);
         if (sizes[k] <= 1024)
             dense_bench(out, &mc, dir, sizes[k], 1, 1, 0, quick);
     }
-    silence_bench(out, dir, quick);
+    if (!only || !strcmp(only, "run")) {
+        run_path_bench(out, dir, 1024, 1, quick);
+        run_path_bench(out, dir, 1024, 16, quick);
+    }
+    if (!only)
+        silence_bench(out, dir, quick);
+    if (only && strcmp(only, "sparse"))
+        goto end;
     sparse_bench(out, dir, quick ? 20000 : 140000, 107, 0.025, 1, 1, quick);
+    sparse_bench(out, dir, quick ? 20000 : 140000, 107, 0.025, 16, 0, quick);
+end:
     if (out)
         fclose(out);
     char cmd[4200];

@@ -6,7 +6,7 @@
  * --keep-weights hand-over. Tolerance: relative 1e-9 in the double build (the results are
  * equal to rounding; spikes make a float comparison meaningless after a flipped spike, so
  * the float build checks 1e-3 on a short run). The float64 gradient sums kept as pairs
- * (etraced run on the fused path) are compared bit for bit with the per-tick path. */
+ * (etraced run on the fused path) are compared with the per-tick path (same tolerance). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -379,15 +379,13 @@ check_grad_sums(int defer)
         engine_param(plain, p, &vb);
         if (!va.grad_sum_w)
             continue;
-        if (defer == 1) {
-            assert_memory_equal(va.grad_sum_w, vb.grad_sum_w, (size_t)va.count * sizeof(double));
-            if (va.grad_sum_b)
-                assert_memory_equal(va.grad_sum_b, vb.grad_sum_b,
-                                    (size_t)va.out_size * sizeof(double));
-        } else {
-            for (int64_t i = 0; i < va.count; i++)
-                assert_close(va.grad_sum_w[i], vb.grad_sum_w[i], "grad sum", 100);
-        }
+        /* defer 1: the same weights, so only the summing order differs (blocks of real
+         * sums added in float64); defer R: also the weights differ to rounding */
+        for (int64_t i = 0; i < va.count; i++)
+            assert_close(va.grad_sum_w[i], vb.grad_sum_w[i], "grad sum", 100);
+        if (va.grad_sum_b) /* the bias sums are added per tick in float64: same bits */
+            for (int64_t o = 0; defer == 1 && o < va.out_size; o++)
+                assert_true(va.grad_sum_b[o] == vb.grad_sum_b[o]);
     }
     engine_free(&fast);
     engine_free(&plain);
