@@ -55,7 +55,7 @@
     "  defer: %d\n"
 
 static struct engine *
-compile_opt(int defer, const char *lr, const char *extra, int track)
+compile_mem(int defer, const char *lr, const char *extra, int track, const struct mem *m)
 {
     char text[4096], dir[] = "/tmp/etraced_defer_XXXXXX", path[256];
     snprintf(text, sizeof text, MODEL_FMT, lr, extra, defer);
@@ -68,15 +68,21 @@ compile_opt(int defer, const char *lr, const char *extra, int track)
     struct model_desc *d;
     struct err e;
     err_clear(&e);
-    if (model_load_file(path, mem_default(), &d, &e))
+    if (model_load_file(path, m ? m : mem_default(), &d, &e))
         fail_msg("%s", e.msg);
     struct engine *eng;
-    struct engine_opts o = {.track_grad_sum = track};
+    struct engine_opts o = {.track_grad_sum = track, .mem = m};
     if (engine_compile(d, &o, &eng, &e))
         fail_msg("%s", e.msg);
     unlink(path);
     rmdir(dir);
     return eng;
+}
+
+static struct engine *
+compile_opt(int defer, const char *lr, const char *extra, int track)
+{
+    return compile_mem(defer, lr, extra, track, NULL);
 }
 
 static struct engine *
@@ -399,6 +405,26 @@ test_defer_grad_sums_from_pairs(void **state)
     check_grad_sums(4);
 }
 
+/* Deferred steps, flushes and the gradient pairs allocate nothing in a tick. */
+static void
+test_defer_no_alloc_in_ticks(void **state)
+{
+    (void)state;
+    for (int track = 0; track < 2; track++) {
+        struct mem_counter mc;
+        mem_counter_init(&mc, NULL);
+        struct engine *a = compile_mem(4, "2.0e-2", "", track, &mc.mem);
+        long calls = mc.n_calls;
+        struct rng r;
+        rng_seed(&r, 9, "drive");
+        for (int k = 0; k < 1000; k++)
+            drive_tick(a, &r, k);
+        assert_int_equal(mc.n_calls, calls);
+        engine_free(&a);
+        assert_int_equal(mc.live_bytes, 0);
+    }
+}
+
 int
 main(void)
 {
@@ -410,6 +436,7 @@ main(void)
         cmocka_unit_test(test_defer_same_bits_in_every_run),
         cmocka_unit_test(test_defer_huge_pair_is_refused),
         cmocka_unit_test(test_defer_grad_sums_from_pairs),
+        cmocka_unit_test(test_defer_no_alloc_in_ticks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

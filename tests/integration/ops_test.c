@@ -30,6 +30,9 @@
 #include "etrace_client.h"
 
 static const char model_text[] = DAEMON_RUN_ITEST_MODEL;
+/* The same model with deferred rank-one steps (learning.defer, DESIGN §4.4): 5 does not
+ * divide the ticks at which recordings and snapshots start, so pairs are pending then. */
+static const char model_deferred[] = DAEMON_RUN_ITEST_MODEL "  defer: 5\n";
 
 /* ---- hot swap ----------------------------------------------------------------------- */
 
@@ -529,12 +532,11 @@ compare_replays(const char *dir, const char *what)
  * a 2 s timer-mode recording with frames, targets and an lr change; outputs, loss and
  * final weights byte for byte. */
 static void
-test_ops_lockstep_replay(void **state)
+lockstep_replay(const char *mt)
 {
     struct daemon_run r, ls;
     char cmd[4000], rec[700], fa[900];
-    (void)state;
-    daemon_run_start(&r, model_text, "stats_period_ms: 500\n");
+    daemon_run_start(&r, mt, "stats_period_ms: 500\n");
     daemon_run_sleep_ms(200); /* mid-run */
     Etrace__Reply *rep = NULL;
     assert_int_equal(etrace_record_start(r.c, "rec2", &rep), ETRACE_OK);
@@ -580,7 +582,7 @@ test_ops_lockstep_replay(void **state)
     snprintf(cmd, sizeof cmd, "%s run --replay %s --out %s/offline >/dev/null",
              daemon_run_etraced(), rec, r.dir);
     daemon_run_cmd(cmd, 0);
-    daemon_run_start(&ls, model_text, "clock: lockstep\n");
+    daemon_run_start(&ls, mt, "clock: lockstep\n");
     int64_t t1 = daemon_run_now_ms();
     snprintf(cmd, sizeof cmd, "%s --control %s replay %s --out %s/lockstep", daemon_run_etracectl(),
              ls.ep[2], rec, r.dir);
@@ -599,6 +601,21 @@ test_ops_lockstep_replay(void **state)
     etrace_reply_free(st);
     assert_int_equal(daemon_run_stop(&ls), 0);
     daemon_run_rm_tree(r.dir);
+}
+
+static void
+test_ops_lockstep_replay(void **state)
+{
+    (void)state;
+    lockstep_replay(model_text);
+}
+
+/* The same with pending rank-one pairs: live, offline and lockstep replays bit for bit. */
+static void
+test_ops_lockstep_replay_deferred(void **state)
+{
+    (void)state;
+    lockstep_replay(model_deferred);
 }
 
 /* Counts a recording's records per kind (length-delimited RecordEvents). */
@@ -640,12 +657,11 @@ count_kinds(const char *path, unsigned counts[64])
  * published: a restore rewinds `tick`) and final weights bit for bit, and the lockstep
  * replay through the daemon writes the same files. */
 static void
-test_ops_replay_every_event(void **state)
+replay_every_event(const char *mt)
 {
     struct daemon_run r, ls;
     char cmd[4000], rec[700], fa[900];
-    (void)state;
-    daemon_run_start(&r, model_text,
+    daemon_run_start(&r, mt,
                      "stats_period_ms: 500\n"
                      "snapshot_slice_bytes: 4096\n" /* the snapshot spans ticks: steps defer */
                      "inputs:\n"
@@ -653,10 +669,10 @@ test_ops_replay_every_event(void **state)
     /* The swapped-in model: the same shapes, another learning rate and seed. */
     char model2[800];
     snprintf(model2, sizeof model2, "%s/model2.yaml", r.dir);
-    const char *lr_line = strstr(model_text, "lr: 1.0e-3");
+    const char *lr_line = strstr(mt, "lr: 1.0e-3");
     assert_non_null(lr_line);
-    char text2[sizeof model_text + 16];
-    snprintf(text2, sizeof text2, "%.*slr: 4.0e-3}\n", (int)(lr_line - model_text), model_text);
+    char text2[sizeof model_deferred + 16];
+    snprintf(text2, sizeof text2, "%.*slr: 4.0e-3}\n", (int)(lr_line - mt), mt);
     daemon_run_write_file(model2, text2);
     Etrace__Reply *rep = NULL;
     assert_int_equal(etrace_checkpoint(r.c, "before", &rep), ETRACE_OK);
@@ -785,13 +801,29 @@ test_ops_replay_every_event(void **state)
     free(lv);
     free(rv);
 
-    daemon_run_start(&ls, model_text, "clock: lockstep\n");
+    daemon_run_start(&ls, mt, "clock: lockstep\n");
     snprintf(cmd, sizeof cmd, "%s --control %s replay %s --out %s/lockstep >/dev/null",
              daemon_run_etracectl(), ls.ep[2], rec, r.dir);
     daemon_run_cmd(cmd, 0);
     compare_replays(r.dir, "every event");
     assert_int_equal(daemon_run_stop(&ls), 0);
     daemon_run_rm_tree(r.dir);
+}
+
+static void
+test_ops_replay_every_event(void **state)
+{
+    (void)state;
+    replay_every_event(model_text);
+}
+
+/* The same with deferred steps: snapshots spanning ticks hold the scheduled flushes back,
+ * the swap to a model without deferral flushes the pairs into the carried weights. */
+static void
+test_ops_replay_every_event_deferred(void **state)
+{
+    (void)state;
+    replay_every_event(model_deferred);
 }
 
 /* ---- CURVE (DESIGN §5.7) ------------------------------------------------------------ */
@@ -1079,6 +1111,8 @@ main(int argc, char **argv)
         cmocka_unit_test_teardown(test_ops_record_replay, daemon_run_teardown),
         cmocka_unit_test_teardown(test_ops_lockstep_replay, daemon_run_teardown),
         cmocka_unit_test_teardown(test_ops_replay_every_event, daemon_run_teardown),
+        cmocka_unit_test_teardown(test_ops_lockstep_replay_deferred, daemon_run_teardown),
+        cmocka_unit_test_teardown(test_ops_replay_every_event_deferred, daemon_run_teardown),
         cmocka_unit_test_teardown(test_ops_checkpoint_kill9, daemon_run_teardown),
         cmocka_unit_test_teardown(test_ops_periodic_checkpoints, daemon_run_teardown),
         cmocka_unit_test_teardown(test_ops_curve, daemon_run_teardown),
