@@ -109,9 +109,10 @@ torch_tick_us(int N, int threads, double rate, int quick, char *blas, size_t bla
     char cmd[512];
     int ticks = N >= 4096 ? 40 : (quick ? 60 : 300);
     snprintf(cmd, sizeof cmd,
-             "/usr/bin/python3 -c 'import torch' 2>/dev/null && "
-             "/usr/bin/python3 tests/bench/torch_tick.py %d %d %d %g 2>/dev/null",
-             N, ticks, threads, rate);
+             "/usr/bin/python3 -c 'import torch' 2>/dev/null && OMP_NUM_THREADS=%d "
+             "OPENBLAS_NUM_THREADS=%d /usr/bin/python3 tests/bench/torch_tick.py %d %d %d %g "
+             "2>/dev/null",
+             threads, threads, N, ticks, threads, rate);
     snprintf(blas, blas_cap, "none");
     FILE *p = popen(cmd, "r");
     if (!p)
