@@ -53,10 +53,10 @@ DAEMON_LIBS := -luv -lzmq -lprotobuf-c -lcyaml -lsystemd -lpthread $(ENGINE_LIBS
 # ---- sources -------------------------------------------------------------------------
 # Explicit lists: a file joins the build when its module is ready. The daemon, proto and
 # client lists live in daemon.mk.
-ENGINE_MODULES := mem err real_env rng npy cell expr model param op_dense op_sparse op_elem \
+ENGINE_MODULES := mem err real_env rng npy cell expr model param op_dense op_sparse op_elem defer \
                   trace loss optim learn bptt engine engine_state report
 ENGINE_SRC  := $(wildcard $(patsubst %,daemon/engine/%.c,$(ENGINE_MODULES)))
-ENGINE_TEST_NAMES := mem npy rng param cell expr model engine op optim fused state oracle learn signal critic plant
+ENGINE_TEST_NAMES := mem npy rng param cell expr model engine op optim fused state oracle learn signal critic plant defer
 DAEMON_SRC  :=
 PROTO       :=
 CLIENT_SRC  :=

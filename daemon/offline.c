@@ -277,16 +277,23 @@ write_npy(const char *dir, const char *sub, const char *name, const char *suffix
 static int
 write_params(struct engine *eng, const char *dir, int grads)
 {
+    engine_sync_grad_sums(eng);
     for (int p = 0; p < engine_n_projs(eng); p++) {
         struct engine_param_view v;
         engine_param(eng, p, &v);
         int64_t shape[2] = {v.in_size, v.out_size};
         int64_t n1[1] = {v.count}, o1[1] = {v.out_size};
         int rc = 0;
+        /* W plus any pending rank-one pairs (DESIGN §4.4): what every reader of W sees */
+        real *w = malloc((size_t)(v.count ? v.count : 1) * sizeof *w);
+        if (!w)
+            return 1;
+        engine_param_weight(eng, p, w);
         if (v.op == MODEL_OP_DENSE)
-            rc |= write_npy(dir, "params", v.name, ".weight", NPY_REAL, 2, shape, v.weight);
+            rc |= write_npy(dir, "params", v.name, ".weight", NPY_REAL, 2, shape, w);
         else
-            rc |= write_npy(dir, "params", v.name, ".weight", NPY_REAL, 1, n1, v.weight);
+            rc |= write_npy(dir, "params", v.name, ".weight", NPY_REAL, 1, n1, w);
+        free(w);
         if (v.bias)
             rc |= write_npy(dir, "params", v.name, ".bias", NPY_REAL, 1, o1, v.bias);
         if (v.op == MODEL_OP_SPARSE) {

@@ -420,6 +420,11 @@ snap_restore(const Etrace__Checkpoint *ck, const char *name, struct engine **out
                                 .reward_baseline = s->reward_baseline,
                                 .held_action = s->held_action};
     memcpy(sc.rng, s->rng, sizeof(sc.rng));
+    if (engine_state_check(eng, &e)) {
+        snprintf(err, err_len, "%s: %s", name, e.msg);
+        engine_free(&eng);
+        return -1;
+    }
     engine_state_set_scalars(eng, &sc);
     *out = eng;
     return 0;

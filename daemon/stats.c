@@ -170,6 +170,7 @@ stats_build(struct stats_msg *m, const struct daemon *d, const struct tick_stats
         pr->w_norm = s->norms[p].w;
         pr->drift_norm = s->norms[p].drift;
         pr->delta_norm = s->norms[p].delta;
+        pr->no_drift = !s->norms[p].has_drift; /* stats.drift: off: neither is measured */
         pr->grad_norm = s->norms[p].grad;
         pr->trace_norm = s->norms[p].trace;
         m->projs_p[p] = pr;

@@ -420,7 +420,8 @@ take_export(struct ticker *t, uint8_t *buf)
         const struct layout_proj *pr = &l->projs[p];
         struct engine_param_view v;
         engine_param(t->eng, p, &v);
-        memcpy(buf + pr->exp_weight, v.weight, (size_t)pr->count * sizeof(real));
+        /* W plus any pending rank-one pairs: what every reader of W sees */
+        engine_param_weight(t->eng, p, (real *)(void *)(buf + pr->exp_weight));
         if (pr->has_bias && v.bias)
             memcpy(buf + pr->exp_bias, v.bias, (size_t)pr->out_size * sizeof(real));
         if (pr->op == MODEL_OP_SPARSE) {

@@ -21,6 +21,7 @@
 #endif
 
 #include "bptt.h"
+#include "defer.h"
 #include "engine_int.h"
 #include "engine_state.h"
 #include "expr.h"
@@ -37,7 +38,9 @@
 void
 engine_mark_weights(struct eproj *p)
 {
-    memcpy(p->w_mark, p->w.values, (size_t)p->count * sizeof(real));
+    if (!p->w_mark)
+        return; /* stats.drift: off keeps no mark */
+    defer_effective(p, 0, p->count, p->w_mark);
     if (p->b_mark)
         memcpy(p->b_mark, p->w.bias, (size_t)p->O * sizeof(real));
 }
@@ -172,10 +175,12 @@ layout(struct engine *e, struct carver *c)
         int learns = p->rule != ENGINE_RULE_FROZEN;
         p->x = carve(c, I);
         p->y = carve(c, O);
-        p->w0 = carve_big(c, p->count, sizeof(real));
-        p->b0 = has_b ? carve(c, O) : NULL;
-        p->w_mark = carve_big(c, p->count, sizeof(real));
-        p->b_mark = has_b ? carve(c, O) : NULL;
+        if (e->drift) { /* stats.drift: off keeps neither (DESIGN §5.5) */
+            p->w0 = carve_big(c, p->count, sizeof(real));
+            p->b0 = has_b ? carve(c, O) : NULL;
+            p->w_mark = carve_big(c, p->count, sizeof(real));
+            p->b_mark = has_b ? carve(c, O) : NULL;
+        }
         if (e->need_derivs) {
             p->Dcol = carve(c, K * K * O);
             p->fcol = carve(c, K * O);
@@ -195,6 +200,15 @@ layout(struct engine *e, struct carver *c)
         }
         if (!learns)
             continue;
+        if (p->defers) {
+            p->pa = carve(c, I * p->n_pend_max);
+            p->pb = carve(c, p->n_pend_max * O);
+            p->pc = carve(c, p->n_pend_max);
+        }
+        if (e->track && e->fused && p->d->op != MODEL_OP_ELEMWISE) {
+            p->ga = carve(c, I * DEFER_GRAD_PAIRS);
+            p->gb = carve(c, DEFER_GRAD_PAIRS * O);
+        }
         p->acc_w = carve_big(c, p->count, sizeof(real));
         p->acc_b = has_b ? carve(c, O) : NULL;
         if (l->optimizer != MODEL_OPTIM_SGD) {
@@ -505,6 +519,7 @@ engine_compile(struct model_desc *d, const struct engine_opts *opts, struct engi
     e->mem = m;
     e->d = d;
     e->track = opts ? opts->track_grad_sum : 0;
+    e->drift = d->stats_drift;
     e->n_inputs = d->n_inputs;
     e->n_cells = d->n_cells;
     e->n_projs = d->n_projs;
@@ -585,6 +600,25 @@ engine_compile(struct model_desc *d, const struct engine_opts *opts, struct engi
     for (int i = 0; i < d->n_projs; i++)
         e->projs[i].reaches_loss = reach[e->projs[i].cell];
     mem_free(m, &reach);
+    /* The fused rank-one path computes exactly what the accumulator path does for these
+     * settings; it only moves fewer bytes. With gradient sums (etraced run) it needs every
+     * learning projection's gradient to be rank one (ES or instant), so that the sums are
+     * kept as pairs too. */
+    e->fused = l->present && l->signal == MODEL_SIGNAL_TARGET && l->optimizer == MODEL_OPTIM_SGD &&
+               l->update_every == 1 && !(l->clip_norm > 0.0) && l->weight_decay == 0.0;
+    for (int i = 0; i < d->n_projs && e->track; i++)
+        if (e->projs[i].rule == ENGINE_RULE_D_RTRL)
+            e->fused = 0;
+    /* Deferred rank-one steps (DESIGN §4.4): the fused path's ES and instant steps of a
+     * dense or sparse weight. */
+    e->defer_r = l->present ? l->defer : 1;
+    for (int i = 0; i < d->n_projs; i++) {
+        struct eproj *p = &e->projs[i];
+        p->defers = e->fused && e->defer_r > 1 &&
+                    (p->rule == ENGINE_RULE_ES || p->rule == ENGINE_RULE_INSTANT) &&
+                    (p->d->op == MODEL_OP_DENSE || p->d->op == MODEL_OP_SPARSE);
+        p->n_pend_max = p->defers ? e->defer_r : 0;
+    }
     struct carver c = {.mem = m};
     layout(e, &c);
     e->arena_bytes = c.off;
@@ -612,15 +646,12 @@ engine_compile(struct model_desc *d, const struct engine_opts *opts, struct engi
         plant_init_input(e, i);
     for (int i = 0; i < d->n_projs; i++) {
         struct eproj *p = &e->projs[i];
-        memcpy(p->w0, p->w.values, (size_t)p->count * sizeof(real));
+        if (p->w0)
+            memcpy(p->w0, p->w.values, (size_t)p->count * sizeof(real));
         if (p->b0)
             memcpy(p->b0, p->w.bias, (size_t)p->O * sizeof(real));
         engine_mark_weights(p); /* the first ||delta W|| measures from load, not from 0 */
     }
-    /* The fused rank-one path computes exactly what the accumulator path does for these
-     * settings; it only moves fewer bytes. */
-    e->fused = l->present && l->signal == MODEL_SIGNAL_TARGET && l->optimizer == MODEL_OPTIM_SGD &&
-               l->update_every == 1 && !(l->clip_norm > 0.0) && l->weight_decay == 0.0 && !e->track;
     for (int i = 0; i < d->n_projs; i++) {
         struct eproj *p = &e->projs[i];
         p->opw = p->opb = -1;
@@ -782,10 +813,15 @@ proj_forward(struct engine *e, struct eproj *p)
     switch (d->op) {
     case MODEL_OP_DENSE:
         op_dense_forward(p->I, p->O, p->y, p->w.values, p->x, p->w.bias);
+        if (p->n_pend)
+            defer_forward(p, p->y, p->x); /* + sum_k (x . a_k) b_k */
         break;
     case MODEL_OP_SPARSE:
-        op_sparse_forward(p->I, p->O, p->y, p->w.indptr, p->w.indices, p->w.values, p->x,
-                          p->w.bias);
+        if (p->n_pend)
+            defer_forward(p, p->y, p->x); /* over W + the pairs, masked */
+        else
+            op_sparse_forward(p->I, p->O, p->y, p->w.indptr, p->w.indices, p->w.values, p->x,
+                              p->w.bias);
         break;
     case MODEL_OP_ELEMWISE:
         op_elem_forward(p->O, p->y, p->w.values, p->x, p->w.bias);
@@ -954,6 +990,11 @@ backward(struct engine *e)
                 if (src->is_input || src->index >= ci)
                     continue;
                 struct ecell *sc = &e->cells[src->index];
+                if (p->n_pend) { /* W + the pending pairs */
+                    defer_backward(p, src->offset, src->size, sc->dl, p->q);
+                    sc->has_dl = 1;
+                    continue;
+                }
                 switch (p->d->op) {
                 case MODEL_OP_DENSE:
                     op_dense_backward(src->size, p->O, sc->dl,
@@ -1088,6 +1129,12 @@ engine_tick(struct engine *e)
             learn_end_episode(e);
         e->episode_ticks = terminal ? 0 : e->episode_ticks + 1;
     }
+    /* Deferred rank-one steps are written after the ticks t with (t + 1) % r == 0: a
+     * schedule of tick numbers only, so every mode gives the same bits. While a snapshot
+     * copies the weights nothing writes them; the pairs wait for the next due tick. */
+    if (e->defer_r > 1 && !e->defer && (e->tick + 1) % (uint64_t)e->defer_r == 0)
+        for (int pi = 0; pi < e->n_projs; pi++)
+            defer_flush(&e->projs[pi]);
     reset_bad_cells(e);
     if (e->critic_cell >= 0)
         e->v_prev[0] = e->cells[e->critic_cell].out[e->cur][0];
@@ -1248,6 +1295,35 @@ engine_param(const struct engine *e, int pi, struct engine_param_view *v)
     };
 }
 
+void
+engine_param_weight(const struct engine *e, int pi, real *out)
+{
+    const struct eproj *p = &e->projs[pi];
+    defer_effective(p, 0, p->count, out);
+}
+
+void
+engine_sync_grad_sums(struct engine *e)
+{
+    for (int pi = 0; pi < e->n_projs; pi++)
+        defer_grad_flush(&e->projs[pi]);
+}
+
+int
+engine_state_check(const struct engine *e, struct err *err)
+{
+    for (int pi = 0; pi < e->n_projs; pi++) {
+        const struct eproj *p = &e->projs[pi];
+        if (p->n_pend < 0 || p->n_pend > p->n_pend_max)
+            return err_setf(err, ERR_STATE,
+                            "projection %s: %lld pending rank-one pairs, outside 0..%lld "
+                            "(learning.defer)",
+                            p->d->name, (long long)p->n_pend, (long long)p->n_pend_max),
+                   -1;
+    }
+    return 0;
+}
+
 real *
 engine_weight_mut(struct engine *e, int pi)
 {
@@ -1274,12 +1350,14 @@ engine_counters(const struct engine *e, struct engine_counters *c)
 /* The arrays of a projection a norm sweep reads, in order. */
 enum norm_part { NP_W, NP_B, NP_E, NP_EB, NP_EX, NP_EF, NP_END };
 
-/* Array `part` of p: its length, values, and (weights and bias) W0 and the mark. */
+/* Array `part` of p: its length, values, and (weights and bias) W0 and the mark (NULL
+ * under stats.drift: off). *is_w: a weight or bias array. */
 static int64_t
-norm_part(const struct eproj *p, int part, const real **a, const real **a0, real **mark)
+norm_part(const struct eproj *p, int part, const real **a, const real **a0, real **mark, int *is_w)
 {
     *a0 = NULL;
     *mark = NULL;
+    *is_w = part == NP_W || part == NP_B;
     switch (part) {
     case NP_W:
         *a = p->w.values, *a0 = p->w0, *mark = p->w_mark;
@@ -1306,27 +1384,49 @@ norm_part(const struct eproj *p, int part, const real **a, const real **a0, real
 }
 
 /* Sums elements [lo, hi) of one array into the sweep; a weight array also moves its
- * mark, so ||delta W|| measures each weight's change since it was last read. */
+ * mark, so ||delta W|| measures each weight's change since it was last read. a is at lo. */
 static void
 norm_slice(struct engine_norm_sweep *s, int64_t lo, int64_t hi, const real *a, const real *a0,
-           real *mark)
+           real *mark, int is_w)
 {
-    if (!a0) {
+    if (!is_w) {
         double t = s->trace;
-        for (int64_t i = lo; i < hi; i++)
+        for (int64_t i = 0; i < hi - lo; i++)
             t += (double)a[i] * (double)a[i];
         s->trace = t;
         return;
     }
     double w = s->w, dr = s->drift, de = s->delta;
-    for (int64_t i = lo; i < hi; i++) {
-        double v = (double)a[i], d0 = v - (double)a0[i], dm = v - (double)mark[i];
+    for (int64_t i = 0; i < hi - lo; i++) {
+        double v = (double)a[i];
         w += v * v;
-        dr += d0 * d0;
-        de += dm * dm;
+        if (a0) {
+            double d0 = v - (double)a0[lo + i], dm = v - (double)mark[lo + i];
+            dr += d0 * d0;
+            de += dm * dm;
+        }
     }
     s->w = w, s->drift = dr, s->delta = de;
-    memcpy(mark + lo, a + lo, (size_t)(hi - lo) * sizeof(real));
+    if (mark)
+        memcpy(mark + lo, a, (size_t)(hi - lo) * sizeof(real));
+}
+
+/* The weights of p with pending rank-one pairs are read as a reader sees them (W plus
+ * the pairs), a chunk at a time. */
+static void
+norm_slice_w(struct engine_norm_sweep *s, const struct eproj *p, int64_t lo, int64_t hi,
+             const real *a, const real *a0, real *mark, int is_w, int part)
+{
+    if (part != NP_W || !p->n_pend) {
+        norm_slice(s, lo, hi, a + lo, a0, mark, is_w);
+        return;
+    }
+    real buf[256];
+    for (int64_t c = lo; c < hi; c += 256) {
+        int64_t e = hi - c < 256 ? hi : c + 256;
+        defer_effective(p, c, e, buf);
+        norm_slice(s, c, e, buf, a0, mark, is_w);
+    }
 }
 
 void
@@ -1343,14 +1443,15 @@ norms_proj(struct engine *e, struct engine_norm_sweep *s, int64_t *budget, struc
     for (; s->part < NP_END; s->part++, s->off = 0) {
         const real *a, *a0;
         real *mark;
-        int64_t n = norm_part(p, s->part, &a, &a0, &mark), cost = a0 ? 3 : 1;
+        int is_w;
+        int64_t n = norm_part(p, s->part, &a, &a0, &mark, &is_w), cost = a0 ? 3 : 1;
         while (s->off < n) {
             if (*budget == 0)
                 return 0;
             int64_t hi = n;
             if (*budget > 0 && (hi - s->off) * cost > *budget)
                 hi = s->off + (*budget + cost - 1) / cost;
-            norm_slice(s, s->off, hi, a, a0, mark);
+            norm_slice_w(s, p, s->off, hi, a, a0, mark, is_w, s->part);
             if (*budget > 0)
                 *budget = (hi - s->off) * cost >= *budget ? 0 : *budget - (hi - s->off) * cost;
             s->off = hi;
@@ -1361,8 +1462,8 @@ norms_proj(struct engine *e, struct engine_norm_sweep *s, int64_t *budget, struc
     for (int k = 0; k < 2; k++)
         if (idx[k] >= 0)
             grad += e->oparams[idx[k]].grad_sq;
-    *nm = (struct engine_norms){sqrt(s->w), sqrt(s->drift), sqrt(s->delta), sqrt(grad),
-                                sqrt(s->trace)};
+    *nm = (struct engine_norms){sqrt(s->w), sqrt(s->drift), sqrt(s->delta),
+                                sqrt(grad), sqrt(s->trace), e->drift};
     return 1;
 }
 

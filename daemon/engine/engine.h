@@ -131,7 +131,8 @@ struct engine_param_view {
     enum engine_rule rule;
     int64_t in_size, out_size; /* I, O */
     int64_t count;             /* weight values: I*O, nnz or O */
-    const real *weight;        /* [count], dense row-major [I][O], sparse CSR order */
+    const real *weight;        /* [count], dense row-major [I][O], sparse CSR order; W alone:
+                                  engine_param_weight adds the pending pairs */
     const real *bias;          /* [O] or NULL */
     const int64_t *indptr;     /* sparse: [I+1] */
     const int32_t *indices;    /* sparse: [nnz] */
@@ -143,6 +144,19 @@ struct engine_param_view {
 
 /* A read-only view of projection p's parameters (valid until the next tick or free). */
 void engine_param(const struct engine *eng, int p, struct engine_param_view *v);
+
+/* The weights of projection p as every reader sees them: W plus the pending rank-one
+ * pairs of deferred steps (DESIGN §4.4), the bits a flush will write. out: [count] in
+ * storage order (the view's `weight` is W alone, without the pairs). */
+void engine_param_weight(const struct engine *eng, int p, real *out);
+
+/* Adds the gradients still buffered as rank-one pairs to the float64 sums of
+ * track_grad_sum (the view's grad_sum_w): call before reading them. */
+void engine_sync_grad_sums(struct engine *eng);
+
+/* Checks the engine state after sections were written from outside (a checkpoint): the
+ * counts of pending pairs are within learning.defer. Returns 0, or -1 with e set. */
+int engine_state_check(const struct engine *eng, struct err *e);
 
 /* Writable weights of projection p (for tests and hot swap): [count] and [O] or NULL. */
 real *engine_weight_mut(struct engine *eng, int p);
@@ -161,6 +175,7 @@ void engine_counters(const struct engine *eng, struct engine_counters *c);
  * mark), ||gradient|| of the last step, ||traces||. O(parameters): between ticks only. */
 struct engine_norms {
     double w, drift, delta, grad, trace;
+    int64_t has_drift; /* 0 under stats.drift: off: drift and delta are not measured (0) */
 };
 void engine_proj_norms(struct engine *eng, int p, struct engine_norms *n);
 
@@ -196,7 +211,8 @@ enum engine_part {
     ENGINE_PART_ACC,       /* the partial gradient sum of the current K ticks */
     ENGINE_PART_TRACE,     /* eligibility traces and the reward eligibility e */
     ENGINE_PART_STATE,     /* hidden states, outputs, the held action, exploration */
-    ENGINE_PART_PENDING    /* held inputs and signals for the next tick */
+    ENGINE_PART_PENDING,   /* held inputs and signals for the next tick */
+    ENGINE_PART_DEFERRED   /* pending rank-one pairs of deferred sgd steps (learning.defer) */
 };
 
 struct engine_section {

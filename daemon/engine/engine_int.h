@@ -69,6 +69,14 @@ struct eproj {
     double w_bound;     /* an upper bound of |w| and |b|; < 0 when unknown */
     double step_bound;  /* an upper bound of this tick's |lr * gradient| */
     double e_max;       /* D-RTRL: max|E| over the traces after the last tick */
+    /* deferred rank-one steps (defer.c, DESIGN §4.4) */
+    int defers;         /* this projection's sgd steps of W are kept as pending pairs */
+    int64_t n_pend_max; /* r: at most r pairs, flushed after ticks t with (t + 1) % r == 0 */
+    int64_t n_pend;     /* pairs pending (engine state) */
+    real *pa, *pb;      /* the pairs: a [I][r] (= -lr * row factor), b [r][O] */
+    real *pc;           /* [r] scratch: x . a_k, b_k . dy */
+    int64_t n_grad;     /* gradients buffered for the float64 sums (track_grad_sum) */
+    real *ga, *gb;      /* their factors: [I][DEFER_GRAD_PAIRS], [DEFER_GRAD_PAIRS][O] */
 };
 
 struct einput {
@@ -114,6 +122,8 @@ struct engine {
     int fused;       /* sgd, K = 1, no clip, no decay, target, no gradient sums: each
                         tick's step is fused into the trace pass (fused_learn_tick) */
     int defer;       /* optimizer steps deferred (a snapshot is being copied) */
+    int defer_r;     /* learning.defer: rank-one steps kept pending up to r ticks */
+    int drift;       /* stats.drift on: W0 and the ||delta W|| mark are kept */
     int step_owed;   /* a step fell due while deferred */
     int acc_dirty;   /* the partial sums may hold gradient (the fused path waits) */
     int at_boundary; /* the last tick ended with a step, or learning is not on */

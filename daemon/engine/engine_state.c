@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "defer.h"
+
 enum what {
     W_INPUT_VALUE,
     W_INPUT_EVENTS,
@@ -30,6 +32,9 @@ enum what {
     W_PROJ_EF,
     W_PROJ_ELW,
     W_PROJ_ELB,
+    W_PROJ_PA,
+    W_PROJ_PB,
+    W_PROJ_PN,
     W_RO_TARGET,
     W_RO_KIND,
     W_RO_CLS,
@@ -56,7 +61,7 @@ struct esection {
 static void *
 resolve(struct engine *e, const struct esection *s)
 {
-    struct eproj *p = s->what >= W_PROJ_W && s->what <= W_PROJ_ELB ? &e->projs[s->idx] : NULL;
+    struct eproj *p = s->what >= W_PROJ_W && s->what <= W_PROJ_PN ? &e->projs[s->idx] : NULL;
     struct ecell *c = s->what == W_CELL_H || s->what == W_CELL_OUT ? &e->cells[s->idx] : NULL;
     struct ereadout *r =
         s->what >= W_RO_TARGET && s->what <= W_RO_ACTION ? &e->readouts[s->idx] : NULL;
@@ -105,6 +110,12 @@ resolve(struct engine *e, const struct esection *s)
         return p->e_w;
     case W_PROJ_ELB:
         return p->e_b;
+    case W_PROJ_PA:
+        return p->pa;
+    case W_PROJ_PB:
+        return p->pb;
+    case W_PROJ_PN:
+        return p->defers ? &p->n_pend : NULL;
     case W_RO_TARGET:
         return r->target;
     case W_RO_KIND:
@@ -254,6 +265,14 @@ fill_table(struct engine *e, struct esection *t, int *n)
             add(e, t, n, rows[k].part, rows[k].what, pi, shape[rows[k].shape], rows[k].elem, "proj",
                 nm, rows[k].suffix);
         }
+        /* pending rank-one pairs (DESIGN §4.4): engine state, only with learning.defer > 1 */
+        size_t r = (size_t)p->n_pend_max;
+        add(e, t, n, ENGINE_PART_DEFERRED, W_PROJ_PA, pi, In * r, sizeof(real), "proj", nm,
+            "pairs_a");
+        add(e, t, n, ENGINE_PART_DEFERRED, W_PROJ_PB, pi, r * O, sizeof(real), "proj", nm,
+            "pairs_b");
+        add(e, t, n, ENGINE_PART_DEFERRED, W_PROJ_PN, pi, 1, sizeof(int64_t), "proj", nm,
+            "pairs_n");
     }
     for (int r = 0; r < e->n_readouts; r++) {
         const char *nm = d->readouts[r].name;
@@ -394,6 +413,10 @@ int
 engine_state_carry(struct engine *dst, struct engine *src, int keep_state)
 {
     int n = 0, weights = 0;
+    /* The old model's pending pairs go into its weights first: what --keep-weights carries
+     * is what every reader of W sees (the new model may defer differently or not at all). */
+    for (int pi = 0; pi < src->n_projs; pi++)
+        defer_flush(&src->projs[pi]);
     int same_mem = dst->mem == src->mem; /* handed-over buffers are freed by the other */
     for (int i = 0; i < dst->n_sections; i++) {
         const struct esection *ds = &dst->sections[i];
@@ -406,7 +429,7 @@ engine_state_carry(struct engine *dst, struct engine *src, int keep_state)
             continue;
         const struct esection *ss = &src->sections[j];
         struct eproj *dp =
-            ds->what >= W_PROJ_W && ds->what <= W_PROJ_ELB ? &dst->projs[ds->idx] : NULL;
+            ds->what >= W_PROJ_W && ds->what <= W_PROJ_PN ? &dst->projs[ds->idx] : NULL;
         struct eproj *sp = dp ? &src->projs[ss->idx] : NULL;
         /* a sparse weight moves only onto the same structure */
         if (ds->what == W_PROJ_W && dp->w.indptr &&
@@ -420,12 +443,15 @@ engine_state_carry(struct engine *dst, struct engine *src, int keep_state)
             real **sf = own_buffer(sp, ss->what), *t = *df;
             *df = *sf;
             *sf = t;
-            if (ds->what == W_PROJ_W) { /* the ||delta W|| mark travels with the weights */
+            if (ds->what == W_PROJ_W && dp->w_mark && sp->w_mark) {
+                /* the ||delta W|| mark travels with the weights */
                 t = dp->w_mark;
                 dp->w_mark = sp->w_mark;
                 sp->w_mark = t;
                 if (dp->b_mark && sp->b_mark && dp->O == sp->O)
                     memcpy(dp->b_mark, sp->b_mark, (size_t)dp->O * sizeof(real));
+            } else if (ds->what == W_PROJ_W) {
+                engine_mark_weights(dp); /* one side keeps no mark (stats.drift: off) */
             }
         } else {
             memcpy(resolve(dst, ds), resolve(src, ss), ds->bytes);

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "defer.h"
 #include "optim.h"
 #include "trace.h"
 
@@ -256,6 +257,9 @@ learn_accumulate_tick(struct engine *e, double reward)
     int learning = engine_learning_active(e);
     int is_reward = e->d->learning.signal == MODEL_SIGNAL_REWARD;
     real gamma = R(0.0), adv = R(0.0);
+    if (e->track) /* the sums of earlier ticks first: each sum adds in tick order */
+        for (int pi = 0; pi < e->n_projs; pi++)
+            defer_grad_flush(&e->projs[pi]);
     if (learning && is_reward) {
         gamma = (real)exp(-e->d->dt / e->d->learning.tau_e);
         adv = (real)(-(reward - e->reward_baseline)); /* handed over: -(r - b) e */
@@ -352,7 +356,11 @@ fused_step_bound(const struct engine *e, const struct eproj *p)
 static void
 rank1_apply(struct engine *e, struct eproj *p, real lr)
 {
-    if (p->d->op == MODEL_OP_DENSE)
+    if (p->defers) {
+        if (p->n_pend == p->n_pend_max)
+            defer_flush(p); /* only after a snapshot held a scheduled flush back */
+        defer_push(p, p->pend_a, p->q, lr);
+    } else if (p->d->op == MODEL_OP_DENSE)
         optim_sgd_rank1_dense(p->I, p->O, p->w.values, p->pend_a, p->q, lr, R(0.0));
     else if (p->d->op == MODEL_OP_SPARSE)
         optim_sgd_rank1_sparse(p->I, p->w.values, p->w.indptr, p->w.indices, p->pend_a, p->q, lr,
@@ -379,6 +387,8 @@ void
 learn_optimizer_step(struct engine *e)
 {
     struct optim_plan plan;
+    for (int pi = 0; pi < e->n_projs; pi++)
+        defer_flush(&e->projs[pi]); /* the pairs are older than this step */
     if (optim_check(&e->ocfg, e->lr, e->steps + 1, e->n_oparams, e->oparams, &plan)) {
         optim_apply(&e->ocfg, &plan, e->n_oparams, e->oparams);
         e->steps++;
@@ -399,7 +409,7 @@ learn_optimizer_step(struct engine *e)
 void
 learn_fused_tick(struct engine *e)
 {
-    int ok = isfinite(e->lr);
+    int ok = isfinite(e->lr), refuse = 0;
     for (int pi = 0; pi < e->n_projs; pi++) {
         struct eproj *p = &e->projs[pi];
         if (p->rule == ENGINE_RULE_FROZEN)
@@ -415,11 +425,16 @@ learn_fused_tick(struct engine *e)
             e->cells[p->cell].bad = 1;
         p->step_bound = fused_step_bound(e, p);
         ok = ok && weight_bound(p) + p->step_bound < 1e30; /* false for NaN too */
+        if (p->defers && p->pending && !defer_pair_ok(p, p->pend_a, p->q, e->lr))
+            refuse = 1; /* DESIGN §4.4: a pair is checked when formed */
     }
+    ok = ok && !refuse;
     for (int pi = 0; pi < e->n_projs; pi++) {
         struct eproj *p = &e->projs[pi];
         if (p->rule == ENGINE_RULE_FROZEN || !p->has_g)
             continue;
+        if (e->track && p->pending) /* the float64 sums, from the same rank-one pair */
+            defer_grad_push(p, p->pend_a, p->q);
         if (ok) {
             if (p->rule == ENGINE_RULE_D_RTRL && proj_traces(e, p, GRAD_FUSED, NULL, NULL))
                 e->cells[p->cell].bad = 1;
@@ -441,8 +456,12 @@ learn_fused_tick(struct engine *e)
         }
         p->pending = 0;
     }
-    if (ok)
+    if (ok) {
         e->steps++;
-    else
+    } else if (refuse) { /* a pair too large to defer: the step is refused, all of it */
+        optim_discard(e->n_oparams, e->oparams);
+        e->updates_refused++;
+    } else {
         learn_optimizer_step(e);
+    }
 }

@@ -2067,6 +2067,7 @@ enum {
     LF_CRITIC,
     LF_TAU_GAMMA,
     LF_TAU_LAMBDA,
+    LF_DEFER,
     LF_N
 };
 
@@ -2095,6 +2096,8 @@ static const struct field learning_fields[LF_N] = {
                       .offset = AT(model_learning, tau_gamma)},
     [LF_TAU_LAMBDA] = {.key = "tau_lambda", .type = T_NUM, .check = C_POS,
                        .offset = AT(model_learning, tau_lambda)},
+    [LF_DEFER] = {.key = "defer", .type = T_INT, .check = C_GE1,
+                  .offset = AT(model_learning, defer)},
 };
 /* clang-format on */
 
@@ -2144,6 +2147,27 @@ read_learning(struct ctx *x, const yaml_node_t *n, void *target, const char *fie
     return 0;
 }
 
+/* ---- stats ------------------------------------------------------------------------- */
+
+static const struct enum_name on_off_names[] = {{"on", 1, 0}, {"off", 0, 0}, {NULL, 0, 0}};
+
+/* A schema table: one row per key (clang-format would spread the rows). */
+/* clang-format off */
+static const struct field stats_fields[] = {
+    {.key = "drift", .type = T_ENUM, .names = on_off_names, .offset = AT(model_desc, stats_drift)},
+};
+/* clang-format on */
+
+static int
+read_stats(struct ctx *x, const yaml_node_t *n, void *target, const char *field)
+{
+    struct seen s;
+    return schema_apply(x, n, stats_fields, (int)(sizeof stats_fields / sizeof stats_fields[0]),
+                        target, field, &s) < 0
+               ? -1
+               : 0;
+}
+
 /* ---- the file ----------------------------------------------------------------------- */
 
 /* A schema table: one row per key (clang-format would spread the rows). */
@@ -2157,6 +2181,7 @@ static const struct field top_fields[] = {
     {.key = "projections", .type = T_FUNC, .fn = read_projs},
     {.key = "readouts", .type = T_FUNC, .fn = read_readouts},
     {.key = "learning", .type = T_FUNC, .fn = read_learning},
+    {.key = "stats", .type = T_FUNC, .fn = read_stats},
 };
 /* clang-format on */
 
@@ -2174,6 +2199,7 @@ learning_defaults(struct model_learning *l)
     l->beta2 = 0.999;
     l->eps = 1e-8;
     l->update_every = 1;
+    l->defer = 1;
     l->policy_readout = -1;
     l->sigma = 0.1;
     l->tau_explore = 0.05;
@@ -2292,6 +2318,7 @@ model_parse(const char *text, size_t len, const char *path, const struct mem *m,
         return nomem(&x);
     x.d = d;
     learning_defaults(&d->learning);
+    d->stats_drift = 1;
     if (!(d->path = mem_strdup(m, path)) || !(d->text = mem_alloc(m, len + 1))) {
         nomem(&x);
         goto fail;

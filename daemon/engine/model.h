@@ -173,6 +173,7 @@ struct model_learning {
     double weight_decay;        /* default 0 */
     double clip_norm;           /* <= 0: none (the default, `null`) */
     int update_every;           /* K >= 1, default 1 */
+    int defer;                  /* r >= 1: rank-one steps deferred r ticks (DESIGN §4.4) */
     /* signal: reward */
     int policy_readout; /* index into readouts */
     enum model_policy policy_kind;
@@ -208,6 +209,7 @@ struct model_desc {
     int n_readouts;
     struct model_readout *readouts;
     struct model_learning learning;
+    int stats_drift; /* stats.drift: 1 on (default), 0 off: no W0, no per-weight mark */
 };
 
 /* Parses and validates a model from its text. `path` names it in messages and its

@@ -126,12 +126,26 @@ engine_report(const struct engine *eng, FILE *f, int json, int expand)
         }
     }
     size_t bytes = engine_resident_bytes(eng);
+    /* bytes per synapse: everything resident over the stored weights (nnz) of every
+     * projection, the figure of a model's memory cost per connection */
+    long long nnz = 0;
+    for (int p = 0; p < engine_n_projs(eng); p++) {
+        struct engine_param_view v;
+        engine_param(eng, p, &v);
+        nnz += (long long)v.count;
+    }
+    double per_syn = nnz > 0 ? (double)bytes / (double)nnz : 0.0;
     if (json) {
-        fprintf(f, "], \"resident_bytes\": %zu}\n", bytes);
+        fprintf(f, "], \"resident_bytes\": %zu, \"bytes_per_synapse\": %.3f, \"defer\": %d}\n",
+                bytes, per_syn, l->present ? l->defer : 1);
         return;
     }
-    fprintf(f, "resident: %zu bytes (%.2f MiB: weights, W0, traces, accumulators, optimizer)\n",
-            bytes, (double)bytes / 1048576.0);
+    fprintf(f, "resident: %zu bytes (%.2f MiB: weights, %straces, accumulators, optimizer)\n",
+            bytes, (double)bytes / 1048576.0, d->stats_drift ? "W0 and drift mark, " : "");
+    fprintf(f, "bytes per synapse: %.2f (resident / %lld stored weights)\n", per_syn, nnz);
+    if (l->present && l->defer > 1)
+        fprintf(f, "deferred rank-one steps: up to %d pending pairs, written every %d ticks\n",
+                l->defer, l->defer);
     if (l->present && l->critic_readout >= 0)
         fprintf(f, "learning: actor-critic, policy %s, critic %s (weight %g)%s\n",
                 d->readouts[l->policy_readout].name, d->readouts[l->critic_readout].name,

@@ -258,6 +258,8 @@ main(int argc, char **argv)
     snprintf(model64, sizeof(model64), "%s/lif64.yaml", dir);
     write_model(model256, 256);
     write_model(model64, 64);
+    struct bench_machine mc;
+    bench_machine(out, &mc);
 
     printf("%-22s %9s %9s %9s %9s %8s\n", "bench", "p50 us", "p99 us", "p99.9 us", "max us",
            "skipped");
@@ -312,13 +314,25 @@ main(int argc, char **argv)
         float v[8] = {0.5f};
         Etrace__Input in = ETRACE__INPUT__INIT;
         Etrace__Frame f = ETRACE__FRAME__INIT, *fp = &f;
+        /* a target on every step, so that every tick learns (ES-D-RTRL + sgd) */
+        Etrace__Signal sg = ETRACE__SIGNAL__INIT, *sp = &sg;
+        Etrace__Signal__Target tg = ETRACE__SIGNAL__TARGET__INIT;
+        float y[2] = {0.5f, 0.25f};
+        tg.values = y;
+        tg.n_values = 2;
+        sg.readout = "action";
+        sg.kind_case = ETRACE__SIGNAL__KIND_TARGET;
+        sg.target = &tg;
         f.name = "sensors";
         f.values = v;
         f.n_values = 8;
         in.frames = &fp;
         in.n_frames = 1;
+        in.signals = &sp;
+        in.n_signals = 1;
         double t0 = bench_now();
         for (int i = 0; i < N; i++) {
+            y[0] = 0.5f * (float)((i / 100) % 2);
             Etrace__Reply *r = NULL;
             int64_t a = now_ns();
             etrace_step(c, &in, 0, &r);
@@ -328,11 +342,12 @@ main(int argc, char **argv)
         double el = bench_now() - t0;
         stop(pid, &c);
         double p50 = bench_quantile(rt, N, 0.5), p99 = bench_quantile(rt, N, 0.99);
-        printf("lockstep lif64 round trip p50 %.1f us p99 %.1f us, %.0f steps/s\n", p50, p99,
-               N / el);
+        printf("lockstep lif64 with a target every step (learning) round trip p50 %.1f us p99 "
+               "%.1f us, %.0f steps/s\n",
+               p50, p99, N / el);
         fprintf(out,
-                "{\"bench\": \"daemon_lockstep\", \"n\": 64, \"steps\": %d, \"rt_us_p50\": %.2f, "
-                "\"rt_us_p99\": %.2f, \"steps_per_s\": %.0f}\n",
+                "{\"bench\": \"daemon_lockstep\", \"n\": 64, \"target\": true, \"steps\": %d, "
+                "\"rt_us_p50\": %.2f, \"rt_us_p99\": %.2f, \"steps_per_s\": %.0f}\n",
                 N, p50, p99, N / el);
     }
 
@@ -341,6 +356,7 @@ main(int argc, char **argv)
     {
         static const double rates[] = {1e4, 3e4, 1e5, 3e5, -1.0};
         double fs = seconds < 5 ? seconds : 5, best = 0.0;
+        int failed = 0;
         /* The baseline: the same daemon at 1 kHz with no input at all, in this run. */
         long none;
         Etrace__Stats *q = timer_window(model256, 1000, fs, 0.0, 0, 0, &none);
@@ -359,7 +375,11 @@ main(int argc, char **argv)
                     acc = st->sockets[i]->accepted;
             double p99 = (double)st->lateness->p99_ns / 1e3, fps = (double)acc / fs;
             int ok = p99 <= 1.2 * quiet_p99_us && acc >= (uint64_t)(0.99 * (double)sent);
-            if (ok && rates[k] > 0 && fps > best)
+            /* the figure is the highest rate that passes together with every lower one: a
+             * failing rate ends the search even if a higher one happens to pass */
+            if (!ok && rates[k] > 0)
+                failed = 1;
+            if (ok && !failed && rates[k] > 0 && fps > best)
                 best = fps;
             printf("frames at 1 kHz, %s %8.0f/s: %ld sent, %llu accepted (%.0f/s); lateness "
                    "p99 %.1f us (%.2fx quiet), skipped %llu%s\n",
@@ -375,7 +395,8 @@ main(int argc, char **argv)
                     (unsigned long long)st->skipped);
             etrace__stats__free_unpacked(st, NULL);
         }
-        printf("frames/s absorbed at 1 kHz with lateness p99 within 1.2x of no input: %.0f\n",
+        printf("frames/s absorbed at 1 kHz with lateness p99 within 1.2x of no input (this rate "
+               "and every lower one): %.0f\n",
                best);
         fprintf(out, "{\"bench\": \"daemon_frames_no_extra_lateness\", \"frames_per_s\": %.0f}\n",
                 best);

@@ -34,6 +34,11 @@
 #include "etrace_recording.h"
 
 static const char model_text[] = DAEMON_RUN_ITEST_MODEL;
+/* The same model with deferred rank-one steps (learning.defer, DESIGN §4.4). The timer-mode
+ * recordings below happened to start right after a flush in every run we looked at, so
+ * pending pairs in a snapshot are covered by test_ops_checkpoint_restore_deferred (lockstep,
+ * a checkpoint after 13 steps). OPS_FILTER=PATTERN runs the matching tests only. */
+static const char model_deferred[] = DAEMON_RUN_ITEST_MODEL "  defer: 5\n";
 
 /* ---- hot swap ----------------------------------------------------------------------- */
 
@@ -947,12 +952,11 @@ compare_replays(const char *dir, const char *what)
  * a 2 s timer-mode recording with frames, targets and an lr change; outputs, loss and
  * final weights byte for byte. */
 static void
-test_ops_lockstep_replay(void **state)
+lockstep_replay(const char *mt)
 {
     struct daemon_run r, ls;
     char cmd[4000], rec[700], fa[900];
-    (void)state;
-    daemon_run_start(&r, model_text, "stats_period_ms: 500\n");
+    daemon_run_start(&r, mt, "stats_period_ms: 500\n");
     daemon_run_sleep_ms(200); /* mid-run */
     Etrace__Reply *rep = NULL;
     assert_int_equal(etrace_record_start(r.c, "rec2", &rep), ETRACE_OK);
@@ -998,7 +1002,7 @@ test_ops_lockstep_replay(void **state)
     snprintf(cmd, sizeof cmd, "%s run --replay %s --out %s/offline >/dev/null",
              daemon_run_etraced(), rec, r.dir);
     daemon_run_cmd(cmd, 0);
-    daemon_run_start(&ls, model_text, "clock: lockstep\n");
+    daemon_run_start(&ls, mt, "clock: lockstep\n");
     int64_t t1 = daemon_run_now_ms();
     snprintf(cmd, sizeof cmd, "%s --control %s replay %s --out %s/lockstep", daemon_run_etracectl(),
              ls.ep[2], rec, r.dir);
@@ -1150,6 +1154,72 @@ test_ops_critic_terminal_replay(void **state)
 
 /* Counts a recording's records per kind, through the one recording reader. */
 static void
+test_ops_lockstep_replay(void **state)
+{
+    (void)state;
+    lockstep_replay(model_text);
+}
+
+/* The same with pending rank-one pairs: live, offline and lockstep replays bit for bit. */
+static void
+test_ops_lockstep_replay_deferred(void **state)
+{
+    (void)state;
+    lockstep_replay(model_deferred);
+}
+
+/* A checkpoint taken with rank-one pairs pending (lockstep, 13 steps with defer 5) and
+ * restored: the steps after it give the same outputs bit for bit, and the exported
+ * weights (W plus the pairs) are the same files. */
+static void
+test_ops_checkpoint_restore_deferred(void **state)
+{
+    struct daemon_run r;
+    char a[700], b[700];
+    (void)state;
+    daemon_run_start(&r, model_deferred, "clock: lockstep\n");
+    enum { PRE = 13, POST = 20 };
+    float out[2][POST][2];
+    for (int pass = 0; pass < 3; pass++) {
+        Etrace__Reply *rep = NULL;
+        if (pass == 1) {
+            assert_int_equal(etrace_checkpoint(r.c, "pend", &rep), ETRACE_OK);
+            etrace_reply_free(rep);
+        } else if (pass == 2) {
+            assert_int_equal(etrace_restore(r.c, "pend", &rep), ETRACE_OK);
+            etrace_reply_free(rep);
+        }
+        int n = pass == 0 ? PRE : POST;
+        for (int k = 0; k < n; k++) {
+            int kk = pass == 0 ? k : PRE + k;
+            float x[4] = {sinf((float)kk * 0.3f), cosf((float)kk * 0.2f), 1.0f, -0.5f};
+            float y[2] = {0.8f * sinf((float)kk * 0.05f), -0.4f};
+            rep = NULL;
+            assert_int_equal(daemon_run_step_target(&r, "sensors", x, 4, "action", y, 2, &rep),
+                             ETRACE_OK);
+            assert_int_equal(rep->step->n_outputs, 1);
+            if (pass > 0)
+                memcpy(out[pass - 1][k], rep->step->outputs[0]->values, 2 * sizeof(float));
+            etrace_reply_free(rep);
+        }
+        if (pass > 0) {
+            snprintf(a, sizeof a, "%s/export%d", r.dir, pass);
+            daemon_run_export_to(&r, a);
+        }
+    }
+    assert_memory_equal(out[0], out[1], sizeof out[0]);
+    static const char *const files[] = {"w_in.weight", "w_in.bias", "w_out.weight"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(a, sizeof a, "%s/export1/params/%s.npy", r.dir, files[i]);
+        snprintf(b, sizeof b, "%s/export2/params/%s.npy", r.dir, files[i]);
+        if (!daemon_run_same_file(a, b))
+            fail_msg("restored run: final %s differs", files[i]);
+    }
+    assert_int_equal(daemon_run_stop(&r), 0);
+}
+
+/* Counts a recording's records per kind (length-delimited RecordEvents). */
+static void
 count_kinds(const char *path, unsigned counts[64])
 {
     struct etrace_recording_reader rd;
@@ -1175,12 +1245,11 @@ count_kinds(const char *path, unsigned counts[64])
  * published: a restore rewinds `tick`) and final weights bit for bit, and the lockstep
  * replay through the daemon writes the same files. */
 static void
-test_ops_replay_every_event(void **state)
+replay_every_event(const char *mt)
 {
     struct daemon_run r, ls;
     char cmd[4000], rec[700], fa[900];
-    (void)state;
-    daemon_run_start(&r, model_text,
+    daemon_run_start(&r, mt,
                      "stats_period_ms: 500\n"
                      "snapshot_slice_bytes: 4096\n" /* the snapshot spans ticks: steps defer */
                      "inputs:\n"
@@ -1188,10 +1257,10 @@ test_ops_replay_every_event(void **state)
     /* The swapped-in model: the same shapes, another learning rate and seed. */
     char model2[800];
     snprintf(model2, sizeof model2, "%s/model2.yaml", r.dir);
-    const char *lr_line = strstr(model_text, "lr: 1.0e-3");
+    const char *lr_line = strstr(mt, "lr: 1.0e-3");
     assert_non_null(lr_line);
-    char text2[sizeof model_text + 16];
-    snprintf(text2, sizeof text2, "%.*slr: 4.0e-3}\n", (int)(lr_line - model_text), model_text);
+    char text2[sizeof model_deferred + 16];
+    snprintf(text2, sizeof text2, "%.*slr: 4.0e-3}\n", (int)(lr_line - mt), mt);
     daemon_run_write_file(model2, text2);
     Etrace__Reply *rep = NULL;
     assert_int_equal(etrace_checkpoint(r.c, "before", &rep), ETRACE_OK);
@@ -1320,13 +1389,29 @@ test_ops_replay_every_event(void **state)
     free(lv);
     free(rv);
 
-    daemon_run_start(&ls, model_text, "clock: lockstep\n");
+    daemon_run_start(&ls, mt, "clock: lockstep\n");
     snprintf(cmd, sizeof cmd, "%s --control %s replay %s --out %s/lockstep >/dev/null",
              daemon_run_etracectl(), ls.ep[2], rec, r.dir);
     daemon_run_cmd(cmd, 0);
     compare_replays(r.dir, "every event");
     assert_int_equal(daemon_run_stop(&ls), 0);
     daemon_run_rm_tree(r.dir);
+}
+
+static void
+test_ops_replay_every_event(void **state)
+{
+    (void)state;
+    replay_every_event(model_text);
+}
+
+/* The same with deferred steps: snapshots spanning ticks hold the scheduled flushes back,
+ * the swap to a model without deferral flushes the pairs into the carried weights. */
+static void
+test_ops_replay_every_event_deferred(void **state)
+{
+    (void)state;
+    replay_every_event(model_deferred);
 }
 
 /* ---- CURVE (DESIGN §5.7) ------------------------------------------------------------ */
@@ -1696,6 +1781,8 @@ main(int argc, char **argv)
 {
     (void)argc;
     daemon_run_find_binaries(argv[0]);
+    if (getenv("OPS_FILTER"))
+        cmocka_set_test_filter(getenv("OPS_FILTER"));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_ops_hot_swap, daemon_run_teardown),
         cmocka_unit_test_teardown(test_ops_names_refused, daemon_run_teardown),
@@ -1708,6 +1795,9 @@ main(int argc, char **argv)
         cmocka_unit_test_teardown(test_ops_lockstep_replay, daemon_run_teardown),
         cmocka_unit_test_teardown(test_ops_replay_every_event, daemon_run_teardown),
         cmocka_unit_test_teardown(test_ops_critic_terminal_replay, daemon_run_teardown),
+        cmocka_unit_test_teardown(test_ops_lockstep_replay_deferred, daemon_run_teardown),
+        cmocka_unit_test_teardown(test_ops_replay_every_event_deferred, daemon_run_teardown),
+        cmocka_unit_test_teardown(test_ops_checkpoint_restore_deferred, daemon_run_teardown),
         cmocka_unit_test_teardown(test_ops_checkpoint_kill9, daemon_run_teardown),
         cmocka_unit_test_teardown(test_ops_periodic_checkpoints, daemon_run_teardown),
         cmocka_unit_test_teardown(test_ops_curve, daemon_run_teardown),

@@ -1,0 +1,442 @@
+/* Deferred rank-one steps (learning.defer, DESIGN §4.4) against immediate steps: the same
+ * model with defer: 1 and defer: R, dense and sparse ES and instant projections, some read
+ * within the tick (so the backward reads W + pairs). Every reader of W is compared: the
+ * forward (each tick's readout), the export (engine_param_weight), the stats norms, a
+ * checkpoint round trip (the state sections copied into a fresh engine) and the
+ * --keep-weights hand-over. Tolerance: relative 1e-9 in the double build (the results are
+ * equal to rounding; spikes make a float comparison meaningless after a flipped spike, so
+ * the float build checks 1e-3 on a short run). The float64 gradient sums kept as pairs
+ * (etraced run on the fused path) are compared with the per-tick path (same tolerance). */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "engine.h"
+#include "rng.h"
+
+#if defined(REAL_DOUBLE)
+#define TOL 1e-9
+#define TICKS 300
+#else
+#define TOL 1e-3
+#define TICKS 60
+#endif
+
+#define MODEL_FMT                                                                                  \
+    "name: deferred\n"                                                                             \
+    "dt: 1.0e-3\n"                                                                                 \
+    "seed: 4\n"                                                                                    \
+    "inputs:\n  - {name: x, size: 6}\n"                                                            \
+    "cells:\n"                                                                                     \
+    "  - {name: h1, model: lif, size: 12, params: {tau: 1.0e-2}}\n"                                \
+    "  - {name: h2, model: lif, size: 10, params: {tau: 1.0e-2}}\n"                                \
+    "  - {name: out, model: linear, size: 3}\n"                                                    \
+    "projections:\n"                                                                               \
+    "  - {name: p_in, from: x, to: h1.i, weight: {init: normal, std: 0.8}, bias: {init: "          \
+    "constant, value: 0.3}}\n"                                                                     \
+    "  - {name: p_rec, from: h1, to: h1.i, op: sparse, weight: {prob: 0.3, seed: 2, init: "        \
+    "normal, std: 0.5}, bias: {init: zeros}}\n"                                                    \
+    "  - {name: p_12, from: h1, to: h2.i, op: sparse, weight: {prob: 0.5, seed: 3, init: normal, " \
+    "std: 1.5}, learn: instant}\n"                                                                 \
+    "  - {name: p_out, from: [x, h1, h2], to: out, weight: {init: normal, std: 0.3}, bias: "       \
+    "{init: "                                                                                      \
+    "zeros}}\n"                                                                                    \
+    "readouts:\n  - {name: y, cell: out}\n"                                                        \
+    "learning:\n  algorithm: es_d_rtrl\n  decay_or_rank: 0.8\n  optimizer: {kind: sgd, lr: "       \
+    "%s%s}\n"                                                                                      \
+    "  defer: %d\n"
+
+static struct engine *
+compile_mem(int defer, const char *lr, const char *extra, int track, const struct mem *m)
+{
+    char text[4096], dir[] = "/tmp/etraced_defer_XXXXXX", path[256];
+    snprintf(text, sizeof text, MODEL_FMT, lr, extra, defer);
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/m.yaml", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    struct model_desc *d;
+    struct err e;
+    err_clear(&e);
+    if (model_load_file(path, m ? m : mem_default(), &d, &e))
+        fail_msg("%s", e.msg);
+    struct engine *eng;
+    struct engine_opts o = {.track_grad_sum = track, .mem = m};
+    if (engine_compile(d, &o, &eng, &e))
+        fail_msg("%s", e.msg);
+    unlink(path);
+    rmdir(dir);
+    return eng;
+}
+
+static struct engine *
+compile_opt(int defer, const char *lr, const char *extra, int track)
+{
+    return compile_mem(defer, lr, extra, track, NULL);
+}
+
+static struct engine *
+compile(int defer, const char *lr)
+{
+    return compile_opt(defer, lr, "", 0);
+}
+
+/* One tick of the drive: analog input and (every other tick) a target. */
+static void
+drive_tick(struct engine *eng, struct rng *r, int k)
+{
+    real x[6], t[3];
+    for (int i = 0; i < 6; i++)
+        x[i] = (real)(1.5 * rng_uniform(r));
+    engine_set_input(eng, 0, x);
+    if (k % 2 == 0) {
+        for (int i = 0; i < 3; i++)
+            t[i] = (real)rng_normal(r);
+        engine_set_target(eng, 0, t);
+    }
+    engine_tick(eng);
+}
+
+static void
+assert_close(double a, double b, const char *what, int k)
+{
+    double scale = fabs(a) > fabs(b) ? fabs(a) : fabs(b);
+    if (fabs(a - b) > TOL * (scale > 1.0 ? scale : 1.0))
+        fail_msg("%s at tick %d: %.17g vs %.17g", what, k, a, b);
+}
+
+/* The effective weights of every projection are within TOL; returns them for a. */
+static void
+assert_weights_close(struct engine *a, struct engine *b, int k)
+{
+    for (int p = 0; p < engine_n_projs(a); p++) {
+        struct engine_param_view va, vb;
+        engine_param(a, p, &va);
+        engine_param(b, p, &vb);
+        real *wa = malloc((size_t)va.count * sizeof(real)),
+             *wb = malloc((size_t)vb.count * sizeof(real));
+        engine_param_weight(a, p, wa);
+        engine_param_weight(b, p, wb);
+        for (int64_t i = 0; i < va.count; i++)
+            assert_close((double)wa[i], (double)wb[i], va.name, k);
+        for (int64_t o = 0; va.bias && o < va.out_size; o++)
+            assert_close((double)va.bias[o], (double)vb.bias[o], "bias", k);
+        free(wa);
+        free(wb);
+    }
+}
+
+/* Pending pairs exist on some projection of e (the test would be vacuous otherwise). */
+static int
+has_pairs(struct engine *e)
+{
+    for (int i = 0; i < engine_state_count(e); i++) {
+        struct engine_section s;
+        engine_state_section(e, i, &s);
+        if (s.part == ENGINE_PART_DEFERRED && strstr(s.name, "pairs_n") &&
+            *(const int64_t *)s.data > 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Forward, backward (through p_out and p_12, read within the tick), export and norms of
+ * defer: R against defer: 1. */
+static void
+check_readers(int R)
+{
+    struct engine *imm = compile(1, "2.0e-2"), *def = compile(R, "2.0e-2");
+    struct rng ra, rb;
+    rng_seed(&ra, 99, "drive");
+    rng_seed(&rb, 99, "drive");
+    int saw_pairs = 0;
+    for (int k = 0; k < TICKS; k++) {
+        drive_tick(imm, &ra, k);
+        drive_tick(def, &rb, k);
+        const real *ya = engine_readout_values(imm, 0), *yb = engine_readout_values(def, 0);
+        for (int i = 0; i < 3; i++)
+            assert_close((double)ya[i], (double)yb[i], "readout (forward)", k);
+        saw_pairs |= has_pairs(def);
+        if (k % 7 == 3) { /* mid-way through the pairs: export and norms see W + pairs */
+            assert_weights_close(imm, def, k);
+            for (int p = 0; p < engine_n_projs(imm); p++) {
+                struct engine_norms na, nb;
+                engine_proj_norms(imm, p, &na);
+                engine_proj_norms(def, p, &nb);
+                assert_close(na.w, nb.w, "||W||", k);
+                assert_close(na.drift, nb.drift, "||W - W0||", k);
+                assert_close(na.delta, nb.delta, "||delta W||", k);
+            }
+        }
+    }
+    assert_true(saw_pairs);
+    struct engine_counters ca, cb;
+    engine_counters(imm, &ca);
+    engine_counters(def, &cb);
+    assert_int_equal(ca.steps, cb.steps);
+    assert_true(ca.steps > 0);
+    printf("  defer %d: %llu steps, rate h1 %.3f h2 %.3f\n", R, (unsigned long long)cb.steps,
+           engine_cell_rate(def, 0), engine_cell_rate(def, 1));
+    engine_free(&imm);
+    engine_free(&def);
+}
+
+static void
+test_defer_readers_close_to_immediate(void **state)
+{
+    (void)state;
+    check_readers(4);
+    check_readers(7);
+}
+
+/* Copies every state section and the scalars of src into dst (a checkpoint's round trip
+ * without the file). */
+static void
+copy_state(struct engine *dst, struct engine *src)
+{
+    assert_int_equal(engine_state_count(dst), engine_state_count(src));
+    for (int i = 0; i < engine_state_count(src); i++) {
+        struct engine_section s, d;
+        engine_state_section(src, i, &s);
+        engine_state_section(dst, i, &d);
+        assert_string_equal(s.name, d.name);
+        assert_int_equal(s.bytes, d.bytes);
+        if (s.part != ENGINE_PART_STRUCTURE)
+            memcpy(d.data, s.data, s.bytes);
+    }
+    struct engine_scalars sc;
+    engine_state_get_scalars(src, &sc);
+    engine_state_set_scalars(dst, &sc);
+    struct err e;
+    err_clear(&e);
+    assert_int_equal(engine_state_check(dst, &e), 0);
+}
+
+static void
+test_defer_checkpoint_round_trip_is_bit_exact(void **state)
+{
+    (void)state;
+    struct engine *a = compile(5, "2.0e-2"), *b = compile(5, "2.0e-2");
+    struct rng r;
+    rng_seed(&r, 7, "drive");
+    for (int k = 0; k < 23; k++) /* 23: three pairs pending (flushes after ticks 4, 9, ...) */
+        drive_tick(a, &r, k);
+    assert_true(has_pairs(a));
+    copy_state(b, a);
+    struct rng r2 = r;
+    for (int k = 23; k < 80; k++) {
+        drive_tick(a, &r, k);
+        drive_tick(b, &r2, k);
+        const real *ya = engine_readout_values(a, 0), *yb = engine_readout_values(b, 0);
+        assert_memory_equal(ya, yb, 3 * sizeof(real));
+    }
+    for (int p = 0; p < engine_n_projs(a); p++) {
+        struct engine_param_view va, vb;
+        engine_param(a, p, &va);
+        engine_param(b, p, &vb);
+        assert_memory_equal(va.weight, vb.weight, (size_t)va.count * sizeof(real));
+    }
+    /* a count outside 0..r is refused, not trusted */
+    int i = engine_state_find(b, "proj.p_in.pairs_n");
+    assert_true(i >= 0);
+    struct engine_section s;
+    engine_state_section(b, i, &s);
+    *(int64_t *)s.data = 6;
+    struct err e;
+    err_clear(&e);
+    assert_int_equal(engine_state_check(b, &e), -1);
+    assert_non_null(strstr(e.msg, "p_in"));
+    *(int64_t *)s.data = 0;
+    engine_free(&a);
+    engine_free(&b);
+}
+
+static void
+test_defer_keep_weights_carries_w_plus_pairs(void **state)
+{
+    (void)state;
+    struct engine *a = compile(5, "2.0e-2"), *b = compile(3, "2.0e-2");
+    struct rng r;
+    rng_seed(&r, 8, "drive");
+    for (int k = 0; k < 13; k++)
+        drive_tick(a, &r, k);
+    assert_true(has_pairs(a));
+    int n = engine_n_projs(a);
+    real *want[8];
+    for (int p = 0; p < n; p++) {
+        struct engine_param_view v;
+        engine_param(a, p, &v);
+        want[p] = malloc((size_t)v.count * sizeof(real));
+        engine_param_weight(a, p, want[p]);
+    }
+    assert_true(engine_state_carry(b, a, 0) > 0);
+    for (int p = 0; p < n; p++) {
+        struct engine_param_view v;
+        engine_param(b, p, &v);
+        assert_memory_equal(v.weight, want[p], (size_t)v.count * sizeof(real));
+        free(want[p]);
+    }
+    engine_free(&a);
+    engine_free(&b);
+}
+
+static void
+test_defer_same_bits_in_every_run(void **state)
+{
+    (void)state;
+    /* the schedule depends on tick numbers only: two runs give the same bits, and the
+     * flush leaves the effective weights as they were read before it */
+    struct engine *a = compile(4, "2.0e-2"), *b = compile(4, "2.0e-2");
+    struct rng ra, rb;
+    rng_seed(&ra, 5, "drive");
+    rng_seed(&rb, 5, "drive");
+    for (int k = 0; k < 50; k++) {
+        drive_tick(a, &ra, k);
+        drive_tick(b, &rb, k);
+    }
+    for (int p = 0; p < engine_n_projs(a); p++) {
+        struct engine_param_view va, vb;
+        engine_param(a, p, &va);
+        engine_param(b, p, &vb);
+        assert_memory_equal(va.weight, vb.weight, (size_t)va.count * sizeof(real));
+    }
+    engine_free(&a);
+    engine_free(&b);
+}
+
+static void
+test_defer_huge_pair_is_refused(void **state)
+{
+    (void)state;
+    /* a pair with max|a| max|b| r >= 2^100 (2^900 double) is refused: nothing written */
+#if defined(REAL_DOUBLE)
+    const char *lr = "1.0e+300";
+#else
+    const char *lr = "1.0e+34";
+#endif
+    struct engine *a = compile(4, lr);
+    struct rng r;
+    rng_seed(&r, 3, "drive");
+    int n = engine_n_projs(a);
+    real *before[8], *after[8];
+    int64_t count[8];
+    for (int p = 0; p < n; p++) {
+        struct engine_param_view v;
+        engine_param(a, p, &v);
+        count[p] = v.count;
+        before[p] = malloc((size_t)v.count * sizeof(real));
+        after[p] = malloc((size_t)v.count * sizeof(real));
+    }
+    uint64_t refused_ticks = 0;
+    for (int k = 0; k < 20; k++) {
+        struct engine_counters c0, c1;
+        engine_counters(a, &c0);
+        for (int p = 0; p < n; p++)
+            engine_param_weight(a, p, before[p]);
+        drive_tick(a, &r, k);
+        engine_counters(a, &c1);
+        if (c1.updates_refused == c0.updates_refused)
+            continue;
+        refused_ticks++;
+        assert_int_equal(c1.steps, c0.steps);
+        for (int p = 0; p < n; p++) { /* the refused step wrote nothing */
+            engine_param_weight(a, p, after[p]);
+            assert_memory_equal(before[p], after[p], (size_t)count[p] * sizeof(real));
+        }
+    }
+    assert_true(refused_ticks > 0);
+    for (int p = 0; p < n; p++) {
+        free(before[p]);
+        free(after[p]);
+    }
+    engine_free(&a);
+}
+
+/* etraced run's gradient sums on the fused path (kept as pairs) against the per-tick
+ * path: bit for bit. clip_norm: 1e30 takes the accumulator path with the same math (the
+ * clip factor is exactly 1). */
+static void
+check_grad_sums(int defer)
+{
+    struct engine *fast = compile_opt(defer, "2.0e-2", "", 1);
+    struct engine *plain = compile_opt(1, "2.0e-2", ", clip_norm: 1.0e+30", 1);
+    struct rng ra, rb;
+    rng_seed(&ra, 6, "drive");
+    rng_seed(&rb, 6, "drive");
+    for (int k = 0; k < 100; k++) {
+        drive_tick(fast, &ra, k);
+        drive_tick(plain, &rb, k);
+    }
+    engine_sync_grad_sums(fast);
+    engine_sync_grad_sums(plain);
+    for (int p = 0; p < engine_n_projs(fast); p++) {
+        struct engine_param_view va, vb;
+        engine_param(fast, p, &va);
+        engine_param(plain, p, &vb);
+        if (!va.grad_sum_w)
+            continue;
+        /* defer 1: the same weights, so only the summing order differs (blocks of real
+         * sums added in float64); defer R: also the weights differ to rounding */
+        for (int64_t i = 0; i < va.count; i++)
+            assert_close(va.grad_sum_w[i], vb.grad_sum_w[i], "grad sum", 100);
+        if (va.grad_sum_b) /* the bias sums are added per tick in float64: same bits */
+            for (int64_t o = 0; defer == 1 && o < va.out_size; o++)
+                assert_true(va.grad_sum_b[o] == vb.grad_sum_b[o]);
+    }
+    engine_free(&fast);
+    engine_free(&plain);
+}
+
+static void
+test_defer_grad_sums_from_pairs(void **state)
+{
+    (void)state;
+    check_grad_sums(1);
+    check_grad_sums(4);
+}
+
+/* Deferred steps, flushes and the gradient pairs allocate nothing in a tick. */
+static void
+test_defer_no_alloc_in_ticks(void **state)
+{
+    (void)state;
+    for (int track = 0; track < 2; track++) {
+        struct mem_counter mc;
+        mem_counter_init(&mc, NULL);
+        struct engine *a = compile_mem(4, "2.0e-2", "", track, &mc.mem);
+        long calls = mc.n_calls;
+        struct rng r;
+        rng_seed(&r, 9, "drive");
+        for (int k = 0; k < 1000; k++)
+            drive_tick(a, &r, k);
+        assert_int_equal(mc.n_calls, calls);
+        engine_free(&a);
+        assert_int_equal(mc.live_bytes, 0);
+    }
+}
+
+int
+main(void)
+{
+    engine_set_fp_env();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defer_readers_close_to_immediate),
+        cmocka_unit_test(test_defer_checkpoint_round_trip_is_bit_exact),
+        cmocka_unit_test(test_defer_keep_weights_carries_w_plus_pairs),
+        cmocka_unit_test(test_defer_same_bits_in_every_run),
+        cmocka_unit_test(test_defer_huge_pair_is_refused),
+        cmocka_unit_test(test_defer_grad_sums_from_pairs),
+        cmocka_unit_test(test_defer_no_alloc_in_ticks),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
