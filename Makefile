@@ -238,6 +238,8 @@ CLIENT_SUITES := 'clients/python:$(call CLIENT_TEST,client)' \
     'examples/robot:$(call CLIENT_TEST,examples,RobotTest)' \
     'examples/agent:$(call CLIENT_TEST,examples,AgentTest)' \
     'examples/drift:$(call CLIENT_TEST,examples,DriftTest)'
+# numpy scalars and arrays as numbers and lists; the pyproject build into a virtualenv.
+CLIENT_SUITES += 'clients/numpy:$(call CLIENT_TEST,numpy)' 'clients/pip-install:sh tests/support/pip-check.sh'
 
 # The examples' PNGs (clients/examples/plots/), from full deterministic lockstep runs.
 PLOTS_DIR := clients/examples/plots
