@@ -366,7 +366,7 @@ PYTHONDIR  ?= $(if $(filter /usr,$(PREFIX)),/usr/lib/python3/dist-packages,$(PRE
 INST := $(DESTDIR)$(PREFIX)
 ILIB := $(DESTDIR)$(LIBDIR)
 IETC := $(DESTDIR)$(SYSCONFDIR)/etraced
-IPY  := $(DESTDIR)$(PYTHONDIR)/etrace
+IPY   = $(DESTDIR)$(PYTHONDIR)/etrace
 PY_MODULES := $(wildcard clients/python/etrace/*.py)
 # The shipped config and units, rewritten for this PREFIX and SYSCONFDIR.
 INSTALL_CONFIG = sed 's|/usr/local/share/etraced/|$(DATADIR)/etraced/|' systemd/etraced.yaml
