@@ -66,7 +66,7 @@ step "make run   (the demo, then the daemon until it answers etracectl status; t
 in_root 'cd /root/etraced && { setsid make run > /root/run.log 2>&1 & p=$!; i=0;
     until build/etracectl status > /root/status.log 2>&1; do
         i=$((i + 1)); kill -0 $p 2>/dev/null || exit 1; [ $i -lt 600 ] || exit 1; sleep 0.5;
-    done; kill -INT -- -$p; wait $p || true; }' ||
+    done; kill -INT -$p; wait $p || true; }' ||
     { cat "$root/root/run.log"; echo "fresh-debian: make run failed"; exit 1; }
 sed 's/^/   | /' "$root/root/run.log" | grep -E "loss|==" || true
 sed 's/^/   | /' "$root/root/status.log" | head -n 3
