@@ -1,6 +1,7 @@
 # etraced: one non-recursive Makefile (STYLE §11). Output goes to $(BUILD)/.
 # Variables: REAL=float|double  WERROR=0|1  SANITIZE=address,undefined|thread  BUILD=dir
-#            PREFIX DESTDIR  V=1 (verbose)  ARCH (default -march=native)
+#            PREFIX DESTDIR SYSCONFDIR LIBDIR PYTHONDIR  V=1 (verbose)
+#            ARCH (default -march=native; empty for a portable build, as `make deb` does)
 
 BUILD    ?= build
 REAL     ?= float
@@ -88,7 +89,12 @@ LIBENGINE   := $(BUILD)/libengine.a
 LIBDAEMON   := $(BUILD)/libdaemon.a
 ETRACED     := $(BUILD)/etraced
 ifneq ($(CLIENT_SRC),)
-LIBCLIENT   := $(BUILD)/libetrace-client.a $(BUILD)/libetrace-client.so
+# The shared library carries its ABI version in its SONAME; libetrace-client.so is the
+# link-time name (a symlink), as installed.
+CLIENT_SOVERSION := 0
+CLIENT_VERSION   := 0.1.0
+LIBCLIENT   := $(BUILD)/libetrace-client.a $(BUILD)/libetrace-client.so.$(CLIENT_VERSION) \
+               $(BUILD)/libetrace-client.so
 ETRACECTL   := $(BUILD)/etracectl
 endif
 
@@ -115,6 +121,7 @@ BINS := $(ETRACED) $(LIBCLIENT) $(ETRACECTL) $(PY_PB2)
 .PHONY: engine-tests test-sanitized
 # Keep the objects of test programs (they are intermediate files of pattern rules).
 .SECONDARY:
+.PHONY: deb test-fresh
 .PHONY: all deps run test test-long test-engine test-daemon test-asan bench bench-deps plots \
         install uninstall clean format format-check tidy asan ubsan tsan fuzz fuzz-seeds soak \
         coverage check-layers help reference tests bridge-deps test-bridge ros2-deps test-ros2
@@ -132,7 +139,8 @@ $(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(filter-out -Wpedantic -Wmissing-prototypes -Wundef,$(CFLAGS_ALL)) -c $< -o $@
 
-$(PROTO_C) $(PROTO_H): $(PROTO)
+# One protoc-c run writes both files: a grouped target, so make runs it once.
+$(PROTO_C) $(PROTO_H) &: $(PROTO)
 	@mkdir -p $(BUILD)/gen
 	@$(if $(Q),echo "  PROTOC  $<")
 	$(Q)protoc-c --proto_path=proto --c_out=$(BUILD)/gen $<
@@ -165,8 +173,13 @@ $(ETRACED): $(call obj,daemon/main.c) $(LIBDAEMON) $(LIBENGINE)
 $(BUILD)/libetrace-client.a: $(call obj,$(CLIENT_SRC)) $(PROTO_OBJ)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/libetrace-client.so: $(call obj,$(CLIENT_SRC)) $(PROTO_OBJ)
-	$(Q)$(CC) $(LDFLAGS_ALL) -shared -o $@ $^ -lzmq -lprotobuf-c
+$(BUILD)/libetrace-client.so.$(CLIENT_VERSION): $(call obj,$(CLIENT_SRC)) $(PROTO_OBJ)
+	$(Q)$(CC) $(LDFLAGS_ALL) -shared -Wl,-soname,libetrace-client.so.$(CLIENT_SOVERSION) \
+	    -o $@ $^ -lzmq -lprotobuf-c
+
+$(BUILD)/libetrace-client.so: $(BUILD)/libetrace-client.so.$(CLIENT_VERSION)
+	$(Q)ln -sf $(notdir $<) $(BUILD)/libetrace-client.so.$(CLIENT_SOVERSION)
+	$(Q)ln -sf $(notdir $<) $@
 
 $(ETRACECTL): $(call obj,$(CTL_SRC)) $(BUILD)/libetrace-client.a
 	@$(if $(Q),echo "  LD      $@")
@@ -223,7 +236,9 @@ help:
 	@echo "make plots       regenerate the examples' plots"
 	@echo "make bridge-deps the braintrace bridge's virtualenv (PyPI, pinned) in BUILD/bridge-venv"
 	@echo "make test-bridge the braintrace bridge's tests (exported models against braintrace)"
-	@echo "make install     install under DESTDIR/PREFIX; make uninstall removes it"
+	@echo "make install     install under DESTDIR/PREFIX (config in SYSCONFDIR=/etc); make uninstall removes it"
+	@echo "make deb         Debian packages (etraced, libetrace-client0, -dev, python3-etrace) in BUILD/deb/"
+	@echo "make test-fresh  the README's make deps, run and test in a new Debian 12 root (debootstrap; root, slow)"
 	@echo "make asan|ubsan|tsan   run the tests under a sanitizer"
 	@echo "make fuzz        run the libFuzzer targets (clang), FUZZ_SECONDS each"
 	@echo "make soak        the daemon at 1 kHz under hostile traffic for SOAK_SECONDS"
@@ -238,6 +253,11 @@ DEB_PACKAGES := build-essential pkg-config libyaml-dev libcmocka-dev libuv1-dev 
     python3 python3-numpy python3-zmq python3-protobuf clang libclang-rt-14-dev tmux \
     python3-prometheus-client python3-matplotlib systemd prometheus mandoc cyclonedds-dev \
     cyclonedds-tools
+# ExecReload=/bin/kill; the Python client's pyproject build into a venv; `make deb` and its
+# checks (debhelper, lintian); setpriv (util-linux) starts the packaged daemon as its user;
+# `make test-fresh` makes a Debian 12 root with debootstrap.
+DEB_PACKAGES += procps python3-setuptools python3-wheel python3-venv debhelper dh-python \
+    dpkg-dev lintian util-linux debootstrap
 
 deps:
 	apt-get update
@@ -246,7 +266,7 @@ deps:
 
 tests: $(ENGINE_TESTS) $(DAEMON_TESTS) $(INTEG_TESTS) $(FUZZ_DRIVERS)
 
-# The clients (issue 7): the Python client and the exporter against real daemons, etracectl
+# The clients: the Python client and the exporter against real daemons, etracectl
 # top in tmux, and each example's shortened lockstep run against its threshold.
 CLIENT_TEST = ETRACE_BUILD=$(BUILD) $(PYTHON) tests/clients/$(1)_test.py $(2)
 CLIENT_SUITES := 'clients/python:$(call CLIENT_TEST,client)' \
@@ -259,6 +279,8 @@ CLIENT_SUITES := 'clients/python:$(call CLIENT_TEST,client)' \
     'clients/cli:$(call CLIENT_TEST,cli)' \
     'man:sh tests/support/man-check.sh $(BUILD)' \
     'examples/reward:$(call CLIENT_TEST,examples,RewardTest)'
+# numpy scalars and arrays as numbers and lists; the pyproject build into a virtualenv.
+CLIENT_SUITES += 'clients/numpy:$(call CLIENT_TEST,numpy)' 'clients/pip-install:sh tests/support/pip-check.sh'
 
 # The examples' PNGs (clients/examples/plots/), from full deterministic lockstep runs.
 PLOTS_DIR := clients/examples/plots
@@ -308,6 +330,7 @@ test: all tests
 	    $(CLIENT_SUITES) \
 	    'install:sh tests/support/install-check.sh $(BUILD)' \
 	    'systemd-verify:sh tests/support/systemd-verify.sh $(BUILD)' \
+	    'deb-package:sh tests/support/deb-check.sh $(BUILD)' \
 	    "check-layers:sh tests/support/check-layers.sh $(BUILD)"
 
 engine-tests: $(ENGINE_TESTS)
@@ -411,42 +434,96 @@ tidy:
 check-layers: $(ENGINE_OBJ)
 	$(Q)sh tests/support/check-layers.sh $(BUILD)
 
-# install / uninstall under $(DESTDIR)$(PREFIX): binaries, the client library, its headers
-# and pkg-config file, the systemd units (ExecStart pointing at the installed binary), the
-# example config, the models and the man pages.
+# install / uninstall under $(DESTDIR)$(PREFIX), the same layout the Debian packages have:
+# binaries, the client library (SONAME libetrace-client.so.0) with its headers under
+# include/etrace/ and its pkg-config file, the Python client with its generated wire module,
+# the systemd units (ExecStart and --config pointing at the installed paths), the service's
+# sysusers.d and tmpfiles.d entries, the models, the man pages, and the config in
+# $(SYSCONFDIR)/etraced/ naming the installed default model. An existing config is never
+# overwritten; uninstall removes it only while it is the one install wrote. Installing
+# into the live system (no DESTDIR) as root also creates the service's user and
+# directories, so `systemctl enable --now etraced` finds everything.
+SYSCONFDIR ?= /etc
+LIBDIR     ?= $(PREFIX)/lib
+DATADIR    ?= $(PREFIX)/share
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+# Debian's python3 reads /usr/lib/python3/dist-packages and /usr/local/lib/python3.X/dist-packages.
+PYTHONDIR  ?= $(if $(filter /usr,$(PREFIX)),/usr/lib/python3/dist-packages,$(PREFIX)/lib/python$(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')/dist-packages)
 INST := $(DESTDIR)$(PREFIX)
-INSTALLED := $(INST)/bin/etraced $(INST)/bin/etracectl $(INST)/lib/libetrace-client.a \
-    $(INST)/lib/libetrace-client.so $(INST)/include/etrace/etrace_client.h \
-    $(INST)/include/etrace/etrace.pb-c.h $(INST)/lib/pkgconfig/etrace-client.pc \
-    $(INST)/lib/systemd/system/etraced.service $(INST)/lib/systemd/system/etraced@.service \
-    $(INST)/share/etraced/etraced.yaml $(INST)/share/man/man8/etraced.8 \
-    $(INST)/share/man/man1/etracectl.1 $(INST)/lib/systemd/system/etrace-exporter.service \
-    $(INST)/share/man/man5/etraced.yaml.5 $(INST)/share/man/man5/etraced-model.5
+ILIB := $(DESTDIR)$(LIBDIR)
+IETC := $(DESTDIR)$(SYSCONFDIR)/etraced
+IPY   = $(DESTDIR)$(PYTHONDIR)/etrace
+PY_MODULES := $(wildcard clients/python/etrace/*.py)
+# The shipped config and units, rewritten for this PREFIX and SYSCONFDIR.
+INSTALL_CONFIG = sed 's|/usr/local/share/etraced/|$(DATADIR)/etraced/|' systemd/etraced.yaml
+INSTALL_UNIT = sed -e 's|/usr/local/bin/etraced|$(PREFIX)/bin/etraced|' \
+    -e 's|/etc/etraced/|$(SYSCONFDIR)/etraced/|g' \
+    -e 's|/usr/local/share/etraced/python/etrace_exporter.py|$(DATADIR)/etraced/etrace_exporter.py|' \
+    -e 's|ETRACE_PB2_DIR=/usr/local/share/etraced/python|ETRACE_PB2_DIR=$(PYTHONDIR)/etrace|' \
+    systemd/$(1)
+INSTALLED := $(INST)/bin/etraced $(INST)/bin/etracectl $(ILIB)/libetrace-client.a \
+    $(ILIB)/libetrace-client.so $(ILIB)/libetrace-client.so.$(CLIENT_SOVERSION) \
+    $(ILIB)/libetrace-client.so.$(CLIENT_VERSION) $(ILIB)/pkgconfig/etrace-client.pc \
+    $(DESTDIR)$(UNITDIR)/etraced.service $(DESTDIR)$(UNITDIR)/etraced@.service \
+    $(DESTDIR)$(SYSUSERSDIR)/etraced.conf $(DESTDIR)$(TMPFILESDIR)/etraced.conf \
+    $(INST)/share/man/man8/etraced.8 $(INST)/share/man/man1/etracectl.1 \
+    $(INST)/share/man/man5/etraced.yaml.5 $(INST)/share/man/man5/etraced-model.5 \
+    $(DESTDIR)$(UNITDIR)/etrace-exporter.service
 install: all
-	install -d $(INST)/bin $(INST)/lib/pkgconfig $(INST)/include/etrace \
-	    $(INST)/lib/systemd/system $(INST)/share/etraced/models $(INST)/share/man/man1 \
-	    $(INST)/share/man/man8
+	install -d $(INST)/bin $(ILIB)/pkgconfig $(INST)/include/etrace $(DESTDIR)$(UNITDIR) \
+	    $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(DATADIR)/etraced/models \
+	    $(INST)/share/man/man1 $(INST)/share/man/man8 $(IETC) $(IPY)
 	install -m 755 $(ETRACED) $(ETRACECTL) $(INST)/bin/
-	install -m 644 $(BUILD)/libetrace-client.a $(INST)/lib/
-	install -m 755 $(BUILD)/libetrace-client.so $(INST)/lib/
-	install -m 644 clients/etrace_client.h proto/etrace_recording.h $(PROTO_H) $(INST)/include/etrace/
-	sed 's|@PREFIX@|$(PREFIX)|' systemd/etraced.pc.in > $(INST)/lib/pkgconfig/etrace-client.pc
-	for u in etraced.service etraced@.service; do \
-	    sed 's|/usr/local/bin/etraced|$(PREFIX)/bin/etraced|' systemd/$$u > $(INST)/lib/systemd/system/$$u; done
-	sed 's|/usr/local|$(PREFIX)|g' systemd/etrace-exporter.service \
-	    > $(INST)/lib/systemd/system/etrace-exporter.service
-	install -d $(INST)/share/etraced/python/etrace
-	install -m 644 clients/python/etrace/*.py $(INST)/share/etraced/python/etrace/
-	install -m 644 clients/python/etrace_exporter.py $(PY_PB2) $(INST)/share/etraced/python/
-	install -m 644 systemd/etraced.yaml $(INST)/share/etraced/
-	install -m 644 models/*.yaml models/*.npy $(INST)/share/etraced/models/
+	install -m 644 $(BUILD)/libetrace-client.a $(ILIB)/
+	install -m 644 $(BUILD)/libetrace-client.so.$(CLIENT_VERSION) $(ILIB)/
+	ln -sf libetrace-client.so.$(CLIENT_VERSION) $(ILIB)/libetrace-client.so.$(CLIENT_SOVERSION)
+	ln -sf libetrace-client.so.$(CLIENT_SOVERSION) $(ILIB)/libetrace-client.so
+	install -m 644 clients/etrace_client.h proto/etrace_recording.h $(PROTO_H) \
+	    $(INST)/include/etrace/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@VERSION@|$(CLIENT_VERSION)|' \
+	    clients/etrace-client.pc.in > $(ILIB)/pkgconfig/etrace-client.pc
+	for u in etraced.service etraced@.service etrace-exporter.service; do \
+	    $(call INSTALL_UNIT,$$u) > $(DESTDIR)$(UNITDIR)/$$u; done
+	install -m 644 systemd/etraced.sysusers $(DESTDIR)$(SYSUSERSDIR)/etraced.conf
+	install -m 644 systemd/etraced.tmpfiles $(DESTDIR)$(TMPFILESDIR)/etraced.conf
+	install -m 644 models/*.yaml models/*.npy $(DESTDIR)$(DATADIR)/etraced/models/
 	install -m 644 man/etraced.8 $(INST)/share/man/man8/
 	install -m 644 man/etracectl.1 $(INST)/share/man/man1/
 	install -d $(INST)/share/man/man5
 	install -m 644 man/etraced.yaml.5 man/etraced-model.5 $(INST)/share/man/man5/
+	install -m 644 clients/python/etrace_exporter.py $(DESTDIR)$(DATADIR)/etraced/
+	install -m 644 $(PY_MODULES) $(PY_PB2) $(IPY)/
+	$(Q)if [ -e $(IETC)/etraced.yaml ]; then \
+	    echo "kept the existing $(IETC)/etraced.yaml"; \
+	else $(INSTALL_CONFIG) > $(IETC)/etraced.yaml && chmod 644 $(IETC)/etraced.yaml; fi
+	$(Q)if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v systemd-sysusers >/dev/null; then \
+	    systemd-sysusers $(SYSUSERSDIR)/etraced.conf && \
+	    systemd-tmpfiles --create $(TMPFILESDIR)/etraced.conf; fi
 uninstall:
 	rm -f $(INSTALLED)
-	rm -rf $(INST)/share/etraced $(INST)/include/etrace
+	rm -rf $(DESTDIR)$(DATADIR)/etraced $(INST)/include/etrace $(IPY)
+	$(Q)if $(INSTALL_CONFIG) | cmp -s - $(IETC)/etraced.yaml; then rm -f $(IETC)/etraced.yaml; \
+	    rmdir $(IETC) 2>/dev/null || true; \
+	elif [ -e $(IETC)/etraced.yaml ]; then echo "kept $(IETC)/etraced.yaml (changed since install)"; fi
+
+# The Debian packages, built by debhelper from a copy of this tree (the .debs and the build
+# log land in $(BUILD)/deb/, nothing is written beside the checkout).
+DEB_SRC := $(BUILD)/deb/etraced
+deb:
+	$(Q)rm -rf $(BUILD)/deb && mkdir -p $(DEB_SRC)
+	$(Q)tar -cf - --exclude=./.git --exclude=./build --exclude='./build-*' --exclude=./$(BUILD) \
+	    --exclude=__pycache__ . | tar -C $(DEB_SRC) -xf -
+	$(Q)cd $(DEB_SRC) && DEB_BUILD_OPTIONS="parallel=2 nocheck $(DEB_BUILD_OPTIONS)" \
+	    dpkg-buildpackage -us -uc -b > ../build.log 2>&1 || { tail -n 40 ../build.log; exit 1; }
+	$(Q)rm -rf $(DEB_SRC)
+	$(Q)ls $(BUILD)/deb/*.deb
+
+# The README's commands in a new Debian 12 root (debootstrap): make deps, make run, make test.
+# Needs root and Debian's archive; slow (the whole test suite), so not part of make test.
+test-fresh:
+	$(Q)sh tests/support/fresh-debian.sh $(SHARED)
 
 # ---- etrace-ros2 (clients/ros2): ROS 2 topics in and out over Cyclone DDS ---------------
 # The C types come from hand-written IDL through idlc -t: no XTypes type information, so

@@ -1,6 +1,8 @@
 """etrace.Client: the control (DEALER) and input (PUSH) sockets of one etraced, and
 subscriptions to its output and stats (SUB) sockets. One Client per thread."""
 import itertools
+import numbers
+import operator
 import os
 import re
 import time
@@ -71,7 +73,31 @@ def read_config_endpoints(path):
 
 
 def _floats(values):
+    """A list of floats from a sequence, a numpy array of any shape (row-major) or one
+    number (a Python or numpy scalar)."""
+    if isinstance(values, numbers.Real):
+        return [float(values)]
+    if hasattr(values, "ravel"):
+        values = values.ravel()
     return [float(v) for v in values]
+
+
+def _ints(values):
+    """A list of ints from a sequence or a numpy integer array of any shape."""
+    if hasattr(values, "ravel"):
+        values = values.ravel()
+    return [operator.index(v) for v in values]
+
+
+def _class_index(value):
+    """value as a Python int when it is an integer (int, numpy integer scalar or 0-d integer
+    array: a class index), else None (a list of target values)."""
+    if isinstance(value, bool):
+        return int(value)
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
 
 
 def keygen():
@@ -355,11 +381,12 @@ class Client:
             f.values.extend(_floats(values))
         for name, idx in (spikes or {}).items():
             f = msg.frames.add(name=name, seq=seq)
-            f.spikes.extend(int(i) for i in idx)
+            f.spikes.extend(_ints(idx))
         for readout, value in (targets or {}).items():
             s = msg.signals.add(readout=readout)
-            if isinstance(value, int):
-                s.class_index = value
+            index = _class_index(value)
+            if index is not None:
+                s.class_index = index
             else:
                 s.target.values.extend(_floats(value))
         if reward is not None or terminal:
@@ -449,7 +476,8 @@ class Client:
         self.send_input(spikes={name: indices}, seq=seq)
 
     def send_target(self, readout, value):
-        """A target for `readout`: a list of values (mse) or an int class (cross_entropy)."""
+        """A target for `readout`: a list or array of values (mse) or an integer class
+        index (cross_entropy), numpy scalars and arrays included."""
         self.send_input(targets={readout: value})
 
     def send_reward(self, reward, terminal=False):

@@ -12,20 +12,27 @@ from ._pb2 import REPO
 from .client import SOCKETS, Client, EtraceError
 
 
+def _default_etraced():
+    """REPO/build/etraced in a checkout, else the etraced on PATH (an installed package)."""
+    built = os.path.join(REPO, "build", "etraced")
+    if os.path.exists(built):
+        return built
+    return shutil.which("etraced") or built
+
+
 class Daemon:
     """Daemon(model_text, clock="timer", stats_period_ms=1000, etraced=None, extra="",
     files=None, dir=None, endpoints=None, curve=None): model_text is the model YAML;
     endpoints {socket: ep} replace the ipc defaults (tcp with CURVE, say; `extra` then
     holds the curve settings); files {name: bytes} are written
     beside it (weight .npy files it names); etraced defaults to $ETRACED, else
-    REPO/build/etraced; dir, an existing directory to use (kept at close: a restarted daemon
+    REPO/build/etraced, else the etraced on PATH; dir, an existing directory to use (kept at close: a restarted daemon
     on the same endpoints). Use as a context manager."""
 
     def __init__(self, model_text, clock="timer", stats_period_ms=1000, etraced=None,
                  extra="", files=None, start_timeout_s=10.0, dir=None, endpoints=None,
                  curve=None):
-        self.etraced = etraced or os.environ.get("ETRACED") or os.path.join(REPO, "build",
-                                                                            "etraced")
+        self.etraced = etraced or os.environ.get("ETRACED") or _default_etraced()
         self._own_dir = dir is None
         self.dir = dir or tempfile.mkdtemp(prefix="etraced-py-")
         self.endpoints = {k: (endpoints or {}).get(k) or "ipc://%s/%s" % (self.dir, k)

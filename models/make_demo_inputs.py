@@ -10,7 +10,7 @@ layer (tau 5 ms, input and recurrence into the `delta` slot, kaiming weights fro
 model's seed 7) fires on about 15% of its neuron-ticks (0 to 30% per tick), as measured
 once with a numpy re-implementation of the engine's equations and initialisation.
 
-Usage (from the repository root): /usr/bin/python3 tools/make_demo_inputs.py [OUT_DIR]
+Usage: /usr/bin/python3 models/make_demo_inputs.py [OUT_DIR]   (OUT_DIR: default, this script's directory)
 """
 import os
 import sys
@@ -39,7 +39,7 @@ def make_target():
 
 
 def main():
-    out_dir = sys.argv[1] if len(sys.argv) > 1 else "models"
+    out_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
     rng = np.random.default_rng(SEED)
     x = make_input(rng)
     y = make_target()

@@ -9,7 +9,7 @@
                                    ticks of each trial, -1 (no target) elsewhere
 
 T = 60 * 40 trials. Repeatable: numpy's PCG64 with a fixed seed.
-Usage (from the repository root): /usr/bin/python3 tools/make_task_inputs.py [OUT_DIR]
+Usage: /usr/bin/python3 models/make_task_inputs.py [OUT_DIR]   (OUT_DIR: default, this script's directory)
 """
 import os
 import sys
@@ -21,7 +21,7 @@ HI, LO = 0.05, 0.025
 
 
 def main():
-    out = sys.argv[1] if len(sys.argv) > 1 else 'models'
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
     rng = np.random.Generator(np.random.PCG64(SEED))
     trial = CUE + DECIDE
     cue = np.zeros((TRIALS * trial, 2 * PER_CH), np.float32)
