@@ -52,22 +52,27 @@ ENGINE_LIBS := -lyaml -lm
 DAEMON_LIBS := -luv -lzmq -lprotobuf-c -lcyaml -lsystemd -lpthread $(ENGINE_LIBS)
 
 # ---- sources -------------------------------------------------------------------------
-# Explicit lists: a file joins the build when its module is ready. The daemon, proto and
-# client lists live in daemon.mk.
+# Explicit lists of the engine, the daemon shell, the wire protocol and the C client.
 ENGINE_MODULES := mem err real_env rng npy cell expr model param op_dense op_sparse op_elem defer \
                   trace loss optim learn bptt engine engine_state report
 ENGINE_SRC  := $(wildcard $(patsubst %,daemon/engine/%.c,$(ENGINE_MODULES)))
 ENGINE_TEST_NAMES := mem npy rng param cell expr model engine op optim fused state oracle learn signal critic plant defer
-DAEMON_SRC  :=
-PROTO       :=
-CLIENT_SRC  :=
-CTL_SRC     :=
-DAEMON_TEST_NAMES :=
-INTEG_TEST_NAMES  :=
-INTEG_SUPPORT_SRC :=
 INTEG_SCRIPTS     :=
 LONG_SUITES       :=
--include daemon.mk
+DAEMON_SRC := daemon/main.c daemon/daemon.c daemon/config.c daemon/spsc.c daemon/hist.c \
+              daemon/wire.c daemon/ticker.c daemon/endpoint.c daemon/control.c \
+              daemon/stats.c daemon/sdnotify.c daemon/log.c daemon/snapshot.c \
+              daemon/checkpoint.c daemon/ops.c daemon/curve.c daemon/security.c \
+              daemon/decode.c daemon/conns.c proto/etrace_recording.c daemon/pidlock.c \
+              daemon/recording.c daemon/mcap.c
+PROTO      := proto/etrace.proto
+CLIENT_SRC := clients/etrace_client.c proto/etrace_recording.c
+CTL_SRC    := clients/etracectl.c clients/ctl_json.c clients/ctl_top.c
+DAEMON_TEST_NAMES := spsc hist config decode conns
+INTEG_TEST_NAMES  := daemon learning ops limits iface
+# The integration tests' harness: the real etraced in a temp dir, through the client library.
+INTEG_SUPPORT_SRC := tests/support/daemon_run.c
+
 DAEMON_LIB_SRC := $(filter-out daemon/main.c,$(DAEMON_SRC)) daemon/offline.c
 # The integration tests' own support (libetrace-client, ZeroMQ) stays out of the engine tests.
 SUPPORT_SRC := $(filter-out $(INTEG_SUPPORT_SRC),$(sort $(wildcard tests/support/*.c)))
@@ -224,6 +229,12 @@ $(BUILD)/fuzz/fuzz_seeds: $(BUILD)/obj/tests/fuzz/fuzz_seeds.o $(FUZZ_DAEMON_OBJ
 $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(call obj,tests/bench/benchutil.c) $(SUPPORT_OBJ) $(LIBENGINE)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(ENGINE_LIBS)
+
+# The daemon bench talks to a running etraced through the client library.
+$(BUILD)/bench/daemon_bench: $(BUILD)/obj/tests/bench/daemon_bench.o \
+        $(BUILD)/obj/tests/bench/benchutil.o $(BUILD)/libetrace-client.a
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ -lzmq -lprotobuf-c -lm
 
 # ---- the targets of STYLE §11 --------------------------------------------------------
 help:
