@@ -27,9 +27,10 @@ REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "clients", "python"))
 import etrace.braintrace as ebt  # noqa: E402
 
-BUILD = os.environ.get("ETRACE_BUILD", os.path.join(REPO, "build"))
+BUILD = os.path.abspath(os.environ.get("ETRACE_BUILD", os.path.join(REPO, "build")))
 ETRACED_FLOAT = os.path.join(BUILD, "etraced")
-ETRACED_DOUBLE = os.environ.get("ETRACED_DOUBLE", os.path.join(BUILD, "double", "etraced"))
+ETRACED_DOUBLE = os.path.abspath(os.environ.get("ETRACED_DOUBLE",
+                                                os.path.join(BUILD, "double", "etraced")))
 DT = 0.1 * u.ms
 # brainstate's own precision switch (it sets jax_enable_x64 itself; float32 otherwise)
 brainstate.environ.set(precision=64)

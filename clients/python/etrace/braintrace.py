@@ -19,6 +19,7 @@ module's equations are ours, a `custom` cell where they differ. Units: voltages 
 times in seconds (DESIGN), rate cells dimensionless. Anything else raises ExportError
 naming the module and the reason.
 """
+import contextvars
 import math
 import os
 import warnings
@@ -105,7 +106,14 @@ def _activation(fn, owner):
     raise ExportError(f"{owner}: activation {fn!r} is not one of tanh, relu, sigmoid")
 
 
+# load() reads the structure of a module that has run (its states differ per neuron);
+# only export() needs the states as the cells' initial values.
+_WANT_STATES = contextvars.ContextVar("_WANT_STATES", default=True)
+
+
 def _init_state(state, unit, owner):
+    if not _WANT_STATES.get():
+        return 0.0
     return _num(state.value, unit, f"{owner}: initial state")
 
 
@@ -651,7 +659,11 @@ def load(model, source, example_input=None):
     export() found). Needs the dt context and an example input of the model."""
     if example_input is None:
         raise ExportError("load: example_input is needed to find the model's structure")
-    _, _, params = analyse(model, example_input)
+    token = _WANT_STATES.set(False)
+    try:
+        _, _, params = analyse(model, example_input)
+    finally:
+        _WANT_STATES.reset(token)
     got = _read_params(source)
     for pname, info in params.items():
         if pname not in got:
