@@ -19,6 +19,7 @@ module's equations are ours, a `custom` cell where they differ. Units: voltages 
 times in seconds (DESIGN), rate cells dimensionless. Anything else raises ExportError
 naming the module and the reason.
 """
+import contextvars
 import math
 import os
 import warnings
@@ -105,7 +106,14 @@ def _activation(fn, owner):
     raise ExportError(f"{owner}: activation {fn!r} is not one of tanh, relu, sigmoid")
 
 
+# load() reads the structure of a module that has run (its states differ per neuron);
+# only export() needs the states as the cells' initial values.
+_WANT_STATES = contextvars.ContextVar("_WANT_STATES", default=True)
+
+
 def _init_state(state, unit, owner):
+    if not _WANT_STATES.get():
+        return 0.0
     return _num(state.value, unit, f"{owner}: initial state")
 
 
@@ -169,15 +177,22 @@ def _gru_cell(mod, owner):
 
 
 def _lstm_cell(mod, owner):
-    """braintrace's LSTMCell adds 1 to the forget gate: sigmoid(f + 1), so `custom`."""
+    """braintrace's LSTMCell adds 1 to the forget gate: sigmoid(f + 1). Its compiler also
+    gives the cell state c a learning signal of its own, dL/dh * dh/dc_new, besides h's
+    (whose trace already carries c's path), so its gradients of Wi, Wf and Wg count the
+    c path twice. The custom cell reproduces both: a third state og = sigmoid(o) lets the
+    output, equal to h, carry that derivative on c (og * (tanh(c) - stop_gradient(...))
+    is 0 forward)."""
     act = _activation(mod.activation, owner)
     if act != "tanh":
         raise ExportError(f"{owner}: LSTMCell with activation {act!r}: only tanh")
+    c0, h0 = _init_state(mod.c, None, owner), _init_state(mod.h, None, owner)
     cell = {"model": "custom",
-            "states": {"c": _init_state(mod.c, None, owner), "h": _init_state(mod.h, None, owner)},
+            "states": {"c": c0, "h": h0, "og": 0.0},
             "slots": ["i", "f", "g", "o"],
             "define": {"c_new": "sigmoid(f + 1) * c + sigmoid(i) * tanh(g)"},
-            "update": {"c": "c_new", "h": "sigmoid(o) * tanh(c_new)"}, "output": "h"}
+            "update": {"c": "c_new", "h": "sigmoid(o) * tanh(c_new)", "og": "sigmoid(o)"},
+            "output": "h + og * (tanh(c) - stop_gradient(tanh(c)))"}
     return cell, {"Wi": "i", "Wf": "f", "Wg": "g", "Wo": "o"}
 
 
@@ -261,6 +276,32 @@ class _Graph:
         return names
 
 
+# Primitives that act element by element (or broadcast a scalar): a hidden group's
+# transition made of these alone is what an etraced cell can express.
+_ELEMENTWISE = {
+    "add", "sub", "mul", "div", "neg", "exp", "exp2", "log", "log1p", "expm1", "tanh",
+    "logistic", "max", "min", "abs", "sign", "select_n", "convert_element_type",
+    "stop_gradient", "sqrt", "rsqrt", "pow", "integer_pow", "square", "broadcast_in_dim",
+    "gt", "ge", "lt", "le", "eq", "ne", "and", "or", "not", "copy", "copy_p", "reshape",
+    "squeeze", "expand_dims", "exprel", "heaviside_surrogate_gradient", "pjit", "jit",
+    "custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr", "closed_call", "erf",
+    "sin", "cos", "clamp", "relu", "nextafter", "is_finite", "floor", "ceil", "round",
+}
+
+
+def _non_elementwise(jaxpr):
+    """Names of the primitives in `jaxpr` (and its sub-jaxprs) that are not element-wise."""
+    jaxpr = getattr(jaxpr, "jaxpr", jaxpr)
+    bad = []
+    for e in jaxpr.eqns:
+        subs = [v for v in e.params.values() if hasattr(v, "eqns") or hasattr(v, "jaxpr")]
+        for sub in subs:
+            bad += _non_elementwise(sub)
+        if not subs and e.primitive.name not in _ELEMENTWISE:
+            bad.append(e.primitive.name)
+    return sorted(set(bad))
+
+
 def _etp_eqns(jaxpr):
     return [e for e in jaxpr.eqns if e.primitive.name.startswith("etp_")]
 
@@ -308,10 +349,11 @@ def analyse(model, example_input, *, readout="out", learning=None, name=None):
         owner = owners.pop()
         mod = _get(model, owner)
         oname = _pname(owner)
-        if not grp.is_diagonal_recurrence:
+        mixing = _non_elementwise(grp.transition_jaxpr)
+        if not grp.is_diagonal_recurrence or mixing:
             raise ExportError(f"{oname} ({_modname(mod)}): its states mix across neurons "
-                              "(a cross-neuron operation in the dynamics); etraced cells "
-                              "are element-wise")
+                              f"({', '.join(mixing) or 'a cross-neuron operation'} in the "
+                              "dynamics); etraced cells are element-wise")
         cell, slotmap = _cell_for(mod, oname)
         size = int(np.prod(grp.hidden_states[0].value.shape))
         for v in grp.hidden_invars:
@@ -378,8 +420,7 @@ def analyse(model, example_input, *, readout="out", learning=None, name=None):
         pmod_path = wpath[:-1]
         pmod = _get(model, pmod_path)
         pname = _pname(pmod_path)
-        if prim not in ("etp_mv", "etp_mm", "etp_spmv", "etp_spmm", "etp_sparse_mv",
-                        "etp_sparse_mm") and "sparse" not in prim:
+        if prim not in ("etp_mv", "etp_mm", "etp_sp_mv", "etp_sp_mm"):
             raise ExportError(f"{pname} ({_modname(pmod)}): ETP primitive {prim} is not a "
                               "dense or sparse matrix product (conv, LoRA, element-wise and "
                               "embedding projections are not supported by etraced yet)")
@@ -428,7 +469,7 @@ def analyse(model, example_input, *, readout="out", learning=None, name=None):
             to = c["name"]
         else:
             attr = pmod_path[len(c["owner"]):]
-            key = attr[0] if attr else None
+            key = attr[0] if attr else "W"  # the cell module's own weight (a readout)
             if key in c["slots"]:
                 slot = c["slots"][key]
             else:
@@ -457,8 +498,12 @@ def analyse(model, example_input, *, readout="out", learning=None, name=None):
             W, b = val["weight"], val.get("bias")
             wunit = u.mV if (c["spec"].get("model") == "lif" or
                              c["spec"].get("slots") == ["delta"]) else None
+        # braintrace's compiler leaves out of ETP a weight whose output reaches a hidden
+        # state only through another ETP primitive (a GRU's reset gate, its warning says
+        # so) or reaches none (a Linear readout): its online rules never train it, so
+        # neither does the exported model (`learn: instant` would let etraced train it)
         proj = {"name": pname, "from": srcs if len(srcs) > 1 else srcs[0], "to": to,
-                "learn": "trace"}
+                "learn": "trace" if rel is not None else "frozen"}
         files = {}
         if type(pmod) is braintrace.nn.SparseLinear:
             sm = pmod.spar_mat
@@ -484,7 +529,8 @@ def analyse(model, example_input, *, readout="out", learning=None, name=None):
         proj["_pos"] = eqn_pos[id(e)]
         projections.append(proj)
         params[pname] = {"path": pmod_path, "kind": kind, "unit": wunit,
-                         "readout": type(pmod) is braintrace.nn.LeakyRateReadout}
+                         "readout": type(pmod) is braintrace.nn.LeakyRateReadout,
+                         "learn": proj["learn"]}
 
     # GRU reset-gate cells, and the element-wise copy of h they multiply
     gates = []
@@ -613,7 +659,11 @@ def load(model, source, example_input=None):
     export() found). Needs the dt context and an example input of the model."""
     if example_input is None:
         raise ExportError("load: example_input is needed to find the model's structure")
-    _, _, params = analyse(model, example_input)
+    token = _WANT_STATES.set(False)
+    try:
+        _, _, params = analyse(model, example_input)
+    finally:
+        _WANT_STATES.reset(token)
     got = _read_params(source)
     for pname, info in params.items():
         if pname not in got:
