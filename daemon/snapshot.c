@@ -334,10 +334,24 @@ find_sec(const Etrace__Checkpoint *ck, const char *name)
     return NULL;
 }
 
+/* What ck_params reads: the checkpoint, and the model it compiles (the projections' sizes,
+ * which the engine takes the arrays to have). */
+struct ck_source {
+    const Etrace__Checkpoint *ck;
+    const struct model_desc *d;
+};
+
 static int
 ck_params(void *ctx, const char *proj, struct engine_tensors *t, struct err *e)
 {
-    const Etrace__Checkpoint *ck = ctx;
+    const struct ck_source *src = ctx;
+    const Etrace__Checkpoint *ck = src->ck;
+    const struct model_proj *mp = NULL;
+    for (int i = 0; i < src->d->n_projs; i++)
+        if (!strcmp(src->d->projs[i].name, proj))
+            mp = &src->d->projs[i];
+    if (!mp)
+        return err_setf(e, ERR_STATE, "checkpoint: no projection %s", proj), -1;
     char name[256];
     snprintf(name, sizeof name, "proj.%s.weight", proj);
     const Etrace__Section *w = find_sec(ck, name);
@@ -354,8 +368,14 @@ ck_params(void *ctx, const char *proj, struct engine_tensors *t, struct err *e)
     snprintf(name, sizeof name, "proj.%s.indices", proj);
     const Etrace__Section *ix = find_sec(ck, name);
     t->indices = ix ? (const int32_t *)(const void *)ix->data.data : NULL;
-    if ((ip && ip->data.len % 8) || (ix && ix->data.len != (size_t)t->count * 4))
+    /* Shorter than the engine reads (the sections' exact sizes are checked after). */
+    if ((ip && (ip->data.len % 8 || ip->data.len < (size_t)(mp->in_size + 1) * 8)) ||
+        (ix && ix->data.len != (size_t)t->count * 4))
         return err_setf(e, ERR_STATE, "checkpoint: projection %s: bad sparse structure", proj), -1;
+    if (b && b->data.len < (size_t)mp->out_size * sizeof(real))
+        return err_setf(e, ERR_STATE, "checkpoint: projection %s: a bias of %zu bytes", proj,
+                        b->data.len),
+               -1;
     return 0;
 }
 
@@ -385,7 +405,8 @@ snap_restore(const Etrace__Checkpoint *ck, const char *name, struct engine **out
         snprintf(err, err_len, "%s", e.msg[0] ? e.msg : err_name(e.code));
         return -1;
     }
-    struct engine_opts o = {.param_source = ck_params, .param_source_ctx = (void *)(uintptr_t)ck};
+    struct ck_source source = {ck, d};
+    struct engine_opts o = {.param_source = ck_params, .param_source_ctx = &source};
     if (engine_compile(d, &o, &eng, &e)) {
         model_free(&d, mem_default());
         snprintf(err, err_len, "%s: %s", name, e.msg[0] ? e.msg : err_name(e.code));
