@@ -312,7 +312,7 @@ fuzz:
 	    $(BUILD)/fz/corpus/$$n tests/fuzz/corpus/$$n || exit 1; done
 	@echo "new inputs are in $(BUILD)/fz/corpus/ (the committed corpora are only read)"
 
-FORMAT_FILES = $(wildcard daemon/*.[ch] daemon/engine/*.[ch] clients/*.[ch] tests/*/*.[ch])
+FORMAT_FILES = $(wildcard daemon/*.[ch] daemon/engine/*.[ch] clients/*.[ch] proto/*.[ch] tests/*/*.[ch])
 format:
 	clang-format -i $(FORMAT_FILES)
 format-check:
