@@ -311,7 +311,8 @@ daemon_run_stop_keep(struct daemon_run *r)
         Etrace__Reply *rep = NULL;
         etrace_shutdown(r->c, &rep);
         etrace_reply_free(rep);
-        int64_t deadline = daemon_run_now_ms() + 5000;
+        /* A sanitized etraced also stops slower (TSan's exit report). */
+        int64_t deadline = daemon_run_now_ms() + (daemon_run_sanitized() ? 30000 : 5000);
         while (waitpid(r->pid, &st, WNOHANG) == 0) {
             if (daemon_run_now_ms() > deadline)
                 kill(r->pid, daemon_run_now_ms() > deadline + 2000 ? SIGKILL : SIGTERM);
