@@ -434,7 +434,8 @@ fuzz:
 fuzz-seeds: $(BUILD)/fuzz/fuzz_seeds
 	$(Q)$(BUILD)/fuzz/fuzz_seeds tests/fuzz/corpus
 
-FORMAT_FILES = $(wildcard daemon/*.[ch] daemon/engine/*.[ch] clients/*.[ch] clients/ros2/*.[ch] tests/*/*.[ch])
+FORMAT_FILES = $(wildcard daemon/*.[ch] daemon/engine/*.[ch] clients/*.[ch] clients/ros2/*.[ch] proto/*.[ch] \
+    tests/*/*.[ch])
 format:
 	clang-format -i $(FORMAT_FILES)
 format-check:

@@ -226,7 +226,8 @@ checkpoint_list(const char *dir, char ***names)
             n++;
     }
     closedir(dp);
-    qsort(v, (size_t)n, sizeof(*v), newest_first);
+    if (n > 1) /* qsort with v NULL (an empty directory) is undefined */
+        qsort(v, (size_t)n, sizeof(*v), newest_first);
     *names = calloc((size_t)n + 1, sizeof(char *));
     for (int i = 0; i < n; i++) {
         if (*names)

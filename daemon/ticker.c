@@ -906,6 +906,10 @@ tick_main(void *arg)
 int
 ticker_start(struct ticker *t)
 {
+    /* The first status (a resumed engine's tick, say) is there before the loop can answer
+     * `status`, however late the tick thread first runs; pthread_create then hands the
+     * producer side over to it. */
+    publish_status(t);
     int rc = pthread_create(&t->thread, NULL, tick_main, t);
     if (rc) {
         errno = rc;

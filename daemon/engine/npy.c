@@ -462,8 +462,11 @@ npy_read_file(const char *path, const struct mem *m, void **data, size_t *len, s
     unsigned char *buf = NULL;
     struct stat st;
     if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        int is_dir = S_ISDIR(st.st_mode);
         fclose(f);
-        return err_setf(e, ERR_IO, "%s: cannot read: not a regular file", path), -1;
+        return err_setf(e, ERR_IO, "%s: cannot read: %s", path,
+                        is_dir ? "is a directory" : "not a regular file"),
+               -1;
     }
     if (st.st_size > 0)
         cap = (size_t)st.st_size;

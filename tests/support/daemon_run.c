@@ -189,7 +189,10 @@ spawn_wait(struct daemon_run *r, char *const argv[], int append, const char *con
     assert_int_equal(spawned, 0);
     posix_spawn_file_actions_destroy(&fa);
     live_add(r->pid, r->dir);
-    for (int64_t deadline = daemon_run_now_ms() + 10000;;) {
+    /* A sanitized etraced starts an order of magnitude slower (TSan: some 20 s to bind on a
+     * machine with a load of 25 on 2 CPUs): it gets a longer bound. */
+    const int64_t start_ms = daemon_run_sanitized() ? 60000 : 10000;
+    for (int64_t deadline = daemon_run_now_ms() + start_ms;;) {
         /* A new client per attempt: a refused CURVE handshake is not retried. */
         r->c = client_new(r, keys, keys ? 300 : 500);
         assert_non_null(r->c);
@@ -209,7 +212,8 @@ spawn_wait(struct daemon_run *r, char *const argv[], int append, const char *con
             return -1;
         }
         if (daemon_run_now_ms() > deadline)
-            fail_msg("etraced did not answer on %s within 10 s", r->ep[2]);
+            fail_msg("etraced did not answer on %s within %lld s", r->ep[2],
+                     (long long)(start_ms / 1000));
     }
     r->c = client_new(r, keys, 5000);
     assert_non_null(r->c);
@@ -326,7 +330,8 @@ daemon_run_stop_keep(struct daemon_run *r)
         Etrace__Reply *rep = NULL;
         etrace_shutdown(r->c, &rep);
         etrace_reply_free(rep);
-        int64_t deadline = daemon_run_now_ms() + 5000;
+        /* A sanitized etraced also stops slower (TSan's exit report). */
+        int64_t deadline = daemon_run_now_ms() + (daemon_run_sanitized() ? 30000 : 5000);
         while (waitpid(r->pid, &st, WNOHANG) == 0) {
             if (daemon_run_now_ms() > deadline)
                 kill(r->pid, daemon_run_now_ms() > deadline + 2000 ? SIGKILL : SIGTERM);
