@@ -57,10 +57,10 @@ struct daemon {
     uint64_t stats_seq;
     uint64_t status_prev_ticks; /* ticks_total at the previous STATUS= */
     char status_line[256];      /* the last STATUS= sent */
-    int n_stats_waiting; /* `stats` requests waiting for the first snapshot, or (lockstep)
-                          * for one taken after they arrived */
-    int n_stats_ready;   /* the first n_stats_waiting that the queued TICK_CMD_STATS answers
-                          * (parked before it was sent) */
+    int n_stats_waiting;        /* `stats` requests waiting for the first snapshot, or (lockstep)
+                                 * for one taken after they arrived */
+    int n_stats_ready;          /* the first n_stats_waiting that the queued TICK_CMD_STATS answers
+                                 * (parked before it was sent) */
     struct daemon_pending stats_waiting[DAEMON_MAX_PENDING];
     /* watchdog */
     int64_t watchdog_ns, watchdog_next_ns;

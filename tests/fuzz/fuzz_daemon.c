@@ -167,9 +167,8 @@ fuzz_fix_recording(const uint8_t *buf, size_t len, size_t *out_len)
         }
         pos += n;
         Etrace__Checkpoint *ck = ev->kind_case == ETRACE__RECORD_EVENT__KIND_SNAPSHOT ? ev->snapshot
-                                 : ev->kind_case == ETRACE__RECORD_EVENT__KIND_RESTORE
-                                     ? ev->restore
-                                     : NULL;
+                                 : ev->kind_case == ETRACE__RECORD_EVENT__KIND_RESTORE ? ev->restore
+                                                                                       : NULL;
         if (ck && fuzz_fix_checkpoint(ck)) {
             etrace__record_event__free_unpacked(ev, NULL);
             free(out);
