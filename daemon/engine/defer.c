@@ -3,23 +3,14 @@
 
 #include <string.h>
 
+#include "learn.h"
 #include "op.h"
-
-static double
-max_abs(int64_t n, const real *a)
-{
-    real_bits m = 0;
-    for (int64_t i = 0; i < n; i++) {
-        real_bits b = real_abs_bits(a[i]);
-        m = b > m ? b : m;
-    }
-    return real_from_abs_bits(m);
-}
 
 int
 defer_pair_ok(const struct eproj *p, const real *a, const real *q, double lr)
 {
-    double bound = fabs(lr) * max_abs(p->I, a) * max_abs(p->O, q) * (double)p->n_pend_max;
+    double bound =
+        fabs(lr) * learn_max_abs(p->I, a) * learn_max_abs(p->O, q) * (double)p->n_pend_max;
     return bound < DEFER_PAIR_LIMIT; /* false for NaN */
 }
 

@@ -308,8 +308,8 @@ learn_accumulate_tick(struct engine *e, double reward)
     }
 }
 
-static double
-max_abs(int64_t n, const real *a)
+double
+learn_max_abs(int64_t n, const real *a)
 {
     real_bits m = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -323,9 +323,9 @@ static double
 weight_bound(struct eproj *p)
 {
     if (p->w_bound < 0.0) {
-        p->w_bound = max_abs(p->count, p->w.values);
+        p->w_bound = learn_max_abs(p->count, p->w.values);
         if (p->w.bias) {
-            double b = max_abs(p->O, p->w.bias);
+            double b = learn_max_abs(p->O, p->w.bias);
             p->w_bound = b > p->w_bound ? b : p->w_bound;
         }
     }
@@ -340,14 +340,14 @@ fused_step_bound(const struct engine *e, const struct eproj *p)
 {
     int64_t O = p->O, K = p->K;
     if (p->rule == ENGINE_RULE_D_RTRL) {
-        double xmax = max_abs(p->I, p->x);
+        double xmax = learn_max_abs(p->I, p->x);
         if (p->w.bias && xmax < 1.0)
             xmax = 1.0;
-        double enew =
-            (double)K * max_abs(K * K * O, p->Dcol) * p->e_max + max_abs(K * O, p->fcol) * xmax;
-        return e->lr * (double)K * max_abs(K * O, p->gcol) * enew * 1.001;
+        double enew = (double)K * learn_max_abs(K * K * O, p->Dcol) * p->e_max +
+                      learn_max_abs(K * O, p->fcol) * xmax;
+        return e->lr * (double)K * learn_max_abs(K * O, p->gcol) * enew * 1.001;
     }
-    double amax = max_abs(p->I, p->pend_a), qmax = max_abs(O, p->q);
+    double amax = learn_max_abs(p->I, p->pend_a), qmax = learn_max_abs(O, p->q);
     if (p->w.bias && amax < 1.0)
         amax = 1.0;
     return e->lr * amax * qmax * 1.001;

@@ -24,4 +24,7 @@ void learn_optimizer_step(struct engine *e);
  * step finite, else this tick through the general path and its exact check. */
 void learn_fused_tick(struct engine *e);
 
+/* max |a[i]| over n values, exact (compares the bits of |a[i]|: no rounding, NaN largest). */
+double learn_max_abs(int64_t n, const real *a);
+
 #endif
