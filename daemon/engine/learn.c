@@ -10,6 +10,30 @@
 #include "optim.h"
 #include "trace.h"
 
+/* The ES warm-up correction c = 1 - lambda_f^(n+1), 1 once n >= 1000 (braintrace 0.2's
+ * cap). */
+static double
+es_correction(const struct engine *e)
+{
+    return e->es_n < 1000 ? 1.0 - pow((double)e->lambda_f, (double)(e->es_n + 1)) : 1.0;
+}
+
+/* dw += a q^T on the projection's layout (dense, the stored entries of sparse, elemwise);
+ * db += q when there is a bias. */
+static void
+add_outer(const struct eproj *p, real *dw, real *db, const real *a)
+{
+    enum model_op op = p->d->op;
+    if (op == MODEL_OP_DENSE)
+        trace_outer_dense(p->I, p->O, dw, a, p->q);
+    else if (op == MODEL_OP_SPARSE)
+        trace_outer_sparse(p->I, dw, p->w.indptr, p->w.indices, a, p->q);
+    else
+        trace_outer_elem(p->O, dw, a, p->q);
+    if (db)
+        trace_outer_elem(p->O, db, NULL, p->q);
+}
+
 void
 learn_gather_g(const struct engine *e, struct eproj *p)
 {
@@ -63,20 +87,13 @@ proj_traces(struct engine *e, struct eproj *p, enum grad_mode mode, real *dw, re
         bad |= trace_es_hidden(O, K, p->ef, e->lambda_f, p->Dcol, p->fcol);
         if (mode == GRAD_NONE)
             break;
-        /* c = 1 - lambda_f^(n+1), 1 once n >= 1000 (braintrace 0.2's cap) */
-        double c = e->es_n < 1000 ? 1.0 - pow((double)e->lambda_f, (double)(e->es_n + 1)) : 1.0;
-        trace_column_factor(O, K, p->q, g, p->ef, (real)(1.0 / c));
+        trace_column_factor(O, K, p->q, g, p->ef, (real)(1.0 / es_correction(e)));
         if (mode == GRAD_FUSED) {
             p->pending = 1;
             p->pend_a = p->ex;
             break;
         }
-        if (op == MODEL_OP_DENSE)
-            trace_outer_dense(I, O, dw, p->ex, p->q);
-        else
-            trace_outer_sparse(I, dw, p->w.indptr, p->w.indices, p->ex, p->q);
-        if (db)
-            trace_outer_elem(O, db, NULL, p->q);
+        add_outer(p, dw, db, p->ex);
         break;
     }
     case ENGINE_RULE_INSTANT:
@@ -88,14 +105,7 @@ proj_traces(struct engine *e, struct eproj *p, enum grad_mode mode, real *dw, re
             p->pend_a = p->x;
             break;
         }
-        if (op == MODEL_OP_DENSE)
-            trace_outer_dense(I, O, dw, p->x, p->q);
-        else if (op == MODEL_OP_SPARSE)
-            trace_outer_sparse(I, dw, p->w.indptr, p->w.indices, p->x, p->q);
-        else
-            trace_outer_elem(O, dw, p->x, p->q);
-        if (db)
-            trace_outer_elem(O, db, NULL, p->q);
+        add_outer(p, dw, db, p->x);
         break;
     }
     return bad;
@@ -122,7 +132,7 @@ static void
 proj_grad_again(const struct engine *e, struct eproj *p, real *dw, real *db)
 {
     const real *g = p->gcol;
-    int64_t I = p->I, O = p->O, K = p->K, n = p->count;
+    int64_t O = p->O, K = p->K, n = p->count;
     enum model_op op = p->d->op;
     switch (p->rule) {
     case ENGINE_RULE_FROZEN:
@@ -146,26 +156,13 @@ proj_grad_again(const struct engine *e, struct eproj *p, real *dw, real *db)
         }
         break;
     case ENGINE_RULE_ES: {
-        double c = e->es_n < 1000 ? 1.0 - pow((double)e->lambda_f, (double)(e->es_n + 1)) : 1.0;
-        trace_column_factor(O, (int)K, p->q, g, p->ef, (real)(1.0 / c));
-        if (op == MODEL_OP_DENSE)
-            trace_outer_dense(I, O, dw, p->ex, p->q);
-        else
-            trace_outer_sparse(I, dw, p->w.indptr, p->w.indices, p->ex, p->q);
-        if (db)
-            trace_outer_elem(O, db, NULL, p->q);
+        trace_column_factor(O, (int)K, p->q, g, p->ef, (real)(1.0 / es_correction(e)));
+        add_outer(p, dw, db, p->ex);
         break;
     }
     case ENGINE_RULE_INSTANT:
         trace_column_factor(O, (int)K, p->q, g, p->fcol, R(1.0));
-        if (op == MODEL_OP_DENSE)
-            trace_outer_dense(I, O, dw, p->x, p->q);
-        else if (op == MODEL_OP_SPARSE)
-            trace_outer_sparse(I, dw, p->w.indptr, p->w.indices, p->x, p->q);
-        else
-            trace_outer_elem(O, dw, p->x, p->q);
-        if (db)
-            trace_outer_elem(O, db, NULL, p->q);
+        add_outer(p, dw, db, p->x);
         break;
     }
 }
