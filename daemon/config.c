@@ -44,6 +44,9 @@ struct file_security {
     bool *allow_plaintext_tcp;
     char *socket_group;
 };
+struct file_outputs {
+    int64_t *publish_every_us;
+};
 struct file_cfg {
     char *model;
     char *clock;
@@ -57,6 +60,7 @@ struct file_cfg {
     struct file_realtime realtime;
     struct file_curve curve;
     struct file_security security;
+    struct file_outputs outputs;
 };
 
 #define OPT CYAML_FLAG_OPTIONAL
@@ -105,6 +109,10 @@ static const cyaml_schema_field_t security_fields[] = {
                            CYAML_UNLIMITED),
     CYAML_FIELD_END,
 };
+static const cyaml_schema_field_t outputs_fields[] = {
+    CYAML_FIELD_INT_PTR("publish_every_us", OPTP, struct file_outputs, publish_every_us),
+    CYAML_FIELD_END,
+};
 static const cyaml_schema_field_t top_fields[] = {
     CYAML_FIELD_STRING_PTR("model", OPTP, struct file_cfg, model, 0, CYAML_UNLIMITED),
     CYAML_FIELD_STRING_PTR("clock", OPTP, struct file_cfg, clock, 0, CYAML_UNLIMITED),
@@ -118,6 +126,7 @@ static const cyaml_schema_field_t top_fields[] = {
     CYAML_FIELD_MAPPING("realtime", OPT, struct file_cfg, realtime, realtime_fields),
     CYAML_FIELD_MAPPING("curve", OPT, struct file_cfg, curve, curve_fields),
     CYAML_FIELD_MAPPING("security", OPT, struct file_cfg, security, security_fields),
+    CYAML_FIELD_MAPPING("outputs", OPT, struct file_cfg, outputs, outputs_fields),
     CYAML_FIELD_IGNORE("inputs", OPT), /* a map keyed by input name: read below */
     CYAML_FIELD_END,
 };
@@ -192,6 +201,9 @@ static const struct config_row rows[] = {
     R_("security.socket_group", CONFIG_STR, 0, 0, 0, 0, security_socket_group,
        security.socket_group, NULL,
        "group whose members may use the ipc sockets (sockets 0660, directory 0750)"),
+    R_("outputs.publish_every_us", CONFIG_INT, 1000, 0, 100000, 0, publish_every_us,
+       outputs.publish_every_us, NULL,
+       "timer: outputs wait at most this long to be published in a batch (0: every tick)"),
 #undef R_
 };
 

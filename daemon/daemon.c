@@ -26,7 +26,7 @@
 
 static const char *const ep_names[CONFIG_N_EP] = {"input", "output", "control", "stats"};
 
-enum { HOUSEKEEPING_MS = 10, CONTROL_HWM = 64 };
+enum { HOUSEKEEPING_MS = 10, CONTROL_HWM = 64, WAKE_MAX_OUTPUTS = 256 };
 
 /* What libzmq may queue on the input socket over all its connections: limits.input_bytes
  * times the RCVHWM times limits.connections (their values at start). */
@@ -267,17 +267,27 @@ drain_results(struct daemon *d)
     }
 }
 
-void
-daemon_drain_outputs(struct daemon *d)
+/* Publishes at most max output records, oldest first. Returns 1 if some are left. */
+static int
+drain_outputs(struct daemon *d, size_t max)
 {
     size_t len;
     struct wire_output *o;
-    while ((o = spsc_peek(&d->tick.out_q, &len))) {
+    for (size_t n = 0; n < max; n++) {
+        if (!(o = spsc_peek(&d->tick.out_q, &len)))
+            return 0;
         const struct layout *l = &d->lay;
         if (!ops_output_marker(d, o, len, &l) && !d->stopping)
             publish_output(d, l, o);
         spsc_pop(&d->tick.out_q);
     }
+    return spsc_peek(&d->tick.out_q, &len) != NULL;
+}
+
+void
+daemon_drain_outputs(struct daemon *d)
+{
+    drain_outputs(d, SIZE_MAX);
 }
 
 static void
@@ -285,7 +295,10 @@ on_wake(uv_async_t *h)
 {
     struct daemon *d = h->data;
     drain_results(d);
-    daemon_drain_outputs(d);
+    /* A long backlog (the loop was held up) goes out in slices, the loop polling its
+     * sockets in between, so that control requests are answered meanwhile. */
+    if (drain_outputs(d, WAKE_MAX_OUTPUTS))
+        uv_async_send(&d->wake);
 }
 
 /* ---- connections ---------------------------------------------------------------------- */
@@ -760,6 +773,7 @@ daemon_main(int argc, char **argv)
                              .rt_priority = (int)d->cfg.rt_priority,
                              .rt_cpu = cpu,
                              .in_q_bytes = (size_t)(4 * d->cfg.limit_input_bytes + (1 << 20)),
+                             .publish_every_ns = d->cfg.publish_every_us * 1000,
                              .wake = &d->wake};
     if (to.in_q_bytes > ((size_t)1 << 30))
         to.in_q_bytes = (size_t)1 << 30;

@@ -132,6 +132,7 @@ stats_build(struct stats_msg *m, const struct daemon *d, const struct tick_stats
     st->overruns = s->overruns;
     st->skipped = s->skipped;
     st->invalid_ticks = s->invalid_ticks;
+    st->output_wakes = s->output_wakes;
     for (int i = 0; i < CONFIG_N_EP; i++) {
         socket_stats(&m->sockets[i], &d->ep[i], ep_names[i]);
         m->sockets[i].curve_denied = d->curve_denied[i] + d->ep[i].c.curve_refused;

@@ -63,6 +63,23 @@ tick_tables_fini(struct tick_tables *tt)
     memset(tt, 0, sizeof(*tt));
 }
 
+/* Output records the ring holds: 256, or a second of ticks (at most 16 MiB of them) when
+ * more, so that a loop thread held up that long loses nothing; plus two batches of
+ * publish_every_ns, the most a loop that keeps up ever finds queued. */
+static size_t
+out_records(const struct ticker_opts *o, size_t rec_bytes)
+{
+    size_t n = 256;
+    if (o->lockstep || o->period_ns <= 0)
+        return n;
+    size_t span = (size_t)(1000000000LL / o->period_ns), most = ((size_t)16 << 20) / rec_bytes;
+    if (span > most)
+        span = most;
+    if (span > n)
+        n = span;
+    return n + 2 * ((size_t)(o->publish_every_ns / o->period_ns) + 1);
+}
+
 int
 ticker_init(struct ticker *t, struct engine *eng, const struct layout *lay,
             const struct ticker_opts *o)
@@ -74,7 +91,7 @@ ticker_init(struct ticker *t, struct engine *eng, const struct layout *lay,
     t->efd = -1;
     /* A result carries at most one output record; 64 commands may be in flight. */
     size_t res_bytes = 64 * (sizeof(struct tick_result) + lay->output_bytes + 16);
-    size_t out_bytes = 256 * (lay->output_bytes + 16);
+    size_t out_bytes = out_records(o, lay->output_bytes + 16) * (lay->output_bytes + 16);
     if (out_bytes < (1u << 20))
         out_bytes = 1u << 20;
     /* Recording events: a few seconds of inputs at full rate before the loop drains. */
@@ -170,11 +187,32 @@ publish_status(struct ticker *t)
     latest_publish(&t->status);
 }
 
+/* Wakes the loop, which then publishes every queued result and output. uv_async_send
+ * makes a system call only when the previous wake-up has been consumed. */
 static void
 notify_loop(struct ticker *t)
 {
+    t->pub_oldest_ns = 0;
     if (t->opts.wake)
         uv_async_send(t->opts.wake);
+}
+
+/* Timer mode, after a tick whose deadline was deadline_ns (next_ns already advanced):
+ * wakes the loop for the outputs queued since the last wake-up once the oldest would
+ * otherwise wait publish_every_ns or more (by the next deadline). At high rates each
+ * wake-up costs this thread a system call, and the loop thread and libzmq's I/O thread a
+ * context switch each, which on two CPUs delay this thread's own wake-ups: batches cost
+ * fewer. The ring holds two batches and more (out_records); a loop that falls further
+ * behind has a wake-up pending already, and what overflows is counted as dropped. */
+static void
+publish_outputs(struct ticker *t, int64_t deadline_ns)
+{
+    if (!t->pub_oldest_ns)
+        t->pub_oldest_ns = deadline_ns;
+    if (t->next_ns - t->pub_oldest_ns < t->opts.publish_every_ns)
+        return;
+    t->output_wakes++;
+    notify_loop(t);
 }
 
 /* Logs a recording event (no-op unless recording). A full ring ends the recording: the
@@ -371,6 +409,7 @@ take_stats(struct ticker *t, struct tick_stats *s)
     s->overruns = t->overruns;
     s->skipped = t->skipped;
     s->outputs_dropped = t->outputs_dropped;
+    s->output_wakes = t->output_wakes;
     s->invalid_ticks = t->invalid_ticks;
     s->tick_time = t->tick_time;
     s->lateness = t->lateness;
@@ -874,7 +913,8 @@ run_timer(struct ticker *t)
         if (t->paused || t->quit)
             continue;
         t->last_start_ns = start;
-        int64_t end = run_tick(t, t->next_ns, start, NULL);
+        int64_t deadline = t->next_ns;
+        int64_t end = run_tick(t, deadline, start, NULL);
         if (end > t->next_ns + period)
             t->overruns++;
         swap_progress(t);
@@ -883,7 +923,7 @@ run_timer(struct ticker *t)
         t->period_index++;
         t->next_ns += period;
         publish_status(t);
-        notify_loop(t);
+        publish_outputs(t, deadline);
         norms_step(t, atomic_load_explicit(&t->norm_slice_bytes, memory_order_relaxed) /
                           (int64_t)sizeof(real));
     }

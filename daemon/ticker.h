@@ -46,6 +46,7 @@ struct tick_stats {
     int64_t time_ns; /* when it was taken */
     uint64_t tick, period_index, overruns, skipped;
     uint64_t outputs_dropped; /* ticks whose output record found the ring full */
+    uint64_t output_wakes;    /* times the tick thread woke the loop to publish outputs */
     uint64_t invalid_ticks;   /* ticks with valid = 0 */
     struct hist tick_time;    /* over the period */
     struct hist lateness;     /* over the period (timer mode) */
@@ -195,7 +196,10 @@ struct ticker_opts {
     int rt_priority;   /* SCHED_FIFO priority, 0 off */
     int rt_cpu;        /* CPU to pin to, -1 none */
     size_t in_q_bytes; /* input ring capacity */
-    uv_async_t *wake;  /* sent after pushing to out_q or res_q */
+    /* Timer mode: the loop is woken for outputs once the oldest output not yet handed over
+     * would otherwise wait this long (0, or a period at least as long: every tick). */
+    int64_t publish_every_ns;
+    uv_async_t *wake; /* sent after pushing to res_q, and to out_q as publish_every_ns says */
 };
 
 struct ticker {
@@ -219,6 +223,8 @@ struct ticker {
     uint64_t period_index;
     int64_t next_ns; /* the next deadline */
     uint64_t overruns, skipped, outputs_dropped, invalid_ticks;
+    int64_t pub_oldest_ns; /* deadline of the oldest output the loop was not woken for, 0: none */
+    uint64_t output_wakes;
     struct hist tick_time, lateness;
     double loss_sum, reward_sum, tick_reward;
     uint64_t loss_n, n_ticks;

@@ -1,8 +1,11 @@
 /* Daemon benchmarks (issue 5): timer lateness at 1 kHz and 10 kHz next to a bare
  * clock_nanosleep loop measured in the same run, the lockstep round trip over ipc, and the
- * input frames per second absorbed while ticking at 1 kHz. Starts BUILD/etraced (or
- * $ETRACED) on private ipc paths in a temporary directory. Seconds per timer run:
- * $DAEMON_BENCH_SECONDS (default 10). Appends JSON lines to argv[1]. */
+ * input frames per second absorbed while ticking at 1 kHz; then 10 kHz with outputs
+ * published every tick and in batches (outputs.publish_every_us), each with a bare loop
+ * running at the same time on the same CPUs. Starts BUILD/etraced (or $ETRACED) on
+ * private ipc paths in a temporary directory. Seconds per timer run:
+ * $DAEMON_BENCH_SECONDS (default 10); DAEMON_BENCH_ONLY=coalesce runs the last rows alone.
+ * Appends JSON lines to argv[1]. */
 #include <signal.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -150,6 +153,170 @@ bare_loop(int64_t period_ns, double seconds, int rt_priority)
     return b;
 }
 
+struct bare_job {
+    int64_t period_ns;
+    double seconds;
+    struct bare b;
+};
+
+static void *
+bare_thread(void *arg)
+{
+    struct bare_job *j = arg;
+    j->b = bare_loop(j->period_ns, j->seconds, 0);
+    return NULL;
+}
+
+/* One run of the daemon at 10 kHz with a subscriber on its outputs, while a bare loop at
+ * the same period runs concurrently (a thread of this process, on the same CPUs as the
+ * daemon) through the daemon's measured stats period. */
+struct coalesce_run {
+    struct bare b;
+    double d_p99_us;    /* the daemon's lateness p99 */
+    uint64_t d_skipped; /* ... and skipped periods */
+    double lat_p50_us;  /* tick finish to subscriber receive, over the window */
+    double lat_p99_us;
+    long received, gaps;   /* outputs received; missing ticks between two received */
+    uint64_t ticks, wakes; /* ticks and output wake-ups in the window */
+    double wakes_per_tick;
+    double skip_ratio, p99_ratio; /* (daemon + 1) / (bare + 1) */
+};
+
+static int
+coalesce_once(const char *model, int period_us, int publish_every_us, double seconds,
+              struct coalesce_run *r)
+{
+    char extra[200];
+    etrace_client_t *c;
+    memset(r, 0, sizeof(*r));
+    snprintf(extra, sizeof(extra),
+             "period_us: %d\nstats_period_ms: %d\noutputs: {publish_every_us: %d}\n", period_us,
+             (int)(seconds * 1000), publish_every_us);
+    pid_t pid = start(model, extra, &c);
+    etrace_sub_t *s = etrace_sub_new(ep[3], "stats"), *o = etrace_sub_new(ep[1], "");
+    Etrace__Stats *st = NULL, *first = NULL;
+    int64_t t0 = now_ns(), limit = (int64_t)(seconds * 3e9);
+    while (!first && now_ns() - t0 < limit) { /* the start-up period; outputs are dropped */
+        Etrace__Output *out = NULL;
+        while (etrace_sub_recv_output(o, 0, &out) == ETRACE_OK)
+            etrace__output__free_unpacked(out, NULL);
+        etrace_sub_recv_stats(s, 1, &first);
+    }
+    size_t cap = (size_t)(seconds * 1.5e6 / period_us) + 1024, n = 0;
+    double *lat = malloc(cap * sizeof(double));
+    struct bare_job job = {period_us * 1000LL, seconds, {0, 0, 0, 0, 0}};
+    pthread_t th;
+    int have_thread = first && pthread_create(&th, NULL, bare_thread, &job) == 0;
+    uint64_t prev_tick = 0;
+    int64_t t1 = now_ns();
+    while (have_thread && !st && now_ns() - t1 < limit) { /* the measured period */
+        Etrace__Output *out = NULL;
+        /* wait on the outputs (their receive time is the figure), glance at the stats */
+        for (int wait_ms = 1; etrace_sub_recv_output(o, wait_ms, &out) == ETRACE_OK; wait_ms = 0) {
+            int64_t at = now_ns();
+            if (out->finish_ns >= t1 && n < cap)
+                lat[n++] = (double)(at - out->finish_ns) / 1e3;
+            if (r->received && out->tick != prev_tick + 1)
+                r->gaps += out->tick > prev_tick ? (long)(out->tick - prev_tick - 1) : 1;
+            prev_tick = out->tick;
+            r->received++;
+            etrace__output__free_unpacked(out, NULL);
+        }
+        etrace_sub_recv_stats(s, 0, &st);
+    }
+    if (have_thread)
+        pthread_join(th, NULL);
+    int ok = st && first;
+    if (ok) {
+        r->b = job.b;
+        r->d_p99_us = (double)st->lateness->p99_ns / 1e3;
+        r->d_skipped = st->skipped - first->skipped;
+        r->ticks = st->ticks_total - first->ticks_total;
+        r->wakes = st->output_wakes - first->output_wakes;
+        r->wakes_per_tick = r->ticks ? (double)r->wakes / (double)r->ticks : 0.0;
+        r->lat_p50_us = n ? bench_quantile(lat, n, 0.5) : 0.0;
+        r->lat_p99_us = n ? bench_quantile(lat, n, 0.99) : 0.0;
+        r->skip_ratio = ((double)r->d_skipped + 1.0) / ((double)r->b.skipped + 1.0);
+        r->p99_ratio = (r->d_p99_us + 1.0) / (r->b.p99 + 1.0);
+    }
+    free(lat);
+    if (st)
+        etrace__stats__free_unpacked(st, NULL);
+    if (first)
+        etrace__stats__free_unpacked(first, NULL);
+    etrace_sub_free(&o);
+    etrace_sub_free(&s);
+    stop(pid, &c);
+    return ok ? 0 : -1;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double
+median3(double a, double b, double c)
+{
+    double v[3] = {a, b, c};
+    qsort(v, 3, sizeof(double), cmp_double);
+    return v[1];
+}
+
+/* 10 kHz, N = 256, one tick thread, outputs to a subscriber, a bare loop running at the
+ * same time: skipped periods and lateness p99 as (daemon + 1) / (bare + 1), the median of
+ * three runs, with outputs published every tick (publish_every_us 0) and in batches (the
+ * default); and what batching adds to the latency from a tick's finish to the
+ * subscriber. */
+static int
+bench_coalesce(FILE *out, const char *model, double seconds)
+{
+    static const int every_us[2] = {0, 1000};
+    enum { RUNS = 3, PERIOD_US = 100 };
+    printf("10 kHz, N 256, a bare loop running concurrently; ratios (daemon + 1) / (bare + 1), "
+           "median of %d runs\n",
+           RUNS);
+    for (int k = 0; k < 2; k++) {
+        struct coalesce_run r[RUNS];
+        for (int i = 0; i < RUNS; i++) {
+            if (coalesce_once(model, PERIOD_US, every_us[k], seconds, &r[i])) {
+                fprintf(stderr, "daemon_bench: no Stats in the coalescing run\n");
+                return -1;
+            }
+            printf("  publish_every_us %4d run %d: skipped %llu (bare %ld), p99 %.1f us (bare "
+                   "%.1f), output latency p50 %.1f p99 %.1f us, %ld outputs, %ld missing, %llu "
+                   "wake-ups for %llu ticks\n",
+                   every_us[k], i, (unsigned long long)r[i].d_skipped, r[i].b.skipped,
+                   r[i].d_p99_us, r[i].b.p99, r[i].lat_p50_us, r[i].lat_p99_us, r[i].received,
+                   r[i].gaps, (unsigned long long)r[i].wakes, (unsigned long long)r[i].ticks);
+        }
+#define MED(f) median3(r[0].f, r[1].f, r[2].f)
+        double skip_ratio = MED(skip_ratio), p99_ratio = MED(p99_ratio);
+        double lat50 = MED(lat_p50_us), lat99 = MED(lat_p99_us);
+        double d_sk = MED(d_skipped), b_sk = MED(b.skipped), d_p99 = MED(d_p99_us),
+               b_p99 = MED(b.p99);
+        double gaps = MED(gaps), wakes_per_tick = MED(wakes_per_tick);
+#undef MED
+        printf("etraced 10000 Hz publish_every_us %4d: skipped %.2fx bare, lateness p99 %.2fx "
+               "bare, output latency p50 %.1f us p99 %.1f us (medians)\n",
+               every_us[k], skip_ratio, p99_ratio, lat50, lat99);
+        fprintf(out,
+                "{\"bench\": \"daemon_timer_concurrent\", \"hz\": 10000, \"n\": 256, "
+                "\"threads\": 1, \"publish_every_us\": %d, \"runs\": %d, \"seconds\": %g, "
+                "\"skipped\": %.0f, \"bare_skipped\": %.0f, \"lateness_us_p99\": %.2f, "
+                "\"bare_us_p99\": %.2f, \"skipped_ratio_to_bare\": %.3f, "
+                "\"p99_ratio_to_bare\": %.3f, \"output_latency_us_p50\": %.2f, "
+                "\"output_latency_us_p99\": %.2f, \"outputs_missing\": %.0f, "
+                "\"wakes_per_tick\": %.3f}\n",
+                every_us[k], RUNS, seconds, d_sk, b_sk, d_p99, b_p99, skip_ratio, p99_ratio, lat50,
+                lat99, gaps, wakes_per_tick);
+        fflush(out);
+    }
+    return 0;
+}
+
 /* Sends one Input: a frame of `sensors`, with a target for `action` when `target`. */
 static int
 send_input(etrace_client_t *c, float *v, long k, int target)
@@ -260,6 +427,15 @@ main(int argc, char **argv)
     write_model(model64, 64);
     struct bench_machine mc;
     bench_machine(out, &mc);
+    const char *only = getenv("DAEMON_BENCH_ONLY");
+    if (only && !strcmp(only, "coalesce")) {
+        int rc = bench_coalesce(out, model256, seconds);
+        fclose(out);
+        char cmd[128];
+        snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+        (void)!system(cmd);
+        return rc ? 1 : 0;
+    }
 
     printf("%-22s %9s %9s %9s %9s %8s\n", "bench", "p50 us", "p99 us", "p99.9 us", "max us",
            "skipped");
@@ -401,6 +577,8 @@ main(int argc, char **argv)
         fprintf(out, "{\"bench\": \"daemon_frames_no_extra_lateness\", \"frames_per_s\": %.0f}\n",
                 best);
     }
+    if (bench_coalesce(out, model256, seconds))
+        return 1;
     fclose(out);
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
