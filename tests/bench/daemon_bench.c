@@ -189,9 +189,12 @@ coalesce_once(const char *model, int period_us, int publish_every_us, double sec
     char extra[200];
     etrace_client_t *c;
     memset(r, 0, sizeof(*r));
+    /* PUB drops silently at a subscriber's high-water mark: a deep queue, so that what is
+     * missing is what the daemon lost */
     snprintf(extra, sizeof(extra),
-             "period_us: %d\nstats_period_ms: %d\noutputs: {publish_every_us: %d}\n", period_us,
-             (int)(seconds * 1000), publish_every_us);
+             "period_us: %d\nstats_period_ms: %d\noutputs: {publish_every_us: %d}\n"
+             "limits: {subscriber_queue: 1000000}\n",
+             period_us, (int)(seconds * 1000), publish_every_us);
     pid_t pid = start(model, extra, &c);
     etrace_sub_t *s = etrace_sub_new(ep[3], "stats"), *o = etrace_sub_new(ep[1], "");
     Etrace__Stats *st = NULL, *first = NULL;

@@ -93,9 +93,25 @@ stream_then_pause(const char *label, const char *extra, int run_ms, uint64_t *wa
     assert_true(s->n > 0);
     s->n_lat = 0; /* latencies from here: the subscriber is connected and draining */
     Etrace__Stats *st0 = daemon_run_stats(&r);
+    /* The loop thread stays responsive: a `status` round trip every 20 ms meanwhile. */
+    double rtt_ms[256];
+    int n_rtt = 0;
     t0 = daemon_run_now_ms();
-    while (daemon_run_now_ms() - t0 < run_ms)
+    while (daemon_run_now_ms() - t0 < run_ms) {
         take(sub, 10, s);
+        if (n_rtt < 256 && daemon_run_now_ms() - t0 >= 20 * n_rtt) {
+            struct timespec a, b;
+            clock_gettime(CLOCK_MONOTONIC, &a);
+            assert_int_equal(etrace_status(r.c, &rep), ETRACE_OK);
+            clock_gettime(CLOCK_MONOTONIC, &b);
+            etrace_reply_free(rep);
+            rtt_ms[n_rtt++] =
+                (double)(b.tv_sec - a.tv_sec) * 1e3 + (double)(b.tv_nsec - a.tv_nsec) / 1e6;
+        }
+    }
+    qsort(rtt_ms, (size_t)n_rtt, sizeof(double), cmp_double);
+    print_message("%s: %d status round trips while streaming, p50 %.2f ms, max %.2f ms\n", label,
+                  n_rtt, n_rtt ? rtt_ms[n_rtt / 2] : 0.0, n_rtt ? rtt_ms[n_rtt - 1] : 0.0);
     Etrace__Stats *st1 = daemon_run_stats(&r);
     *wakes = st1->output_wakes - st0->output_wakes;
     *ticks = st1->ticks_total - st0->ticks_total;
