@@ -137,6 +137,9 @@ class StatsCollector:
                           s.overruns)
             yield counter("etraced_skipped_periods_total",
                           "Periods whose deadline passed before a tick could start", s.skipped)
+            yield counter("etraced_output_wakes_total",
+                          "Times the tick thread woke the loop to publish Outputs",
+                          s.output_wakes)
         yield counter("etraced_invalid_ticks_total", "Ticks whose Outputs had valid = false",
                       s.invalid_ticks)
         yield counter("etraced_swaps_total", "Hot swaps and restores", s.swaps)

@@ -91,7 +91,8 @@ class ExporterTest(unittest.TestCase):
                     'etraced_socket_rejected_total{reason="wrong_size",socket="input"}',
                     'etraced_build_info{version="0.1"}',
                     'etraced_model_info{hash="%016x",model="ctest"}' % self.model_hash(),
-                    'etraced_skipped_periods_total', 'etraced_loss',
+                    'etraced_skipped_periods_total', 'etraced_output_wakes_total',
+                    'etraced_loss',
                     'etraced_learning_rate', 'etraced_period_seconds'):
             self.assertIn(key, a)
         self.assertEqual(a["etraced_period_seconds"], 1e-3)
@@ -102,6 +103,7 @@ class ExporterTest(unittest.TestCase):
         time.sleep(0.6)
         b = self.scrape()
         self.assertGreater(b["etraced_ticks_total"], a["etraced_ticks_total"])
+        self.assertGreater(b["etraced_output_wakes_total"], a["etraced_output_wakes_total"])
         self.assertGreater(b["etraced_tick_duration_seconds_count"],
                            a["etraced_tick_duration_seconds_count"])
         self.assertGreater(b['etraced_input_frames_total{input="sensors"}'],
