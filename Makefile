@@ -53,7 +53,7 @@ DAEMON_LIBS := -luv -lzmq -lprotobuf-c -lcyaml -lsystemd -lpthread $(ENGINE_LIBS
 
 # ---- sources -------------------------------------------------------------------------
 # Explicit lists of the engine, the daemon shell, the wire protocol and the C client.
-ENGINE_MODULES := mem err real_env rng npy cell expr model param op_dense op_sparse op_elem defer \
+ENGINE_MODULES := mem err real_env rng npy cell expr mschema mcell mproj mlearn model param op_dense op_sparse op_elem defer \
                   trace loss optim learn bptt engine engine_state report
 ENGINE_SRC  := $(wildcard $(patsubst %,daemon/engine/%.c,$(ENGINE_MODULES)))
 ENGINE_TEST_NAMES := mem npy rng param cell expr model engine op optim fused state oracle learn signal critic plant defer

@@ -1,5 +1,5 @@
 /* The built-in cells of DESIGN §3 as equation text. Engine layer.
- * A built-in IS its equations: model.c expands a built-in into a model_cell from this
+ * A built-in IS its equations: mcell.c expands a built-in into a model_cell from this
  * table, and the expression compiler (expr.h) compiles it like a custom cell. */
 #ifndef ETRACE_CELL_H
 #define ETRACE_CELL_H

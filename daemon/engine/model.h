@@ -1,7 +1,15 @@
 /* The model description: a model file (DESIGN §2) parsed and validated, with every
  * name resolved to an index. Engine layer. Built-in cells are expanded here into their
  * equations (cell.h), so everything downstream sees only equations. Weights are not
- * loaded here: param.h materialises each projection's tensors from its spec. */
+ * loaded here: param.h materialises each projection's tensors from its spec.
+ *
+ * Where a key is read (the reader: mschema.c holds the table machinery) and where it
+ * takes effect (the builder, engine_compile in engine.c, and the modules it calls):
+ *   name dt seed stats, inputs:  model.c   engine.c (layout, plant_input, RNG streams)
+ *   cells:                       mcell.c   cell.c (built-ins), expr.c (the program)
+ *   projections:                 mproj.c   param.c (weights), op_*.c, engine.c (rule)
+ *   readouts:                    model.c   engine.c (plant_readout), loss.c
+ *   learning:                    mlearn.c  engine.c, trace.c, learn.c, optim.c, defer.c */
 #ifndef ETRACE_MODEL_H
 #define ETRACE_MODEL_H
 
@@ -12,6 +20,8 @@
 #include "mem.h"
 
 enum { MODEL_MAX_K = 8, MODEL_MAX_SLOTS = 8 }; /* states and slots per cell */
+
+#define MODEL_MAX_ELEMS 2147483647LL /* 2^31 - 1: the largest tensor we accept */
 
 /* Where a node starts in the model file, 1-based (libyaml marks + 1). */
 struct model_pos {

@@ -37,6 +37,7 @@
 #include "engine.h"
 #include "real.h"
 #include "../support/testmodel.h"
+#include "../support/transcribe.h"
 
 #if defined(REAL_DOUBLE)
 static const double tol = 1e-12;
@@ -51,151 +52,6 @@ setup(void **state)
     (void)state;
     engine_set_fp_env();
     return 0;
-}
-
-static void
-fmt_num(char *buf, size_t len, double v)
-{
-    snprintf(buf, len, "%.17g", v);
-    if (!strpbrk(buf, ".eE"))
-        strncat(buf, ".0", len - strlen(buf) - 1);
-}
-
-static double
-as_real(double v)
-{
-    return (double)(real)v;
-}
-
-struct qerr {
-    double err;
-    int tick;
-};
-
-static void
-qerr_add(struct qerr *q, double err, int tick)
-{
-    if (err > q->err || err != err) {
-        q->err = err;
-        q->tick = tick;
-    }
-}
-
-static double
-rel_err(int n, const double *a, const double *b)
-{
-    double num = 0.0, den = 0.0;
-    for (int i = 0; i < n; i++) {
-        double d = fabs(a[i] - b[i]);
-        if (d > num || d != d)
-            num = d;
-        if (fabs(b[i]) > den)
-            den = fabs(b[i]);
-    }
-    return num / (den > 1e-12 ? den : 1e-12);
-}
-
-/* ---- the documented generator, transcribed from the README ---------------------------- */
-
-/* xoshiro256** seeded by splitmix64 from seed ^ fnv1a64(name); uniforms are the top 53
- * bits times 2^-53; normals sqrt(-2 log(1 - u1)) cos(2 pi u2) on two fresh uniforms;
- * categorical samples invert the CDF with one uniform, summing in index order. */
-struct ref_rng {
-    uint64_t s[4];
-};
-
-static uint64_t
-ref_fnv1a64(const char *str)
-{
-    uint64_t h = 14695981039346656037u;
-    for (const unsigned char *c = (const unsigned char *)str; *c; c++) {
-        h ^= *c;
-        h *= 1099511628211u;
-    }
-    return h;
-}
-
-static uint64_t
-ref_splitmix64(uint64_t *x)
-{
-    *x += 0x9e3779b97f4a7c15u;
-    uint64_t z = *x;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-    return z ^ (z >> 31);
-}
-
-static void
-ref_rng_seed(struct ref_rng *g, uint64_t seed, const char *name)
-{
-    uint64_t x = seed ^ ref_fnv1a64(name);
-    for (int i = 0; i < 4; i++)
-        g->s[i] = ref_splitmix64(&x);
-}
-
-static uint64_t
-ref_rotl(uint64_t v, int k)
-{
-    return (v << k) | (v >> (64 - k));
-}
-
-static uint64_t
-ref_rng_next(struct ref_rng *g)
-{
-    uint64_t *s = g->s;
-    uint64_t out = ref_rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = ref_rotl(s[3], 45);
-    return out;
-}
-
-static double
-ref_uniform(struct ref_rng *g)
-{
-    return (double)(ref_rng_next(g) >> 11) / 9007199254740992.0;
-}
-
-static double
-ref_normal(struct ref_rng *g)
-{
-    double u1 = ref_uniform(g), u2 = ref_uniform(g);
-    return sqrt(-2.0 * log(1.0 - u1)) * cos(2.0 * 3.14159265358979323846 * u2);
-}
-
-static int
-ref_categorical(struct ref_rng *g, int n, const double *p)
-{
-    double total = 0.0;
-    for (int i = 0; i < n; i++)
-        total += p[i];
-    double u = ref_uniform(g) * total, cdf = 0.0;
-    int last = 0;
-    for (int i = 0; i < n; i++) {
-        if (p[i] <= 0.0)
-            continue;
-        cdf += p[i];
-        last = i;
-        if (u < cdf)
-            return i;
-    }
-    return last;
-}
-
-/* p = softmax(o), max-subtracted. */
-static void
-ref_softmax(int n, double *p, const double *o)
-{
-    double mx = o[0], s = 0.0;
-    for (int i = 1; i < n; i++)
-        mx = o[i] > mx ? o[i] : mx;
-    for (int i = 0; i < n; i++)
-        s += exp(o[i] - mx);
-    for (int i = 0; i < n; i++)
-        p[i] = exp(o[i] - mx) / s;
 }
 
 /* ---- the model, the engine run and the transcription ---------------------------------- */
@@ -276,16 +132,16 @@ static void
 ac_model_text(char *buf, size_t len, const struct ac_spec *s)
 {
     char dt[40], tv[40], sg[40], tex[40], w[40], tg[40], tl[40], te[40], tb[40], lr[40];
-    fmt_num(dt, sizeof dt, s->dt);
-    fmt_num(tv, sizeof tv, s->tau_v);
-    fmt_num(sg, sizeof sg, s->sigma);
-    fmt_num(tex, sizeof tex, s->tau_explore);
-    fmt_num(w, sizeof w, s->weight);
-    fmt_num(tg, sizeof tg, s->tau_gamma);
-    fmt_num(tl, sizeof tl, s->tau_lambda);
-    fmt_num(te, sizeof te, s->tau_e);
-    fmt_num(tb, sizeof tb, s->tau_baseline);
-    fmt_num(lr, sizeof lr, s->lr);
+    transcribe_fmt_num(dt, sizeof dt, s->dt);
+    transcribe_fmt_num(tv, sizeof tv, s->tau_v);
+    transcribe_fmt_num(sg, sizeof sg, s->sigma);
+    transcribe_fmt_num(tex, sizeof tex, s->tau_explore);
+    transcribe_fmt_num(w, sizeof w, s->weight);
+    transcribe_fmt_num(tg, sizeof tg, s->tau_gamma);
+    transcribe_fmt_num(tl, sizeof tl, s->tau_lambda);
+    transcribe_fmt_num(te, sizeof te, s->tau_e);
+    transcribe_fmt_num(tb, sizeof tb, s->tau_baseline);
+    transcribe_fmt_num(lr, sizeof lr, s->lr);
     char val[160], pol[320], extra[320];
     if (s->tau_v > 0.0)
         snprintf(val, sizeof val,
@@ -340,7 +196,7 @@ static void
 ac_input(int t, double *x)
 {
     for (int i = 0; i < NX; i++)
-        x[i] = as_real(0.8 * sin(0.07 * t + 1.3 * i) + 0.2 * (i - 1));
+        x[i] = transcribe_as_real(0.8 * sin(0.07 * t + 1.3 * i) + 0.2 * (i - 1));
 }
 
 /* The reward for tick t + 1 from the action of tick t (closed loop). */
@@ -506,8 +362,8 @@ ref_ac_run(const struct ac_spec *s, enum ac_pert pert, const double *th0, const 
     const double tau_l = s->write_defaults ? s->tau_lambda : 0.5;
     const double gamma = exp(-s->dt / tau_g), lambda = exp(-s->dt / tau_l);
     const double gamma_e = exp(-s->dt / s->tau_e), beta = exp(-s->dt / s->tau_baseline);
-    struct ref_rng rng;
-    ref_rng_seed(&rng, s->seed, "policy.act");
+    struct transcribe_rng rng;
+    transcribe_rng_seed(&rng, s->seed, "policy.act");
 
     double th[P_MAX], epi[P_MAX] = {0}, ev[P_MAX] = {0}, acc[P_MAX] = {0};
     double xi[OMAX] = {0}, v_old = 0.0, v_prev = 0.0, Ev[NH] = {0}, Ebv = 0.0, b = 0.0;
@@ -557,7 +413,7 @@ ref_ac_run(const struct ac_spec *s, enum ac_pert pert, const double *th0, const 
         if (!s->softmax) {
             for (int k = 0; k < O; k++) {
                 if (learning)
-                    xi[k] = rho * xi[k] + ou * ref_normal(&rng);
+                    xi[k] = rho * xi[k] + ou * transcribe_normal(&rng);
                 act[k] = learning ? o[k] + xi[k] : o[k];
                 if (learning)
                     dlp[k] = (act[k] - o[k]) / (s->sigma * s->sigma);
@@ -565,7 +421,7 @@ ref_ac_run(const struct ac_spec *s, enum ac_pert pert, const double *th0, const 
             has_signal = learning;
         } else {
             double p[OMAX];
-            ref_softmax(O, p, o);
+            transcribe_softmax(O, p, o);
             if (!learning) {
                 int best = 0;
                 for (int k = 1; k < O; k++)
@@ -575,7 +431,7 @@ ref_ac_run(const struct ac_spec *s, enum ac_pert pert, const double *th0, const 
             } else {
                 int phase = pert == AC_HOLD_FROM_0 ? t : ep;
                 if (phase % s->hold == 0) {
-                    held = ref_categorical(&rng, O, p);
+                    held = transcribe_categorical(&rng, O, p);
                     for (int k = 0; k < O; k++)
                         dlp[k] = (k == held ? 1.0 : 0.0) - p[k];
                     has_signal = 1;
@@ -671,22 +527,22 @@ static const char *const q_names[Q_N] = {"readout o", "action a", "critic V", "T
 
 static void
 ac_compare(const struct ac_spec *s, const struct ac_rec *eng, const struct ac_rec *ref,
-           struct qerr *q)
+           struct transcribe_qerr *q)
 {
     int O = s->O, P = n_params(s);
     memset(q, 0, Q_N * sizeof *q);
     double gnum = 0.0, gden = 0.0;
     int gtick = 0;
     for (int t = 0; t < T_AC; t++) {
-        qerr_add(&q[Q_O], rel_err(O, eng->o[t], ref->o[t]), t);
+        transcribe_qerr_add(&q[Q_O], transcribe_rel_err(O, eng->o[t], ref->o[t]), t);
         if (s->softmax)
-            qerr_add(&q[Q_ACT], eng->act[t][0] == ref->act[t][0] ? 0.0 : 1.0, t);
+            transcribe_qerr_add(&q[Q_ACT], eng->act[t][0] == ref->act[t][0] ? 0.0 : 1.0, t);
         else
-            qerr_add(&q[Q_ACT], rel_err(O, eng->act[t], ref->act[t]), t);
-        qerr_add(&q[Q_EPI], rel_err(P, eng->epi[t], ref->epi[t]), t);
+            transcribe_qerr_add(&q[Q_ACT], transcribe_rel_err(O, eng->act[t], ref->act[t]), t);
+        transcribe_qerr_add(&q[Q_EPI], transcribe_rel_err(P, eng->epi[t], ref->epi[t]), t);
         if (s->critic)
-            qerr_add(&q[Q_EV], rel_err(P, eng->ev[t], ref->ev[t]), t);
-        qerr_add(&q[Q_W], rel_err(P, eng->th[t], ref->th[t]), t);
+            transcribe_qerr_add(&q[Q_EV], transcribe_rel_err(P, eng->ev[t], ref->ev[t]), t);
+        transcribe_qerr_add(&q[Q_W], transcribe_rel_err(P, eng->th[t], ref->th[t]), t);
         for (int i = 0; i < P; i++) {
             double d = fabs(eng->g[t][i] - ref->g[t][i]);
             if (d > gnum || d != d) {
@@ -699,8 +555,8 @@ ac_compare(const struct ac_spec *s, const struct ac_rec *eng, const struct ac_re
     q[Q_G].err = gnum / (gden > 1e-12 ? gden : 1e-12);
     q[Q_G].tick = gtick;
     /* V and delta cross zero: their error is relative to their largest value in the run */
-    q[Q_V].err = rel_err(T_AC, eng->v, ref->v);
-    q[Q_DELTA].err = rel_err(T_AC, eng->delta, ref->delta);
+    q[Q_V].err = transcribe_rel_err(T_AC, eng->v, ref->v);
+    q[Q_DELTA].err = transcribe_rel_err(T_AC, eng->delta, ref->delta);
     for (int t = 0; t < T_AC; t++) {
         if (fabs(eng->v[t] - ref->v[t]) > fabs(eng->v[q[Q_V].tick] - ref->v[q[Q_V].tick]))
             q[Q_V].tick = t;
@@ -708,15 +564,6 @@ ac_compare(const struct ac_spec *s, const struct ac_rec *eng, const struct ac_re
             fabs(eng->delta[q[Q_DELTA].tick] - ref->delta[q[Q_DELTA].tick]))
             q[Q_DELTA].tick = t;
     }
-}
-
-static double
-qerr_max(const struct qerr *q, int n)
-{
-    double m = 0.0;
-    for (int i = 0; i < n; i++)
-        m = q[i].err > m || q[i].err != q[i].err ? q[i].err : m;
-    return m;
 }
 
 static void
@@ -734,12 +581,12 @@ ac_check(const struct ac_spec *s)
     assert_non_null(rr);
     double th0[P_MAX];
     ac_engine_run(eng, s, th0, er);
-    double moved = rel_err(n_params(s), er->th[T_AC - 1], th0);
+    double moved = transcribe_rel_err(n_params(s), er->th[T_AC - 1], th0);
     printf("[critic_test] %s: %d ticks, weights moved %.3g (relative)\n", s->label, T_AC, moved);
     assert_true(moved > 1e-3);
 
     ref_ac_run(s, AC_EXACT, th0, er->r, rr);
-    struct qerr q[Q_N];
+    struct transcribe_qerr q[Q_N];
     ac_compare(s, er, rr, q);
     printf("[critic_test] %s vs DESIGN §4.3 transcription (%s build, tol %.0e):\n", s->label,
            REAL_NAME, tol);
@@ -753,10 +600,10 @@ ac_check(const struct ac_spec *s)
     for (int pz = AC_EXACT + 1; pz < AC_N_PERT; pz++) {
         if (!pert_applies(s, (enum ac_pert)pz))
             continue;
-        struct qerr qp[Q_N];
+        struct transcribe_qerr qp[Q_N];
         ref_ac_run(s, (enum ac_pert)pz, th0, er->r, rr);
         ac_compare(s, er, rr, qp);
-        double m = qerr_max(qp, Q_N);
+        double m = transcribe_qerr_max(qp, Q_N);
         printf("[critic_test]   perturbed (%s): max rel err %.3e -> %s\n", ac_pert_names[pz], m,
                m > power_factor * tol ? "would not match" : "UNDETECTED");
         if (!(m > power_factor * tol))

@@ -1,4 +1,5 @@
-/* Tests of daemon/engine/model.c: the model-file parser and validator (DESIGN §2).
+/* Tests of the model reader (daemon/engine/model.c, mschema.c, mcell.c, mproj.c,
+ * mlearn.c): the model-file parser and validator (DESIGN §2).
  * Bad models live in tests/engine/bad_models/, one error each, with their expected message
  * in a first comment line; good ones in tests/engine/good_models/. Files are found under
  * $ETRACE_SRC (default "."), the shared reference cases under $ETRACE_SHARED (default

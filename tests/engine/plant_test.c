@@ -27,6 +27,7 @@
 #include "engine.h"
 #include "real.h"
 #include "../support/testmodel.h"
+#include "../support/transcribe.h"
 
 #if defined(REAL_DOUBLE)
 static const double tol = 1e-12;
@@ -40,40 +41,6 @@ setup(void **state)
     (void)state;
     engine_set_fp_env();
     return 0;
-}
-
-static double
-as_real(double v)
-{
-    return (double)(real)v;
-}
-
-struct qerr {
-    double err;
-    int tick;
-};
-
-static void
-qerr_add(struct qerr *q, double err, int tick)
-{
-    if (err > q->err || err != err) {
-        q->err = err;
-        q->tick = tick;
-    }
-}
-
-static double
-rel_err(int n, const double *a, const double *b)
-{
-    double num = 0.0, den = 0.0;
-    for (int i = 0; i < n; i++) {
-        double d = fabs(a[i] - b[i]);
-        if (d > num || d != d)
-            num = d;
-        if (fabs(b[i]) > den)
-            den = fabs(b[i]);
-    }
-    return num / (den > 1e-12 ? den : 1e-12);
 }
 
 static const double power_factor = 10.0;
@@ -108,7 +75,7 @@ static int
 frame_a(int t, double *raw)
 {
     for (int k = 0; k < NA; k++)
-        raw[k] = as_real(3.0 * sin(0.05 * t + k) + 1.0 - off_a[k] * 0.2);
+        raw[k] = transcribe_as_real(3.0 * sin(0.05 * t + k) + 1.0 - off_a[k] * 0.2);
     return t % 2 == 0;
 }
 
@@ -116,7 +83,7 @@ static int
 frame_b(int t, double *raw)
 {
     for (int k = 0; k < NB; k++)
-        raw[k] = as_real(10.0 + 4.0 * cos(0.11 * t + 2 * k) + (t > 100 ? 5.0 : 0.0));
+        raw[k] = transcribe_as_real(10.0 + 4.0 * cos(0.11 * t + 2 * k) + (t > 100 ? 5.0 : 0.0));
     return t % 3 == 0;
 }
 
@@ -124,7 +91,7 @@ static void
 target(int t, double *y)
 {
     for (int k = 0; k < NO; k++)
-        y[k] = as_real(0.9 * sin(0.03 * t + k));
+        y[k] = transcribe_as_real(0.9 * sin(0.03 * t + k));
 }
 
 struct pl_rec {
@@ -259,15 +226,15 @@ enum { PQ_PUB, PQ_LOSS, PQ_W, PQ_NORM, PQ_N };
 static const char *const pq_names[PQ_N] = {"published y", "loss", "weights", "m and s2"};
 
 static double
-pl_compare(const struct pl_rec *a, const struct pl_rec *b, struct qerr *q)
+pl_compare(const struct pl_rec *a, const struct pl_rec *b, struct transcribe_qerr *q)
 {
     memset(q, 0, PQ_N * sizeof *q);
     double m = 0.0;
     for (int t = 0; t < T_PL; t++) {
-        qerr_add(&q[PQ_PUB], rel_err(NO, a->pub[t], b->pub[t]), t);
-        qerr_add(&q[PQ_LOSS], rel_err(1, &a->loss[t], &b->loss[t]), t);
-        qerr_add(&q[PQ_W], rel_err(NI * NO + NO, a->th[t], b->th[t]), t);
-        qerr_add(&q[PQ_NORM], rel_err(2 * NB, a->norm[t], b->norm[t]), t);
+        transcribe_qerr_add(&q[PQ_PUB], transcribe_rel_err(NO, a->pub[t], b->pub[t]), t);
+        transcribe_qerr_add(&q[PQ_LOSS], transcribe_rel_err(1, &a->loss[t], &b->loss[t]), t);
+        transcribe_qerr_add(&q[PQ_W], transcribe_rel_err(NI * NO + NO, a->th[t], b->th[t]), t);
+        transcribe_qerr_add(&q[PQ_NORM], transcribe_rel_err(2 * NB, a->norm[t], b->norm[t]), t);
     }
     for (int k = 0; k < PQ_N; k++)
         m = q[k].err > m || q[k].err != q[k].err ? q[k].err : m;
@@ -296,7 +263,7 @@ test_plant_transforms_and_clip(void **state)
     printf("[plant_test] %d of %d published values at a clip bound\n", clipped, T_PL * NO);
     assert_true(clipped > 20 && clipped < T_PL * NO - 20);
     ref_plant(PL_EXACT, th0, rr);
-    struct qerr q[PQ_N];
+    struct transcribe_qerr q[PQ_N];
     pl_compare(er, rr, q);
     for (int k = 0; k < PQ_N; k++) {
         printf("[plant_test]   %-12s %-9s max rel err %.3e at tick %d\n", pq_names[k],

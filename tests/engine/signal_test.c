@@ -51,6 +51,7 @@
 #include "engine.h"
 #include "real.h"
 #include "../support/testmodel.h"
+#include "../support/transcribe.h"
 
 #if defined(REAL_DOUBLE)
 static const double tol = 1e-12;
@@ -66,155 +67,6 @@ setup(void **state)
     (void)state;
     engine_set_fp_env();
     return 0;
-}
-
-/* A number as YAML reads it as a float: always with a point or an exponent. */
-static void
-fmt_num(char *buf, size_t len, double v)
-{
-    snprintf(buf, len, "%.17g", v);
-    if (!strpbrk(buf, ".eE"))
-        strncat(buf, ".0", len - strlen(buf) - 1);
-}
-
-/* Rounds a test value to the engine's `real`, so both sides see the same input. */
-static double
-as_real(double v)
-{
-    return (double)(real)v;
-}
-
-/* The worst relative error of one quantity over a run, and where. */
-struct qerr {
-    double err;
-    int tick;
-};
-
-static void
-qerr_add(struct qerr *q, double err, int tick)
-{
-    if (err > q->err || err != err) {
-        q->err = err;
-        q->tick = tick;
-    }
-}
-
-/* DESIGN's relative error of a[n] against the reference b[n], in double. */
-static double
-rel_err(int n, const double *a, const double *b)
-{
-    double num = 0.0, den = 0.0;
-    for (int i = 0; i < n; i++) {
-        double d = fabs(a[i] - b[i]);
-        if (d > num || d != d)
-            num = d;
-        if (fabs(b[i]) > den)
-            den = fabs(b[i]);
-    }
-    return num / (den > 1e-12 ? den : 1e-12);
-}
-
-/* ---- the documented generator, transcribed from the README ---------------------------- */
-
-/* xoshiro256** seeded by splitmix64 from seed ^ fnv1a64(name); uniforms are the top 53
- * bits times 2^-53; normals sqrt(-2 log(1 - u1)) cos(2 pi u2) on two fresh uniforms;
- * categorical samples invert the CDF with one uniform, summing in index order. */
-struct ref_rng {
-    uint64_t s[4];
-};
-
-static uint64_t
-ref_fnv1a64(const char *str)
-{
-    uint64_t h = 14695981039346656037u;
-    for (const unsigned char *c = (const unsigned char *)str; *c; c++) {
-        h ^= *c;
-        h *= 1099511628211u;
-    }
-    return h;
-}
-
-static uint64_t
-ref_splitmix64(uint64_t *x)
-{
-    *x += 0x9e3779b97f4a7c15u;
-    uint64_t z = *x;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-    return z ^ (z >> 31);
-}
-
-static void
-ref_rng_seed(struct ref_rng *g, uint64_t seed, const char *name)
-{
-    uint64_t x = seed ^ ref_fnv1a64(name);
-    for (int i = 0; i < 4; i++)
-        g->s[i] = ref_splitmix64(&x);
-}
-
-static uint64_t
-ref_rotl(uint64_t v, int k)
-{
-    return (v << k) | (v >> (64 - k));
-}
-
-static uint64_t
-ref_rng_next(struct ref_rng *g)
-{
-    uint64_t *s = g->s;
-    uint64_t out = ref_rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = ref_rotl(s[3], 45);
-    return out;
-}
-
-static double
-ref_uniform(struct ref_rng *g)
-{
-    return (double)(ref_rng_next(g) >> 11) / 9007199254740992.0;
-}
-
-static double
-ref_normal(struct ref_rng *g)
-{
-    double u1 = ref_uniform(g), u2 = ref_uniform(g);
-    return sqrt(-2.0 * log(1.0 - u1)) * cos(2.0 * 3.14159265358979323846 * u2);
-}
-
-static int
-ref_categorical(struct ref_rng *g, int n, const double *p)
-{
-    double total = 0.0;
-    for (int i = 0; i < n; i++)
-        total += p[i];
-    double u = ref_uniform(g) * total, cdf = 0.0;
-    int last = 0;
-    for (int i = 0; i < n; i++) {
-        if (p[i] <= 0.0)
-            continue;
-        cdf += p[i];
-        last = i;
-        if (u < cdf)
-            return i;
-    }
-    return last;
-}
-
-/* p = softmax(o), max-subtracted. */
-static void
-ref_softmax(int n, double *p, const double *o)
-{
-    double mx = o[0], s = 0.0;
-    for (int i = 1; i < n; i++)
-        mx = o[i] > mx ? o[i] : mx;
-    for (int i = 0; i < n; i++)
-        s += exp(o[i] - mx);
-    for (int i = 0; i < n; i++)
-        p[i] = exp(o[i] - mx) / s;
 }
 
 /* ---- reward: the model, the engine run and the transcription -------------------------- */
@@ -284,13 +136,13 @@ static void
 rw_model_text(char *buf, size_t len, const struct rw_spec *s)
 {
     char dt[40], tau[40], sg[40], te[40], tex[40], tb[40], lr[40];
-    fmt_num(dt, sizeof dt, s->dt);
-    fmt_num(tau, sizeof tau, s->tau_out);
-    fmt_num(sg, sizeof sg, s->sigma);
-    fmt_num(tex, sizeof tex, s->tau_explore);
-    fmt_num(te, sizeof te, s->tau_e);
-    fmt_num(tb, sizeof tb, s->tau_baseline);
-    fmt_num(lr, sizeof lr, s->lr);
+    transcribe_fmt_num(dt, sizeof dt, s->dt);
+    transcribe_fmt_num(tau, sizeof tau, s->tau_out);
+    transcribe_fmt_num(sg, sizeof sg, s->sigma);
+    transcribe_fmt_num(tex, sizeof tex, s->tau_explore);
+    transcribe_fmt_num(te, sizeof te, s->tau_e);
+    transcribe_fmt_num(tb, sizeof tb, s->tau_baseline);
+    transcribe_fmt_num(lr, sizeof lr, s->lr);
     char out[160], pol[320], taus[160];
     if (s->tau_out > 0.0)
         snprintf(out, sizeof out,
@@ -344,7 +196,7 @@ static void
 rw_input(int t, double *x)
 {
     for (int i = 0; i < NX; i++)
-        x[i] = as_real(0.8 * sin(0.07 * t + 1.3 * i) + 0.2 * (i - 1));
+        x[i] = transcribe_as_real(0.8 * sin(0.07 * t + 1.3 * i) + 0.2 * (i - 1));
 }
 
 /* The rewards for tick t + 1, from the action of tick t (closed loop), in the order they
@@ -510,8 +362,8 @@ ref_reward_run(const struct rw_spec *s, enum rw_pert pert, const double *th0, co
     const double ou = pert == RW_EXPLORE ? s->sigma : s->sigma * sqrt(1.0 - rho * rho);
     const int hold = s->softmax && pert == RW_EXPLORE ? 1 : s->hold;
 
-    struct ref_rng rng; /* the substream (seed, "policy." + readout) */
-    ref_rng_seed(&rng, s->seed, "policy.act");
+    struct transcribe_rng rng; /* the substream (seed, "policy." + readout) */
+    transcribe_rng_seed(&rng, s->seed, "policy.act");
 
     double th[P_MAX], e[P_MAX] = {0}, acc[P_MAX] = {0};
     double o_prev[OMAX] = {0}, xi[OMAX] = {0}, E_out[NH * OMAX] = {0}, Eb_out[OMAX] = {0};
@@ -558,7 +410,7 @@ ref_reward_run(const struct rw_spec *s, enum rw_pert pert, const double *th0, co
         if (!s->softmax) {
             for (int k = 0; k < O; k++) {
                 if (sample)
-                    xi[k] = rho * xi[k] + ou * ref_normal(&rng);
+                    xi[k] = rho * xi[k] + ou * transcribe_normal(&rng);
                 act[k] = sample ? o[k] + xi[k] : o[k];
             }
             if (learning) {
@@ -569,7 +421,7 @@ ref_reward_run(const struct rw_spec *s, enum rw_pert pert, const double *th0, co
             }
         } else {
             double p[OMAX];
-            ref_softmax(O, p, o);
+            transcribe_softmax(O, p, o);
             if (!sample) {
                 int best = 0;
                 for (int k = 1; k < O; k++)
@@ -579,7 +431,7 @@ ref_reward_run(const struct rw_spec *s, enum rw_pert pert, const double *th0, co
             } else {
                 int draw = t % hold == 0;
                 if (draw)
-                    held = ref_categorical(&rng, O, p);
+                    held = transcribe_categorical(&rng, O, p);
                 act[0] = held;
                 if (learning && (draw || pert == RW_LOGPI)) {
                     for (int k = 0; k < O; k++)
@@ -649,25 +501,25 @@ static const char *const q_names[Q_N] = {"readout o",     "action a",    "explor
 /* Compares an engine run with a transcription, quantity by quantity. */
 static void
 rw_compare(const struct rw_spec *s, const struct rw_rec *eng, const struct rw_rec *ref,
-           struct qerr *q)
+           struct transcribe_qerr *q)
 {
     int O = s->O, P = n_params(s);
     memset(q, 0, Q_N * sizeof *q);
     double gnum = 0.0, gden = 0.0;
     int gtick = 0;
     for (int t = 0; t < T_RW; t++) {
-        qerr_add(&q[Q_O], rel_err(O, eng->o[t], ref->o[t]), t);
+        transcribe_qerr_add(&q[Q_O], transcribe_rel_err(O, eng->o[t], ref->o[t]), t);
         if (s->softmax) /* an index: equal or not */
-            qerr_add(&q[Q_ACT], eng->act[t][0] == ref->act[t][0] ? 0.0 : 1.0, t);
+            transcribe_qerr_add(&q[Q_ACT], eng->act[t][0] == ref->act[t][0] ? 0.0 : 1.0, t);
         else
-            qerr_add(&q[Q_ACT], rel_err(O, eng->act[t], ref->act[t]), t);
+            transcribe_qerr_add(&q[Q_ACT], transcribe_rel_err(O, eng->act[t], ref->act[t]), t);
         if (!s->softmax)
-            qerr_add(&q[Q_XI], rel_err(O, eng->xi[t], ref->xi[t]), t);
-        qerr_add(&q[Q_R], rel_err(1, &eng->r[t], &ref->r[t]), t);
-        qerr_add(&q[Q_B], rel_err(1, &eng->b[t], &ref->b[t]), t);
-        qerr_add(&q[Q_E], rel_err(P, eng->e[t], ref->e[t]), t);
-        qerr_add(&q[Q_ACC], rel_err(P, eng->acc[t], ref->acc[t]), t);
-        qerr_add(&q[Q_W], rel_err(P, eng->th[t], ref->th[t]), t);
+            transcribe_qerr_add(&q[Q_XI], transcribe_rel_err(O, eng->xi[t], ref->xi[t]), t);
+        transcribe_qerr_add(&q[Q_R], transcribe_rel_err(1, &eng->r[t], &ref->r[t]), t);
+        transcribe_qerr_add(&q[Q_B], transcribe_rel_err(1, &eng->b[t], &ref->b[t]), t);
+        transcribe_qerr_add(&q[Q_E], transcribe_rel_err(P, eng->e[t], ref->e[t]), t);
+        transcribe_qerr_add(&q[Q_ACC], transcribe_rel_err(P, eng->acc[t], ref->acc[t]), t);
+        transcribe_qerr_add(&q[Q_W], transcribe_rel_err(P, eng->th[t], ref->th[t]), t);
         for (int i = 0; i < P; i++) {
             double d = fabs(eng->g[t][i] - ref->g[t][i]);
             if (d > gnum || d != d) {
@@ -679,15 +531,6 @@ rw_compare(const struct rw_spec *s, const struct rw_rec *eng, const struct rw_re
     }
     q[Q_G].err = gnum / (gden > 1e-12 ? gden : 1e-12);
     q[Q_G].tick = gtick;
-}
-
-static double
-qerr_max(const struct qerr *q, int n)
-{
-    double m = 0.0;
-    for (int i = 0; i < n; i++)
-        m = q[i].err > m || q[i].err != q[i].err ? q[i].err : m;
-    return m;
 }
 
 /* The whole reward check for one spec: engine run, exact transcription, table, then the
@@ -709,7 +552,7 @@ rw_check(const struct rw_spec *s)
     rw_engine_run(eng, s, th0, er);
 
     /* sanity: the run moved the weights, visited both signs of r - b, and drew actions */
-    double moved = rel_err(n_params(s), er->th[T_RW - 1], th0);
+    double moved = transcribe_rel_err(n_params(s), er->th[T_RW - 1], th0);
     int n_pos = 0, n_neg = 0;
     for (int t = 1; t < T_RW; t++) {
         n_pos += er->r_given[t] > er->b[t - 1];
@@ -722,7 +565,7 @@ rw_check(const struct rw_spec *s)
     assert_true(n_pos > 20 && n_neg > 20);
 
     ref_reward_run(s, RW_EXACT, th0, er->r_given, rr);
-    struct qerr q[Q_N];
+    struct transcribe_qerr q[Q_N];
     rw_compare(s, er, rr, q);
     printf("[signal_test] %s vs DESIGN §4.3 transcription (%s build, tol %.0e):\n", s->label,
            REAL_NAME, tol);
@@ -738,10 +581,10 @@ rw_check(const struct rw_spec *s)
                      s->label, q_names[k], q[k].err, tol, q[k].tick);
 
     for (int pz = RW_EXACT + 1; pz < RW_N_PERT; pz++) {
-        struct qerr qp[Q_N];
+        struct transcribe_qerr qp[Q_N];
         ref_reward_run(s, (enum rw_pert)pz, th0, er->r_given, rr);
         rw_compare(s, er, rr, qp);
-        double m = qerr_max(qp, Q_N);
+        double m = transcribe_qerr_max(qp, Q_N);
         int worst = 0;
         for (int k = 1; k < Q_N; k++)
             if (qp[k].err > qp[worst].err)
@@ -862,9 +705,9 @@ ce_input(int t, double *xa, double *xb)
 {
     double big = t % 50 == 25 ? 12.0 : 1.0;
     for (int i = 0; i < CE_NA; i++)
-        xa[i] = as_real(big * cos(0.11 * t + 0.9 * i));
+        xa[i] = transcribe_as_real(big * cos(0.11 * t + 0.9 * i));
     for (int i = 0; i < CE_NB; i++)
-        xb[i] = as_real(big * (0.5 * sin(0.05 * t - 0.7 * i) + 0.3));
+        xb[i] = transcribe_as_real(big * (0.5 * sin(0.05 * t - 0.7 * i) + 0.3));
 }
 
 /* The class of tick t; -1 = no target. */
@@ -930,7 +773,7 @@ ref_ce_run(enum ce_pert pert, const double *th0, struct ce_rec *out)
             for (int k = 0; k < CE_O; k++)
                 s += exp(o[k] - mx);
             loss = pert == CE_LOSS_NO_LSE ? -o[c] : mx + log(s) - o[c];
-            ref_softmax(CE_O, p, o);
+            transcribe_softmax(CE_O, p, o);
             for (int k = 0; k < CE_O; k++) {
                 double oh = k == c ? 1.0 : 0.0;
                 dl[k] = pert == CE_SIGN ? oh - p[k] : pert == CE_NO_SOFTMAX ? o[k] - oh : p[k] - oh;
@@ -956,14 +799,14 @@ enum { CQ_O, CQ_LOSS, CQ_G, CQ_W, CQ_N };
 static const char *const cq_names[CQ_N] = {"readout o", "loss", "gradient", "weights"};
 
 static void
-ce_compare(const struct ce_rec *eng, const struct ce_rec *ref, struct qerr *q)
+ce_compare(const struct ce_rec *eng, const struct ce_rec *ref, struct transcribe_qerr *q)
 {
     memset(q, 0, CQ_N * sizeof *q);
     for (int t = 0; t < T_CE; t++) {
-        qerr_add(&q[CQ_O], rel_err(CE_O, eng->o[t], ref->o[t]), t);
-        qerr_add(&q[CQ_LOSS], rel_err(1, &eng->loss[t], &ref->loss[t]), t);
-        qerr_add(&q[CQ_G], rel_err(CE_P, eng->g[t], ref->g[t]), t);
-        qerr_add(&q[CQ_W], rel_err(CE_P, eng->th[t], ref->th[t]), t);
+        transcribe_qerr_add(&q[CQ_O], transcribe_rel_err(CE_O, eng->o[t], ref->o[t]), t);
+        transcribe_qerr_add(&q[CQ_LOSS], transcribe_rel_err(1, &eng->loss[t], &ref->loss[t]), t);
+        transcribe_qerr_add(&q[CQ_G], transcribe_rel_err(CE_P, eng->g[t], ref->g[t]), t);
+        transcribe_qerr_add(&q[CQ_W], transcribe_rel_err(CE_P, eng->th[t], ref->th[t]), t);
     }
 }
 
@@ -1031,7 +874,7 @@ test_signal_cross_entropy_target(void **state)
            T_CE, n_none, max_logit);
 
     ref_ce_run(CE_EXACT, th0, rr);
-    struct qerr q[CQ_N];
+    struct transcribe_qerr q[CQ_N];
     ce_compare(er, rr, q);
     printf("[signal_test] cross_entropy vs DESIGN §4.3 transcription (%s build, tol %.0e):\n",
            REAL_NAME, tol);
@@ -1045,10 +888,10 @@ test_signal_cross_entropy_target(void **state)
                      cq_names[k], q[k].err, tol, q[k].tick);
 
     for (int pz = CE_EXACT + 1; pz < CE_N_PERT; pz++) {
-        struct qerr qp[CQ_N];
+        struct transcribe_qerr qp[CQ_N];
         ref_ce_run((enum ce_pert)pz, th0, rr);
         ce_compare(er, rr, qp);
-        double m = qerr_max(qp, CQ_N);
+        double m = transcribe_qerr_max(qp, CQ_N);
         int worst = 0;
         for (int k = 1; k < CQ_N; k++)
             if (qp[k].err > qp[worst].err)

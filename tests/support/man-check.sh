@@ -2,7 +2,8 @@
 # The man pages: `mandoc -T lint` and `groff -ww` print nothing for each page, `man -l`
 # renders it, and the pages name every etracectl command (from `etracectl --help`),
 # every config key (daemon/config.c's table) and every key the model loader accepts
-# (the .key entries of daemon/engine/model.c's schema tables). Usage:
+# (the .key entries of the schema tables of daemon/engine/model.c, mcell.c, mproj.c and
+# mlearn.c). Usage:
 # man-check.sh BUILD
 set -e
 build=$1
@@ -26,7 +27,8 @@ for key in $(grep 'CYAML_FIELD' daemon/config.c | grep -o '"[a-z_]*"' | tr -d '"
     grep -q "$key" man/etraced.yaml.5 || { echo "man-check: etraced.yaml(5) lacks $key"; fail=1; }
 done
 # Every key of the model loader's schema tables is in etraced-model(5).
-for key in $(grep -o '\.key = "[a-z_]*"' daemon/engine/model.c | sed 's/.*"\(.*\)"/\1/' | sort -u); do
+for key in $(grep -ho '\.key = "[a-z_]*"' daemon/engine/model.c daemon/engine/mcell.c \
+    daemon/engine/mproj.c daemon/engine/mlearn.c | sed 's/.*"\(.*\)"/\1/' | sort -u); do
     grep -q "\\b$key\\b" man/etraced-model.5 || { echo "man-check: etraced-model(5) lacks $key"; fail=1; }
 done
 [ $fail = 0 ] || exit 1
