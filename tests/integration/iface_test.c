@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -54,6 +55,52 @@ test_iface_one_daemon_per_endpoint(void **state)
     assert_int_equal(daemon_run_step_target(&r, "sensors", x, 4, "action", y, 2, &rep), ETRACE_OK);
     etrace_reply_free(rep);
     assert_int_equal(daemon_run_stop(&r), 0);
+}
+
+/* A daemon that stops removes its lock files, so that one run by hand as root leaves
+ * nothing that keeps the service (another user) from starting; as root, a lock file that
+ * another user left (a killed daemon) is refused with a message naming its owner. */
+static void
+test_iface_locks_removed_at_stop(void **state)
+{
+    struct daemon_run r;
+    static const char *const names[4] = {"input", "output", "control", "stats"};
+    char path[700], cmd[1600], out[4096] = "";
+    (void)state;
+    daemon_run_start(&r, model_text, "clock: lockstep\n");
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/%s.lock", r.dir, names[i]);
+        assert_int_equal(access(path, F_OK), 0);
+    }
+    assert_int_equal(daemon_run_stop_keep(&r), 0);
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/%s.lock", r.dir, names[i]);
+        if (access(path, F_OK) == 0)
+            fail_msg("%s is left after a clean stop", path);
+    }
+    if (geteuid() == 0) {
+        /* The directory and files become uid 65534's, as a service user's would be, with a
+         * lock root left there; etraced run as 65534 must refuse it by name. */
+        snprintf(cmd, sizeof cmd, "chown -R 65534:65534 %s", r.dir);
+        daemon_run_cmd(cmd, 0);
+        snprintf(path, sizeof path, "%s/control.lock", r.dir);
+        daemon_run_write_file(path, "1\n");
+        assert_int_equal(chmod(path, 0600), 0);
+        snprintf(cmd, sizeof cmd,
+                 "timeout 20 setpriv --reuid=65534 --regid=65534 --clear-groups %s --config %s "
+                 "2>&1; echo \"exit=$?\"",
+                 daemon_run_etraced(), r.cfg);
+        FILE *p = popen(cmd, "r");
+        assert_non_null(p);
+        size_t n = fread(out, 1, sizeof out - 1, p);
+        out[n] = '\0';
+        pclose(p);
+        print_message("a lock left by root: %s", out);
+        assert_non_null(strstr(out, "control.lock: owned by uid 0, not ours"));
+        assert_non_null(strstr(out, "exit=1"));
+        assert_null(strstr(out, "ready"));
+    }
+    daemon_run_rm_tree(r.dir);
 }
 
 static void
@@ -308,6 +355,7 @@ main(int argc, char **argv)
     daemon_run_find_binaries(argv[0]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_iface_one_daemon_per_endpoint, daemon_run_teardown),
+        cmocka_unit_test_teardown(test_iface_locks_removed_at_stop, daemon_run_teardown),
         cmocka_unit_test_teardown(test_iface_lifetime_counters, daemon_run_teardown),
         cmocka_unit_test_teardown(test_iface_status_layout, daemon_run_teardown),
         cmocka_unit_test_teardown(test_iface_sdnotify_reload_status, daemon_run_teardown),
