@@ -66,7 +66,8 @@ test_ops_hot_swap(void **state)
     etrace_reply_free(rep);
     print_message("swap at tick %llu: gap %.1f us\n", (unsigned long long)swap_tick,
                   (double)gap / 1e3);
-    assert_true(gap > 0 && gap < 5000000);
+    /* About one period; a sanitized daemon on a loaded machine gets ten times the bound. */
+    assert_true(gap > 0 && gap < (daemon_run_sanitized() ? 50000000 : 5000000));
     uint64_t prev = 0;
     int n = 0, seen_swap = 0;
     while (n < 3000) {
@@ -1563,25 +1564,38 @@ test_ops_curve(void **state)
     assert_int_equal(curve_status(&r, &server, &allowed, 2000), ETRACE_OK);
     assert_true(curve_output(&r, &server, &allowed, 2000));
     /* One refused connection each: another key (ZAP) and no CURVE (the handshake) on
-     * control, no CURVE on output. Each counted once, and nothing else. */
+     * control, no CURVE on output. Each counted once, and nothing else. The counts start
+     * from those once they settle: a start-up probe of the harness that gave up during its
+     * handshake (a slow sanitized daemon) counts as refused, as a client without CURVE
+     * that hung up first does. */
+    uint64_t base[4], denied[4], total = 0, base_total = curve_counts(&r, base);
+    for (int64_t deadline = daemon_run_now_ms() + 5000; daemon_run_now_ms() < deadline;) {
+        daemon_run_sleep_ms(300); /* three Stats periods */
+        uint64_t again[4], t = curve_counts(&r, again);
+        if (t == base_total)
+            break;
+        base_total = t;
+        memcpy(base, again, sizeof base);
+    }
     void *zctx = zmq_ctx_new();
     void *peers[3] = {refused_peer(zctx, r.ep[2], ZMQ_DEALER, &server, &other),
                       refused_peer(zctx, r.ep[2], ZMQ_DEALER, &server, NULL),
                       refused_peer(zctx, r.ep[1], ZMQ_SUB, &server, NULL)};
-    uint64_t denied[4], total = 0;
     for (int64_t deadline = daemon_run_now_ms() + 5000; daemon_run_now_ms() < deadline;) {
-        total = curve_counts(&r, denied);
-        if (denied[0] + denied[1] + denied[2] + denied[3] >= 3)
+        total = curve_counts(&r, denied) - base_total;
+        if (total >= 3)
             break;
         daemon_run_sleep_ms(50);
     }
     daemon_run_sleep_ms(300); /* three Stats periods: a second count would show */
-    total = curve_counts(&r, denied);
-    print_message("curve, one connection each: denied input %llu output %llu control %llu "
-                  "stats %llu, curve_denials %llu\n",
+    total = curve_counts(&r, denied) - base_total;
+    for (int k = 0; k < 4; k++)
+        denied[k] -= base[k];
+    print_message("curve, one connection each: denied input +%llu output +%llu control +%llu "
+                  "stats +%llu, curve_denials +%llu (from %llu)\n",
                   (unsigned long long)denied[0], (unsigned long long)denied[1],
                   (unsigned long long)denied[2], (unsigned long long)denied[3],
-                  (unsigned long long)total);
+                  (unsigned long long)total, (unsigned long long)base_total);
     assert_true(denied[0] == 0 && denied[1] == 1 && denied[2] == 2 && denied[3] == 0);
     assert_int_equal(total, 3);
     for (int i = 0; i < 3; i++)
