@@ -180,7 +180,9 @@ endpoint_check_monitor(struct endpoint *ep)
              * ours first and hung up before sending its mechanism, as
              * HANDSHAKE_FAILED_NO_DETAIL; either is followed at once by the DISCONNECTED of
              * that connection, where it is counted once, unless we closed it for the limit
-             * (counted there). A connection we closed for the limit is not a dropped one. */
+             * (counted there). Any peer that hangs up during its handshake looks the same,
+             * and counts too: it did not get in. A connection we closed for the limit is not
+             * a dropped one. */
             if (ep->is_curve && (id == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
                                  id == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)) {
                 ep->handshake_failed = 1;
