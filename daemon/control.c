@@ -11,6 +11,7 @@
 #include "decode.h"
 #include "log.h"
 #include "ops.h"
+#include "pending.h"
 #include "stats.h"
 
 /* Everything a Reply may point into, freed after packing. */
@@ -47,7 +48,7 @@ struct call {
     struct reply_buf *rb;
     zmq_msg_t *env; /* the envelope parts */
     int n_env;
-    int stop_after; /* shutdown: stop once the reply is sent */
+    int stop_after; /* shutdown: the daemon stops once the reply is sent */
 };
 
 typedef enum start_rc (*start_fn)(struct call *c);
@@ -205,21 +206,15 @@ start_stats(struct call *c)
         return START_DONE;
     }
     /* No snapshot yet (or lockstep): park the request until the next one arrives. */
-    if (d->n_stats_waiting >= DAEMON_MAX_PENDING) {
+    if (d->n_stats_waiting >= PENDING_MAX) {
         reply_error(c->rb, ETRACE__ERROR__CODE__BUSY, "too many requests in flight");
         return START_DONE;
     }
-    struct daemon_pending *p = &d->stats_waiting[d->n_stats_waiting++];
+    struct pending *p = &d->stats_waiting[d->n_stats_waiting++];
     memset(p, 0, sizeof(*p));
     p->in_use = 1;
-    p->req_id = c->req->id;
-    p->command = c->req->command_case;
-    for (int i = 0; i < c->n_env; i++) {
-        zmq_msg_init(&p->env[i]);
-        zmq_msg_move(&p->env[i], &c->env[i]);
-    }
-    p->n_env = c->n_env;
-    daemon_request_stats(d);
+    pending_park(p, c->req->id, c->req->command_case, c->env, c->n_env);
+    control_request_stats(d);
     return START_WAIT;
 }
 
@@ -227,7 +222,7 @@ start_stats(struct call *c)
 static enum start_rc
 queue(struct call *c, struct tick_cmd *cmd, void *buf)
 {
-    struct daemon_pending *p = daemon_pending_new(c->d);
+    struct pending *p = pending_new(&c->d->pending);
     if (!p) {
         free(buf);
         reply_error(c->rb, ETRACE__ERROR__CODE__BUSY, "too many requests in flight");
@@ -236,18 +231,12 @@ queue(struct call *c, struct tick_cmd *cmd, void *buf)
     cmd->serial = p->serial;
     if (ticker_send(&c->d->tick, cmd, NULL, 0)) {
         free(buf);
-        daemon_pending_free(p);
+        pending_free(p);
         reply_error(c->rb, ETRACE__ERROR__CODE__BUSY, "command queue full");
         return START_DONE;
     }
-    p->req_id = c->req->id;
-    p->command = c->req->command_case;
+    pending_park(p, c->req->id, c->req->command_case, c->env, c->n_env);
     p->buf = buf;
-    for (int i = 0; i < c->n_env; i++) {
-        zmq_msg_init(&p->env[i]);
-        zmq_msg_move(&p->env[i], &c->env[i]);
-    }
-    p->n_env = c->n_env;
     return START_TICK;
 }
 
@@ -339,14 +328,14 @@ start_step(struct call *c)
         reply_error(c->rb, wire_reject_code(why), "step: %s", err);
         return START_DONE;
     }
-    struct daemon_pending *p = daemon_pending_new(d);
+    struct pending *p = pending_new(&d->pending);
     if (!p) {
         reply_error(c->rb, ETRACE__ERROR__CODE__BUSY, "too many requests in flight");
         return START_DONE;
     }
     struct tick_cmd *cmd = ticker_send_reserve(&d->tick, bytes);
     if (!cmd) {
-        daemon_pending_free(p);
+        pending_free(p);
         reply_error(c->rb, ETRACE__ERROR__CODE__BUSY, "command queue full");
         return START_DONE;
     }
@@ -357,13 +346,7 @@ start_step(struct call *c)
     wire_input_write(&d->lay, in, ticker_now_ns(), cmd + 1);
     ((struct wire_input *)(void *)(cmd + 1))->gen = ops_input_gen(d);
     ticker_send_commit(&d->tick, bytes);
-    p->req_id = c->req->id;
-    p->command = c->req->command_case;
-    for (int i = 0; i < c->n_env; i++) {
-        zmq_msg_init(&p->env[i]);
-        zmq_msg_move(&p->env[i], &c->env[i]);
-    }
-    p->n_env = c->n_env;
+    pending_park(p, c->req->id, c->req->command_case, c->env, c->n_env);
     return START_TICK;
 }
 
@@ -376,8 +359,8 @@ refuse(struct call *c, enum wire_reject why, Etrace__Error__Code code, const cha
     return START_DONE;
 }
 
-/* Moves the call's envelope into a pending slot answered later (control_reply_op). */
-static struct daemon_pending *park(struct call *c);
+/* Moves the call's envelope into a pending slot that an operation answers later. */
+static struct pending *park(struct call *c);
 
 /* Lockstep replay (DESIGN §5.4): one recorded event, applied without running a tick. */
 static enum start_rc
@@ -386,7 +369,7 @@ start_replay(struct call *c)
     struct daemon *d = c->d;
     const Etrace__RecordEvent *ev = c->req->replay;
     struct tick_cmd cmd = {.type = TICK_CMD_REPLAY};
-    struct daemon_pending *p;
+    struct pending *p;
     char err[200];
     size_t bytes = 0;
 
@@ -403,13 +386,13 @@ start_replay(struct call *c)
             reply_error(c->rb, wire_reject_code(why), "replay: input: %s", err);
             return START_DONE;
         }
-        if (!(p = daemon_pending_new(d))) {
+        if (!(p = pending_new(&d->pending))) {
             reply_error(c->rb, ETRACE__ERROR__CODE__BUSY, "too many requests in flight");
             return START_DONE;
         }
         struct tick_cmd *q = ticker_send_reserve(&d->tick, bytes);
         if (!q) {
-            daemon_pending_free(p);
+            pending_free(p);
             reply_error(c->rb, ETRACE__ERROR__CODE__BUSY, "command queue full");
             return START_DONE;
         }
@@ -420,13 +403,7 @@ start_replay(struct call *c)
         wire_input_write(&d->lay, ev->input, ticker_now_ns(), q + 1);
         ((struct wire_input *)(void *)(q + 1))->gen = ops_input_gen(d);
         ticker_send_commit(&d->tick, bytes);
-        p->req_id = c->req->id;
-        p->command = c->req->command_case;
-        for (int i = 0; i < c->n_env; i++) {
-            zmq_msg_init(&p->env[i]);
-            zmq_msg_move(&p->env[i], &c->env[i]);
-        }
-        p->n_env = c->n_env;
+        pending_park(p, c->req->id, c->req->command_case, c->env, c->n_env);
         return START_TICK;
     }
     case ETRACE__RECORD_EVENT__KIND_LR:
@@ -504,21 +481,15 @@ start_export(struct call *c)
     return queue(c, &cmd, buf);
 }
 
-static struct daemon_pending *
+static struct pending *
 park(struct call *c)
 {
-    struct daemon_pending *p = daemon_pending_new(c->d);
+    struct pending *p = pending_new(&c->d->pending);
     if (!p) {
         reply_error(c->rb, ETRACE__ERROR__CODE__BUSY, "too many requests in flight");
         return NULL;
     }
-    p->req_id = c->req->id;
-    p->command = c->req->command_case;
-    for (int i = 0; i < c->n_env; i++) {
-        zmq_msg_init(&p->env[i]);
-        zmq_msg_move(&p->env[i], &c->env[i]);
-    }
-    p->n_env = c->n_env;
+    pending_park(p, c->req->id, c->req->command_case, c->env, c->n_env);
     return p;
 }
 
@@ -531,7 +502,7 @@ start_load(struct call *c)
         reply_error(c->rb, ETRACE__ERROR__CODE__BAD_ARGUMENT, "load: no model text");
         return START_DONE;
     }
-    struct daemon_pending *p = park(c);
+    struct pending *p = park(c);
     if (!p)
         return START_DONE;
     ops_load(c->d, p, l);
@@ -541,7 +512,7 @@ start_load(struct call *c)
 static enum start_rc
 start_checkpoint(struct call *c)
 {
-    struct daemon_pending *p = park(c);
+    struct pending *p = park(c);
     if (!p)
         return START_DONE;
     ops_checkpoint(c->d, p, c->req->checkpoint->name);
@@ -551,7 +522,7 @@ start_checkpoint(struct call *c)
 static enum start_rc
 start_restore(struct call *c)
 {
-    struct daemon_pending *p = park(c);
+    struct pending *p = park(c);
     if (!p)
         return START_DONE;
     ops_restore(c->d, p, c->req->restore->name);
@@ -561,7 +532,7 @@ start_restore(struct call *c)
 static enum start_rc
 start_record(struct call *c)
 {
-    struct daemon_pending *p = park(c);
+    struct pending *p = park(c);
     if (!p)
         return START_DONE;
     ops_record(c->d, p, c->req->record);
@@ -677,8 +648,8 @@ request_budget(struct daemon *d, size_t len)
 static void
 send_now(struct daemon *d, zmq_msg_t *parts, int n_parts, struct reply_buf *rb)
 {
-    zmq_msg_t env[DAEMON_MAX_ENVELOPE];
-    int n_env = n_parts - 1 < DAEMON_MAX_ENVELOPE ? n_parts - 1 : DAEMON_MAX_ENVELOPE;
+    zmq_msg_t env[PENDING_MAX_ENVELOPE];
+    int n_env = n_parts - 1 < PENDING_MAX_ENVELOPE ? n_parts - 1 : PENDING_MAX_ENVELOPE;
     for (int i = 0; i < n_env; i++) {
         zmq_msg_init(&env[i]);
         zmq_msg_move(&env[i], &parts[i]);
@@ -743,7 +714,8 @@ dispatch(struct daemon *d, zmq_msg_t *parts, int n_parts, Etrace__Request *req,
     if (rc != START_DONE) {
         etrace__request__free_unpacked(req, &budget->a);
         reply_buf_fini(&rb);
-        return; /* the envelope moved into a pending slot */
+        control_reply_ops(d); /* an operation may have ended at once (refused, failed) */
+        return;               /* the envelope moved into a pending slot */
     }
 send:
     /* The envelope parts are moved into the reply; the caller's close is then a no-op. */
@@ -752,7 +724,7 @@ send:
         etrace__request__free_unpacked(req, &budget->a);
     reply_buf_fini(&rb);
     if (c.stop_after)
-        daemon_stop(d);
+        d->stop_requested = 1; /* the daemon stops once this returns */
 }
 
 /* A big request unpacked on a worker thread; the loop thread dispatches it after. */
@@ -788,6 +760,8 @@ job_done(uv_work_t *w, int status)
         int64_t t0 = endpoint_thread_cpu_ns();
         dispatch(d, j->parts, j->n_parts, j->req, &j->budget);
         endpoint_note_hold(&d->ep[CONFIG_EP_CONTROL], endpoint_thread_cpu_ns() - t0);
+        if (d->stop_requested)
+            uv_async_send(&d->wake); /* the loop stops on its next wake-up */
     }
     for (int i = 0; i < j->n_parts; i++)
         zmq_msg_close(&j->parts[i]);
@@ -823,9 +797,9 @@ queue_job(struct daemon *d, zmq_msg_t *parts, int n_parts, size_t len)
 }
 
 void
-control_on_message(struct endpoint *ep, zmq_msg_t *parts, int n_parts)
+control_on_message(struct daemon *d, zmq_msg_t *parts, int n_parts)
 {
-    struct daemon *d = ep->data;
+    struct endpoint *ep = &d->ep[CONFIG_EP_CONTROL];
     struct reply_buf rb;
     char err[256];
 
@@ -972,9 +946,9 @@ struct export_job {
     uv_work_t work;
     struct daemon *d;
     struct reply_buf rb;
-    char *names;                        /* tensor names (fill_export) */
-    void *buf;                          /* the export buffer the tick thread filled */
-    zmq_msg_t env[DAEMON_MAX_ENVELOPE]; /* the ROUTER envelope, moved from the request */
+    char *names;                         /* tensor names (fill_export) */
+    void *buf;                           /* the export buffer the tick thread filled */
+    zmq_msg_t env[PENDING_MAX_ENVELOPE]; /* the ROUTER envelope, moved from the request */
     int n_env;
     uint8_t *out; /* the packed Reply, or NULL (no memory) */
     size_t out_len;
@@ -1020,7 +994,7 @@ export_done(uv_work_t *w, int status)
 /* Hands the export result of p to a worker to pack; frees p. Returns 0, or -1 (no memory:
  * p is untouched, the caller answers). */
 static int
-queue_export(struct daemon *d, struct daemon_pending *p, uint64_t tick)
+queue_export(struct daemon *d, struct pending *p, uint64_t tick)
 {
     const size_t stride = 160;
     struct export_job *j = calloc(1, sizeof(*j));
@@ -1045,7 +1019,7 @@ queue_export(struct daemon *d, struct daemon_pending *p, uint64_t tick)
     }
     j->n_env = p->n_env;
     p->n_env = 0;
-    daemon_pending_free(p);
+    pending_free(p);
     if (uv_queue_work(&d->loop, &j->work, export_pack, export_done)) {
         export_pack(&j->work); /* no worker: pack here rather than fail */
         export_done(&j->work, 0);
@@ -1054,8 +1028,7 @@ queue_export(struct daemon *d, struct daemon_pending *p, uint64_t tick)
 }
 
 void
-control_on_result(struct daemon *d, struct daemon_pending *p, const struct tick_result *r,
-                  size_t len)
+control_on_result(struct daemon *d, struct pending *p, const struct tick_result *r, size_t len)
 {
     struct reply_buf rb;
     char *names = NULL;
@@ -1087,11 +1060,12 @@ control_on_result(struct daemon *d, struct daemon_pending *p, const struct tick_
     }
     free(names);
     reply_buf_fini(&rb);
-    daemon_pending_free(p);
+    pending_free(p);
 }
 
-void
-control_reply_stats(struct daemon *d, struct daemon_pending *p)
+/* Answers a `stats` request that waited for a snapshot (then frees p). */
+static void
+reply_stats(struct daemon *d, struct pending *p)
 {
     struct reply_buf rb;
     memset(&rb, 0, sizeof(rb));
@@ -1102,12 +1076,47 @@ control_reply_stats(struct daemon *d, struct daemon_pending *p)
     send_reply(d, p->env, p->n_env, &rb);
     p->n_env = 0;
     reply_buf_fini(&rb);
-    daemon_pending_free(p);
+    pending_free(p);
 }
 
 void
-control_reply_op(struct daemon *d, struct daemon_pending *p, int code, const char *msg,
-                 const Etrace__OpResult *op)
+control_on_stats(struct daemon *d)
+{
+    /* Only the requests parked before this snapshot was asked for get it; the others wait
+     * for the next one (lockstep: a step may have run in between). */
+    int ready = d->n_stats_ready;
+    for (int i = 0; i < ready; i++)
+        reply_stats(d, &d->stats_waiting[i]);
+    for (int i = ready; ready > 0 && i < d->n_stats_waiting; i++)
+        pending_move(&d->stats_waiting[i - ready], &d->stats_waiting[i]);
+    d->n_stats_waiting -= ready;
+    d->n_stats_ready = 0;
+    if (d->n_stats_waiting)
+        control_request_stats(d);
+}
+
+void
+control_request_stats(struct daemon *d)
+{
+    if (d->stats_in_flight || d->stopping || ops_swap_in_flight(d))
+        return;
+    struct pending *p = pending_new(&d->pending);
+    if (!p)
+        return;
+    struct tick_cmd cmd = {.type = TICK_CMD_STATS, .serial = p->serial};
+    cmd.arg.stats = d->stats_pend;
+    if (ticker_send(&d->tick, &cmd, NULL, 0)) {
+        pending_free(p);
+        return;
+    }
+    d->stats_in_flight = 1;
+    d->n_stats_ready = d->n_stats_waiting;
+}
+
+/* Answers p with an Error (code != 0, msg) or an OpResult (op, may be NULL), then frees
+ * p. A slot without an envelope (an internal command) is only freed. */
+static void
+reply_op(struct daemon *d, struct pending *p, int code, const char *msg, const Etrace__OpResult *op)
 {
     struct reply_buf rb;
     if (!p)
@@ -1126,5 +1135,15 @@ control_reply_op(struct daemon *d, struct daemon_pending *p, int code, const cha
         p->n_env = 0;
     }
     reply_buf_fini(&rb);
-    daemon_pending_free(p);
+    pending_free(p);
+}
+
+void
+control_reply_ops(struct daemon *d)
+{
+    struct ops_result *res;
+    while ((res = ops_take_result(d))) {
+        reply_op(d, res->p, res->code, res->msg, res->has_op ? &res->op : NULL);
+        ops_result_free(&res);
+    }
 }

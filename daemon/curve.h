@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "daemon.h"
+#include "root.h"
 
 /* With curve.server_secret_file: reads the secret key and starts the ZAP handler (call
  * before the endpoints bind). Without it: nothing. Returns 0, or -1 with err. */

@@ -20,6 +20,8 @@
 #include "decode.h"
 #include "ops.h"
 #include "log.h"
+#include "pending.h"
+#include "root.h"
 #include "sdnotify.h"
 #include "security.h"
 #include "stats.h"
@@ -32,41 +34,7 @@ enum { HOUSEKEEPING_MS = 10, CONTROL_HWM = 64, WAKE_MAX_OUTPUTS = 256 };
  * times the RCVHWM times limits.connections (their values at start). */
 #define INPUT_QUEUE_BYTES (256LL << 20)
 
-/* ---- pending requests ----------------------------------------------------------------- */
-
-struct daemon_pending *
-daemon_pending_new(struct daemon *d)
-{
-    for (int i = 0; i < DAEMON_MAX_PENDING; i++) {
-        struct daemon_pending *p = &d->pending[i];
-        if (p->in_use)
-            continue;
-        memset(p, 0, sizeof(*p));
-        p->in_use = 1;
-        /* The slot index in the low bits, a generation above: never reused while live. */
-        p->serial = (++d->next_serial << 8) | (uint64_t)i;
-        return p;
-    }
-    return NULL;
-}
-
-void
-daemon_pending_free(struct daemon_pending *p)
-{
-    for (int i = 0; i < p->n_env; i++)
-        zmq_msg_close(&p->env[i]);
-    free(p->buf);
-    memset(p, 0, sizeof(*p));
-}
-
-static struct daemon_pending *
-pending_find(struct daemon *d, uint64_t serial)
-{
-    struct daemon_pending *p = &d->pending[serial & 0xff];
-    if ((serial & 0xff) < DAEMON_MAX_PENDING && p->in_use && p->serial == serial)
-        return p;
-    return NULL;
-}
+static void stop_daemon(struct daemon *d);
 
 /* ---- the input socket ----------------------------------------------------------------- */
 
@@ -120,6 +88,17 @@ on_input(struct endpoint *ep, zmq_msg_t *parts, int n_parts)
         ep->c.accepted++;
     }
     etrace__input__free_unpacked(in, &budget.a);
+}
+
+/* ---- the control socket --------------------------------------------------------------- */
+
+static void
+on_control(struct endpoint *ep, zmq_msg_t *parts, int n_parts)
+{
+    struct daemon *d = ep->data;
+    control_on_message(d, parts, n_parts);
+    if (d->stop_requested)
+        stop_daemon(d); /* the shutdown request was answered */
 }
 
 /* ---- outputs, results, stats ---------------------------------------------------------- */
@@ -202,69 +181,7 @@ on_stats_result(struct daemon *d)
     update_status(d, d->stats_last,
                   d->stats_prev_ns ? d->stats_last->time_ns - d->stats_prev_ns : 0);
     publish_stats(d);
-    /* Only the requests parked before this snapshot was asked for get it; the others wait
-     * for the next one (lockstep: a step may have run in between). */
-    int ready = d->n_stats_ready;
-    for (int i = 0; i < ready; i++)
-        control_reply_stats(d, &d->stats_waiting[i]);
-    for (int i = ready; ready > 0 && i < d->n_stats_waiting; i++) {
-        struct daemon_pending *dst = &d->stats_waiting[i - ready], *src = &d->stats_waiting[i];
-        *dst = (struct daemon_pending){.in_use = src->in_use,
-                                       .serial = src->serial,
-                                       .req_id = src->req_id,
-                                       .command = src->command,
-                                       .n_env = src->n_env,
-                                       .buf = src->buf};
-        for (int k = 0; k < src->n_env; k++) {
-            zmq_msg_init(&dst->env[k]);
-            zmq_msg_move(&dst->env[k], &src->env[k]);
-            zmq_msg_close(&src->env[k]);
-        }
-        src->n_env = 0;
-    }
-    d->n_stats_waiting -= ready;
-    d->n_stats_ready = 0;
-    if (d->n_stats_waiting)
-        daemon_request_stats(d);
-}
-
-void
-daemon_request_stats(struct daemon *d)
-{
-    if (d->stats_in_flight || d->stopping || ops_swap_in_flight(d))
-        return;
-    struct daemon_pending *p = daemon_pending_new(d);
-    if (!p)
-        return;
-    struct tick_cmd cmd = {.type = TICK_CMD_STATS, .serial = p->serial};
-    cmd.arg.stats = d->stats_pend;
-    if (ticker_send(&d->tick, &cmd, NULL, 0)) {
-        daemon_pending_free(p);
-        return;
-    }
-    d->stats_in_flight = 1;
-    d->n_stats_ready = d->n_stats_waiting;
-}
-
-static void
-drain_results(struct daemon *d)
-{
-    size_t len;
-    struct tick_result *r;
-    while ((r = spsc_peek(&d->tick.res_q, &len))) {
-        struct daemon_pending *p = pending_find(d, r->serial);
-        if (p && (r->type == TICK_CMD_SWAP || r->type == TICK_CMD_SNAPSHOT ||
-                  r->type == TICK_CMD_RECORD_STOP))
-            ops_on_result(d, p, r);
-        else if (p && p->command)
-            control_on_result(d, p, r, len);
-        else if (p) {
-            if (r->type == TICK_CMD_STATS)
-                on_stats_result(d);
-            daemon_pending_free(p);
-        }
-        spsc_pop(&d->tick.res_q);
-    }
+    control_on_stats(d);
 }
 
 /* Publishes at most max output records, oldest first. Returns 1 if some are left. */
@@ -284,21 +201,45 @@ drain_outputs(struct daemon *d, size_t max)
     return spsc_peek(&d->tick.out_q, &len) != NULL;
 }
 
-void
-daemon_drain_outputs(struct daemon *d)
+/* Hands each tick result to the module that answers it: an operation's to ops (whose
+ * outcome control answers), a request's to control, the daemon's own here. */
+static void
+drain_results(struct daemon *d)
 {
-    drain_outputs(d, SIZE_MAX);
+    size_t len;
+    struct tick_result *r;
+    while ((r = spsc_peek(&d->tick.res_q, &len))) {
+        struct pending *p = pending_find(&d->pending, r->serial);
+        if (p && (r->type == TICK_CMD_SWAP || r->type == TICK_CMD_SNAPSHOT ||
+                  r->type == TICK_CMD_RECORD_STOP)) {
+            /* The old model's outputs go out with its layout before ops swaps it. */
+            if (r->type == TICK_CMD_SWAP)
+                drain_outputs(d, SIZE_MAX);
+            ops_on_result(d, p, r);
+            control_reply_ops(d);
+        } else if (p && p->command) {
+            control_on_result(d, p, r, len);
+        } else if (p) {
+            if (r->type == TICK_CMD_STATS)
+                on_stats_result(d);
+            pending_free(p);
+        }
+        spsc_pop(&d->tick.res_q);
+    }
 }
 
 static void
 on_wake(uv_async_t *h)
 {
     struct daemon *d = h->data;
+    control_reply_ops(d); /* operations a worker finished */
     drain_results(d);
     /* A long backlog (the loop was held up) goes out in slices, the loop polling its
      * sockets in between, so that control requests are answered meanwhile. */
     if (drain_outputs(d, WAKE_MAX_OUTPUTS))
         uv_async_send(&d->wake);
+    if (d->stop_requested)
+        stop_daemon(d);
 }
 
 /* ---- connections ---------------------------------------------------------------------- */
@@ -351,7 +292,7 @@ send_input_cfg(struct daemon *d)
         cfg[i].max_age_ns = ci->max_age_ms * 1000000LL;
         cfg[i].zero = ci->on_stale == CONFIG_ON_STALE_ZERO;
     }
-    struct daemon_pending *p = daemon_pending_new(d);
+    struct pending *p = pending_new(&d->pending);
     if (!p) {
         free(cfg);
         return;
@@ -360,7 +301,7 @@ send_input_cfg(struct daemon *d)
     struct tick_cmd cmd = {.type = TICK_CMD_INPUT_CFG, .serial = p->serial};
     cmd.arg.input_cfg = cfg;
     if (ticker_send(&d->tick, &cmd, NULL, 0))
-        daemon_pending_free(p);
+        pending_free(p);
 }
 
 static int
@@ -453,7 +394,7 @@ on_signal(uv_signal_t *h, int signum)
         return;
     }
     log_info("%s: stopping", signum == SIGINT ? "SIGINT" : "SIGTERM");
-    daemon_stop(d);
+    stop_daemon(d);
 }
 
 static void
@@ -464,12 +405,13 @@ on_housekeeping(uv_timer_t *h)
     for (int i = 0; i < CONFIG_N_EP; i++)
         endpoint_check_monitor(&d->ep[i]);
     if (now >= d->stats_next_ns) {
-        daemon_request_stats(d);
+        control_request_stats(d);
         d->stats_next_ns += d->cfg.stats_period_ms * 1000000LL;
         if (d->stats_next_ns <= now)
             d->stats_next_ns = now + d->cfg.stats_period_ms * 1000000LL;
     }
     ops_housekeeping(d, now);
+    control_reply_ops(d);
     if (d->watchdog_ns && now >= d->watchdog_next_ns) {
         /* In timer mode the watchdog is fed only while `tick` advances (DESIGN §5.7): a
          * stuck tick thread, or one paused longer than WatchdogSec, lets systemd act. In
@@ -490,8 +432,9 @@ on_closed_ep(struct endpoint *ep)
     (void)ep;
 }
 
-void
-daemon_stop(struct daemon *d)
+/* Begins an orderly shutdown (tick thread, sockets, loop). */
+static void
+stop_daemon(struct daemon *d)
 {
     if (d->stopping)
         return;
@@ -507,12 +450,11 @@ daemon_stop(struct daemon *d)
         ticker_join(&d->tick);
     }
     drain_results(d);
-    daemon_drain_outputs(d);
-    for (int i = 0; i < DAEMON_MAX_PENDING; i++)
-        if (d->pending[i].in_use)
-            daemon_pending_free(&d->pending[i]);
+    drain_outputs(d, SIZE_MAX);
+    control_reply_ops(d);
+    pending_free_all(&d->pending);
     for (int i = 0; i < d->n_stats_waiting; i++)
-        daemon_pending_free(&d->stats_waiting[i]);
+        pending_free(&d->stats_waiting[i]);
     d->n_stats_waiting = 0;
     for (int i = CONFIG_N_EP - 1; i >= 0; i--)
         endpoint_close(&d->ep[i]);
@@ -828,7 +770,7 @@ daemon_main(int argc, char **argv)
                                                   : (int)in_hwm,
                                   (int)d->cfg.limit_subscriber_queue, CONTROL_HWM,
                                   (int)d->cfg.limit_subscriber_queue};
-    const endpoint_recv_fn fns[CONFIG_N_EP] = {on_input, NULL, control_on_message, NULL};
+    const endpoint_recv_fn fns[CONFIG_N_EP] = {on_input, NULL, on_control, NULL};
     for (int i = 0; i < CONFIG_N_EP; i++) {
         char url[PATH_MAX + 16];
         endpoint_url(d, i, url, sizeof(url));

@@ -173,15 +173,26 @@ endpoint_check_monitor(struct endpoint *ep)
             } else if (id == ZMQ_EVENT_DISCONNECTED) {
                 was = conns_on_disconnected(&ep->conns, (int)value);
             }
-            /* A client without CURVE on a CURVE endpoint never reaches ZAP: the mechanism
-             * mismatch is its refusal. A connection we closed for the limit is counted
-             * there, not as dropped. */
-            if (ep->is_curve && id == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
-                value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
-                ep->c.curve_refused++;
-            else if (ep->on_recv && was != CONNS_REFUSED &&
-                     (id == ZMQ_EVENT_DISCONNECTED || id == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL))
-                ep->c.peer_dropped++;
+            /* A CURVE endpoint refuses a client without CURVE (or with another server key)
+             * at the handshake, before ZAP, which counts the keys it refuses (curve.c).
+             * libzmq 4.3 reports that refusal as HANDSHAKE_FAILED_PROTOCOL (a mechanism
+             * mismatch, when the client's greeting arrived whole) or, when the client read
+             * ours first and hung up before sending its mechanism, as
+             * HANDSHAKE_FAILED_NO_DETAIL; either is followed at once by the DISCONNECTED of
+             * that connection, where it is counted once, unless we closed it for the limit
+             * (counted there). Any peer that hangs up during its handshake looks the same,
+             * and counts too: it did not get in. A connection we closed for the limit is not
+             * a dropped one. */
+            if (ep->is_curve && (id == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
+                                 id == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)) {
+                ep->handshake_failed = 1;
+            } else if (id == ZMQ_EVENT_DISCONNECTED || id == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
+                if (ep->handshake_failed && was != CONNS_REFUSED)
+                    ep->c.curve_refused++;
+                ep->handshake_failed = 0;
+                if (ep->on_recv && was != CONNS_REFUSED)
+                    ep->c.peer_dropped++;
+            }
         }
         int more = zmq_msg_more(&ev);
         zmq_msg_close(&ev);
@@ -248,7 +259,8 @@ endpoint_open(struct endpoint *ep, uv_loop_t *loop, void *zctx, int type, const 
     snprintf(mon_url, sizeof(mon_url), "inproc://etraced-monitor-%s", name);
     if (zmq_socket_monitor(ep->sock, mon_url,
                            ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED |
-                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL))
+                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL))
         goto zerr;
     /* No high-water mark on the monitor's pipe: a lost ACCEPTED or DISCONNECTED would put
      * the connection counts off for good. */

@@ -31,8 +31,8 @@ struct endpoint_counters {
     uint64_t rejected[WIRE_N_REJECT]; /* per reason */
     uint64_t peer_dropped;            /* connections that ended (monitor) */
     uint64_t dropped;                 /* messages the daemon could not take or send */
-    uint64_t curve_refused;           /* CURVE endpoint: handshakes of clients without
-                                       * CURVE (mechanism mismatch, monitor) */
+    uint64_t curve_refused;           /* CURVE endpoint: handshakes that failed short of
+                                       * ZAP (no CURVE, a wrong server key; monitor) */
     int64_t handler_max_ns;           /* the most loop-thread CPU time one message took */
 };
 
@@ -47,6 +47,8 @@ struct endpoint {
     int budget;               /* messages per drain */
     int n_open_handles;       /* handles not yet closed */
     int is_curve;             /* a CURVE server (tcp:// with curve_secret) */
+    int handshake_failed;     /* the monitor's last event was a failed handshake: the
+                               * DISCONNECTED that follows is that connection's */
     endpoint_recv_fn on_recv; /* NULL for send-only sockets */
     void *data;               /* the owner's */
     struct endpoint_counters c;

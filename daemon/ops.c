@@ -10,9 +10,9 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
-#include "control.h"
 #include "etrace_recording.h"
 #include "log.h"
+#include "pending.h"
 #include "snapshot.h"
 #include "stats.h"
 
@@ -24,7 +24,7 @@ enum snap_purpose { PURPOSE_CHECKPOINT, PURPOSE_RECORD };
 struct swap_job {
     uv_work_t work;
     struct daemon *d;
-    struct daemon_pending *p;
+    struct pending *p;
     uint64_t serial;
     int restore;
     uint8_t *load_bytes; /* the packed Load (load), or Checkpoint (replay restore) */
@@ -45,7 +45,7 @@ struct swap_job {
 struct snap_job {
     uv_work_t work;
     struct daemon *d;
-    struct daemon_pending *p;
+    struct pending *p;
     enum snap_purpose purpose;
     struct tick_snap_req req;
     char name[256];
@@ -79,7 +79,7 @@ struct recorder {
     size_t len, cap;
     uint64_t events, bytes;
     int stopping; /* stop requested: finish after the last write */
-    struct daemon_pending *stop_p;
+    struct pending *stop_p;
     uint64_t stop_serial;
     uint64_t stop_tick;
     int failed;
@@ -96,6 +96,7 @@ struct ops {
     struct recorder *rec;
     int64_t next_ckpt_ns;
     char ckpt_dir[4096];
+    struct ops_result *done, *done_tail; /* outcomes not yet taken, oldest first */
 };
 
 static const char *
@@ -116,12 +117,72 @@ ops_input_gen(const struct daemon *d)
     return d->ops ? d->ops->gen : 0;
 }
 
-/* Answers p with an Error (when it is a client's) and frees it. */
+/* Queues the outcome for p (an Error when code != 0, else op or an empty result) for the
+ * caller to answer, and wakes the loop for it. Without memory for it, p is released
+ * unanswered, as a reply that cannot be packed is. */
 static void
-fail_p(struct daemon *d, struct daemon_pending *p, Etrace__Error__Code code, const char *msg)
+finish(struct daemon *d, struct pending *p, int code, const char *msg, const Etrace__OpResult *op)
 {
-    if (p)
-        control_reply_op(d, p, code, msg, NULL);
+    if (!p)
+        return;
+    size_t model_len = !code && op && op->model_name ? strlen(op->model_name) + 1 : 0;
+    struct ops_result *r = calloc(1, sizeof(*r) + model_len);
+    if (!r) {
+        log_warning("ops: out of memory for a reply");
+        pending_free(p);
+        return;
+    }
+    r->p = p;
+    r->code = code;
+    if (code) {
+        snprintf(r->msg, sizeof r->msg, "%s", msg ? msg : "failed");
+    } else if (op) {
+        r->has_op = 1;
+        r->op = *op;
+        if (op->name) {
+            snprintf(r->name, sizeof r->name, "%s", op->name);
+            r->op.name = r->name;
+        }
+        if (model_len) {
+            r->op.model_name = (char *)(r + 1);
+            memcpy(r->op.model_name, op->model_name, model_len);
+        }
+    }
+    struct ops *o = d->ops;
+    if (o->done_tail)
+        o->done_tail->next = r;
+    else
+        o->done = r;
+    o->done_tail = r;
+    if (!d->stopping)
+        uv_async_send(&d->wake);
+}
+
+static void
+fail_p(struct daemon *d, struct pending *p, Etrace__Error__Code code, const char *msg)
+{
+    finish(d, p, code, msg, NULL);
+}
+
+struct ops_result *
+ops_take_result(struct daemon *d)
+{
+    struct ops *o = d->ops;
+    struct ops_result *r = o ? o->done : NULL;
+    if (!r)
+        return NULL;
+    o->done = r->next;
+    if (!o->done)
+        o->done_tail = NULL;
+    r->next = NULL;
+    return r;
+}
+
+void
+ops_result_free(struct ops_result **r)
+{
+    free(*r);
+    *r = NULL;
 }
 
 /* ---- resume ---------------------------------------------------------------------------- */
@@ -206,6 +267,12 @@ ops_fini(struct daemon *d)
     }
     if (o->rec)
         rec_free(&o->rec);
+    /* Outcomes never taken: their slots went with the pending table at shutdown. */
+    while (o->done) {
+        struct ops_result *r = o->done;
+        o->done = r->next;
+        free(r);
+    }
     snap_plan_fini(&o->plan);
     free(o->lay_shell);
     free(o);
@@ -376,7 +443,7 @@ swap_after(uv_work_t *w, int status)
 }
 
 static void
-start_swap(struct daemon *d, struct daemon_pending *p, struct swap_job *j)
+start_swap(struct daemon *d, struct pending *p, struct swap_job *j)
 {
     j->d = d;
     j->p = p;
@@ -395,7 +462,7 @@ start_swap(struct daemon *d, struct daemon_pending *p, struct swap_job *j)
  * itself is freed when the handler returns); NULL, with p answered, while another load or
  * restore is in flight or when memory is short. */
 static struct swap_job *
-swap_job_new(struct daemon *d, struct daemon_pending *p, size_t packed)
+swap_job_new(struct daemon *d, struct pending *p, size_t packed)
 {
     if (d->ops->swap) {
         fail_p(d, p, ETRACE__ERROR__CODE__BUSY, "a load or restore is in progress");
@@ -416,7 +483,7 @@ swap_job_new(struct daemon *d, struct daemon_pending *p, size_t packed)
 }
 
 void
-ops_load(struct daemon *d, struct daemon_pending *p, const Etrace__Load *l)
+ops_load(struct daemon *d, struct pending *p, const Etrace__Load *l)
 {
     size_t n = etrace__load__get_packed_size(l);
     struct swap_job *j = swap_job_new(d, p, n ? n : 1);
@@ -430,7 +497,7 @@ ops_load(struct daemon *d, struct daemon_pending *p, const Etrace__Load *l)
 }
 
 void
-ops_restore(struct daemon *d, struct daemon_pending *p, const char *name)
+ops_restore(struct daemon *d, struct pending *p, const char *name)
 {
     char err[512], file[256];
     /* The name `checkpoint NAME` wrote: NAME.ckpt, unless NAME already ends so. */
@@ -448,7 +515,7 @@ ops_restore(struct daemon *d, struct daemon_pending *p, const char *name)
 }
 
 void
-ops_restore_checkpoint(struct daemon *d, struct daemon_pending *p, const Etrace__Checkpoint *ck,
+ops_restore_checkpoint(struct daemon *d, struct pending *p, const Etrace__Checkpoint *ck,
                        const char *label)
 {
     size_t n = etrace__checkpoint__get_packed_size(ck);
@@ -465,18 +532,17 @@ ops_restore_checkpoint(struct daemon *d, struct daemon_pending *p, const Etrace_
 static void rec_drain(struct daemon *d);
 
 static void
-swap_done(struct daemon *d, struct daemon_pending *p, const struct tick_result *r)
+swap_done(struct daemon *d, struct pending *p, const struct tick_result *r)
 {
     struct ops *o = d->ops;
     struct swap_job *j = o->swap;
     if (!j) {
         if (p)
-            daemon_pending_free(p);
+            pending_free(p);
         return;
     }
-    /* Old outputs (before the marker) and recording events are decoded with the old
-     * layout; then the new one takes over. */
-    daemon_drain_outputs(d);
+    /* Old recording events are decoded with the old layout (the caller published the old
+     * outputs); then the new one takes over. */
     rec_drain(d);
     struct engine *old = j->sw.eng; /* the tick thread handed the old engine back */
     engine_free(&old);
@@ -512,7 +578,7 @@ swap_done(struct daemon *d, struct daemon_pending *p, const struct tick_result *
     res.model_hash = d->lay.model_hash;
     o->swap = NULL;
     if (p)
-        control_reply_op(d, p, r->code, r->msg, r->code ? NULL : &res);
+        finish(d, p, r->code, r->msg, r->code ? NULL : &res);
     swap_job_free(j);
 }
 
@@ -542,7 +608,7 @@ snap_job_free(struct snap_job *j)
 }
 
 static int
-send_snapshot(struct daemon *d, struct daemon_pending *p, struct snap_job *j, int record)
+send_snapshot(struct daemon *d, struct pending *p, struct snap_job *j, int record)
 {
     j->d = d;
     j->p = p;
@@ -566,7 +632,7 @@ send_snapshot(struct daemon *d, struct daemon_pending *p, struct snap_job *j, in
 }
 
 void
-ops_checkpoint(struct daemon *d, struct daemon_pending *p, const char *name)
+ops_checkpoint(struct daemon *d, struct pending *p, const char *name)
 {
     char err[512];
     if (d->ops->snap) {
@@ -633,7 +699,7 @@ ckpt_after(uv_work_t *w, int status)
         res.bytes = j->bytes;
         res.model_name = j->req.snap->plan.model_name;
         res.model_hash = j->req.snap->plan.model_hash;
-        control_reply_op(d, j->p, 0, NULL, &res);
+        finish(d, j->p, 0, NULL, &res);
     }
     snap_job_free(j);
 }
@@ -641,12 +707,12 @@ ckpt_after(uv_work_t *w, int status)
 static void rec_kick(struct daemon *d);
 
 static void
-snapshot_done(struct daemon *d, struct daemon_pending *p, const struct tick_result *r)
+snapshot_done(struct daemon *d, struct pending *p, const struct tick_result *r)
 {
     struct snap_job *j = d->ops->snap;
     if (!j || j->p != p) {
-        control_reply_op(d, p, r->code ? r->code : ETRACE__ERROR__CODE__INTERNAL,
-                         r->code ? r->msg : "no snapshot in progress", NULL);
+        finish(d, p, r->code ? r->code : ETRACE__ERROR__CODE__INTERNAL,
+               r->code ? r->msg : "no snapshot in progress", NULL);
         return;
     }
     struct timespec ts;
@@ -660,7 +726,7 @@ snapshot_done(struct daemon *d, struct daemon_pending *p, const struct tick_resu
             unlink(path);
             rec_free(&d->ops->rec);
         }
-        control_reply_op(d, p, r->code, r->msg, NULL);
+        finish(d, p, r->code, r->msg, NULL);
         snap_job_free(j);
         return;
     }
@@ -677,7 +743,7 @@ snapshot_done(struct daemon *d, struct daemon_pending *p, const struct tick_resu
         rec->head->snap = j->req.snap;
         j->req.snap = NULL;
         rec->snap_ready = 1;
-        control_reply_op(d, p, 0, NULL, &res);
+        finish(d, p, 0, NULL, &res);
         snap_job_free(j);
         rec_kick(d);
         return;
@@ -696,7 +762,7 @@ ops_stop_checkpoint(struct daemon *d)
     char name[256], err[512];
     if (!d->ops || d->cfg.checkpoint_every_s <= 0 || !d->tick.started)
         return;
-    struct daemon_pending *p = daemon_pending_new(d);
+    struct pending *p = pending_new(&d->pending);
     struct snap *s = snap_new(&d->ops->plan);
     if (!p || !s) {
         log_error("shutdown checkpoint: out of memory");
@@ -726,7 +792,7 @@ ops_stop_checkpoint(struct daemon *d)
             d->ops->snap = NULL; /* an in-flight checkpoint ends here; ours replaces it */
         spsc_pop(&d->tick.res_q);
     }
-    daemon_pending_free(p);
+    pending_free(p);
     if (got != 1) {
         log_error("shutdown checkpoint: the tick thread did not answer");
         snap_free(&s);
@@ -1073,10 +1139,10 @@ rec_finish(struct daemon *d)
         res.bytes = r->bytes;
         res.events = r->events;
         if (r->failed)
-            control_reply_op(d, r->stop_p, ETRACE__ERROR__CODE__INTERNAL,
-                             "the recording could not be written whole", NULL);
+            finish(d, r->stop_p, ETRACE__ERROR__CODE__INTERNAL,
+                   "the recording could not be written whole", NULL);
         else
-            control_reply_op(d, r->stop_p, 0, NULL, &res);
+            finish(d, r->stop_p, 0, NULL, &res);
     }
     rec_free(&d->ops->rec);
 }
@@ -1124,7 +1190,7 @@ rec_write_after(uv_work_t *w, int status)
 }
 
 void
-ops_record(struct daemon *d, struct daemon_pending *p, const Etrace__Record *rq)
+ops_record(struct daemon *d, struct pending *p, const Etrace__Record *rq)
 {
     struct ops *o = d->ops;
     char err[512];
@@ -1183,11 +1249,11 @@ ops_record(struct daemon *d, struct daemon_pending *p, const Etrace__Record *rq)
 }
 
 static void
-record_stopped(struct daemon *d, struct daemon_pending *p, const struct tick_result *r)
+record_stopped(struct daemon *d, struct pending *p, const struct tick_result *r)
 {
     struct recorder *rec = d->ops->rec;
     if (!rec) {
-        control_reply_op(d, p, ETRACE__ERROR__CODE__BAD_ARGUMENT, "not recording", NULL);
+        finish(d, p, ETRACE__ERROR__CODE__BAD_ARGUMENT, "not recording", NULL);
         return;
     }
     rec_drain(d);
@@ -1203,7 +1269,7 @@ record_stopped(struct daemon *d, struct daemon_pending *p, const struct tick_res
 /* ---- results and housekeeping ------------------------------------------------------------- */
 
 void
-ops_on_result(struct daemon *d, struct daemon_pending *p, const struct tick_result *r)
+ops_on_result(struct daemon *d, struct pending *p, const struct tick_result *r)
 {
     switch (r->type) {
     case TICK_CMD_SWAP:
@@ -1216,7 +1282,7 @@ ops_on_result(struct daemon *d, struct daemon_pending *p, const struct tick_resu
         record_stopped(d, p, r);
         break;
     default:
-        daemon_pending_free(p);
+        pending_free(p);
         break;
     }
 }
@@ -1245,7 +1311,7 @@ ops_housekeeping(struct daemon *d, int64_t now_ns)
     if (d->cfg.checkpoint_every_s > 0 && now_ns >= o->next_ckpt_ns) {
         o->next_ckpt_ns = now_ns + d->cfg.checkpoint_every_s * 1000000000LL;
         if (!o->snap && !o->swap) {
-            struct daemon_pending *p = daemon_pending_new(d);
+            struct pending *p = pending_new(&d->pending);
             if (p)
                 ops_checkpoint(d, p, NULL);
         }

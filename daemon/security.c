@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
-#include "daemon.h"
+#include "root.h"
 #include "log.h"
 
 static const char *const ep_names[CONFIG_N_EP] = {"input", "output", "control", "stats"};

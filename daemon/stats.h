@@ -4,7 +4,7 @@
 #ifndef ETRACE_STATS_H
 #define ETRACE_STATS_H
 
-#include "daemon.h"
+#include "root.h"
 #include "etrace.pb-c.h"
 
 /* A Stats message and the storage its fields point into. */
