@@ -11,12 +11,19 @@
  * low-rank form instead (x W + sum_k (x . a_k) b_k), which is equal to rounding.
  *
  * Layout: pa [I][defer] (the pairs' row factors, row-major by input so that one row's
- * factors are contiguous), pb [defer][O]. The gradient pairs of the sums use the same
- * layout with stride n_grad_max. */
+ * factors are contiguous); pb dense [defer][O], sparse [O][defer] (one stored entry's
+ * pairs contiguous). For a sparse weight s is summed in DEFER_LANES interleaved lanes
+ * (defer.c) rather than strictly in order, so that one entry's pairs are a few vector
+ * products; every sparse reader uses that same order. The gradient pairs of the sums
+ * use the dense layout with stride DEFER_GRAD_PAIRS. */
 #ifndef ETRACE_DEFER_H
 #define ETRACE_DEFER_H
 
 #include "engine_int.h"
+
+/* The sparse pair sums run in LANES-wide chunks: pb has LANES spare values at its end and
+ * pc holds r rounded up to LANES values (engine.c's layout). */
+enum { DEFER_LANES = 8 };
 
 /* Pairs of gradients buffered before they are added to the float64 sums. */
 enum { DEFER_GRAD_PAIRS = 32 };

@@ -201,9 +201,10 @@ layout(struct engine *e, struct carver *c)
         if (!learns)
             continue;
         if (p->defers) {
-            p->pa = carve(c, I * p->n_pend_max);
-            p->pb = carve(c, p->n_pend_max * O);
-            p->pc = carve(c, p->n_pend_max);
+            int64_t r = p->n_pend_max, lanes = DEFER_LANES;
+            p->pa = carve(c, I * r);
+            p->pb = carve(c, r * O + lanes);
+            p->pc = carve(c, (r + lanes - 1) / lanes * lanes);
         }
         if (e->track && e->fused && p->d->op != MODEL_OP_ELEMWISE) {
             p->ga = carve(c, I * DEFER_GRAD_PAIRS);

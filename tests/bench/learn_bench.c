@@ -630,14 +630,20 @@ main(int argc, char **argv)
     struct bench_machine mc;
     bench_machine(out, &mc);
     static const int sizes[] = {64, 256, 1024, 4096};
-    /* BENCH_ONLY=dense|run|sparse runs one group (while tuning) */
+    /* BENCH_ONLY=dense|run|sparse|sparse_immediate|sparse_defer runs one group (while tuning) */
     const char *only = getenv("BENCH_ONLY");
+    const char *only_n = getenv("BENCH_N"); /* BENCH_N=4096: that dense size alone */
     for (int k = 0; k < 4 && (!only || !strcmp(only, "dense")); k++) {
-        dense_bench(out, &mc, dir, sizes[k], 0, 1, 1, quick);
+        if (only_n && atoi(only_n) != sizes[k])
+            continue;
+        const char *only_r = getenv("BENCH_R"); /* BENCH_R=16: the rows of that r alone */
+        if (!only_r || atoi(only_r) == 1)
+            dense_bench(out, &mc, dir, sizes[k], 0, 1, 1, quick);
         static const int defers[] = {4, 16, 64};
         for (int j = 0; j < 3 && sizes[k] >= 256; j++)
-            dense_bench(out, &mc, dir, sizes[k], 0, defers[j], 0, quick);
-        if (sizes[k] <= 1024)
+            if (!only_r || atoi(only_r) == defers[j])
+                dense_bench(out, &mc, dir, sizes[k], 0, defers[j], 0, quick);
+        if (sizes[k] <= 1024 && !only_r)
             dense_bench(out, &mc, dir, sizes[k], 1, 1, 0, quick);
     }
     if (!only || !strcmp(only, "run")) {
@@ -646,10 +652,14 @@ main(int argc, char **argv)
     }
     if (!only)
         silence_bench(out, dir, quick);
-    if (only && strcmp(only, "sparse"))
+    if (only && strcmp(only, "sparse") && strcmp(only, "sparse_defer") &&
+        strcmp(only, "sparse_immediate"))
         goto end;
-    sparse_bench(out, dir, quick ? 20000 : 140000, 107, 0.025, 1, 1, quick);
-    sparse_bench(out, dir, quick ? 20000 : 140000, 107, 0.025, 16, 0, quick);
+    /* sparse_immediate, sparse_defer: one of the two rows */
+    if (!only || strcmp(only, "sparse_defer"))
+        sparse_bench(out, dir, quick ? 20000 : 140000, 107, 0.025, 1, 1, quick);
+    if (!only || strcmp(only, "sparse_immediate"))
+        sparse_bench(out, dir, quick ? 20000 : 140000, 107, 0.025, 16, 0, quick);
 end:
     if (out)
         fclose(out);

@@ -197,6 +197,7 @@ test_defer_readers_close_to_immediate(void **state)
     (void)state;
     check_readers(4);
     check_readers(7);
+    check_readers(19); /* a sparse entry's pairs in three chunks of lanes, the last partial */
 }
 
 /* Copies every state section and the scalars of src into dst (a checkpoint's round trip
