@@ -31,18 +31,6 @@ defer_push(struct eproj *p, const real *a, const real *q, real lr)
     p->n_pend++;
 }
 
-/* Dense: s = sum_k a_k[i] b_k[o] over the pending pairs, in order, skipping a_k[i] = 0
- * (the pairs are finite, so a skipped term would only have added a zero). */
-static inline real
-pair_sum(const struct eproj *p, const real *ai, int64_t o)
-{
-    real s = R(0.0);
-    for (int64_t k = 0; k < p->n_pend; k++)
-        if (ai[k] != R(0.0))
-            s += ai[k] * p->pb[k * p->O + o];
-    return s;
-}
-
 enum { BLOCK = 128 };
 
 /* The sparse pair sums. For the stored entry (i, o) the pending pairs' part is
@@ -126,32 +114,52 @@ entry_sum_scalar(const struct eproj *p, int64_t i, int64_t o, int *skip)
     return lane_sum(v);
 }
 
-/* row [O] += sum_k a_k[i] b_k, each element summed as pair_sum does (0 + the terms with
- * a_k[i] != 0, in order), in registers: GROUP chunks of LANES columns at once, so that
- * their independent sums hide the latency of each one's chain over k. A row whose a_k[i]
- * are all 0 is left untouched. */
+enum { GROUP = 4 };
+
+/* s[g] (g < GROUP) = 0 + sum over k < n with a[k] != 0, in order, of a[k] b[k O + o + g
+ * LANES ...]: GROUP chunks of LANES columns in registers at once, so that their
+ * independent sums hide the latency of each one's chain over k. */
+static inline void
+group_sums(const real *b, int64_t O, const real *a, int64_t n, int64_t o, vreal *s)
+{
+    vreal v;
+    for (int g = 0; g < GROUP; g++)
+        s[g] = (vreal){0};
+    for (int64_t k = 0; k < n; k++) {
+        if (a[k] == R(0.0))
+            continue;
+        for (int g = 0; g < GROUP; g++) {
+            memcpy(&v, b + k * O + o + g * LANES, sizeof v);
+            s[g] += a[k] * v;
+        }
+    }
+}
+
+/* The same sum for one column, in the same order. */
+static inline real
+column_sum(const real *b, int64_t O, const real *a, int64_t n, int64_t o)
+{
+    real s = R(0.0);
+    for (int64_t k = 0; k < n; k++)
+        if (a[k] != R(0.0))
+            s += a[k] * b[k * O + o];
+    return s;
+}
+
+/* row [O] += sum_k a_k[i] b_k, each element summed as column_sum does (0 + the terms with
+ * a_k[i] != 0, in order). A row whose a_k[i] are all 0 is left untouched. */
 static void
 flush_row_dense(const struct eproj *p, const real *ai, real *row)
 {
-    enum { GROUP = 4 };
     int64_t O = p->O, n = p->n_pend, o = 0;
-    const real *pb = p->pb;
     int any = 0;
     for (int64_t k = 0; k < n; k++)
         any |= ai[k] != R(0.0);
     if (!any)
         return;
     for (; o + GROUP * LANES <= O; o += GROUP * LANES) {
-        vreal s[GROUP] = {{0}}, b, w;
-        for (int64_t k = 0; k < n; k++) {
-            real a = ai[k];
-            if (a == R(0.0))
-                continue;
-            for (int g = 0; g < GROUP; g++) {
-                memcpy(&b, pb + k * O + o + g * LANES, sizeof b);
-                s[g] += a * b;
-            }
-        }
+        vreal s[GROUP], w;
+        group_sums(p->pb, O, ai, n, o, s);
         for (int g = 0; g < GROUP; g++) {
             memcpy(&w, row + o + g * LANES, sizeof w);
             w += s[g];
@@ -159,7 +167,7 @@ flush_row_dense(const struct eproj *p, const real *ai, real *row)
         }
     }
     for (; o < O; o++)
-        row[o] += pair_sum(p, ai, o);
+        row[o] += column_sum(p->pb, O, ai, n, o);
 }
 
 void
@@ -289,7 +297,7 @@ defer_effective(const struct eproj *p, int64_t lo, int64_t hi, real *out)
     if (p->d->op == MODEL_OP_DENSE) {
         for (int64_t e = lo; e < hi; e++) {
             int64_t i = e / p->O, o = e % p->O;
-            out[e - lo] += pair_sum(p, p->pa + i * r, o);
+            out[e - lo] += column_sum(p->pb, p->O, p->pa + i * r, p->n_pend, o);
         }
         return;
     }
@@ -313,74 +321,64 @@ defer_effective(const struct eproj *p, int64_t lo, int64_t hi, real *out)
 }
 
 void
-defer_grad_push(struct eproj *p, const real *a, const real *q)
+defer_grad_push(struct eproj *p, const real *a, const real *x, const real *q, real lambda,
+                uint64_t tick)
 {
-    if (p->n_grad == DEFER_GRAD_PAIRS)
-        defer_grad_flush(p);
-    int64_t k = p->n_grad, G = DEFER_GRAD_PAIRS;
+    int64_t I = p->I, O = p->O;
     if (p->d->op == MODEL_OP_ELEMWISE) {
-        for (int64_t o = 0; o < p->O; o++)
+        for (int64_t o = 0; q && o < O; o++)
             p->sum_w[o] += (double)(a[o] * q[o]);
     } else {
-        for (int64_t i = 0; i < p->I; i++)
-            p->ga[i * G + k] = a[i];
-        memcpy(p->gb + k * p->O, q, (size_t)p->O * sizeof(real));
+        /* a window holds consecutive ticks of one lambda only */
+        if (p->n_grad > 0 &&
+            (p->n_grad == DEFER_GRAD_PAIRS || tick != p->grad_tick + 1 || lambda != p->grad_lambda))
+            defer_grad_flush(p);
+        if (p->n_grad == 0 && !q)
+            return; /* no window open and nothing to add */
+        int64_t k = p->n_grad;
+        memcpy(p->ga + k * I, k == 0 ? a : x, (size_t)I * sizeof(real));
+        if (q)
+            memcpy(p->gb + k * O, q, (size_t)O * sizeof(real));
+        else
+            memset(p->gb + k * O, 0, (size_t)O * sizeof(real));
+        p->grad_lambda = lambda;
+        p->grad_tick = tick;
         p->n_grad++;
     }
-    if (p->sum_b)
-        for (int64_t o = 0; o < p->O; o++)
+    if (p->sum_b && q)
+        for (int64_t o = 0; o < O; o++)
             p->sum_b[o] += (double)q[o];
 }
 
 void
 defer_grad_flush(struct eproj *p)
 {
-    int64_t G = DEFER_GRAD_PAIRS, O = p->O, n = p->n_grad;
+    int64_t I = p->I, O = p->O, n = p->n_grad;
     if (n == 0)
         return;
-    /* The buffered gradients are summed in real first (the product A^T B of their
-     * factors, which vectorises over o), then added to the float64 sums: one float64 pass
-     * per DEFER_GRAD_PAIRS ticks instead of one per tick. */
-    real *rowsum = p->scratch; /* [2 K O] >= O; defer_flush is not running */
-    for (int64_t i = 0; i < p->I; i++) {
-        const real *ai = p->ga + i * G;
-        int64_t k = 0;
-        while (k < n && ai[k] == R(0.0))
-            k++;
-        if (k == n)
-            continue; /* the per-tick path skips these rows too */
-        if (p->d->op == MODEL_OP_DENSE) {
-            const real *b = p->gb + k * O;
-            for (int64_t o = 0; o < O; o++)
-                rowsum[o] = ai[k] * b[o];
-            for (k++; k < n; k++) {
-                if (ai[k] == R(0.0))
-                    continue;
-                real a = ai[k];
-                b = p->gb + k * O;
+    /* With a_t = lambda a_{t-1} + x_t, sum_t a_t q_t^T over the window t0 .. t0 + n - 1 is
+     * a_t0 Q_t0^T + sum_{s > t0} x_s Q_s^T, Q_s = sum_{t >= s} lambda^(t - s) q_t: Q in
+     * place of q (backwards), then one pass over the rows of a_t0 and, for the later
+     * ticks, only over the rows whose x is not 0 (the inputs that fired). */
+    real lam = p->grad_lambda;
+    for (int64_t s = n - 2; s >= 0; s--) {
+        real *qs = p->gb + s * O;
+        for (int64_t o = 0; o < O; o++)
+            qs[o] += lam * qs[o + O];
+    }
+    for (int64_t s = 0; s < n; s++) {
+        const real *xs = p->ga + s * I, *Q = p->gb + s * O;
+        for (int64_t i = 0; i < I; i++) {
+            double xi = (double)xs[i];
+            if (xi == 0.0)
+                continue;
+            if (p->d->op == MODEL_OP_DENSE) {
+                double *row = p->sum_w + i * O;
                 for (int64_t o = 0; o < O; o++)
-                    rowsum[o] += a * b[o];
-            }
-            double *row = p->sum_w + i * O;
-            for (int64_t o = 0; o < O; o++)
-                row[o] += (double)rowsum[o];
-        } else {
-            for (int64_t e0 = p->w.indptr[i]; e0 < p->w.indptr[i + 1]; e0 += BLOCK) {
-                int64_t m = p->w.indptr[i + 1] - e0 < BLOCK ? p->w.indptr[i + 1] - e0 : BLOCK;
-                const int32_t *idx = p->w.indices + e0;
-                real sb[BLOCK];
-                for (int64_t e = 0; e < m; e++)
-                    sb[e] = R(0.0);
-                for (int64_t j = k; j < n; j++) {
-                    real a = ai[j];
-                    if (a == R(0.0))
-                        continue;
-                    const real *b = p->gb + j * O;
-                    for (int64_t e = 0; e < m; e++)
-                        sb[e] += a * b[idx[e]];
-                }
-                for (int64_t e = 0; e < m; e++)
-                    p->sum_w[e0 + e] += (double)sb[e];
+                    row[o] += xi * (double)Q[o];
+            } else {
+                for (int64_t e = p->w.indptr[i]; e < p->w.indptr[i + 1]; e++)
+                    p->sum_w[e] += xi * (double)Q[p->w.indices[e]];
             }
         }
     }

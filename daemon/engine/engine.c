@@ -479,6 +479,7 @@ static void
 reset_proj_traces(struct eproj *p)
 {
     int64_t K = p->K;
+    defer_grad_flush(p); /* the window of the sums follows the traces' recurrence */
     if (p->E)
         fill(p->E, K * p->count, R(0.0));
     if (p->Eb)
