@@ -117,22 +117,30 @@ entry_sum_scalar(const struct eproj *p, int64_t i, int64_t o, int *skip)
 enum { GROUP = 4 };
 
 /* s[g] (g < GROUP) = 0 + sum over k < n with a[k] != 0, in order, of a[k] b[k O + o + g
- * LANES ...]: GROUP chunks of LANES columns in registers at once, so that their
- * independent sums hide the latency of each one's chain over k. */
+ * LANES ...]: GROUP chunks of LANES columns at once, so that their independent sums hide
+ * the latency of each one's chain over k (four named variables: an array would live in
+ * memory, not in registers). */
 static inline void
 group_sums(const real *b, int64_t O, const real *a, int64_t n, int64_t o, vreal *s)
 {
-    vreal v;
-    for (int g = 0; g < GROUP; g++)
-        s[g] = (vreal){0};
+    vreal s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, v0, v1, v2, v3;
     for (int64_t k = 0; k < n; k++) {
         if (a[k] == R(0.0))
             continue;
-        for (int g = 0; g < GROUP; g++) {
-            memcpy(&v, b + k * O + o + g * LANES, sizeof v);
-            s[g] += a[k] * v;
-        }
+        const real *bk = b + k * O + o;
+        memcpy(&v0, bk, sizeof v0);
+        memcpy(&v1, bk + LANES, sizeof v1);
+        memcpy(&v2, bk + 2 * LANES, sizeof v2);
+        memcpy(&v3, bk + 3 * LANES, sizeof v3);
+        s0 += a[k] * v0;
+        s1 += a[k] * v1;
+        s2 += a[k] * v2;
+        s3 += a[k] * v3;
     }
+    s[0] = s0;
+    s[1] = s1;
+    s[2] = s2;
+    s[3] = s3;
 }
 
 /* The same sum for one column, in the same order. */
@@ -358,27 +366,60 @@ defer_grad_flush(struct eproj *p)
         return;
     /* With a_t = lambda a_{t-1} + x_t, sum_t a_t q_t^T over the window t0 .. t0 + n - 1 is
      * a_t0 Q_t0^T + sum_{s > t0} x_s Q_s^T, Q_s = sum_{t >= s} lambda^(t - s) q_t: Q in
-     * place of q (backwards), then one pass over the rows of a_t0 and, for the later
-     * ticks, only over the rows whose x is not 0 (the inputs that fired). */
-    real lam = p->grad_lambda;
+     * place of q (backwards), then per row its column c of the window (a_t0[i], then the
+     * x_s[i], mostly 0: only the inputs that fired) against Q, summed in real in
+     * registers and added once to the float64 row. */
+    real lam = p->grad_lambda, c[DEFER_GRAD_PAIRS];
+    int64_t at[DEFER_GRAD_PAIRS];
     for (int64_t s = n - 2; s >= 0; s--) {
         real *qs = p->gb + s * O;
         for (int64_t o = 0; o < O; o++)
             qs[o] += lam * qs[o + O];
     }
-    for (int64_t s = 0; s < n; s++) {
-        const real *xs = p->ga + s * I, *Q = p->gb + s * O;
-        for (int64_t i = 0; i < I; i++) {
-            double xi = (double)xs[i];
-            if (xi == 0.0)
-                continue;
-            if (p->d->op == MODEL_OP_DENSE) {
-                double *row = p->sum_w + i * O;
-                for (int64_t o = 0; o < O; o++)
-                    row[o] += xi * (double)Q[o];
-            } else {
-                for (int64_t e = p->w.indptr[i]; e < p->w.indptr[i + 1]; e++)
-                    p->sum_w[e] += xi * (double)Q[p->w.indices[e]];
+    for (int64_t i = 0; i < I; i++) {
+        int64_t m = 0; /* the ticks whose x_s[i] is not 0, in order */
+        for (int64_t s = 0; s < n; s++) {
+            real v = p->ga[s * I + i];
+            c[m] = v;
+            at[m] = s;
+            m += v != R(0.0);
+        }
+        if (!m)
+            continue;
+        if (p->d->op == MODEL_OP_DENSE) {
+            double *row = p->sum_w + i * O;
+            int64_t o = 0;
+            for (; o + GROUP * LANES <= O; o += GROUP * LANES) {
+                vreal s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, v0, v1, v2, v3;
+                for (int64_t j = 0; j < m; j++) {
+                    const real *q = p->gb + at[j] * O + o;
+                    memcpy(&v0, q, sizeof v0);
+                    memcpy(&v1, q + LANES, sizeof v1);
+                    memcpy(&v2, q + 2 * LANES, sizeof v2);
+                    memcpy(&v3, q + 3 * LANES, sizeof v3);
+                    s0 += c[j] * v0;
+                    s1 += c[j] * v1;
+                    s2 += c[j] * v2;
+                    s3 += c[j] * v3;
+                }
+                vreal v[GROUP] = {s0, s1, s2, s3};
+                real l[GROUP * LANES];
+                memcpy(l, v, sizeof l);
+                for (int j = 0; j < GROUP * LANES; j++)
+                    row[o + j] += (double)l[j];
+            }
+            for (; o < O; o++) {
+                real s = R(0.0);
+                for (int64_t j = 0; j < m; j++)
+                    s += c[j] * p->gb[at[j] * O + o];
+                row[o] += (double)s;
+            }
+        } else {
+            for (int64_t e = p->w.indptr[i]; e < p->w.indptr[i + 1]; e++) {
+                real s = R(0.0);
+                for (int64_t j = 0; j < m; j++)
+                    s += c[j] * p->gb[at[j] * O + p->w.indices[e]];
+                p->sum_w[e] += (double)s;
             }
         }
     }

@@ -68,8 +68,9 @@ void defer_grad_push(struct eproj *p, const real *a, const real *x, const real *
 
 /* Adds the window's gradients to the float64 sums and empties it; call it before
  * anything changes a outside its recurrence (a trace reset or restore). The sums equal
- * the per-tick float64 sums to the rounding of the window's real recurrences, far below
- * the references' tolerance. */
+ * the per-tick float64 sums to the rounding of the window's sums in real (a recurrence
+ * and a sum of up to DEFER_GRAD_PAIRS terms per weight), far below the references'
+ * tolerance. */
 void defer_grad_flush(struct eproj *p);
 
 #endif
