@@ -31,17 +31,15 @@ defer_push(struct eproj *p, const real *a, const real *q, real lr)
     p->n_pend++;
 }
 
-enum { BLOCK = 128 };
-
 /* The sparse pair sums. For the stored entry (i, o) the pending pairs' part is
  *   s = lane_sum(v),  v[j] = 0 + sum over chunks c = 0, 1, ... in order of
  *                             a_{8c+j}[i] b_{8c+j}[o]   (pairs k >= n_pend left out),
  * eight lanes so that one entry's pairs (contiguous in pb's [O][r] layout) are a few
  * vector products and one reduction. Every sparse reader uses this order, vectorised
  * (flush, forward) or not (backward, export), so all see the same bits. A row whose
- * factors are all 0 is skipped: its readers see W itself. */
-/* PREFETCH: the entries ahead whose pairs are fetched while this one is summed (the
- * columns are random, so the hardware prefetcher cannot guess them). */
+ * factors are all 0 is skipped: its readers see W itself. PREFETCH: the entries ahead
+ * whose pairs are fetched while this one is summed (the columns are random, so the
+ * hardware prefetcher cannot guess them). */
 enum { LANES = DEFER_LANES, PREFETCH = 16 };
 typedef real vreal __attribute__((vector_size(LANES * sizeof(real))));
 typedef real_bits vbits __attribute__((vector_size(LANES * sizeof(real_bits))));
