@@ -114,26 +114,27 @@ entry_sum_scalar(const struct eproj *p, int64_t i, int64_t o, int *skip)
 
 enum { GROUP = 4 };
 
-/* s[g] (g < GROUP) = 0 + sum over k < n with a[k] != 0, in order, of a[k] b[k O + o + g
- * LANES ...]: GROUP chunks of LANES columns at once, so that their independent sums hide
- * the latency of each one's chain over k (four named variables: an array would live in
- * memory, not in registers). */
+/* s[g] (g < GROUP) = 0 + sum over j < m with a[j] != 0, in order, of a[j] b[k O + o + g
+ * LANES ...], k = at[j] (at NULL: k = j): GROUP chunks of LANES columns at once, so that
+ * their independent sums hide the latency of each one's chain over j (four named
+ * variables: an array would live in memory, not in registers). */
 static inline void
-group_sums(const real *b, int64_t O, const real *a, int64_t n, int64_t o, vreal *s)
+group_sums(const real *b, int64_t O, const real *a, const int64_t *at, int64_t m, int64_t o,
+           vreal *s)
 {
     vreal s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, v0, v1, v2, v3;
-    for (int64_t k = 0; k < n; k++) {
-        if (a[k] == R(0.0))
+    for (int64_t j = 0; j < m; j++) {
+        if (a[j] == R(0.0))
             continue;
-        const real *bk = b + k * O + o;
+        const real *bk = b + (at ? at[j] : j) * O + o;
         memcpy(&v0, bk, sizeof v0);
         memcpy(&v1, bk + LANES, sizeof v1);
         memcpy(&v2, bk + 2 * LANES, sizeof v2);
         memcpy(&v3, bk + 3 * LANES, sizeof v3);
-        s0 += a[k] * v0;
-        s1 += a[k] * v1;
-        s2 += a[k] * v2;
-        s3 += a[k] * v3;
+        s0 += a[j] * v0;
+        s1 += a[j] * v1;
+        s2 += a[j] * v2;
+        s3 += a[j] * v3;
     }
     s[0] = s0;
     s[1] = s1;
@@ -143,12 +144,12 @@ group_sums(const real *b, int64_t O, const real *a, int64_t n, int64_t o, vreal 
 
 /* The same sum for one column, in the same order. */
 static inline real
-column_sum(const real *b, int64_t O, const real *a, int64_t n, int64_t o)
+column_sum(const real *b, int64_t O, const real *a, const int64_t *at, int64_t m, int64_t o)
 {
     real s = R(0.0);
-    for (int64_t k = 0; k < n; k++)
-        if (a[k] != R(0.0))
-            s += a[k] * b[k * O + o];
+    for (int64_t j = 0; j < m; j++)
+        if (a[j] != R(0.0))
+            s += a[j] * b[(at ? at[j] : j) * O + o];
     return s;
 }
 
@@ -165,7 +166,7 @@ flush_row_dense(const struct eproj *p, const real *ai, real *row)
         return;
     for (; o + GROUP * LANES <= O; o += GROUP * LANES) {
         vreal s[GROUP], w;
-        group_sums(p->pb, O, ai, n, o, s);
+        group_sums(p->pb, O, ai, NULL, n, o, s);
         for (int g = 0; g < GROUP; g++) {
             memcpy(&w, row + o + g * LANES, sizeof w);
             w += s[g];
@@ -173,7 +174,7 @@ flush_row_dense(const struct eproj *p, const real *ai, real *row)
         }
     }
     for (; o < O; o++)
-        row[o] += column_sum(p->pb, O, ai, n, o);
+        row[o] += column_sum(p->pb, O, ai, NULL, n, o);
 }
 
 void
@@ -303,7 +304,7 @@ defer_effective(const struct eproj *p, int64_t lo, int64_t hi, real *out)
     if (p->d->op == MODEL_OP_DENSE) {
         for (int64_t e = lo; e < hi; e++) {
             int64_t i = e / p->O, o = e % p->O;
-            out[e - lo] += column_sum(p->pb, p->O, p->pa + i * r, p->n_pend, o);
+            out[e - lo] += column_sum(p->pb, p->O, p->pa + i * r, NULL, p->n_pend, o);
         }
         return;
     }
@@ -388,37 +389,18 @@ defer_grad_flush(struct eproj *p)
             double *row = p->sum_w + i * O;
             int64_t o = 0;
             for (; o + GROUP * LANES <= O; o += GROUP * LANES) {
-                vreal s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, v0, v1, v2, v3;
-                for (int64_t j = 0; j < m; j++) {
-                    const real *q = p->gb + at[j] * O + o;
-                    memcpy(&v0, q, sizeof v0);
-                    memcpy(&v1, q + LANES, sizeof v1);
-                    memcpy(&v2, q + 2 * LANES, sizeof v2);
-                    memcpy(&v3, q + 3 * LANES, sizeof v3);
-                    s0 += c[j] * v0;
-                    s1 += c[j] * v1;
-                    s2 += c[j] * v2;
-                    s3 += c[j] * v3;
-                }
-                vreal v[GROUP] = {s0, s1, s2, s3};
+                vreal v[GROUP];
                 real l[GROUP * LANES];
+                group_sums(p->gb, O, c, at, m, o, v);
                 memcpy(l, v, sizeof l);
                 for (int j = 0; j < GROUP * LANES; j++)
                     row[o + j] += (double)l[j];
             }
-            for (; o < O; o++) {
-                real s = R(0.0);
-                for (int64_t j = 0; j < m; j++)
-                    s += c[j] * p->gb[at[j] * O + o];
-                row[o] += (double)s;
-            }
+            for (; o < O; o++)
+                row[o] += (double)column_sum(p->gb, O, c, at, m, o);
         } else {
-            for (int64_t e = p->w.indptr[i]; e < p->w.indptr[i + 1]; e++) {
-                real s = R(0.0);
-                for (int64_t j = 0; j < m; j++)
-                    s += c[j] * p->gb[at[j] * O + p->w.indices[e]];
-                p->sum_w[e] += (double)s;
-            }
+            for (int64_t e = p->w.indptr[i]; e < p->w.indptr[i + 1]; e++)
+                p->sum_w[e] += (double)column_sum(p->gb, O, c, at, m, p->w.indices[e]);
         }
     }
     p->n_grad = 0;
