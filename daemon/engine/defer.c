@@ -227,12 +227,16 @@ defer_forward(struct eproj *p, real *y, const real *x)
             if (!nc)
                 for (int64_t e = p->w.indptr[i]; e < p->w.indptr[i + 1]; e++)
                     y[idx[e]] += xi * w[e];
-            else
-                for (int64_t e = p->w.indptr[i], end = p->w.indptr[i + 1]; e < end; e++) {
+            else {
+                int64_t e = p->w.indptr[i], end = p->w.indptr[i + 1];
+                for (int64_t f = e; f < e + PREFETCH && f < end; f++) /* the row's first */
+                    __builtin_prefetch(p->pb + idx[f] * r);
+                for (; e < end; e++) {
                     if (e + PREFETCH < end)
                         __builtin_prefetch(p->pb + idx[e + PREFETCH] * r);
                     y[idx[e]] += xi * (w[e] + entry_sum(p, p->pc, nc, &last, idx[e]));
                 }
+            }
         }
         return;
     }
