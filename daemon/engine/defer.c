@@ -14,14 +14,6 @@ defer_pair_ok(const struct eproj *p, const real *a, const real *q, double lr)
     return bound < DEFER_PAIR_LIMIT; /* false for NaN */
 }
 
-/* Where b_k[o] is kept: dense [r][O] (a row of b is contiguous for the row passes);
- * sparse [O][r] (the pairs of one stored entry share a cache line). */
-static inline int64_t
-b_at(const struct eproj *p, int64_t k, int64_t o)
-{
-    return p->d->op == MODEL_OP_SPARSE ? o * p->n_pend_max + k : k * p->O + o;
-}
-
 void
 defer_push(struct eproj *p, const real *a, const real *q, real lr)
 {
@@ -29,6 +21,8 @@ defer_push(struct eproj *p, const real *a, const real *q, real lr)
     real nlr = -lr;
     for (int64_t i = 0; i < p->I; i++)
         p->pa[i * r + k] = nlr * a[i];
+    /* b: dense [r][O] (a row of b is contiguous for the row passes); sparse [O][r] (the
+     * pairs of one stored entry are contiguous, one vector product per entry) */
     if (p->d->op == MODEL_OP_SPARSE)
         for (int64_t o = 0; o < p->O; o++)
             p->pb[o * r + k] = q[o];
@@ -37,60 +31,150 @@ defer_push(struct eproj *p, const real *a, const real *q, real lr)
     p->n_pend++;
 }
 
-/* s = sum_k a_k[i] b_k[o] over the pending pairs, in order, skipping a_k[i] = 0 (the
- * pairs are finite, so a skipped term would only have added a zero). */
+/* The sparse pair sums. For the stored entry (i, o) the pending pairs' part is
+ *   s = lane_sum(v),  v[j] = 0 + sum over chunks c = 0, 1, ... in order of
+ *                             a_{8c+j}[i] b_{8c+j}[o]   (pairs k >= n_pend left out),
+ * eight lanes so that one entry's pairs (contiguous in pb's [O][r] layout) are a few
+ * vector products and one reduction. Every sparse reader uses this order, vectorised
+ * (flush, forward) or not (backward, export), so all see the same bits. A row whose
+ * factors are all 0 is skipped: its readers see W itself. PREFETCH: the entries ahead
+ * whose pairs are fetched while this one is summed (the columns are random, so the
+ * hardware prefetcher cannot guess them). */
+enum { LANES = DEFER_LANES, PREFETCH = 16 };
+typedef real vreal __attribute__((vector_size(LANES * sizeof(real))));
+typedef real_bits vbits __attribute__((vector_size(LANES * sizeof(real_bits))));
+
 static inline real
-pair_sum(const struct eproj *p, const real *ai, int64_t o)
+lane_sum(const real *v)
+{
+    return ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
+}
+
+/* Row i's factors into av (p->pc, [r rounded up to LANES]) as chunks of LANES, zero
+ * beyond n_pend; returns the number of chunks, 0 when every factor is 0. */
+static int64_t
+row_chunks(const struct eproj *p, int64_t i, real *av)
+{
+    int64_t n = p->n_pend, nc = (n + LANES - 1) / LANES;
+    const real *ai = p->pa + i * p->n_pend_max;
+    int any = 0;
+    for (int64_t k = 0; k < nc * LANES; k++) {
+        av[k] = k < n ? ai[k] : R(0.0);
+        any |= av[k] != R(0.0);
+    }
+    return any ? nc : 0;
+}
+
+/* *m: the lanes of the last chunk that hold a pair. */
+static void
+last_lanes(const struct eproj *p, vbits *m)
+{
+    int64_t base = (p->n_pend - 1) / LANES * LANES;
+    for (int j = 0; j < LANES; j++)
+        (*m)[j] = base + j < p->n_pend ? ~(real_bits)0 : 0;
+}
+
+/* s for the entry in column o, vectorised: b of lanes beyond n_pend is masked (a slot
+ * there may hold anything, even from a restored checkpoint). */
+static inline real
+entry_sum(const struct eproj *p, const real *av, int64_t nc, const vbits *last, int64_t o)
+{
+    const real *b = p->pb + o * p->n_pend_max;
+    vreal v = {0}, a, bv;
+    for (int64_t c = 0; c < nc - 1; c++) {
+        memcpy(&a, av + c * LANES, sizeof a);
+        memcpy(&bv, b + c * LANES, sizeof bv);
+        v += a * bv;
+    }
+    memcpy(&a, av + (nc - 1) * LANES, sizeof a);
+    memcpy(&bv, b + (nc - 1) * LANES, sizeof bv);
+    bv = (vreal)((vbits)bv & *last);
+    v += a * bv;
+    real l[LANES];
+    memcpy(l, &v, sizeof l);
+    return lane_sum(l);
+}
+
+/* The same s without vectors, for readers of single entries; *skip is set when row i's
+ * factors are all 0. */
+static real
+entry_sum_scalar(const struct eproj *p, int64_t i, int64_t o, int *skip)
+{
+    int64_t n = p->n_pend, r = p->n_pend_max;
+    const real *ai = p->pa + i * r, *b = p->pb + o * r;
+    real v[LANES] = {0};
+    int any = 0;
+    for (int64_t k = 0; k < n; k++) {
+        v[k % LANES] += ai[k] * b[k];
+        any |= ai[k] != R(0.0);
+    }
+    *skip = !any;
+    return lane_sum(v);
+}
+
+enum { GROUP = 4 };
+
+/* s[g] (g < GROUP) = 0 + sum over j < m with a[j] != 0, in order, of a[j] b[k O + o + g
+ * LANES ...], k = at[j] (at NULL: k = j): GROUP chunks of LANES columns at once, so that
+ * their independent sums hide the latency of each one's chain over j (four named
+ * variables: an array would live in memory, not in registers). */
+static inline void
+group_sums(const real *b, int64_t O, const real *a, const int64_t *at, int64_t m, int64_t o,
+           vreal *s)
+{
+    vreal s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, v0, v1, v2, v3;
+    for (int64_t j = 0; j < m; j++) {
+        if (a[j] == R(0.0))
+            continue;
+        const real *bk = b + (at ? at[j] : j) * O + o;
+        memcpy(&v0, bk, sizeof v0);
+        memcpy(&v1, bk + LANES, sizeof v1);
+        memcpy(&v2, bk + 2 * LANES, sizeof v2);
+        memcpy(&v3, bk + 3 * LANES, sizeof v3);
+        s0 += a[j] * v0;
+        s1 += a[j] * v1;
+        s2 += a[j] * v2;
+        s3 += a[j] * v3;
+    }
+    s[0] = s0;
+    s[1] = s1;
+    s[2] = s2;
+    s[3] = s3;
+}
+
+/* The same sum for one column, in the same order. */
+static inline real
+column_sum(const real *b, int64_t O, const real *a, const int64_t *at, int64_t m, int64_t o)
 {
     real s = R(0.0);
-    for (int64_t k = 0; k < p->n_pend; k++)
-        if (ai[k] != R(0.0))
-            s += ai[k] * p->pb[b_at(p, k, o)];
+    for (int64_t j = 0; j < m; j++)
+        if (a[j] != R(0.0))
+            s += a[j] * b[(at ? at[j] : j) * O + o];
     return s;
 }
 
-enum { BLOCK = 128 };
-
-/* s[e] = pair_sum(p, ai, idx[e]) for the n <= BLOCK stored entries of one sparse row,
- * vectorised across entries (each entry still sums its pairs in order). */
+/* row [O] += sum_k a_k[i] b_k, each element summed as column_sum does (0 + the terms with
+ * a_k[i] != 0, in order). A row whose a_k[i] are all 0 is left untouched. */
 static void
-pair_sums_sparse(const struct eproj *p, const real *ai, const int32_t *idx, int64_t n, real *s)
+flush_row_dense(const struct eproj *p, const real *ai, real *row)
 {
-    int64_t r = p->n_pend_max;
-    for (int64_t e = 0; e < n; e++)
-        s[e] = R(0.0);
-    for (int64_t k = 0; k < p->n_pend; k++) {
-        real a = ai[k];
-        if (a == R(0.0))
-            continue;
-        const real *b = p->pb + k;
-        for (int64_t e = 0; e < n; e++)
-            s[e] += a * b[(int64_t)idx[e] * r];
+    int64_t O = p->O, n = p->n_pend, o = 0;
+    int any = 0;
+    for (int64_t k = 0; k < n; k++)
+        any |= ai[k] != R(0.0);
+    if (!any)
+        return;
+    for (; o + GROUP * LANES <= O; o += GROUP * LANES) {
+        vreal s[GROUP], w;
+        group_sums(p->pb, O, ai, NULL, n, o, s);
+        for (int g = 0; g < GROUP; g++) {
+            memcpy(&w, row + o + g * LANES, sizeof w);
+            w += s[g];
+            memcpy(row + o + g * LANES, &w, sizeof w);
+        }
     }
-}
-
-/* rowsum [O] = sum_k a_k[i] b_k, the dense form of pair_sum for one row; returns 0 when
- * every a_k[i] is 0 (rowsum untouched). */
-static int
-row_sum(const struct eproj *p, const real *ai, real *rowsum)
-{
-    int64_t O = p->O, k = 0;
-    while (k < p->n_pend && ai[k] == R(0.0))
-        k++;
-    if (k == p->n_pend)
-        return 0;
-    const real *b = p->pb + k * O;
-    for (int64_t o = 0; o < O; o++)
-        rowsum[o] = R(0.0) + ai[k] * b[o]; /* 0 + x: the bits pair_sum gives */
-    for (k++; k < p->n_pend; k++) {
-        if (ai[k] == R(0.0))
-            continue;
-        b = p->pb + k * O;
-        real a = ai[k];
-        for (int64_t o = 0; o < O; o++)
-            rowsum[o] += a * b[o];
-    }
-    return 1;
+    for (; o < O; o++)
+        row[o] += column_sum(p->pb, O, ai, NULL, n, o);
 }
 
 void
@@ -100,24 +184,21 @@ defer_flush(struct eproj *p)
         return;
     int64_t r = p->n_pend_max;
     if (p->d->op == MODEL_OP_DENSE) {
-        real *rowsum = p->scratch; /* [2 K O] >= O */
-        for (int64_t i = 0; i < p->I; i++) {
-            if (!row_sum(p, p->pa + i * r, rowsum))
-                continue;
-            real *row = p->w.values + i * p->O;
-            for (int64_t o = 0; o < p->O; o++)
-                row[o] += rowsum[o];
-        }
+        for (int64_t i = 0; i < p->I; i++)
+            flush_row_dense(p, p->pa + i * r, p->w.values + i * p->O);
     } else {
-        real s[BLOCK];
+        vbits last;
+        last_lanes(p, &last);
+        const int32_t *idx = p->w.indices;
+        int64_t ahead = p->count - PREFETCH;
         for (int64_t i = 0; i < p->I; i++) {
-            const real *ai = p->pa + i * r;
-            for (int64_t e0 = p->w.indptr[i]; e0 < p->w.indptr[i + 1]; e0 += BLOCK) {
-                int64_t n = p->w.indptr[i + 1] - e0 < BLOCK ? p->w.indptr[i + 1] - e0 : BLOCK;
-                pair_sums_sparse(p, ai, p->w.indices + e0, n, s);
-                real *w = p->w.values + e0;
-                for (int64_t e = 0; e < n; e++)
-                    w[e] += s[e];
+            int64_t nc = row_chunks(p, i, p->pc);
+            if (!nc)
+                continue;
+            for (int64_t e = p->w.indptr[i]; e < p->w.indptr[i + 1]; e++) {
+                if (e < ahead) /* the rows run in order: fetch across their ends */
+                    __builtin_prefetch(p->pb + idx[e + PREFETCH] * r);
+                p->w.values[e] += entry_sum(p, p->pc, nc, &last, idx[e]);
             }
         }
     }
@@ -129,19 +210,32 @@ defer_forward(struct eproj *p, real *y, const real *x)
 {
     int64_t r = p->n_pend_max, I = p->I, O = p->O;
     if (p->d->op == MODEL_OP_SPARSE) {
+        if (p->n_pend == 0) {
+            op_sparse_forward(I, O, y, p->w.indptr, p->w.indices, p->w.values, x, p->w.bias);
+            return;
+        }
         op_dense_init(O, y, p->w.bias);
+        vbits last;
+        last_lanes(p, &last);
         for (int64_t i = 0; i < I; i++) {
             real xi = x[i];
             if (xi == R(0.0))
                 continue; /* event-driven, as op_sparse_forward */
-            const real *ai = p->pa + i * r;
-            real s[BLOCK];
-            for (int64_t e0 = p->w.indptr[i]; e0 < p->w.indptr[i + 1]; e0 += BLOCK) {
-                int64_t n = p->w.indptr[i + 1] - e0 < BLOCK ? p->w.indptr[i + 1] - e0 : BLOCK;
-                const int32_t *idx = p->w.indices + e0;
-                pair_sums_sparse(p, ai, idx, n, s);
-                for (int64_t e = 0; e < n; e++)
-                    y[idx[e]] += xi * (p->w.values[e0 + e] + s[e]);
+            int64_t nc = row_chunks(p, i, p->pc);
+            const int32_t *idx = p->w.indices;
+            const real *w = p->w.values;
+            if (!nc)
+                for (int64_t e = p->w.indptr[i]; e < p->w.indptr[i + 1]; e++)
+                    y[idx[e]] += xi * w[e];
+            else {
+                int64_t e = p->w.indptr[i], end = p->w.indptr[i + 1];
+                for (int64_t f = e; f < e + PREFETCH && f < end; f++) /* the row's first */
+                    __builtin_prefetch(p->pb + idx[f] * r);
+                for (; e < end; e++) {
+                    if (e + PREFETCH < end)
+                        __builtin_prefetch(p->pb + idx[e + PREFETCH] * r);
+                    y[idx[e]] += xi * (w[e] + entry_sum(p, p->pc, nc, &last, idx[e]));
+                }
             }
         }
         return;
@@ -173,11 +267,12 @@ defer_backward(const struct eproj *p, int64_t row0, int64_t n_rows, real *dx, co
     int64_t r = p->n_pend_max, O = p->O;
     if (p->d->op == MODEL_OP_SPARSE) {
         for (int64_t i = 0; i < n_rows; i++) {
-            const real *ai = p->pa + (row0 + i) * r;
             real s = R(0.0);
             for (int64_t e = p->w.indptr[row0 + i]; e < p->w.indptr[row0 + i + 1]; e++) {
                 int32_t o = p->w.indices[e];
-                s += (p->w.values[e] + pair_sum(p, ai, o)) * dy[o];
+                int skip;
+                real ps = entry_sum_scalar(p, row0 + i, o, &skip);
+                s += (skip ? p->w.values[e] : p->w.values[e] + ps) * dy[o];
             }
             dx[i] += s;
         }
@@ -213,7 +308,7 @@ defer_effective(const struct eproj *p, int64_t lo, int64_t hi, real *out)
     if (p->d->op == MODEL_OP_DENSE) {
         for (int64_t e = lo; e < hi; e++) {
             int64_t i = e / p->O, o = e % p->O;
-            out[e - lo] += pair_sum(p, p->pa + i * r, o);
+            out[e - lo] += column_sum(p->pb, p->O, p->pa + i * r, NULL, p->n_pend, o);
         }
         return;
     }
@@ -229,80 +324,87 @@ defer_effective(const struct eproj *p, int64_t lo, int64_t hi, real *out)
     for (int64_t e = lo, i = a; e < hi; e++) {
         while (p->w.indptr[i + 1] <= e)
             i++;
-        out[e - lo] += pair_sum(p, p->pa + i * r, p->w.indices[e]);
+        int skip;
+        real s = entry_sum_scalar(p, i, p->w.indices[e], &skip);
+        if (!skip)
+            out[e - lo] += s;
     }
 }
 
 void
-defer_grad_push(struct eproj *p, const real *a, const real *q)
+defer_grad_push(struct eproj *p, const real *a, const real *x, const real *q, real lambda,
+                uint64_t tick)
 {
-    if (p->n_grad == DEFER_GRAD_PAIRS)
-        defer_grad_flush(p);
-    int64_t k = p->n_grad, G = DEFER_GRAD_PAIRS;
+    int64_t I = p->I, O = p->O;
     if (p->d->op == MODEL_OP_ELEMWISE) {
-        for (int64_t o = 0; o < p->O; o++)
+        for (int64_t o = 0; q && o < O; o++)
             p->sum_w[o] += (double)(a[o] * q[o]);
     } else {
-        for (int64_t i = 0; i < p->I; i++)
-            p->ga[i * G + k] = a[i];
-        memcpy(p->gb + k * p->O, q, (size_t)p->O * sizeof(real));
+        /* a window holds consecutive ticks of one lambda only */
+        if (p->n_grad > 0 &&
+            (p->n_grad == DEFER_GRAD_PAIRS || tick != p->grad_tick + 1 || lambda != p->grad_lambda))
+            defer_grad_flush(p);
+        if (p->n_grad == 0 && !q)
+            return; /* no window open and nothing to add */
+        int64_t k = p->n_grad;
+        memcpy(p->ga + k * I, k == 0 ? a : x, (size_t)I * sizeof(real));
+        if (q)
+            memcpy(p->gb + k * O, q, (size_t)O * sizeof(real));
+        else
+            memset(p->gb + k * O, 0, (size_t)O * sizeof(real));
+        p->grad_lambda = lambda;
+        p->grad_tick = tick;
         p->n_grad++;
     }
-    if (p->sum_b)
-        for (int64_t o = 0; o < p->O; o++)
+    if (p->sum_b && q)
+        for (int64_t o = 0; o < O; o++)
             p->sum_b[o] += (double)q[o];
 }
 
 void
 defer_grad_flush(struct eproj *p)
 {
-    int64_t G = DEFER_GRAD_PAIRS, O = p->O, n = p->n_grad;
+    int64_t I = p->I, O = p->O, n = p->n_grad;
     if (n == 0)
         return;
-    /* The buffered gradients are summed in real first (the product A^T B of their
-     * factors, which vectorises over o), then added to the float64 sums: one float64 pass
-     * per DEFER_GRAD_PAIRS ticks instead of one per tick. */
-    real *rowsum = p->scratch; /* [2 K O] >= O; defer_flush is not running */
-    for (int64_t i = 0; i < p->I; i++) {
-        const real *ai = p->ga + i * G;
-        int64_t k = 0;
-        while (k < n && ai[k] == R(0.0))
-            k++;
-        if (k == n)
-            continue; /* the per-tick path skips these rows too */
+    /* With a_t = lambda a_{t-1} + x_t, sum_t a_t q_t^T over the window t0 .. t0 + n - 1 is
+     * a_t0 Q_t0^T + sum_{s > t0} x_s Q_s^T, Q_s = sum_{t >= s} lambda^(t - s) q_t: Q in
+     * place of q (backwards), then per row its column c of the window (a_t0[i], then the
+     * x_s[i], mostly 0: only the inputs that fired) against Q, summed in real in
+     * registers and added once to the float64 row. */
+    real lam = p->grad_lambda, c[DEFER_GRAD_PAIRS];
+    int64_t at[DEFER_GRAD_PAIRS];
+    for (int64_t s = n - 2; s >= 0; s--) {
+        real *qs = p->gb + s * O;
+        for (int64_t o = 0; o < O; o++)
+            qs[o] += lam * qs[o + O];
+    }
+    for (int64_t i = 0; i < I; i++) {
+        int64_t m = 0; /* the ticks whose x_s[i] is not 0, in order */
+        for (int64_t s = 0; s < n; s++) {
+            real v = p->ga[s * I + i];
+            c[m] = v;
+            at[m] = s;
+            m += v != R(0.0);
+        }
+        if (!m)
+            continue;
         if (p->d->op == MODEL_OP_DENSE) {
-            const real *b = p->gb + k * O;
-            for (int64_t o = 0; o < O; o++)
-                rowsum[o] = ai[k] * b[o];
-            for (k++; k < n; k++) {
-                if (ai[k] == R(0.0))
-                    continue;
-                real a = ai[k];
-                b = p->gb + k * O;
-                for (int64_t o = 0; o < O; o++)
-                    rowsum[o] += a * b[o];
-            }
             double *row = p->sum_w + i * O;
-            for (int64_t o = 0; o < O; o++)
-                row[o] += (double)rowsum[o];
-        } else {
-            for (int64_t e0 = p->w.indptr[i]; e0 < p->w.indptr[i + 1]; e0 += BLOCK) {
-                int64_t m = p->w.indptr[i + 1] - e0 < BLOCK ? p->w.indptr[i + 1] - e0 : BLOCK;
-                const int32_t *idx = p->w.indices + e0;
-                real sb[BLOCK];
-                for (int64_t e = 0; e < m; e++)
-                    sb[e] = R(0.0);
-                for (int64_t j = k; j < n; j++) {
-                    real a = ai[j];
-                    if (a == R(0.0))
-                        continue;
-                    const real *b = p->gb + j * O;
-                    for (int64_t e = 0; e < m; e++)
-                        sb[e] += a * b[idx[e]];
-                }
-                for (int64_t e = 0; e < m; e++)
-                    p->sum_w[e0 + e] += (double)sb[e];
+            int64_t o = 0;
+            for (; o + GROUP * LANES <= O; o += GROUP * LANES) {
+                vreal v[GROUP];
+                real l[GROUP * LANES];
+                group_sums(p->gb, O, c, at, m, o, v);
+                memcpy(l, v, sizeof l);
+                for (int j = 0; j < GROUP * LANES; j++)
+                    row[o + j] += (double)l[j];
             }
+            for (; o < O; o++)
+                row[o] += (double)column_sum(p->gb, O, c, at, m, o);
+        } else {
+            for (int64_t e = p->w.indptr[i]; e < p->w.indptr[i + 1]; e++)
+                p->sum_w[e] += (double)column_sum(p->gb, O, c, at, m, p->w.indices[e]);
         }
     }
     p->n_grad = 0;

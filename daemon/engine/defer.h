@@ -11,14 +11,21 @@
  * low-rank form instead (x W + sum_k (x . a_k) b_k), which is equal to rounding.
  *
  * Layout: pa [I][defer] (the pairs' row factors, row-major by input so that one row's
- * factors are contiguous), pb [defer][O]. The gradient pairs of the sums use the same
- * layout with stride n_grad_max. */
+ * factors are contiguous); pb dense [defer][O], sparse [O][defer] (one stored entry's
+ * pairs contiguous). For a sparse weight s is summed in DEFER_LANES interleaved lanes
+ * (defer.c) rather than strictly in order, so that one entry's pairs are a few vector
+ * products; every sparse reader uses that same order. The gradient window of the sums:
+ * ga [DEFER_GRAD_PAIRS][I], gb [DEFER_GRAD_PAIRS][O]. */
 #ifndef ETRACE_DEFER_H
 #define ETRACE_DEFER_H
 
 #include "engine_int.h"
 
-/* Pairs of gradients buffered before they are added to the float64 sums. */
+/* The sparse pair sums run in LANES-wide chunks: pb has LANES spare values at its end and
+ * pc holds r rounded up to LANES values (engine.c's layout). */
+enum { DEFER_LANES = 8 };
+
+/* Ticks of gradients buffered before they are added to the float64 sums. */
 enum { DEFER_GRAD_PAIRS = 32 };
 
 /* A pair is refused when max|a| max|b| r reaches this bound, so that a flush of r pairs
@@ -51,14 +58,19 @@ void defer_backward(const struct eproj *p, int64_t row0, int64_t n_rows, real *d
 void defer_effective(const struct eproj *p, int64_t lo, int64_t hi, real *out);
 
 /* Keeps this tick's gradient a (x) q (the rank-one gradient of an ES or instant
- * projection) for the float64 sums; adds the bias gradient q at once. Flushes first when
- * the buffer is full. */
-void defer_grad_push(struct eproj *p, const real *a, const real *q);
+ * projection, a = lambda a_prev + x: e_x for ES, x itself for instant with lambda 0) for
+ * the float64 sums, q NULL for a tick without gradient (the window still follows a); adds
+ * the bias gradient q at once. A window holds up to DEFER_GRAD_PAIRS consecutive ticks:
+ * its first tick's a, then only x (the sums of the later ticks run over the rows whose x
+ * is not 0). Flushes first when the buffer is full or the ticks are not consecutive. */
+void defer_grad_push(struct eproj *p, const real *a, const real *x, const real *q, real lambda,
+                     uint64_t tick);
 
-/* Adds the buffered gradients to the float64 sums and empties the buffer: the gradients
- * of up to DEFER_GRAD_PAIRS ticks are summed in real, in tick order, and that sum is added
- * in float64 (the per-tick path adds each tick in float64: the sums agree to the rounding
- * of a few real additions, far below the references' tolerance). */
+/* Adds the window's gradients to the float64 sums and empties it; call it before
+ * anything changes a outside its recurrence (a trace reset or restore). The sums equal
+ * the per-tick float64 sums to the rounding of the window's sums in real (a recurrence
+ * and a sum of up to DEFER_GRAD_PAIRS terms per weight), far below the references'
+ * tolerance. */
 void defer_grad_flush(struct eproj *p);
 
 #endif

@@ -201,9 +201,10 @@ layout(struct engine *e, struct carver *c)
         if (!learns)
             continue;
         if (p->defers) {
-            p->pa = carve(c, I * p->n_pend_max);
-            p->pb = carve(c, p->n_pend_max * O);
-            p->pc = carve(c, p->n_pend_max);
+            int64_t r = p->n_pend_max, lanes = DEFER_LANES;
+            p->pa = carve(c, I * r);
+            p->pb = carve(c, r * O + lanes);
+            p->pc = carve(c, (r + lanes - 1) / lanes * lanes);
         }
         if (e->track && e->fused && p->d->op != MODEL_OP_ELEMWISE) {
             p->ga = carve(c, I * DEFER_GRAD_PAIRS);
@@ -478,6 +479,7 @@ static void
 reset_proj_traces(struct eproj *p)
 {
     int64_t K = p->K;
+    defer_grad_flush(p); /* the window of the sums follows the traces' recurrence */
     if (p->E)
         fill(p->E, K * p->count, R(0.0));
     if (p->Eb)

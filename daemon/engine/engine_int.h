@@ -75,8 +75,10 @@ struct eproj {
     int64_t n_pend;     /* pairs pending (engine state) */
     real *pa, *pb;      /* the pairs: a [I][r] (= -lr * row factor), b [r][O] */
     real *pc;           /* [r] scratch: x . a_k, b_k . dy */
-    int64_t n_grad;     /* gradients buffered for the float64 sums (track_grad_sum) */
-    real *ga, *gb;      /* their factors: [I][DEFER_GRAD_PAIRS], [DEFER_GRAD_PAIRS][O] */
+    int64_t n_grad;     /* ticks in the window of the float64 sums (track_grad_sum) */
+    real *ga, *gb;      /* its a_t0 then x: [DEFER_GRAD_PAIRS][I]; q: [DEFER_GRAD_PAIRS][O] */
+    uint64_t grad_tick; /* the window's last tick */
+    real grad_lambda;   /* its a's decay */
 };
 
 struct einput {

@@ -397,6 +397,13 @@ learn_optimizer_step(struct engine *e)
         e->projs[pi].w_bound = -1.0; /* the weights moved outside the fused path */
 }
 
+/* The decay of the row factor a of p's rank-one gradient: a = lambda a_prev + x. */
+static real
+grad_lambda(const struct engine *e, const struct eproj *p)
+{
+    return p->rule == ENGINE_RULE_ES ? e->lambda_x : R(0.0);
+}
+
 /* One tick of learning on the fused path (sgd, K = 1, no clip or decay, target signal, no
  * gradient sums). Every projection's step is bounded first from this tick's trace inputs;
  * when every bound keeps every weight far from overflow the steps are written directly,
@@ -415,6 +422,8 @@ learn_fused_tick(struct engine *e)
         if (!p->has_g) {
             if (proj_traces(e, p, GRAD_NONE, NULL, NULL))
                 e->cells[p->cell].bad = 1;
+            if (e->track) /* a tick without gradient inside a window of the sums */
+                defer_grad_push(p, NULL, p->x, NULL, grad_lambda(e, p), e->tick);
             continue;
         }
         learn_gather_g(e, p);
@@ -431,7 +440,7 @@ learn_fused_tick(struct engine *e)
         if (p->rule == ENGINE_RULE_FROZEN || !p->has_g)
             continue;
         if (e->track && p->pending) /* the float64 sums, from the same rank-one pair */
-            defer_grad_push(p, p->pend_a, p->q);
+            defer_grad_push(p, p->pend_a, p->x, p->q, grad_lambda(e, p), e->tick);
         if (ok) {
             if (p->rule == ENGINE_RULE_D_RTRL && proj_traces(e, p, GRAD_FUSED, NULL, NULL))
                 e->cells[p->cell].bad = 1;

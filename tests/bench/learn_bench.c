@@ -274,13 +274,22 @@ naive_tick_us(int N, int n_ticks, double in_rate, struct rng *r)
     return p50;
 }
 
+/* The figures of the summary table, from this one run (0: not measured). */
+struct summary {
+    double dense4096_bound_x[2];   /* N = 4096: naive bound / tick, defer 1 and 16 */
+    double dense256_us[2];         /* N = 256: tick, defer 1 and 16 */
+    double torch256_us;            /* N = 256: torch eager, 1 thread */
+    double fly_tps[2], fly_bps[2]; /* fly-scale: immediate, deferred (16, drift off) */
+    double run_x[2];               /* etraced run over fused, defer 1 and 16 */
+};
+
 /* The input neurons' firing probability in the dense rows (the hidden fires at its own
  * rate, about the same with these weights). */
 #define DENSE_IN_RATE 0.07
 
 static void
 dense_bench(FILE *out, const struct bench_machine *mc, const char *dir, int N, int d_rtrl,
-            int defer, int with_baselines, int quick)
+            int defer, int with_baselines, int quick, struct summary *sum)
 {
     char text[4096], path[4200], defer_txt[64] = "";
     if (defer > 1)
@@ -362,6 +371,13 @@ dense_bench(FILE *out, const struct bench_machine *mc, const char *dir, int N, i
            "firing %.3f\n",
            name, N, defer, s.p50_us, s.p99_us, bound_us, bound_us / s.p50_us, min_us, min_bytes / P,
            level, bw / 1e9, rate);
+    int slot = defer == 1 ? 0 : defer == 16 ? 1 : -1;
+    if (!d_rtrl && slot >= 0 && N == 4096)
+        sum->dense4096_bound_x[slot] = bound_us / s.p50_us;
+    if (!d_rtrl && slot >= 0 && N == 256)
+        sum->dense256_us[slot] = s.p50_us;
+    if (!d_rtrl && N == 256 && torch1 > 0)
+        sum->torch256_us = torch1;
     if (naive_us > 0)
         printf("%-24s   naive C tick (one pass per quantity) %9.2f us: engine x%.2f faster\n", "",
                naive_us, naive_us / s.p50_us);
@@ -398,7 +414,7 @@ dense_bench(FILE *out, const struct bench_machine *mc, const char *dir, int N, i
  * gradient sums as rank-one pairs on the fused path. Timed over windows that hold a flush
  * of the steps and of the sums. */
 static void
-run_path_bench(FILE *out, const char *dir, int N, int defer, int quick)
+run_path_bench(FILE *out, const char *dir, int N, int defer, int quick, struct summary *sum)
 {
     char text[4096], path[4200], defer_txt[64] = "";
     if (defer > 1)
@@ -429,16 +445,32 @@ run_path_bench(FILE *out, const char *dir, int N, int defer, int quick)
     rng_seed(&rb, 21, "run");
     run_ticks(fast, N, window, 1.0, DENSE_IN_RATE, &ra); /* warm-up */
     run_ticks(run, N, window, 1.0, DENSE_IN_RATE, &rb);
-    struct tick_stats sf = run_ticks_w(fast, N, n_ticks, 1.0, DENSE_IN_RATE, window, &ra);
-    struct tick_stats sr = run_ticks_w(run, N, n_ticks, 1.0, DENSE_IN_RATE, window, &rb);
+    /* the two in turn, a window each, so that both see the same load: the ratio is the
+     * median of the windows' ratios (each window's mean tick) */
+    int n_win = n_ticks / window;
+    double *tf = malloc(sizeof(double) * (size_t)n_win),
+           *tr = malloc(sizeof(double) * (size_t)n_win);
+    double *x = malloc(sizeof(double) * (size_t)n_win);
+    for (int w = 0; w < n_win; w++) {
+        tf[w] = run_ticks_w(fast, N, window, 1.0, DENSE_IN_RATE, window, &ra).mean_us;
+        tr[w] = run_ticks_w(run, N, window, 1.0, DENSE_IN_RATE, window, &rb).mean_us;
+        x[w] = tr[w] / tf[w];
+    }
+    double f50 = bench_quantile(tf, (size_t)n_win, 0.5),
+           r50 = bench_quantile(tr, (size_t)n_win, 0.5);
+    double x50 = bench_quantile(x, (size_t)n_win, 0.5);
+    free(tf);
+    free(tr);
+    free(x);
     printf("%-24s N=%-5d r=%-3d engine fused %9.2f us, as etraced run (grads/ kept) %9.2f us: "
-           "x%.2f\n",
-           "run_learn_on", N, defer, sf.p50_us, sr.p50_us, sr.p50_us / sf.p50_us);
+           "x%.2f (median of %d paired windows)\n",
+           "run_learn_on", N, defer, f50, r50, x50, n_win);
+    sum->run_x[defer == 1 ? 0 : 1] = x50;
     if (out)
         fprintf(out,
                 "{\"bench\": \"run_learn_on\", \"n\": %d, \"defer\": %d, \"fused_us_p50\": %.3f, "
                 "\"run_us_p50\": %.3f, \"run_over_fused\": %.3f}\n",
-                N, defer, sf.p50_us, sr.p50_us, sr.p50_us / sf.p50_us);
+                N, defer, f50, r50, x50);
     engine_free(&fast);
     engine_free(&run);
 }
@@ -501,7 +533,7 @@ rss_bytes(void)
  * as etraced compile prints it). */
 static void
 sparse_bench(FILE *out, const char *dir, int64_t N, int64_t per_row, double rate, int defer,
-             int drift, int quick)
+             int drift, int quick, struct summary *sum)
 {
     const int64_t nnz = N * per_row;
     int64_t *indptr = malloc(sizeof(int64_t) * (size_t)(N + 1));
@@ -598,6 +630,8 @@ sparse_bench(FILE *out, const char *dir, int64_t N, int64_t per_row, double rate
            "(p50 %.2f ms), %.1f B/synapse resident (engine's count; RSS growth %.1f MiB)\n",
            name, (long long)N, (long long)nnz, rate, hid_rate, defer, drift ? "on" : "off",
            1.0 / p50, 1e3 * p50, (double)res / (double)nnz, rss / 1048576.0);
+    sum->fly_tps[defer > 1] = 1.0 / p50;
+    sum->fly_bps[defer > 1] = (double)res / (double)nnz;
     if (out)
         fprintf(out,
                 "{\"bench\": \"%s\", \"neurons\": %lld, \"synapses\": %lld, "
@@ -616,6 +650,32 @@ done:
     free(values);
 }
 
+/* The speed targets' rows side by side, each ratio from this run (-: not measured). */
+static void
+print_summary(FILE *out, const struct summary *s)
+{
+    double torch_x[2];
+    for (int k = 0; k < 2; k++)
+        torch_x[k] =
+            s->dense256_us[k] > 0 && s->torch256_us > 0 ? s->torch256_us / s->dense256_us[k] : 0.0;
+    printf("summary (defer 1 | defer 16; 0 = not measured in this run):\n"
+           "  dense ES N=4096, tick vs naive bound      x%5.2f | x%5.2f   (target >= 3x)\n"
+           "  dense ES N=256, vs torch eager 1 thread   x%5.1f | x%5.1f   (target >= 30x)\n"
+           "  fly-scale 140k/15M, 1 thread, ticks/s     %6.1f | %6.1f   (target >= 60)\n"
+           "  fly-scale bytes per synapse               %6.1f | %6.1f   (target <= 10)\n"
+           "  etraced run --learn on over fused, N=1024 x%5.2f | x%5.2f   (target <= 1.2x)\n",
+           s->dense4096_bound_x[0], s->dense4096_bound_x[1], torch_x[0], torch_x[1], s->fly_tps[0],
+           s->fly_tps[1], s->fly_bps[0], s->fly_bps[1], s->run_x[0], s->run_x[1]);
+    if (out)
+        fprintf(out,
+                "{\"bench\": \"summary\", \"dense4096_vs_bound\": [%.3f, %.3f], "
+                "\"dense256_vs_torch1\": [%.2f, %.2f], \"fly_ticks_per_s\": [%.2f, %.2f], "
+                "\"fly_bytes_per_synapse\": [%.2f, %.2f], \"run_over_fused\": [%.3f, %.3f]}\n",
+                s->dense4096_bound_x[0], s->dense4096_bound_x[1], torch_x[0], torch_x[1],
+                s->fly_tps[0], s->fly_tps[1], s->fly_bps[0], s->fly_bps[1], s->run_x[0],
+                s->run_x[1]);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -629,28 +689,44 @@ main(int argc, char **argv)
     engine_set_fp_env();
     struct bench_machine mc;
     bench_machine(out, &mc);
+    struct summary sum;
+    memset(&sum, 0, sizeof sum);
     static const int sizes[] = {64, 256, 1024, 4096};
-    /* BENCH_ONLY=dense|run|sparse runs one group (while tuning) */
+    /* BENCH_ONLY=dense|run|sparse|sparse_immediate|sparse_defer runs one group (while tuning) */
     const char *only = getenv("BENCH_ONLY");
+    const char *only_n = getenv("BENCH_N"); /* BENCH_N=4096: that dense size alone */
     for (int k = 0; k < 4 && (!only || !strcmp(only, "dense")); k++) {
-        dense_bench(out, &mc, dir, sizes[k], 0, 1, 1, quick);
+        if (only_n && atoi(only_n) != sizes[k])
+            continue;
+        const char *only_r = getenv("BENCH_R"); /* BENCH_R=16: the rows of that r alone */
+        if (!only_r || atoi(only_r) == 1)
+            dense_bench(out, &mc, dir, sizes[k], 0, 1, 1, quick, &sum);
         static const int defers[] = {4, 16, 64};
         for (int j = 0; j < 3 && sizes[k] >= 256; j++)
-            dense_bench(out, &mc, dir, sizes[k], 0, defers[j], 0, quick);
-        if (sizes[k] <= 1024)
-            dense_bench(out, &mc, dir, sizes[k], 1, 1, 0, quick);
+            if (!only_r || atoi(only_r) == defers[j])
+                dense_bench(out, &mc, dir, sizes[k], 0, defers[j], 0, quick, &sum);
+        if (sizes[k] <= 1024 && !only_r)
+            dense_bench(out, &mc, dir, sizes[k], 1, 1, 0, quick, &sum);
     }
     if (!only || !strcmp(only, "run")) {
-        run_path_bench(out, dir, 1024, 1, quick);
-        run_path_bench(out, dir, 1024, 16, quick);
+        run_path_bench(out, dir, 1024, 1, quick, &sum);
+        run_path_bench(out, dir, 1024, 16, quick, &sum);
     }
     if (!only)
         silence_bench(out, dir, quick);
-    if (only && strcmp(only, "sparse"))
+    if (only && strcmp(only, "sparse") && strcmp(only, "sparse_defer") &&
+        strcmp(only, "sparse_immediate"))
         goto end;
-    sparse_bench(out, dir, quick ? 20000 : 140000, 107, 0.025, 1, 1, quick);
-    sparse_bench(out, dir, quick ? 20000 : 140000, 107, 0.025, 16, 0, quick);
+    /* sparse_immediate, sparse_defer: one of the two rows */
+    if (!only || strcmp(only, "sparse_defer"))
+        sparse_bench(out, dir, quick ? 20000 : 140000, 107, 0.025, 1, 1, quick, &sum);
+    /* BENCH_SPARSE_R: the deferred row's r (default 16, what the summary reports) */
+    int sparse_r = getenv("BENCH_SPARSE_R") ? atoi(getenv("BENCH_SPARSE_R")) : 16;
+    if (!only || strcmp(only, "sparse_immediate"))
+        sparse_bench(out, dir, quick ? 20000 : 140000, 107, 0.025, sparse_r > 1 ? sparse_r : 16, 0,
+                     quick, &sum);
 end:
+    print_summary(out, &sum);
     if (out)
         fclose(out);
     char cmd[4200];

@@ -5,7 +5,7 @@
  * checkpoint round trip (the state sections copied into a fresh engine) and the
  * --keep-weights hand-over. Tolerance: relative 1e-9 in the double build (the results are
  * equal to rounding; spikes make a float comparison meaningless after a flipped spike, so
- * the float build checks 1e-3 on a short run). The float64 gradient sums kept as pairs
+ * the float build checks 1e-3 on a short run). The float64 gradient sums kept as windows
  * (etraced run on the fused path) are compared with the per-tick path (same tolerance). */
 #include <math.h>
 #include <setjmp.h>
@@ -197,6 +197,7 @@ test_defer_readers_close_to_immediate(void **state)
     (void)state;
     check_readers(4);
     check_readers(7);
+    check_readers(19); /* a sparse entry's pairs in three chunks of lanes, the last partial */
 }
 
 /* Copies every state section and the scalars of src into dst (a checkpoint's round trip
@@ -362,11 +363,12 @@ test_defer_huge_pair_is_refused(void **state)
     engine_free(&a);
 }
 
-/* etraced run's gradient sums on the fused path (kept as pairs) against the per-tick
- * path: bit for bit. clip_norm: 1e30 takes the accumulator path with the same math (the
- * clip factor is exactly 1). */
+/* etraced run's gradient sums on the fused path (kept as windows) against the per-tick
+ * path, to rounding. clip_norm: 1e30 takes the accumulator path with the same math (the
+ * clip factor is exactly 1). reset_at >= 0: both reset their traces after that tick, in
+ * the middle of a window. */
 static void
-check_grad_sums(int defer)
+check_grad_sums(int defer, int reset_at)
 {
     struct engine *fast = compile_opt(defer, "2.0e-2", "", 1);
     struct engine *plain = compile_opt(1, "2.0e-2", ", clip_norm: 1.0e+30", 1);
@@ -376,6 +378,10 @@ check_grad_sums(int defer)
     for (int k = 0; k < 100; k++) {
         drive_tick(fast, &ra, k);
         drive_tick(plain, &rb, k);
+        if (k == reset_at) {
+            engine_reset(fast, 0, 1);
+            engine_reset(plain, 0, 1);
+        }
     }
     engine_sync_grad_sums(fast);
     engine_sync_grad_sums(plain);
@@ -385,8 +391,9 @@ check_grad_sums(int defer)
         engine_param(plain, p, &vb);
         if (!va.grad_sum_w)
             continue;
-        /* defer 1: the same weights, so only the summing order differs (blocks of real
-         * sums added in float64); defer R: also the weights differ to rounding */
+        /* defer 1: the same weights, so only the summing differs (a window's sum of
+         * decayed column factors in real, added in float64 for the inputs that fired);
+         * defer R: also the weights differ to rounding */
         for (int64_t i = 0; i < va.count; i++)
             assert_close(va.grad_sum_w[i], vb.grad_sum_w[i], "grad sum", 100);
         if (va.grad_sum_b) /* the bias sums are added per tick in float64: same bits */
@@ -401,8 +408,9 @@ static void
 test_defer_grad_sums_from_pairs(void **state)
 {
     (void)state;
-    check_grad_sums(1);
-    check_grad_sums(4);
+    check_grad_sums(1, -1);
+    check_grad_sums(4, -1);
+    check_grad_sums(1, 45);
 }
 
 /* Deferred steps, flushes and the gradient pairs allocate nothing in a tick. */
