@@ -64,11 +64,11 @@ DAEMON_SRC := daemon/main.c daemon/daemon.c daemon/config.c daemon/spsc.c daemon
               daemon/stats.c daemon/sdnotify.c daemon/log.c daemon/snapshot.c \
               daemon/checkpoint.c daemon/ops.c daemon/curve.c daemon/security.c \
               daemon/decode.c daemon/conns.c proto/etrace_recording.c daemon/pidlock.c \
-              daemon/recording.c daemon/mcap.c
+              daemon/recording.c daemon/mcap.c daemon/pool.c
 PROTO      := proto/etrace.proto
 CLIENT_SRC := clients/etrace_client.c proto/etrace_recording.c
 CTL_SRC    := clients/etracectl.c clients/ctl_json.c clients/ctl_top.c
-DAEMON_TEST_NAMES := spsc hist config decode conns
+DAEMON_TEST_NAMES := spsc hist config decode conns pool
 INTEG_TEST_NAMES  := daemon learning ops limits iface
 # The integration tests' harness: the real etraced in a temp dir, through the client library.
 INTEG_SUPPORT_SRC := tests/support/daemon_run.c

@@ -204,7 +204,8 @@ layout(struct engine *e, struct carver *c)
             int64_t r = p->n_pend_max, lanes = DEFER_LANES;
             p->pa = carve(c, I * r);
             p->pb = carve(c, r * O + lanes);
-            p->pc = carve(c, (r + lanes - 1) / lanes * lanes);
+            p->pc =
+                carve(c, ENGINE_TICK_PARTS_MAX * ((r + lanes - 1) / lanes * lanes)); /* per part */
         }
         if (e->track && e->fused && p->d->op != MODEL_OP_ELEMWISE) {
             p->ga = carve(c, I * DEFER_GRAD_PAIRS);
@@ -520,6 +521,7 @@ engine_compile(struct model_desc *d, const struct engine_opts *opts, struct engi
     e->mem = m;
     e->d = d;
     e->track = opts ? opts->track_grad_sum : 0;
+    e->part_work = opts && opts->part_work > 0 ? opts->part_work : ENGINE_TICK_PART_WORK;
     e->drift = d->stats_drift;
     e->n_inputs = d->n_inputs;
     e->n_cells = d->n_cells;
@@ -1135,7 +1137,7 @@ engine_tick(struct engine *e)
      * copies the weights nothing writes them; the pairs wait for the next due tick. */
     if (e->defer_r > 1 && !e->defer && (e->tick + 1) % (uint64_t)e->defer_r == 0)
         for (int pi = 0; pi < e->n_projs; pi++)
-            defer_flush(&e->projs[pi]);
+            defer_flush_parts(e, &e->projs[pi]);
     reset_bad_cells(e);
     if (e->critic_cell >= 0)
         e->v_prev[0] = e->cells[e->critic_cell].out[e->cur][0];
@@ -1149,6 +1151,43 @@ engine_tick(struct engine *e)
         }
     }
     e->tick++;
+}
+
+/* ---- tick parts ---------------------------------------------------------------------- */
+
+void
+engine_set_runner(struct engine *e, engine_runner_fn *run, void *ctx)
+{
+    e->runner = run;
+    e->runner_ctx = ctx;
+}
+
+int64_t
+engine_tick_work(const struct engine *e)
+{
+    int64_t w = 0;
+    for (int pi = 0; pi < e->n_projs; pi++)
+        if (e->projs[pi].rule != ENGINE_RULE_FROZEN && e->projs[pi].count > w)
+            w = e->projs[pi].count;
+    return w;
+}
+
+int
+engine_n_parts(const struct engine *e, int64_t work)
+{
+    int64_t n = work / e->part_work;
+    return n < 1 ? 1 : n > ENGINE_TICK_PARTS_MAX ? ENGINE_TICK_PARTS_MAX : (int)n;
+}
+
+void
+engine_run_parts(struct engine *e, int n_parts, int64_t work, engine_part_fn *fn, void *arg)
+{
+    if (n_parts > 1 && e->runner) {
+        e->runner(e->runner_ctx, n_parts, work, fn, arg);
+        return;
+    }
+    for (int k = 0; k < n_parts; k++)
+        fn(arg, k);
 }
 
 /* ---- results, control, introspection ------------------------------------------------ */
