@@ -230,6 +230,12 @@ $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(call obj,tests/bench/benchutil.
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(ENGINE_LIBS)
 
+# The fly-scale rows tick on the daemon's tick workers too.
+$(BUILD)/bench/learn_bench: $(BUILD)/obj/tests/bench/learn_bench.o \
+        $(call obj,tests/bench/benchutil.c daemon/pool.c) $(SUPPORT_OBJ) $(LIBENGINE)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(ENGINE_LIBS) -lpthread
+
 # The daemon bench talks to a running etraced through the client library.
 $(BUILD)/bench/daemon_bench: $(BUILD)/obj/tests/bench/daemon_bench.o \
         $(BUILD)/obj/tests/bench/benchutil.o $(BUILD)/libetrace-client.a

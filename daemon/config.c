@@ -44,6 +44,9 @@ struct file_security {
     bool *allow_plaintext_tcp;
     char *socket_group;
 };
+struct file_engine {
+    int64_t *threads;
+};
 struct file_cfg {
     char *model;
     char *clock;
@@ -57,6 +60,7 @@ struct file_cfg {
     struct file_realtime realtime;
     struct file_curve curve;
     struct file_security security;
+    struct file_engine engine;
 };
 
 #define OPT CYAML_FLAG_OPTIONAL
@@ -105,6 +109,10 @@ static const cyaml_schema_field_t security_fields[] = {
                            CYAML_UNLIMITED),
     CYAML_FIELD_END,
 };
+static const cyaml_schema_field_t engine_fields[] = {
+    CYAML_FIELD_INT_PTR("threads", OPTP, struct file_engine, threads),
+    CYAML_FIELD_END,
+};
 static const cyaml_schema_field_t top_fields[] = {
     CYAML_FIELD_STRING_PTR("model", OPTP, struct file_cfg, model, 0, CYAML_UNLIMITED),
     CYAML_FIELD_STRING_PTR("clock", OPTP, struct file_cfg, clock, 0, CYAML_UNLIMITED),
@@ -118,6 +126,7 @@ static const cyaml_schema_field_t top_fields[] = {
     CYAML_FIELD_MAPPING("realtime", OPT, struct file_cfg, realtime, realtime_fields),
     CYAML_FIELD_MAPPING("curve", OPT, struct file_cfg, curve, curve_fields),
     CYAML_FIELD_MAPPING("security", OPT, struct file_cfg, security, security_fields),
+    CYAML_FIELD_MAPPING("engine", OPT, struct file_cfg, engine, engine_fields),
     CYAML_FIELD_IGNORE("inputs", OPT), /* a map keyed by input name: read below */
     CYAML_FIELD_END,
 };
@@ -192,6 +201,8 @@ static const struct config_row rows[] = {
     R_("security.socket_group", CONFIG_STR, 0, 0, 0, 0, security_socket_group,
        security.socket_group, NULL,
        "group whose members may use the ipc sockets (sockets 0660, directory 0750)"),
+    R_("engine.threads", CONFIG_INT, 1, 1, 64, 0, engine_threads, engine.threads, NULL,
+       "tick threads: the tick thread and threads - 1 workers for big models' passes"),
 #undef R_
 };
 

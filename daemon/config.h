@@ -52,6 +52,7 @@ struct config {
     int n_curve_allow;
     int security_allow_plaintext_tcp; /* tcp endpoints without CURVE are allowed (warned) */
     char *security_socket_group;      /* NULL: ipc sockets 0600; else 0660 and this group */
+    int64_t engine_threads;           /* tick threads (the tick thread and its workers) */
     struct config_input *inputs;      /* [n_inputs] */
     int n_inputs;
 };

@@ -13,7 +13,7 @@
 
 #include <stdint.h>
 
-#include "engine/engine.h"
+#include "engine.h"
 
 /* Below this many elements in the largest phase a tick stays on the tick thread: measured
  * on a 2-vCPU EPYC with tests/bench/learn_bench (BENCH_ONLY=sparse_threads): a part of

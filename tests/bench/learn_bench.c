@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "pool.h"
 #include "benchutil.h"
 #include "engine.h"
 #include "npy.h"
@@ -496,13 +497,16 @@ rss_bytes(void)
 
 /* The fly-scale row: N LIF neurons fed by N spiking inputs through a sparse weight of
  * in-degree ~per_row (CSR files generated here at run time, never committed), firing at
- * `rate`, a dense linear readout of 2 learning a moving target with ES-D-RTRL and sgd, one
- * thread. Reports ticks/s and the resident bytes per synapse (engine_resident_bytes / nnz,
- * as etraced compile prints it). */
-static void
+ * `rate`, a dense linear readout of 2 learning a moving target with ES-D-RTRL and sgd, on
+ * `threads` tick threads (daemon/pool.c, as engine.threads). Reports ticks/s and the
+ * resident bytes per synapse (engine_resident_bytes / nnz, as etraced compile prints it);
+ * returns ticks/s (0 on failure). */
+static double
 sparse_bench(FILE *out, const char *dir, int64_t N, int64_t per_row, double rate, int defer,
-             int drift, int quick)
+             int drift, int threads, int quick)
 {
+    double tps = 0.0;
+    pool_t *pool = pool_new(threads, POOL_MIN_WORK);
     const int64_t nnz = N * per_row;
     int64_t *indptr = malloc(sizeof(int64_t) * (size_t)(N + 1));
     int32_t *indices = malloc(sizeof(int32_t) * (size_t)nnz);
@@ -573,7 +577,7 @@ sparse_bench(FILE *out, const char *dir, int64_t N, int64_t per_row, double rate
         if (k == 20)
             engine_cell_rate(eng, 0);
         double t0 = bench_now();
-        engine_tick(eng);
+        pool_tick(pool, eng);
         if (k >= 20)
             t[k - 20] = bench_now() - t0;
     }
@@ -594,26 +598,45 @@ sparse_bench(FILE *out, const char *dir, int64_t N, int64_t per_row, double rate
     size_t res = engine_resident_bytes(eng);
     double rss = rss_bytes() - rss0; /* what compiling and ticking added to this process */
     const char *name = N >= 100000 ? "fly_sparse_es" : "sparse_es";
-    printf("%-24s N=%lld nnz=%lld firing in %.3f hidden %.3f r=%d drift %s: %.1f ticks/s "
-           "(p50 %.2f ms), %.1f B/synapse resident (engine's count; RSS growth %.1f MiB)\n",
-           name, (long long)N, (long long)nnz, rate, hid_rate, defer, drift ? "on" : "off",
+    printf("%-24s N=%lld nnz=%lld firing in %.3f hidden %.3f r=%d drift %s threads %d: %.1f "
+           "ticks/s (p50 %.2f ms), %.1f B/synapse resident (engine's count; RSS growth %.1f "
+           "MiB)\n",
+           name, (long long)N, (long long)nnz, rate, hid_rate, defer, drift ? "on" : "off", threads,
            1.0 / p50, 1e3 * p50, (double)res / (double)nnz, rss / 1048576.0);
+    tps = 1.0 / p50;
     if (out)
         fprintf(out,
                 "{\"bench\": \"%s\", \"neurons\": %lld, \"synapses\": %lld, "
                 "\"firing\": %.4f, \"hidden_firing\": %.4f, \"defer\": %d, \"drift\": %s, "
+                "\"threads\": %d, "
                 "\"ticks_per_s\": %.2f, \"tick_ms_p50\": %.3f, \"immediate_bytes_per_tick\": "
                 "%.0f, \"resident_bytes\": %zu, \"bytes_per_synapse\": %.2f, "
                 "\"rss_growth_bytes\": %.0f}\n",
                 name, (long long)N, (long long)nnz, rate, hid_rate, defer, drift ? "true" : "false",
-                1.0 / p50, 1e3 * p50, bytes, res, (double)res / (double)nnz, rss);
+                threads, 1.0 / p50, 1e3 * p50, bytes, res, (double)res / (double)nnz, rss);
     free(ev);
     free(t);
     engine_free(&eng);
 done:
+    pool_free(&pool);
     free(indptr);
     free(indices);
     free(values);
+    return tps;
+}
+
+/* A fly-scale row on 1 then 2 tick threads, and the speed-up measured in this run. */
+static void
+sparse_pair(FILE *out, const char *dir, int64_t N, double rate, int defer, int drift, int quick)
+{
+    double one = sparse_bench(out, dir, N, 107, rate, defer, drift, 1, quick);
+    double two = sparse_bench(out, dir, N, 107, rate, defer, drift, 2, quick);
+    printf("%-24s r=%d: 2 threads / 1 thread = %.2fx\n", "fly_sparse_es threads", defer,
+           one > 0.0 ? two / one : 0.0);
+    if (out && one > 0.0)
+        fprintf(out,
+                "{\"bench\": \"fly_sparse_es_threads\", \"defer\": %d, \"speedup_2_1\": %.3f}\n",
+                defer, two / one);
 }
 
 int
@@ -657,9 +680,9 @@ main(int argc, char **argv)
         goto end;
     /* sparse_immediate, sparse_defer: one of the two rows */
     if (!only || strcmp(only, "sparse_defer"))
-        sparse_bench(out, dir, quick ? 20000 : 140000, 107, 0.025, 1, 1, quick);
+        sparse_pair(out, dir, quick ? 20000 : 140000, 0.025, 1, 1, quick);
     if (!only || strcmp(only, "sparse_immediate"))
-        sparse_bench(out, dir, quick ? 20000 : 140000, 107, 0.025, 16, 0, quick);
+        sparse_pair(out, dir, quick ? 20000 : 140000, 0.025, 16, 0, quick);
 end:
     if (out)
         fclose(out);

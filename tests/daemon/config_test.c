@@ -41,6 +41,7 @@ test_config_defaults_match_table(void **state)
     assert_int_equal(c.checkpoint_keep, 3);
     assert_int_equal(c.rt_cpu, -1);
     assert_int_equal(c.snapshot_slice_bytes, 1 << 20);
+    assert_int_equal(c.engine_threads, 1);
     assert_null(c.endpoints[CONFIG_EP_INPUT]);
     assert_true(n >= 21);
     for (int i = 0; i < n; i++)
@@ -82,6 +83,7 @@ static const char full[] = "model: models/default.yaml\n"
                            "  server_secret_file: /etc/etraced/key\n"
                            "  allow: [abc, def]\n"
                            "security: {allow_plaintext_tcp: true, socket_group: robot}\n"
+                           "engine: {threads: 2}\n"
                            "inputs:\n"
                            "  sensors: {max_age_ms: 20, on_stale: zero}\n"
                            "  cam: {max_age_ms: 5}\n";
@@ -117,6 +119,7 @@ test_config_every_row_read(void **state)
     assert_string_equal(c.curve_allow[1], "def");
     assert_int_equal(c.security_allow_plaintext_tcp, 1);
     assert_string_equal(c.security_socket_group, "robot");
+    assert_int_equal(c.engine_threads, 2);
     assert_int_equal(c.n_inputs, 2);
     const struct config_input *in = config_find_input(&c, "sensors");
     assert_non_null(in);
@@ -158,6 +161,10 @@ test_config_bad_names_line(void **state)
         {"- a\n- b\n", "t.yaml:1: expected a mapping of settings"},
         {"clock: [timer\n", "t.yaml:2:"},
         {"model: \"\"\n", "t.yaml:1: model: expected a non-empty string"},
+        {"engine: {threads: 0}\n", "t.yaml:1: engine.threads: 0 is out of bounds [1, 64]"},
+        {"engine:\n  threads: 65\n", "t.yaml:2: engine.threads: 65 is out of bounds [1, 64]"},
+        {"engine: {threads: two}\n", "t.yaml:1: engine.threads: expected an integer"},
+        {"engine: {thread: 2}\n", "t.yaml:1: engine.thread: unknown setting"},
     };
     (void)state;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

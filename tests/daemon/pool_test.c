@@ -25,7 +25,7 @@
 #include <cmocka.h>
 #include <linux/seccomp.h>
 
-#include "../../daemon/pool.h"
+#include "pool.h"
 #include "engine.h"
 #include "mem.h"
 #include "model.h"
