@@ -69,7 +69,7 @@ PROTO      := proto/etrace.proto
 CLIENT_SRC := clients/etrace_client.c proto/etrace_recording.c
 CTL_SRC    := clients/etracectl.c clients/ctl_json.c clients/ctl_top.c
 DAEMON_TEST_NAMES := spsc hist config decode conns pool
-INTEG_TEST_NAMES  := daemon learning ops limits iface
+INTEG_TEST_NAMES  := daemon learning ops limits iface workers
 # The integration tests' harness: the real etraced in a temp dir, through the client library.
 INTEG_SUPPORT_SRC := tests/support/daemon_run.c
 
