@@ -766,7 +766,7 @@ daemon_main(int argc, char **argv)
         to.in_q_bytes = (size_t)1 << 30;
     if (to.threads > 1) /* DESIGN §5.2: the threshold the daemon states */
         log_info("engine.threads %d: a tick runs its passes on %d threads when the largest "
-                 "learning weight has >= %lld values (this model: %lld, %s)",
+                 "learning or dense weight has >= %lld values (this model: %lld, %s)",
                  to.threads, to.threads, (long long)POOL_MIN_WORK,
                  (long long)engine_tick_work(d->eng),
                  engine_tick_work(d->eng) >= POOL_MIN_WORK ? "on" : "one thread");

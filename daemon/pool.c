@@ -77,7 +77,9 @@ worker(void *arg)
             futex_wait(&p->awake, 0); /* returns at once if awake changed meanwhile */
         if (atomic_load_explicit(&p->stop, memory_order_acquire))
             return NULL;
-        while (atomic_load_explicit(&p->awake, memory_order_relaxed))
+        /* stop too: pool_free may set awake again before this worker saw it clear */
+        while (atomic_load_explicit(&p->awake, memory_order_relaxed) &&
+               !atomic_load_explicit(&p->stop, memory_order_relaxed))
             if (!run_one(p))
                 cpu_relax();
     }

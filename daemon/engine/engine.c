@@ -806,6 +806,22 @@ source_values(const struct engine *e, const struct model_source *s, int target_c
     return s->index < target_cell ? cl->out[e->cur] : cl->out[!e->cur];
 }
 
+struct cols_job {
+    struct eproj *p;
+    int n_parts;
+};
+
+/* The dense forward over the part's output columns. */
+static void
+forward_cols_part(void *arg, int part)
+{
+    struct cols_job *j = arg;
+    struct eproj *p = j->p;
+    int64_t o0, o1;
+    engine_part_rows(p->O, j->n_parts, part, &o0, &o1);
+    op_dense_forward_cols(p->I, p->O, o0, o1, p->y, p->w.values, p->x, p->w.bias);
+}
+
 static void
 proj_forward(struct engine *e, struct eproj *p)
 {
@@ -814,11 +830,16 @@ proj_forward(struct engine *e, struct eproj *p)
         memcpy(p->x + d->from[s].offset, source_values(e, &d->from[s], p->cell),
                (size_t)d->from[s].size * sizeof(real));
     switch (d->op) {
-    case MODEL_OP_DENSE:
-        op_dense_forward(p->I, p->O, p->y, p->w.values, p->x, p->w.bias);
+    case MODEL_OP_DENSE: {
+        struct cols_job j = {p, engine_n_parts(e, p->count)};
+        if (j.n_parts > 1) /* output columns apart: each output's sum unchanged */
+            engine_run_parts(e, j.n_parts, p->count, forward_cols_part, &j);
+        else
+            op_dense_forward(p->I, p->O, p->y, p->w.values, p->x, p->w.bias);
         if (p->n_pend)
             defer_forward(p, p->y, p->x); /* + sum_k (x . a_k) b_k */
         break;
+    }
     case MODEL_OP_SPARSE:
         if (p->n_pend)
             defer_forward(p, p->y, p->x); /* over W + the pairs, masked */
@@ -1167,7 +1188,8 @@ engine_tick_work(const struct engine *e)
 {
     int64_t w = 0;
     for (int pi = 0; pi < e->n_projs; pi++)
-        if (e->projs[pi].rule != ENGINE_RULE_FROZEN && e->projs[pi].count > w)
+        if ((e->projs[pi].rule != ENGINE_RULE_FROZEN || e->projs[pi].d->op == MODEL_OP_DENSE) &&
+            e->projs[pi].count > w)
             w = e->projs[pi].count;
     return w;
 }
@@ -1180,7 +1202,7 @@ engine_n_parts(const struct engine *e, int64_t work)
 }
 
 void
-engine_run_parts(struct engine *e, int n_parts, int64_t work, engine_part_fn *fn, void *arg)
+engine_run_parts(const struct engine *e, int n_parts, int64_t work, engine_part_fn *fn, void *arg)
 {
     if (n_parts > 1 && e->runner) {
         e->runner(e->runner_ctx, n_parts, work, fn, arg);

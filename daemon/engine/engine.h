@@ -98,10 +98,12 @@ void engine_set_fp_env(void);
 
 /* ---- tick parts (DESIGN §5.2 "Tick workers") ------------------------------------------
  * The big per-element phases of a tick (rank-one sgd steps, deferred flushes, D-RTRL
- * traces, outer products: rows of W) are cut into parts over a fixed partition: the
- * number of parts depends on the phase's work and part_work only, never on who runs them,
- * and each part writes its own rows, each element summed as in one pass. So a tick gives
- * the same bits whether its parts run inline, in any order, or on several threads. */
+ * traces, outer products: rows of W; the dense forward: columns of y) are cut into parts
+ * over a fixed partition: the number of parts depends on the phase's work and part_work
+ * only, never on who runs them, and each part writes its own rows (columns), each element
+ * summed as in one pass. So a tick gives the same bits whether its parts run inline, in
+ * any order, or on several threads. The sparse forward (a scatter over pre-synaptic rows)
+ * and the cells stay whole. */
 
 /* Runs part `part` of a phase (any thread; parts of one phase may run concurrently). */
 typedef void engine_part_fn(void *arg, int part);
@@ -120,8 +122,8 @@ enum {
 void engine_set_runner(struct engine *eng, engine_runner_fn *run, void *ctx);
 
 /* The elements of the tick's largest parallel phase (the weights of the largest learning
- * projection): what a runner compares with its threshold to decide whether to wake its
- * workers for a tick. */
+ * or dense projection): what a runner compares with its threshold to decide whether to
+ * wake its workers for a tick. */
 int64_t engine_tick_work(const struct engine *eng);
 
 /* ---- results of the last tick -------------------------------------------------------- */

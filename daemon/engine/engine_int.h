@@ -164,7 +164,8 @@ int engine_n_parts(const struct engine *e, int64_t work);
 
 /* Runs parts 0 .. n_parts - 1 of fn through the runner (inline without one) and returns
  * when all are done. */
-void engine_run_parts(struct engine *e, int n_parts, int64_t work, engine_part_fn *fn, void *arg);
+void engine_run_parts(const struct engine *e, int n_parts, int64_t work, engine_part_fn *fn,
+                      void *arg);
 
 /* Rows [*lo, *hi) of n that part `part` of n_parts owns. */
 static inline void

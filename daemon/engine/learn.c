@@ -37,7 +37,7 @@ static void
 run_rows(struct rows_job *j, engine_part_fn *fn)
 {
     j->n_parts = engine_n_parts(j->e, j->p->count);
-    engine_run_parts((struct engine *)j->e, j->n_parts, j->p->count, fn, j);
+    engine_run_parts(j->e, j->n_parts, j->p->count, fn, j);
 }
 
 /* dst += a q^T over the part's rows (dense or the stored entries of sparse). */
