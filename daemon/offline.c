@@ -171,8 +171,7 @@ parse_run_args(int argc, char **argv, struct run *r)
             errno = 0;
             long n = strtol(v, &end, 10);
             if (errno || *end || n < 1 || n > 64)
-                return fprintf(stderr, "etraced run: --threads wants 1 to 64, got '%s'\n", v),
-                       64;
+                return fprintf(stderr, "etraced run: --threads wants 1 to 64, got '%s'\n", v), 64;
             r->threads = (int)n;
             i++;
         } else if (strcmp(a, "--align") == 0) {
