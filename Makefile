@@ -64,12 +64,12 @@ DAEMON_SRC := daemon/main.c daemon/daemon.c daemon/config.c daemon/spsc.c daemon
               daemon/stats.c daemon/sdnotify.c daemon/log.c daemon/snapshot.c \
               daemon/checkpoint.c daemon/ops.c daemon/curve.c daemon/security.c \
               daemon/decode.c daemon/conns.c proto/etrace_recording.c daemon/pidlock.c \
-              daemon/recording.c daemon/mcap.c daemon/pending.c
+              daemon/recording.c daemon/mcap.c daemon/pending.c daemon/pool.c
 PROTO      := proto/etrace.proto
 CLIENT_SRC := clients/etrace_client.c proto/etrace_recording.c
 CTL_SRC    := clients/etracectl.c clients/ctl_json.c clients/ctl_top.c
-DAEMON_TEST_NAMES := spsc hist config decode conns
-INTEG_TEST_NAMES  := daemon learning ops limits iface publish
+DAEMON_TEST_NAMES := spsc hist config decode conns pool
+INTEG_TEST_NAMES  := daemon learning ops limits iface publish workers
 # The integration tests' harness: the real etraced in a temp dir, through the client library.
 INTEG_SUPPORT_SRC := tests/support/daemon_run.c
 
@@ -229,6 +229,12 @@ $(BUILD)/fuzz/fuzz_seeds: $(BUILD)/obj/tests/fuzz/fuzz_seeds.o $(FUZZ_DAEMON_OBJ
 $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(call obj,tests/bench/benchutil.c) $(SUPPORT_OBJ) $(LIBENGINE)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(ENGINE_LIBS)
+
+# The fly-scale rows tick on the daemon's tick workers too.
+$(BUILD)/bench/learn_bench: $(BUILD)/obj/tests/bench/learn_bench.o \
+        $(call obj,tests/bench/benchutil.c daemon/pool.c) $(SUPPORT_OBJ) $(LIBENGINE)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(ENGINE_LIBS) -lpthread
 
 # The daemon bench talks to a running etraced through the client library.
 $(BUILD)/bench/daemon_bench: $(BUILD)/obj/tests/bench/daemon_bench.o \

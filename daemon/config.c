@@ -47,6 +47,9 @@ struct file_security {
 struct file_outputs {
     int64_t *publish_every_us;
 };
+struct file_engine {
+    int64_t *threads;
+};
 struct file_cfg {
     char *model;
     char *clock;
@@ -61,6 +64,7 @@ struct file_cfg {
     struct file_curve curve;
     struct file_security security;
     struct file_outputs outputs;
+    struct file_engine engine;
 };
 
 #define OPT CYAML_FLAG_OPTIONAL
@@ -113,6 +117,10 @@ static const cyaml_schema_field_t outputs_fields[] = {
     CYAML_FIELD_INT_PTR("publish_every_us", OPTP, struct file_outputs, publish_every_us),
     CYAML_FIELD_END,
 };
+static const cyaml_schema_field_t engine_fields[] = {
+    CYAML_FIELD_INT_PTR("threads", OPTP, struct file_engine, threads),
+    CYAML_FIELD_END,
+};
 static const cyaml_schema_field_t top_fields[] = {
     CYAML_FIELD_STRING_PTR("model", OPTP, struct file_cfg, model, 0, CYAML_UNLIMITED),
     CYAML_FIELD_STRING_PTR("clock", OPTP, struct file_cfg, clock, 0, CYAML_UNLIMITED),
@@ -127,6 +135,7 @@ static const cyaml_schema_field_t top_fields[] = {
     CYAML_FIELD_MAPPING("curve", OPT, struct file_cfg, curve, curve_fields),
     CYAML_FIELD_MAPPING("security", OPT, struct file_cfg, security, security_fields),
     CYAML_FIELD_MAPPING("outputs", OPT, struct file_cfg, outputs, outputs_fields),
+    CYAML_FIELD_MAPPING("engine", OPT, struct file_cfg, engine, engine_fields),
     CYAML_FIELD_IGNORE("inputs", OPT), /* a map keyed by input name: read below */
     CYAML_FIELD_END,
 };
@@ -204,6 +213,8 @@ static const struct config_row rows[] = {
     R_("outputs.publish_every_us", CONFIG_INT, 1000, 0, 100000, 0, publish_every_us,
        outputs.publish_every_us, NULL,
        "timer: outputs wait at most this long to be published in a batch (0: every tick)"),
+    R_("engine.threads", CONFIG_INT, 1, 1, 64, 0, engine_threads, engine.threads, NULL,
+       "tick threads: the tick thread and threads - 1 workers for big models' passes"),
 #undef R_
 };
 

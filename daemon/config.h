@@ -53,6 +53,7 @@ struct config {
     int security_allow_plaintext_tcp; /* tcp endpoints without CURVE are allowed (warned) */
     char *security_socket_group;      /* NULL: ipc sockets 0600; else 0660 and this group */
     int64_t publish_every_us;         /* timer: outputs handed to the loop at least this often */
+    int64_t engine_threads;           /* tick threads (the tick thread and its workers) */
     struct config_input *inputs;      /* [n_inputs] */
     int n_inputs;
 };

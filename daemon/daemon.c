@@ -716,9 +716,16 @@ daemon_main(int argc, char **argv)
                              .rt_cpu = cpu,
                              .in_q_bytes = (size_t)(4 * d->cfg.limit_input_bytes + (1 << 20)),
                              .publish_every_ns = d->cfg.publish_every_us * 1000,
+                             .threads = (int)d->cfg.engine_threads,
                              .wake = &d->wake};
     if (to.in_q_bytes > ((size_t)1 << 30))
         to.in_q_bytes = (size_t)1 << 30;
+    if (to.threads > 1) /* DESIGN §5.2: the threshold the daemon states */
+        log_info("engine.threads %d: a tick runs its passes on %d threads when the largest "
+                 "learning or dense weight has >= %lld values (this model: %lld, %s)",
+                 to.threads, to.threads, (long long)POOL_MIN_WORK,
+                 (long long)engine_tick_work(d->eng),
+                 engine_tick_work(d->eng) >= POOL_MIN_WORK ? "on" : "one thread");
     if (ticker_init(&d->tick, d->eng, &d->lay, &to) ||
         stats_snapshot_init(&d->stats_buf[0], &d->lay) ||
         stats_snapshot_init(&d->stats_buf[1], &d->lay)) {

@@ -33,8 +33,8 @@ static const char help_compile[] =
 static const char help_run[] =
     "usage: etraced run MODEL --input NAME=F.npy ... [--target READOUT=F.npy ...]\n"
     "                  [--reward F.npy] [--ticks N] [--learn on|off|accumulate] [--align]\n"
-    "                  --out DIR\n"
-    "       etraced run --replay FILE --out DIR\n"
+    "                  [--threads N] --out DIR\n"
+    "       etraced run --replay FILE [--threads N] --out DIR\n"
     "  Runs MODEL tick by tick over the rows of the .npy files ([T, size]; a spikes input\n"
     "  [T, size] of 0/1; a class target [T]; rewards [T]) and writes DIR/outputs/*.npy,\n"
     "  DIR/loss.npy and DIR/params/*.npy; bitwise what a lockstep daemon computes.\n"
@@ -42,6 +42,7 @@ static const char help_run[] =
     "  --learn MODE    on (default with a learning section), off, accumulate\n"
     "  --align         with accumulate: write the per-tick gradients for alignment checks\n"
     "  --replay FILE   replay a recording (`etracectl record`) instead of .npy files\n"
+    "  --threads N     tick threads, 1 to 64 (engine.threads; default 1): same bits\n"
     "exit codes: 0 ok, 1 failure, 64 usage\n";
 
 static const char help_export[] = "usage: etraced export-checkpoint FILE DIR\n"

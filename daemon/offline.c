@@ -13,6 +13,7 @@
 #include "engine.h"
 #include "etrace_recording.h"
 #include "npy.h"
+#include "pool.h"
 #include "security.h"
 #include "snapshot.h"
 
@@ -96,6 +97,7 @@ struct run {
     int64_t ticks;              /* -1: from the files */
     int learn;                  /* -1 default, else enum engine_learn */
     int align;
+    int threads; /* --threads: tick threads (engine.threads) */
 };
 
 static int
@@ -123,6 +125,7 @@ parse_run_args(int argc, char **argv, struct run *r)
     memset(r, 0, sizeof *r);
     r->ticks = -1;
     r->learn = -1;
+    r->threads = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -162,6 +165,14 @@ parse_run_args(int argc, char **argv, struct run *r)
                 r->learn = ENGINE_LEARN_ACCUMULATE;
             else
                 return fprintf(stderr, "etraced run: --learn on|off|accumulate\n"), 64;
+            i++;
+        } else if (strcmp(a, "--threads") == 0 && v) {
+            char *end;
+            errno = 0;
+            long n = strtol(v, &end, 10);
+            if (errno || *end || n < 1 || n > 64)
+                return fprintf(stderr, "etraced run: --threads wants 1 to 64, got '%s'\n", v), 64;
+            r->threads = (int)n;
             i++;
         } else if (strcmp(a, "--align") == 0) {
             r->align = 1;
@@ -489,9 +500,11 @@ offline_run_main(int argc, char **argv)
     int rc = parse_run_args(argc, argv, &r);
     if (rc)
         return rc;
-    if (r.replay)
+    if (r.replay) {
+        struct offline_replay_hooks h = {.threads = r.threads};
         return r.learn >= 0 ? (fprintf(stderr, "etraced run: --replay: no --learn\n"), 64)
-                            : offline_replay(r.replay, r.out_dir, NULL);
+                            : offline_replay(r.replay, r.out_dir, &h);
+    }
     struct model_desc *probe;
     if (load_model(r.model, &probe))
         return 1;
@@ -520,9 +533,12 @@ offline_run_main(int argc, char **argv)
     double *loss = NULL;
     real *row = NULL;
     int32_t *spk = NULL;
+    pool_t *pool = NULL;
     rc = 1;
     if (check_files(&r, eng, &T))
         goto done;
+    if (r.threads > 1 && !(pool = pool_new(r.threads, POOL_MIN_WORK)))
+        goto oom;
     if (r.align) {
         struct err e;
         err_clear(&e);
@@ -606,7 +622,7 @@ offline_run_main(int argc, char **argv)
             engine_add_reward(eng, r.reward.v[t]);
         if (r.terminal_path && r.terminal.v[t] != 0.0)
             engine_set_terminal(eng);
-        engine_tick(eng);
+        pool_tick(pool, eng);
         loss[t] = engine_last_loss(eng);
         for (int k = 0; k < n_ro; k++) {
             int size = engine_readout_size(eng, k);
@@ -679,6 +695,7 @@ done:
     free(loss);
     free(row);
     free(spk);
+    pool_free(&pool);
     engine_free(&eng);
     return rc;
 }
@@ -845,8 +862,14 @@ offline_replay(const char *file, const char *out_dir, const struct offline_repla
     int64_t T = 0, cap = 0, n_events = 0;
     uint64_t first_tick = 0, end_tick = 0;
     int rc = 1, has_end = 0;
+    pool_t *pool = NULL;
+    if (h && h->threads > 1 && !(pool = pool_new(h->threads, POOL_MIN_WORK))) {
+        fprintf(stderr, "etraced run: cannot start %d tick threads\n", h->threads);
+        return 1;
+    }
     if (etrace_recording_open(&rd, file, err, sizeof err)) {
         fprintf(stderr, "etraced run: --replay %s\n", err);
+        pool_free(&pool);
         return 1;
     }
     if (rd.format == 1)
@@ -910,7 +933,7 @@ offline_replay(const char *file, const char *out_dir, const struct offline_repla
                     goto oom_ev;
                 loss = nl;
             }
-            engine_tick(eng);
+            pool_tick(pool, eng);
             loss[T] = engine_last_loss(eng);
             for (int k = 0; k < engine_n_readouts(eng); k++) {
                 int size = engine_readout_size(eng, k);
@@ -1046,6 +1069,7 @@ done:
         free(outs[k]);
     free(loss);
     etrace_recording_close(&rd);
+    pool_free(&pool);
     engine_free(&eng);
     return rc;
 }

@@ -28,6 +28,7 @@ struct offline_replay_hooks {
     /* After each tick replayed (eng has its outputs). Non-zero stops (a failure). */
     int (*on_tick)(void *ctx, struct engine *eng);
     int no_ticks; /* apply the events but run no tick (only the events are wanted) */
+    int threads;  /* tick threads (engine.threads; 0: 1): the same bits for any count */
 };
 
 /* Replays recording FILE (DESIGN §5.4: the snapshot, then each event applied before its

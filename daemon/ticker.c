@@ -105,6 +105,8 @@ ticker_init(struct ticker *t, struct engine *eng, const struct layout *lay,
     t->efd = eventfd(0, EFD_CLOEXEC);
     if (t->efd < 0)
         goto fail;
+    if (o->threads > 1 && !(t->pool = pool_new(o->threads, POOL_MIN_WORK)))
+        goto fail;
     hist_reset(&t->tick_time);
     hist_reset(&t->lateness);
     return 0;
@@ -123,6 +125,7 @@ ticker_fini(struct ticker *t)
     spsc_fini(&t->rec_q);
     latest_fini(&t->status);
     tick_tables_fini(&t->tt);
+    pool_free(&t->pool);
     if (t->efd >= 0)
         close(t->efd);
     memset(t, 0, sizeof(*t));
@@ -359,7 +362,7 @@ run_tick(struct ticker *t, int64_t deadline_ns, int64_t start_ns, void *step_out
     t->tick_reward = 0.0;
     drain_inputs(t);
     check_stale(t, start_ns);
-    engine_tick(t->eng);
+    pool_tick(t->pool, t->eng);
     int64_t end_ns = ticker_now_ns();
     if (!engine_last_valid(t->eng))
         t->invalid_ticks++;
@@ -524,7 +527,7 @@ do_step(struct ticker *t, const struct tick_cmd *c)
     drain_inputs(t);
     apply_input(t, (const struct wire_input *)(const void *)(c + 1));
     check_stale(t, start);
-    engine_tick(t->eng);
+    pool_tick(t->pool, t->eng);
     int64_t end = ticker_now_ns();
     if (!engine_last_valid(t->eng))
         t->invalid_ticks++;

@@ -14,6 +14,7 @@
 
 #include "engine.h"
 #include "hist.h"
+#include "pool.h"
 #include "spsc.h"
 #include "wire.h"
 
@@ -196,6 +197,7 @@ struct ticker_opts {
     int rt_priority;   /* SCHED_FIFO priority, 0 off */
     int rt_cpu;        /* CPU to pin to, -1 none */
     size_t in_q_bytes; /* input ring capacity */
+    int threads;       /* engine.threads: tick threads, the tick thread included */
     /* Timer mode: the loop is woken for outputs once the oldest output not yet handed over
      * would otherwise wait this long (0, or a period at least as long: every tick). */
     int64_t publish_every_ns;
@@ -218,6 +220,7 @@ struct ticker {
                                        * for the stats norms (reloadable) */
     pthread_t thread;
     int started;
+    pool_t *pool; /* the tick workers (owned; NULL with 1 thread) */
     /* Everything below is the tick thread's. */
     int paused, quit;
     uint64_t period_index;

@@ -177,31 +177,63 @@ flush_row_dense(const struct eproj *p, const real *ai, real *row)
         row[o] += column_sum(p->pb, O, ai, NULL, n, o);
 }
 
-void
-defer_flush(struct eproj *p)
+/* Adds the pending pairs to rows [lo, hi) of W; av: [r rounded up to LANES] scratch. */
+static void
+flush_rows(struct eproj *p, int64_t lo, int64_t hi, real *av)
 {
-    if (p->n_pend == 0)
-        return;
     int64_t r = p->n_pend_max;
     if (p->d->op == MODEL_OP_DENSE) {
-        for (int64_t i = 0; i < p->I; i++)
+        for (int64_t i = lo; i < hi; i++)
             flush_row_dense(p, p->pa + i * r, p->w.values + i * p->O);
     } else {
         vbits last;
         last_lanes(p, &last);
         const int32_t *idx = p->w.indices;
-        int64_t ahead = p->count - PREFETCH;
-        for (int64_t i = 0; i < p->I; i++) {
-            int64_t nc = row_chunks(p, i, p->pc);
+        int64_t ahead = p->w.indptr[hi] - PREFETCH;
+        for (int64_t i = lo; i < hi; i++) {
+            int64_t nc = row_chunks(p, i, av);
             if (!nc)
                 continue;
             for (int64_t e = p->w.indptr[i]; e < p->w.indptr[i + 1]; e++) {
                 if (e < ahead) /* the rows run in order: fetch across their ends */
                     __builtin_prefetch(p->pb + idx[e + PREFETCH] * r);
-                p->w.values[e] += entry_sum(p, p->pc, nc, &last, idx[e]);
+                p->w.values[e] += entry_sum(p, av, nc, &last, idx[e]);
             }
         }
     }
+}
+
+void
+defer_flush(struct eproj *p)
+{
+    if (p->n_pend == 0)
+        return;
+    flush_rows(p, 0, p->I, p->pc);
+    p->n_pend = 0;
+}
+
+struct flush_job {
+    struct eproj *p;
+    int n_parts;
+};
+
+static void
+flush_part(void *arg, int part)
+{
+    struct flush_job *j = arg;
+    int64_t lo, hi, rl = (j->p->n_pend_max + LANES - 1) / LANES * LANES;
+    engine_part_rows(j->p->I, j->n_parts, part, &lo, &hi);
+    flush_rows(j->p, lo, hi, j->p->pc + part * rl);
+}
+
+void
+defer_flush_parts(struct engine *e, struct eproj *p)
+{
+    if (p->n_pend == 0)
+        return;
+    int64_t work = p->count * p->n_pend;
+    struct flush_job j = {p, engine_n_parts(e, work)};
+    engine_run_parts(e, j.n_parts, work, flush_part, &j);
     p->n_pend = 0;
 }
 

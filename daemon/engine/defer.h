@@ -22,7 +22,7 @@
 #include "engine_int.h"
 
 /* The sparse pair sums run in LANES-wide chunks: pb has LANES spare values at its end and
- * pc holds r rounded up to LANES values (engine.c's layout). */
+ * pc holds r rounded up to LANES values per tick part (engine.c's layout). */
 enum { DEFER_LANES = 8 };
 
 /* Ticks of gradients buffered before they are added to the float64 sums. */
@@ -45,6 +45,10 @@ int defer_pair_ok(const struct eproj *p, const real *a, const real *q, double lr
 
 /* Adds every pending pair to W, in order, and empties the list. */
 void defer_flush(struct eproj *p);
+
+/* The same as tick parts over W's rows (engine_run_parts; each row's sums unchanged), on
+ * the tick thread. */
+void defer_flush_parts(struct engine *e, struct eproj *p);
 
 /* y [O] += the pending pairs' part of x W (dense: sum_k (x . a_k) b_k). For a sparse
  * projection the whole forward is done here (op_sparse_forward over W + pairs, masked to

@@ -204,7 +204,8 @@ layout(struct engine *e, struct carver *c)
             int64_t r = p->n_pend_max, lanes = DEFER_LANES;
             p->pa = carve(c, I * r);
             p->pb = carve(c, r * O + lanes);
-            p->pc = carve(c, (r + lanes - 1) / lanes * lanes);
+            p->pc =
+                carve(c, ENGINE_TICK_PARTS_MAX * ((r + lanes - 1) / lanes * lanes)); /* per part */
         }
         if (e->track && e->fused && p->d->op != MODEL_OP_ELEMWISE) {
             p->ga = carve(c, I * DEFER_GRAD_PAIRS);
@@ -521,6 +522,7 @@ engine_compile(struct model_desc *d, const struct engine_opts *opts, struct engi
     e->mem = m;
     e->d = d;
     e->track = opts ? opts->track_grad_sum : 0;
+    e->part_work = opts && opts->part_work > 0 ? opts->part_work : ENGINE_TICK_PART_WORK;
     e->drift = d->stats_drift;
     e->n_inputs = d->n_inputs;
     e->n_cells = d->n_cells;
@@ -805,6 +807,22 @@ source_values(const struct engine *e, const struct model_source *s, int target_c
     return s->index < target_cell ? cl->out[e->cur] : cl->out[!e->cur];
 }
 
+struct cols_job {
+    struct eproj *p;
+    int n_parts;
+};
+
+/* The dense forward over the part's output columns. */
+static void
+forward_cols_part(void *arg, int part)
+{
+    struct cols_job *j = arg;
+    struct eproj *p = j->p;
+    int64_t o0, o1;
+    engine_part_rows(p->O, j->n_parts, part, &o0, &o1);
+    op_dense_forward_cols(p->I, p->O, o0, o1, p->y, p->w.values, p->x, p->w.bias);
+}
+
 static void
 proj_forward(struct engine *e, struct eproj *p)
 {
@@ -813,11 +831,16 @@ proj_forward(struct engine *e, struct eproj *p)
         memcpy(p->x + d->from[s].offset, source_values(e, &d->from[s], p->cell),
                (size_t)d->from[s].size * sizeof(real));
     switch (d->op) {
-    case MODEL_OP_DENSE:
-        op_dense_forward(p->I, p->O, p->y, p->w.values, p->x, p->w.bias);
+    case MODEL_OP_DENSE: {
+        struct cols_job j = {p, engine_n_parts(e, p->count)};
+        if (j.n_parts > 1) /* output columns apart: each output's sum unchanged */
+            engine_run_parts(e, j.n_parts, p->count, forward_cols_part, &j);
+        else
+            op_dense_forward(p->I, p->O, p->y, p->w.values, p->x, p->w.bias);
         if (p->n_pend)
             defer_forward(p, p->y, p->x); /* + sum_k (x . a_k) b_k */
         break;
+    }
     case MODEL_OP_SPARSE:
         if (p->n_pend)
             defer_forward(p, p->y, p->x); /* over W + the pairs, masked */
@@ -1136,7 +1159,7 @@ engine_tick(struct engine *e)
      * copies the weights nothing writes them; the pairs wait for the next due tick. */
     if (e->defer_r > 1 && !e->defer && (e->tick + 1) % (uint64_t)e->defer_r == 0)
         for (int pi = 0; pi < e->n_projs; pi++)
-            defer_flush(&e->projs[pi]);
+            defer_flush_parts(e, &e->projs[pi]);
     reset_bad_cells(e);
     if (e->critic_cell >= 0)
         e->v_prev[0] = e->cells[e->critic_cell].out[e->cur][0];
@@ -1150,6 +1173,44 @@ engine_tick(struct engine *e)
         }
     }
     e->tick++;
+}
+
+/* ---- tick parts ---------------------------------------------------------------------- */
+
+void
+engine_set_runner(struct engine *e, engine_runner_fn *run, void *ctx)
+{
+    e->runner = run;
+    e->runner_ctx = ctx;
+}
+
+int64_t
+engine_tick_work(const struct engine *e)
+{
+    int64_t w = 0;
+    for (int pi = 0; pi < e->n_projs; pi++)
+        if ((e->projs[pi].rule != ENGINE_RULE_FROZEN || e->projs[pi].d->op == MODEL_OP_DENSE) &&
+            e->projs[pi].count > w)
+            w = e->projs[pi].count;
+    return w;
+}
+
+int
+engine_n_parts(const struct engine *e, int64_t work)
+{
+    int64_t n = work / e->part_work;
+    return n < 1 ? 1 : n > ENGINE_TICK_PARTS_MAX ? ENGINE_TICK_PARTS_MAX : (int)n;
+}
+
+void
+engine_run_parts(const struct engine *e, int n_parts, int64_t work, engine_part_fn *fn, void *arg)
+{
+    if (n_parts > 1 && e->runner) {
+        e->runner(e->runner_ctx, n_parts, work, fn, arg);
+        return;
+    }
+    for (int k = 0; k < n_parts; k++)
+        fn(arg, k);
 }
 
 /* ---- results, control, introspection ------------------------------------------------ */

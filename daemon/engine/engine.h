@@ -38,6 +38,7 @@ struct engine_opts {
     const struct mem *mem;     /* NULL: mem_default() */
     const struct model_fs *fs; /* NULL: files relative to the model path on disk */
     int track_grad_sum;        /* keep the float64 sum of every tick's gradient (etraced run) */
+    int64_t part_work;         /* elements per tick part (0: ENGINE_TICK_PART_WORK; tests: small) */
     /* When set, every projection's parameters come from here instead of the model's files
      * and initialisers (restoring a checkpoint): fill *t (the arrays stay the caller's and
      * are copied) and return 0, or return -1 with e set. */
@@ -94,6 +95,36 @@ void engine_tick(struct engine *eng);
 
 /* Sets FTZ and DAZ on the calling thread (x86 MXCSR; a no-op elsewhere). */
 void engine_set_fp_env(void);
+
+/* ---- tick parts (DESIGN §5.2 "Tick workers") ------------------------------------------
+ * The big per-element phases of a tick (rank-one sgd steps, deferred flushes, D-RTRL
+ * traces, outer products: rows of W; the dense forward: columns of y) are cut into parts
+ * over a fixed partition: the number of parts depends on the phase's work and part_work
+ * only, never on who runs them, and each part writes its own rows (columns), each element
+ * summed as in one pass. So a tick gives the same bits whether its parts run inline, in
+ * any order, or on several threads. The sparse forward (a scatter over pre-synaptic rows)
+ * and the cells stay whole. */
+
+/* Runs part `part` of a phase (any thread; parts of one phase may run concurrently). */
+typedef void engine_part_fn(void *arg, int part);
+
+/* Runs parts 0 .. n_parts - 1 of fn, in any order and on any threads, and returns when all
+ * are done. work: the phase's elements (a runner may run small phases inline). */
+typedef void engine_runner_fn(void *ctx, int n_parts, int64_t work, engine_part_fn *fn, void *arg);
+
+enum {
+    ENGINE_TICK_PARTS_MAX = 8,      /* parts of one phase at most */
+    ENGINE_TICK_PART_WORK = 1 << 18 /* default elements per part (a phase of less is one part) */
+};
+
+/* Sets the runner of the tick's parts (NULL: parts run inline on the tick thread). Call
+ * between ticks from the tick thread; the runner's threads must have FTZ/DAZ set. */
+void engine_set_runner(struct engine *eng, engine_runner_fn *run, void *ctx);
+
+/* The elements of the tick's largest parallel phase (the weights of the largest learning
+ * or dense projection): what a runner compares with its threshold to decide whether to
+ * wake its workers for a tick. */
+int64_t engine_tick_work(const struct engine *eng);
 
 /* ---- results of the last tick -------------------------------------------------------- */
 

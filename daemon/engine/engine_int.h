@@ -74,7 +74,7 @@ struct eproj {
     int64_t n_pend_max; /* r: at most r pairs, flushed after ticks t with (t + 1) % r == 0 */
     int64_t n_pend;     /* pairs pending (engine state) */
     real *pa, *pb;      /* the pairs: a [I][r] (= -lr * row factor), b [r][O] */
-    real *pc;           /* [r] scratch: x . a_k, b_k . dy */
+    real *pc;           /* [ENGINE_TICK_PARTS_MAX][r] scratch: x . a_k, b_k . dy; a flush part's */
     int64_t n_grad;     /* ticks in the window of the float64 sums (track_grad_sum) */
     real *ga, *gb;      /* its a_t0 then x: [DEFER_GRAD_PAIRS][I]; q: [DEFER_GRAD_PAIRS][O] */
     uint64_t grad_tick; /* the window's last tick */
@@ -156,7 +156,26 @@ struct engine {
     struct bptt *tape;         /* etraced run --align: the recorded run, else NULL */
     struct esection *sections; /* the state as named buffers (engine_state.c) */
     int n_sections;
+    engine_runner_fn *runner; /* runs a phase's parts; NULL: inline */
+    void *runner_ctx;
+    int64_t part_work; /* elements per part */
 };
+
+/* The number of parts of a phase of `work` elements: fixed by work and e->part_work. */
+int engine_n_parts(const struct engine *e, int64_t work);
+
+/* Runs parts 0 .. n_parts - 1 of fn through the runner (inline without one) and returns
+ * when all are done. */
+void engine_run_parts(const struct engine *e, int n_parts, int64_t work, engine_part_fn *fn,
+                      void *arg);
+
+/* Rows [*lo, *hi) of n that part `part` of n_parts owns. */
+static inline void
+engine_part_rows(int64_t n, int n_parts, int part, int64_t *lo, int64_t *hi)
+{
+    *lo = n * part / n_parts;
+    *hi = n * (part + 1) / n_parts;
+}
 
 /* Learning happens in this tick: the model learns and learning is on or accumulating. */
 static inline int

@@ -18,20 +18,75 @@ es_correction(const struct engine *e)
     return e->es_n < 1000 ? 1.0 - pow((double)e->lambda_f, (double)(e->es_n + 1)) : 1.0;
 }
 
+/* One phase of tick parts over the rows of a projection's weight (engine.h "tick parts"):
+ * what the part functions below need. */
+struct rows_job {
+    const struct engine *e;
+    struct eproj *p;
+    int n_parts;
+    real *dst;                         /* outer: the accumulator; rank one: the weights */
+    const real *a;                     /* outer, rank one: the row factor */
+    real lr;                           /* rank one, D-RTRL into w: the step size */
+    const real *g;                     /* D-RTRL: the learning signal or NULL */
+    real *acc, *w;                     /* D-RTRL: where its gradient goes (NULL, or one of them) */
+    double max[ENGINE_TICK_PARTS_MAX]; /* D-RTRL: each part's max |E| */
+};
+
+/* Runs fn over p's rows in tick parts (one part for a small weight). */
+static void
+run_rows(struct rows_job *j, engine_part_fn *fn)
+{
+    j->n_parts = engine_n_parts(j->e, j->p->count);
+    engine_run_parts(j->e, j->n_parts, j->p->count, fn, j);
+}
+
+/* dst += a q^T over the part's rows (dense or the stored entries of sparse). */
+static void
+outer_part(void *arg, int part)
+{
+    struct rows_job *j = arg;
+    const struct eproj *p = j->p;
+    int64_t lo, hi;
+    engine_part_rows(p->I, j->n_parts, part, &lo, &hi);
+    if (p->d->op == MODEL_OP_DENSE)
+        trace_outer_dense(hi - lo, p->O, j->dst + lo * p->O, j->a + lo, p->q);
+    else /* indptr holds absolute entry numbers */
+        trace_outer_sparse(hi - lo, j->dst, p->w.indptr + lo, p->w.indices, j->a + lo, p->q);
+}
+
 /* dw += a q^T on the projection's layout (dense, the stored entries of sparse, elemwise);
  * db += q when there is a bias. */
 static void
-add_outer(const struct eproj *p, real *dw, real *db, const real *a)
+add_outer(const struct engine *e, const struct eproj *p, real *dw, real *db, const real *a)
 {
-    enum model_op op = p->d->op;
-    if (op == MODEL_OP_DENSE)
-        trace_outer_dense(p->I, p->O, dw, a, p->q);
-    else if (op == MODEL_OP_SPARSE)
-        trace_outer_sparse(p->I, dw, p->w.indptr, p->w.indices, a, p->q);
-    else
+    if (p->d->op == MODEL_OP_ELEMWISE) {
         trace_outer_elem(p->O, dw, a, p->q);
+    } else {
+        struct rows_job j = {.e = e, .p = (struct eproj *)p, .dst = dw, .a = a};
+        run_rows(&j, outer_part);
+    }
     if (db)
         trace_outer_elem(p->O, db, NULL, p->q);
+}
+
+/* The D-RTRL trace pass (and its gradient into acc or w) over the part's rows: every
+ * element of E, acc and w belongs to one row. */
+static void
+drtrl_part(void *arg, int part)
+{
+    struct rows_job *j = arg;
+    struct eproj *p = j->p;
+    int64_t lo, hi, O = p->O;
+    engine_part_rows(p->I, j->n_parts, part, &lo, &hi);
+    real *aw = j->acc, *ww = j->w;
+    if (p->d->op == MODEL_OP_DENSE) /* K = 1: one plane of [I][O] */
+        j->max[part] = trace_drtrl_dense(hi - lo, O, 1, p->E + lo * O, aw ? aw + lo * O : NULL,
+                                         ww ? ww + lo * O : NULL, j->lr, p->scratch, p->Dcol,
+                                         p->fcol, j->g, p->x + lo);
+    else
+        j->max[part] =
+            trace_drtrl_sparse(hi - lo, O, p->count, p->K, p->E, aw, ww, j->lr, p->w.indptr + lo,
+                               p->w.indices, p->Dcol, p->fcol, j->g, p->x + lo);
 }
 
 void
@@ -66,12 +121,14 @@ proj_traces(struct engine *e, struct eproj *p, enum grad_mode mode, real *dw, re
     case ENGINE_RULE_FROZEN:
         break;
     case ENGINE_RULE_D_RTRL: {
-        double m;
-        if (op == MODEL_OP_DENSE)
+        double m = 0.0;
+        if (op == MODEL_OP_SPARSE || (op == MODEL_OP_DENSE && K == 1)) {
+            struct rows_job j = {.e = e, .p = p, .acc = aw, .w = ww, .lr = lr, .g = g};
+            run_rows(&j, drtrl_part);
+            for (int k = 0; k < j.n_parts; k++) /* max is exact in any order */
+                m = j.max[k] > m ? j.max[k] : m;
+        } else if (op == MODEL_OP_DENSE)
             m = trace_drtrl_dense(I, O, K, p->E, aw, ww, lr, p->scratch, p->Dcol, p->fcol, g, p->x);
-        else if (op == MODEL_OP_SPARSE)
-            m = trace_drtrl_sparse(I, O, p->count, K, p->E, aw, ww, lr, p->w.indptr, p->w.indices,
-                                   p->Dcol, p->fcol, g, p->x);
         else
             m = trace_drtrl_elem(O, K, p->E, aw, ww, lr, p->Dcol, p->fcol, g, p->x);
         if (p->Eb) { /* the bias: E_b = D E_b + f */
@@ -93,7 +150,7 @@ proj_traces(struct engine *e, struct eproj *p, enum grad_mode mode, real *dw, re
             p->pend_a = p->ex;
             break;
         }
-        add_outer(p, dw, db, p->ex);
+        add_outer(e, p, dw, db, p->ex);
         break;
     }
     case ENGINE_RULE_INSTANT:
@@ -105,7 +162,7 @@ proj_traces(struct engine *e, struct eproj *p, enum grad_mode mode, real *dw, re
             p->pend_a = p->x;
             break;
         }
-        add_outer(p, dw, db, p->x);
+        add_outer(e, p, dw, db, p->x);
         break;
     }
     return bad;
@@ -157,12 +214,12 @@ proj_grad_again(const struct engine *e, struct eproj *p, real *dw, real *db)
         break;
     case ENGINE_RULE_ES: {
         trace_column_factor(O, (int)K, p->q, g, p->ef, (real)(1.0 / es_correction(e)));
-        add_outer(p, dw, db, p->ex);
+        add_outer(e, p, dw, db, p->ex);
         break;
     }
     case ENGINE_RULE_INSTANT:
         trace_column_factor(O, (int)K, p->q, g, p->fcol, R(1.0));
-        add_outer(p, dw, db, p->x);
+        add_outer(e, p, dw, db, p->x);
         break;
     }
 }
@@ -350,19 +407,32 @@ fused_step_bound(const struct engine *e, const struct eproj *p)
     return e->lr * amax * qmax * 1.001;
 }
 
+/* w -= lr a q^T over the part's rows. */
+static void
+rank1_part(void *arg, int part)
+{
+    struct rows_job *j = arg;
+    const struct eproj *p = j->p;
+    int64_t lo, hi;
+    engine_part_rows(p->I, j->n_parts, part, &lo, &hi);
+    if (p->d->op == MODEL_OP_DENSE)
+        optim_sgd_rank1_dense(hi - lo, p->O, j->dst + lo * p->O, j->a + lo, p->q, j->lr, R(0.0));
+    else /* indptr holds absolute entry numbers */
+        optim_sgd_rank1_sparse(hi - lo, j->dst, p->w.indptr + lo, p->w.indices, j->a + lo, p->q,
+                               j->lr, R(0.0));
+}
+
 static void
 rank1_apply(struct engine *e, struct eproj *p, real lr)
 {
     if (p->defers) {
         if (p->n_pend == p->n_pend_max)
-            defer_flush(p); /* only after a snapshot held a scheduled flush back */
+            defer_flush_parts(e, p); /* only after a snapshot held a scheduled flush back */
         defer_push(p, p->pend_a, p->q, lr);
-    } else if (p->d->op == MODEL_OP_DENSE)
-        optim_sgd_rank1_dense(p->I, p->O, p->w.values, p->pend_a, p->q, lr, R(0.0));
-    else if (p->d->op == MODEL_OP_SPARSE)
-        optim_sgd_rank1_sparse(p->I, p->w.values, p->w.indptr, p->w.indices, p->pend_a, p->q, lr,
-                               R(0.0));
-    else /* the instant rule on an elemwise weight */
+    } else if (p->d->op != MODEL_OP_ELEMWISE) {
+        struct rows_job j = {.e = e, .p = p, .dst = p->w.values, .a = p->pend_a, .lr = lr};
+        run_rows(&j, rank1_part);
+    } else /* the instant rule on an elemwise weight */
         optim_sgd_rank1_elem(p->O, p->w.values, p->pend_a, p->q, lr, R(0.0));
     if (p->w.bias)
         optim_sgd_rank1_elem(p->O, p->w.bias, NULL, p->q, lr, R(0.0));
@@ -385,7 +455,7 @@ learn_optimizer_step(struct engine *e)
 {
     struct optim_plan plan;
     for (int pi = 0; pi < e->n_projs; pi++)
-        defer_flush(&e->projs[pi]); /* the pairs are older than this step */
+        defer_flush_parts(e, &e->projs[pi]); /* the pairs are older than this step */
     if (optim_check(&e->ocfg, e->lr, e->steps + 1, e->n_oparams, e->oparams, &plan)) {
         optim_apply(&e->ocfg, &plan, e->n_oparams, e->oparams);
         e->steps++;
@@ -451,14 +521,7 @@ learn_fused_tick(struct engine *e)
             if (proj_traces(e, p, GRAD_ACC, p->acc_w, p->acc_b))
                 e->cells[p->cell].bad = 1;
         } else if (p->pending) {
-            if (p->d->op == MODEL_OP_DENSE)
-                trace_outer_dense(p->I, p->O, p->acc_w, p->pend_a, p->q);
-            else if (p->d->op == MODEL_OP_SPARSE)
-                trace_outer_sparse(p->I, p->acc_w, p->w.indptr, p->w.indices, p->pend_a, p->q);
-            else
-                trace_outer_elem(p->O, p->acc_w, p->pend_a, p->q);
-            if (p->acc_b)
-                trace_outer_elem(p->O, p->acc_b, NULL, p->q);
+            add_outer(e, p, p->acc_w, p->acc_b, p->pend_a);
         }
         p->pending = 0;
     }

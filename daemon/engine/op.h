@@ -19,6 +19,11 @@ void op_dense_init(int64_t n_out, real *y, const real *b);
 void op_dense_forward(int64_t n_in, int64_t n_out, real *y, const real *w, const real *x,
                       const real *b);
 
+/* The same for the columns [o0, o1) of y only: each y[o] is the same sum in the same order,
+ * so column ranges can be computed apart (tick parts). */
+void op_dense_forward_cols(int64_t n_in, int64_t n_out, int64_t o0, int64_t o1, real *y,
+                           const real *w, const real *x, const real *b);
+
 /* The same sum over every row (the reference the event-driven path is tested against). */
 void op_dense_forward_plain(int64_t n_in, int64_t n_out, real *y, const real *w, const real *x,
                             const real *b);

@@ -28,6 +28,22 @@ op_dense_forward(int64_t n_in, int64_t n_out, real *y, const real *w, const real
 }
 
 void
+op_dense_forward_cols(int64_t n_in, int64_t n_out, int64_t o0, int64_t o1, real *y, const real *w,
+                      const real *x, const real *b)
+{
+    for (int64_t o = o0; o < o1; o++)
+        y[o] = b ? b[o] + R(0.0) : R(0.0); /* as op_dense_init */
+    for (int64_t i = 0; i < n_in; i++) {
+        real xi = x[i];
+        if (xi == R(0.0))
+            continue;
+        const real *row = w + i * n_out;
+        for (int64_t o = o0; o < o1; o++)
+            y[o] += xi * row[o];
+    }
+}
+
+void
 op_dense_forward_plain(int64_t n_in, int64_t n_out, real *y, const real *w, const real *x,
                        const real *b)
 {

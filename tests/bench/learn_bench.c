@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "pool.h"
 #include "benchutil.h"
 #include "engine.h"
 #include "npy.h"
@@ -279,7 +280,8 @@ struct summary {
     double dense4096_bound_x[2];   /* N = 4096: naive bound / tick, defer 1 and 16 */
     double dense256_us[2];         /* N = 256: tick, defer 1 and 16 */
     double torch256_us;            /* N = 256: torch eager, 1 thread */
-    double fly_tps[2], fly_bps[2]; /* fly-scale: immediate, deferred (16, drift off) */
+    double fly_tps[2][2];          /* fly-scale ticks/s [1, 2 threads][immediate, deferred] */
+    double fly_bps[2];             /* fly-scale bytes per synapse: immediate, deferred */
     double run_x[2];               /* etraced run over fused, defer 1 and 16 */
 };
 
@@ -528,13 +530,16 @@ rss_bytes(void)
 
 /* The fly-scale row: N LIF neurons fed by N spiking inputs through a sparse weight of
  * in-degree ~per_row (CSR files generated here at run time, never committed), firing at
- * `rate`, a dense linear readout of 2 learning a moving target with ES-D-RTRL and sgd, one
- * thread. Reports ticks/s and the resident bytes per synapse (engine_resident_bytes / nnz,
- * as etraced compile prints it). */
-static void
+ * `rate`, a dense linear readout of 2 learning a moving target with ES-D-RTRL and sgd, on
+ * `threads` tick threads (daemon/pool.c, as engine.threads). Reports ticks/s and the
+ * resident bytes per synapse (engine_resident_bytes / nnz, as etraced compile prints it);
+ * returns ticks/s (0 on failure). */
+static double
 sparse_bench(FILE *out, const char *dir, int64_t N, int64_t per_row, double rate, int defer,
-             int drift, int quick, struct summary *sum)
+             int drift, int threads, int quick, struct summary *sum)
 {
+    double tps = 0.0;
+    pool_t *pool = pool_new(threads, POOL_MIN_WORK);
     const int64_t nnz = N * per_row;
     int64_t *indptr = malloc(sizeof(int64_t) * (size_t)(N + 1));
     int32_t *indices = malloc(sizeof(int32_t) * (size_t)nnz);
@@ -605,7 +610,7 @@ sparse_bench(FILE *out, const char *dir, int64_t N, int64_t per_row, double rate
         if (k == 20)
             engine_cell_rate(eng, 0);
         double t0 = bench_now();
-        engine_tick(eng);
+        pool_tick(pool, eng);
         if (k >= 20)
             t[k - 20] = bench_now() - t0;
     }
@@ -626,28 +631,48 @@ sparse_bench(FILE *out, const char *dir, int64_t N, int64_t per_row, double rate
     size_t res = engine_resident_bytes(eng);
     double rss = rss_bytes() - rss0; /* what compiling and ticking added to this process */
     const char *name = N >= 100000 ? "fly_sparse_es" : "sparse_es";
-    printf("%-24s N=%lld nnz=%lld firing in %.3f hidden %.3f r=%d drift %s: %.1f ticks/s "
-           "(p50 %.2f ms), %.1f B/synapse resident (engine's count; RSS growth %.1f MiB)\n",
-           name, (long long)N, (long long)nnz, rate, hid_rate, defer, drift ? "on" : "off",
+    printf("%-24s N=%lld nnz=%lld firing in %.3f hidden %.3f r=%d drift %s threads %d: %.1f "
+           "ticks/s (p50 %.2f ms), %.1f B/synapse resident (engine's count; RSS growth %.1f "
+           "MiB)\n",
+           name, (long long)N, (long long)nnz, rate, hid_rate, defer, drift ? "on" : "off", threads,
            1.0 / p50, 1e3 * p50, (double)res / (double)nnz, rss / 1048576.0);
-    sum->fly_tps[defer > 1] = 1.0 / p50;
+    tps = 1.0 / p50;
+    sum->fly_tps[threads > 1][defer > 1] = tps;
     sum->fly_bps[defer > 1] = (double)res / (double)nnz;
     if (out)
         fprintf(out,
                 "{\"bench\": \"%s\", \"neurons\": %lld, \"synapses\": %lld, "
                 "\"firing\": %.4f, \"hidden_firing\": %.4f, \"defer\": %d, \"drift\": %s, "
+                "\"threads\": %d, "
                 "\"ticks_per_s\": %.2f, \"tick_ms_p50\": %.3f, \"immediate_bytes_per_tick\": "
                 "%.0f, \"resident_bytes\": %zu, \"bytes_per_synapse\": %.2f, "
                 "\"rss_growth_bytes\": %.0f}\n",
                 name, (long long)N, (long long)nnz, rate, hid_rate, defer, drift ? "true" : "false",
-                1.0 / p50, 1e3 * p50, bytes, res, (double)res / (double)nnz, rss);
+                threads, 1.0 / p50, 1e3 * p50, bytes, res, (double)res / (double)nnz, rss);
     free(ev);
     free(t);
     engine_free(&eng);
 done:
+    pool_free(&pool);
     free(indptr);
     free(indices);
     free(values);
+    return tps;
+}
+
+/* A fly-scale row on 1 then 2 tick threads, and the speed-up measured in this run. */
+static void
+sparse_pair(FILE *out, const char *dir, int64_t N, double rate, int defer, int drift, int quick,
+            struct summary *sum)
+{
+    double one = sparse_bench(out, dir, N, 107, rate, defer, drift, 1, quick, sum);
+    double two = sparse_bench(out, dir, N, 107, rate, defer, drift, 2, quick, sum);
+    printf("%-24s r=%d: 2 threads / 1 thread = %.2fx\n", "fly_sparse_es threads", defer,
+           one > 0.0 ? two / one : 0.0);
+    if (out && one > 0.0)
+        fprintf(out,
+                "{\"bench\": \"fly_sparse_es_threads\", \"defer\": %d, \"speedup_2_1\": %.3f}\n",
+                defer, two / one);
 }
 
 /* The speed targets' rows side by side, each ratio from this run (-: not measured). */
@@ -662,18 +687,21 @@ print_summary(FILE *out, const struct summary *s)
            "  dense ES N=4096, tick vs naive bound      x%5.2f | x%5.2f   (target >= 3x)\n"
            "  dense ES N=256, vs torch eager 1 thread   x%5.1f | x%5.1f   (target >= 30x)\n"
            "  fly-scale 140k/15M, 1 thread, ticks/s     %6.1f | %6.1f   (target >= 60)\n"
+           "  fly-scale 140k/15M, 2 threads, ticks/s    %6.1f | %6.1f   (target >= 100)\n"
            "  fly-scale bytes per synapse               %6.1f | %6.1f   (target <= 10)\n"
            "  etraced run --learn on over fused, N=1024 x%5.2f | x%5.2f   (target <= 1.2x)\n",
-           s->dense4096_bound_x[0], s->dense4096_bound_x[1], torch_x[0], torch_x[1], s->fly_tps[0],
-           s->fly_tps[1], s->fly_bps[0], s->fly_bps[1], s->run_x[0], s->run_x[1]);
+           s->dense4096_bound_x[0], s->dense4096_bound_x[1], torch_x[0], torch_x[1],
+           s->fly_tps[0][0], s->fly_tps[0][1], s->fly_tps[1][0], s->fly_tps[1][1], s->fly_bps[0],
+           s->fly_bps[1], s->run_x[0], s->run_x[1]);
     if (out)
         fprintf(out,
                 "{\"bench\": \"summary\", \"dense4096_vs_bound\": [%.3f, %.3f], "
                 "\"dense256_vs_torch1\": [%.2f, %.2f], \"fly_ticks_per_s\": [%.2f, %.2f], "
+                "\"fly_ticks_per_s_2_threads\": [%.2f, %.2f], "
                 "\"fly_bytes_per_synapse\": [%.2f, %.2f], \"run_over_fused\": [%.3f, %.3f]}\n",
                 s->dense4096_bound_x[0], s->dense4096_bound_x[1], torch_x[0], torch_x[1],
-                s->fly_tps[0], s->fly_tps[1], s->fly_bps[0], s->fly_bps[1], s->run_x[0],
-                s->run_x[1]);
+                s->fly_tps[0][0], s->fly_tps[0][1], s->fly_tps[1][0], s->fly_tps[1][1],
+                s->fly_bps[0], s->fly_bps[1], s->run_x[0], s->run_x[1]);
 }
 
 int
@@ -719,12 +747,12 @@ main(int argc, char **argv)
         goto end;
     /* sparse_immediate, sparse_defer: one of the two rows */
     if (!only || strcmp(only, "sparse_defer"))
-        sparse_bench(out, dir, quick ? 20000 : 140000, 107, 0.025, 1, 1, quick, &sum);
+        sparse_pair(out, dir, quick ? 20000 : 140000, 0.025, 1, 1, quick, &sum);
     /* BENCH_SPARSE_R: the deferred row's r (default 16, what the summary reports) */
     int sparse_r = getenv("BENCH_SPARSE_R") ? atoi(getenv("BENCH_SPARSE_R")) : 16;
     if (!only || strcmp(only, "sparse_immediate"))
-        sparse_bench(out, dir, quick ? 20000 : 140000, 107, 0.025, sparse_r > 1 ? sparse_r : 16, 0,
-                     quick, &sum);
+        sparse_pair(out, dir, quick ? 20000 : 140000, 0.025, sparse_r > 1 ? sparse_r : 16, 0,
+                    quick, &sum);
 end:
     print_summary(out, &sum);
     if (out)

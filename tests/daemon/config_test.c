@@ -42,6 +42,7 @@ test_config_defaults_match_table(void **state)
     assert_int_equal(c.rt_cpu, -1);
     assert_int_equal(c.snapshot_slice_bytes, 1 << 20);
     assert_int_equal(c.publish_every_us, 1000);
+    assert_int_equal(c.engine_threads, 1);
     assert_null(c.endpoints[CONFIG_EP_INPUT]);
     assert_true(n >= 21);
     for (int i = 0; i < n; i++)
@@ -84,6 +85,7 @@ static const char full[] = "model: models/default.yaml\n"
                            "  allow: [abc, def]\n"
                            "security: {allow_plaintext_tcp: true, socket_group: robot}\n"
                            "outputs: {publish_every_us: 250}\n"
+                           "engine: {threads: 2}\n"
                            "inputs:\n"
                            "  sensors: {max_age_ms: 20, on_stale: zero}\n"
                            "  cam: {max_age_ms: 5}\n";
@@ -120,6 +122,7 @@ test_config_every_row_read(void **state)
     assert_int_equal(c.security_allow_plaintext_tcp, 1);
     assert_string_equal(c.security_socket_group, "robot");
     assert_int_equal(c.publish_every_us, 250);
+    assert_int_equal(c.engine_threads, 2);
     assert_int_equal(c.n_inputs, 2);
     const struct config_input *in = config_find_input(&c, "sensors");
     assert_non_null(in);
@@ -167,6 +170,10 @@ test_config_bad_names_line(void **state)
         {"outputs: {publish_every_us: 1ms}\n", "t.yaml:1: outputs.publish_every_us: expected an"},
         {"outputs: 1000\n", "t.yaml:1: outputs: expected a mapping"},
         {"outputs: {every_us: 5}\n", "t.yaml:1: outputs.every_us: unknown setting"},
+        {"engine: {threads: 0}\n", "t.yaml:1: engine.threads: 0 is out of bounds [1, 64]"},
+        {"engine:\n  threads: 65\n", "t.yaml:2: engine.threads: 65 is out of bounds [1, 64]"},
+        {"engine: {threads: two}\n", "t.yaml:1: engine.threads: expected an integer"},
+        {"engine: {thread: 2}\n", "t.yaml:1: engine.thread: unknown setting"},
     };
     (void)state;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
