@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,8 @@ struct snap_job {
     size_t bytes;
     int rc;
     char err[512];
+    int writing;        /* its write is queued on a worker (loop thread) */
+    atomic_int written; /* the worker wrote and pruned (set last, by the worker) */
 };
 
 /* One piece of a recording, written in order. */
@@ -673,6 +676,7 @@ ckpt_work(uv_work_t *w)
     free(buf);
     if (!j->rc && j->keep)
         checkpoint_prune(j->dir, j->keep);
+    atomic_store_explicit(&j->written, 1, memory_order_release);
 }
 
 static void
@@ -749,6 +753,7 @@ snapshot_done(struct daemon *d, struct pending *p, const struct tick_result *r)
         return;
     }
     j->work.data = j;
+    j->writing = 1;
     if (uv_queue_work(&d->loop, &j->work, ckpt_work, ckpt_after)) {
         d->ops->snap = NULL;
         fail_p(d, p, ETRACE__ERROR__CODE__INTERNAL, "cannot queue the checkpoint write");
@@ -774,6 +779,13 @@ ops_stop_checkpoint(struct daemon *d)
     struct tick_cmd cmd = {.type = TICK_CMD_SNAPSHOT, .serial = p->serial};
     cmd.arg.snap = &req;
     int64_t deadline = ticker_now_ns() + STOP_WAIT_MS * 1000000LL;
+    /* A periodic checkpoint that a worker is writing lands first: resume takes the newest
+     * file, and the older snapshot must not come out newer than ours. Its after-callback
+     * cannot run (and free it) while this loop thread waits. */
+    struct snap_job *writing = d->ops->snap && d->ops->snap->writing ? d->ops->snap : NULL;
+    while (writing && !atomic_load_explicit(&writing->written, memory_order_acquire) &&
+           ticker_now_ns() < deadline)
+        usleep(1000);
     while (ticker_send(&d->tick, &pause, NULL, 0) && ticker_now_ns() < deadline)
         usleep(1000);
     while (ticker_send(&d->tick, &cmd, NULL, 0) && ticker_now_ns() < deadline)
