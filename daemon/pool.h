@@ -15,11 +15,12 @@
 
 #include "engine.h"
 
-/* Below this many elements in the largest phase a tick stays on the tick thread: measured
- * on a 2-vCPU EPYC with tests/bench/learn_bench (BENCH_ONLY=sparse_threads): a part of
- * 2^18 elements costs ~100-300 us on one thread, while waking a sleeping worker costs
- * ~10-50 us and the hand-over of a phase ~1 us, so below 2 parts (2^19 elements) two
- * threads gain nothing (and a 10 kHz model must not spend its period waking threads). */
+/* Below this many elements in the largest phase a tick stays on the tick thread. A part
+ * of 2^18 elements costs ~0.3 ms on one thread (tests/bench/learn_bench, 20k-neuron
+ * sparse model: 2.37 ms a tick for 2.14M synapses, 2-vCPU EPYC); a worker woken from its
+ * futex joins within tens of microseconds on an idle core, but on an oversubscribed VM a
+ * wake-up measured p50 1.9 ms (load ~5), so below 2 parts (2^19 elements) two threads
+ * gain nothing, and a 10 kHz model must not spend its period waking threads. */
 #define POOL_MIN_WORK ((int64_t)2 * ENGINE_TICK_PART_WORK)
 
 typedef struct pool pool_t;
