@@ -1384,6 +1384,29 @@ engine_state_check(const struct engine *e, struct err *err)
                             p->d->name, (long long)p->n_pend, (long long)p->n_pend_max),
                    -1;
     }
+    /* The integers a tick indexes with: a checkpoint passes its checksum whoever wrote it,
+     * so each is checked against the model before the first tick reads it. */
+    for (int r = 0; r < e->n_readouts; r++) {
+        const struct ereadout *ro = &e->readouts[r];
+        if (ro->target_kind < 0 || ro->target_kind > 2 || ro->cls < 0 || ro->cls >= ro->size)
+            return err_setf(err, ERR_STATE,
+                            "readout %s: pending target kind %lld, class %lld: not a target "
+                            "kind (0..2) or not a class of its %lld outputs",
+                            e->d->readouts[r].name, (long long)ro->target_kind, (long long)ro->cls,
+                            (long long)ro->size),
+                   -1;
+    }
+    for (int i = 0; i < e->n_inputs; i++) {
+        const struct einput *in = &e->inputs[i];
+        if (in->n_events < 0 || in->n_events > in->size)
+            return err_setf(err, ERR_STATE, "input %s: %lld pending events, outside 0..%lld",
+                            e->d->inputs[i].name, (long long)in->n_events, (long long)in->size),
+                   -1;
+    }
+    if (e->episode_ticks < 0 || e->terminal < 0 || e->terminal > 1)
+        return err_setf(err, ERR_STATE, "episode: %lld ticks, terminal flag %lld: out of range",
+                        (long long)e->episode_ticks, (long long)e->terminal),
+               -1;
     return 0;
 }
 

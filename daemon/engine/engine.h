@@ -185,8 +185,10 @@ void engine_param_weight(const struct engine *eng, int p, real *out);
  * track_grad_sum (the view's grad_sum_w): call before reading them. */
 void engine_sync_grad_sums(struct engine *eng);
 
-/* Checks the engine state after sections were written from outside (a checkpoint): the
- * counts of pending pairs are within learning.defer. Returns 0, or -1 with e set. */
+/* Checks the engine state after sections were written from outside (a checkpoint): every
+ * integer a tick indexes with is in range (pending pairs within learning.defer, a pending
+ * target's kind and class, queued spike events, the episode's counters). Returns 0, or -1
+ * with e set. */
 int engine_state_check(const struct engine *eng, struct err *e);
 
 /* Writable weights of projection p (for tests and hot swap): [count] and [O] or NULL. */
