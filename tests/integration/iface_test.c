@@ -26,6 +26,17 @@
 
 static const char model_text[] = DAEMON_RUN_ITEST_MODEL;
 
+/* Runs the shell command cmd and puts what it printed (at most len - 1 bytes) in out. */
+static void
+run_capture(const char *cmd, char *out, size_t len)
+{
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, len - 1, p);
+    out[n] = '\0';
+    pclose(p);
+}
+
 /* A second etraced on the same config: it must exit non-zero at once, naming the pid of
  * the daemon that holds the endpoints, and leave that daemon answering. */
 static void
@@ -37,11 +48,7 @@ test_iface_one_daemon_per_endpoint(void **state)
     daemon_run_start(&r, model_text, "clock: lockstep\n");
     snprintf(cmd, sizeof cmd, "timeout 20 %s --config %s 2>&1; echo \"exit=$?\"",
              daemon_run_etraced(), r.cfg);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n = fread(out, 1, sizeof out - 1, p);
-    out[n] = '\0';
-    pclose(p);
+    run_capture(cmd, out, sizeof out);
     print_message("second daemon: %s", out);
     char want[64];
     snprintf(want, sizeof want, "in use by etraced pid %ld", (long)r.pid);
@@ -97,11 +104,7 @@ test_iface_locks_removed_at_stop(void **state)
                  "timeout 20 setpriv --reuid=65534 --regid=65534 --clear-groups %s --config %s "
                  "2>&1; echo \"exit=$?\"",
                  daemon_run_etraced(), r.cfg);
-        FILE *p = popen(cmd, "r");
-        assert_non_null(p);
-        size_t n = fread(out, 1, sizeof out - 1, p);
-        out[n] = '\0';
-        pclose(p);
+        run_capture(cmd, out, sizeof out);
         print_message("a lock left by root: %s", out);
         assert_non_null(strstr(out, "control.lock: owned by uid 0, not ours"));
         assert_non_null(strstr(out, "exit=1"));
@@ -239,11 +242,7 @@ test_iface_client_checks_sizes(void **state)
     char cmd[2048], out[1024] = "";
     snprintf(cmd, sizeof cmd, "%s --config %s send --input sensors=1,2 2>&1; echo \"exit=$?\"",
              daemon_run_etracectl(), r.cfg);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n = fread(out, 1, sizeof out - 1, p);
-    out[n] = '\0';
-    pclose(p);
+    run_capture(cmd, out, sizeof out);
     print_message("etracectl send: %s", out);
     assert_non_null(strstr(out, "input 'sensors' takes 4 values, not 2"));
     assert_non_null(strstr(out, "exit=1"));
