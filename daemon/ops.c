@@ -800,8 +800,16 @@ ops_stop_checkpoint(struct daemon *d)
         }
         if (r->serial == p->serial)
             got = r->code == 0 ? 1 : -1;
-        else if (r->type == TICK_CMD_SNAPSHOT && d->ops->snap)
-            d->ops->snap = NULL; /* an in-flight checkpoint ends here; ours replaces it */
+        else if (r->type == TICK_CMD_SNAPSHOT && d->ops->snap && !d->ops->snap->writing) {
+            /* A snapshot asked for before ours ends here, unwritten: ours replaces it. The tick
+             * thread is done with it once it answered, and its requester hears nothing more
+             * (the daemon is stopping), so it is freed here. */
+            log_info("shutdown checkpoint: replaces the %s in progress",
+                     d->ops->snap->purpose == PURPOSE_RECORD ? "recording's snapshot"
+                                                             : "checkpoint");
+            snap_job_free(d->ops->snap);
+            d->ops->snap = NULL;
+        }
         spsc_pop(&d->tick.res_q);
     }
     pending_free(p);

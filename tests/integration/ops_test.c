@@ -593,6 +593,53 @@ test_ops_periodic_checkpoints(void **state)
     assert_int_equal(daemon_run_stop(&r), 0);
 }
 
+/* A checkpoint still being sliced when the daemon stops gives way to the shutdown
+ * checkpoint: its job is freed (the ASan build's leak check at exit fails the test if not),
+ * the daemon exits 0 and the shutdown checkpoint is written. The hidden layer is big enough
+ * (~4 MiB of weights at 4 KiB a tick) that the sliced copy takes seconds. */
+static void
+test_ops_stop_during_checkpoint(void **state)
+{
+    static const char big[] = "name: big\n"
+                              "dt: 1.0e-3\n"
+                              "inputs:\n"
+                              "  - {name: sensors, size: 4}\n"
+                              "cells:\n"
+                              "  - {name: hidden, model: lif, size: 1024}\n"
+                              "projections:\n"
+                              "  - {name: w, from: [sensors, hidden], to: hidden.delta,\n"
+                              "     weight: {init: kaiming_normal}}\n";
+    struct daemon_run r;
+    (void)state;
+    daemon_run_start(&r, big,
+                     "checkpoint: {every_s: 3600}\n"
+                     "snapshot_slice_bytes: 4096\n");
+    /* Ask for a checkpoint without waiting for its answer: a second client whose requests
+     * time out at once (the reply, if any, goes nowhere). */
+    etrace_client_t *quick = etrace_client_new(r.ep[2], r.ep[0], 1);
+    assert_non_null(quick);
+    Etrace__Reply *rep = NULL;
+    etrace_checkpoint(quick, "sliced", &rep);
+    etrace_reply_free(rep);
+    daemon_run_sleep_ms(200);
+    assert_int_equal(kill(r.pid, SIGTERM), 0);
+    int st = 0;
+    int64_t deadline = daemon_run_now_ms() + (daemon_run_sanitized() ? 60000 : 15000);
+    while (waitpid(r.pid, &st, WNOHANG) == 0) {
+        if (daemon_run_now_ms() > deadline)
+            fail_msg("etraced did not exit after SIGTERM");
+        daemon_run_sleep_ms(10);
+    }
+    etrace_client_free(&quick);
+    const char *lg = daemon_run_log_text(&r);
+    if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0))
+        fail_msg("etraced exited with status %#x; its log:\n%s", st, lg);
+    r.pid = 0;
+    assert_non_null(strstr(lg, "shutdown checkpoint: replaces the checkpoint in progress"));
+    assert_non_null(strstr(lg, " at shutdown: tick "));
+    daemon_run_stop(&r);
+}
+
 /* ---- record and replay -------------------------------------------------------------- */
 
 static void
@@ -1879,6 +1926,7 @@ main(int argc, char **argv)
         cmocka_unit_test_teardown(test_ops_checkpoint_restore_deferred, daemon_run_teardown),
         cmocka_unit_test_teardown(test_ops_checkpoint_kill9, daemon_run_teardown),
         cmocka_unit_test_teardown(test_ops_periodic_checkpoints, daemon_run_teardown),
+        cmocka_unit_test_teardown(test_ops_stop_during_checkpoint, daemon_run_teardown),
         cmocka_unit_test_teardown(test_ops_curve, daemon_run_teardown),
         cmocka_unit_test_teardown(test_ops_security_start, daemon_run_teardown),
         cmocka_unit_test_teardown(test_ops_sdnotify, daemon_run_teardown),
