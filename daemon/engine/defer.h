@@ -26,7 +26,7 @@
 enum { DEFER_LANES = 8 };
 
 /* Ticks of gradients buffered before they are added to the float64 sums. */
-enum { DEFER_GRAD_PAIRS = 32 };
+enum { DEFER_GRAD_PAIRS = 64 };
 
 /* A pair is refused when max|a| max|b| r reaches this bound, so that a flush of r pairs
  * stays far from overflow (2^100 float, 2^900 double). */

@@ -277,12 +277,12 @@ naive_tick_us(int N, int n_ticks, double in_rate, struct rng *r)
 
 /* The figures of the summary table, from this one run (0: not measured). */
 struct summary {
-    double dense4096_bound_x[2];   /* N = 4096: naive bound / tick, defer 1 and 16 */
-    double dense256_us[2];         /* N = 256: tick, defer 1 and 16 */
-    double torch256_us;            /* N = 256: torch eager, 1 thread */
-    double fly_tps[2][2];          /* fly-scale ticks/s [1, 2 threads][immediate, deferred] */
-    double fly_bps[2];             /* fly-scale bytes per synapse: immediate, deferred */
-    double run_x[2];               /* etraced run over fused, defer 1 and 16 */
+    double dense4096_bound_x[2]; /* N = 4096: naive bound / tick, defer 1 and 16 */
+    double dense256_us[2];       /* N = 256: tick, defer 1 and 16 */
+    double torch256_us;          /* N = 256: torch eager, 1 thread */
+    double fly_tps[2][2];        /* fly-scale ticks/s [1, 2 threads][immediate, deferred] */
+    double fly_bps[2];           /* fly-scale bytes per synapse: immediate, deferred */
+    double run_x[2];             /* etraced run over fused, defer 1 and 16 */
 };
 
 /* The input neurons' firing probability in the dense rows (the hidden fires at its own
@@ -440,7 +440,9 @@ run_path_bench(FILE *out, const char *dir, int N, int defer, int quick, struct s
         engine_free(&run);
         return;
     }
-    int window = 32 * defer; /* holds whole flushes of the pairs and of the sums */
+    /* a window holds whole flushes of the pairs (every r ticks) and of the sums (every
+     * DEFER_GRAD_PAIRS = 64 ticks, daemon/engine/defer.h) */
+    int window = defer > 1 ? 32 * defer : 64;
     int n_ticks = quick ? 4 * window : 20 * window;
     struct rng ra, rb;
     rng_seed(&ra, 21, "run");
@@ -751,8 +753,8 @@ main(int argc, char **argv)
     /* BENCH_SPARSE_R: the deferred row's r (default 16, what the summary reports) */
     int sparse_r = getenv("BENCH_SPARSE_R") ? atoi(getenv("BENCH_SPARSE_R")) : 16;
     if (!only || strcmp(only, "sparse_immediate"))
-        sparse_pair(out, dir, quick ? 20000 : 140000, 0.025, sparse_r > 1 ? sparse_r : 16, 0,
-                    quick, &sum);
+        sparse_pair(out, dir, quick ? 20000 : 140000, 0.025, sparse_r > 1 ? sparse_r : 16, 0, quick,
+                    &sum);
 end:
     print_summary(out, &sum);
     if (out)

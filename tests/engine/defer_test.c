@@ -366,7 +366,7 @@ test_defer_huge_pair_is_refused(void **state)
 /* etraced run's gradient sums on the fused path (kept as windows) against the per-tick
  * path, to rounding. clip_norm: 1e30 takes the accumulator path with the same math (the
  * clip factor is exactly 1). reset_at >= 0: both reset their traces after that tick, in
- * the middle of a window. */
+ * the middle of a window. 160 ticks hold two full windows (DEFER_GRAD_PAIRS = 64). */
 static void
 check_grad_sums(int defer, int reset_at)
 {
@@ -375,7 +375,7 @@ check_grad_sums(int defer, int reset_at)
     struct rng ra, rb;
     rng_seed(&ra, 6, "drive");
     rng_seed(&rb, 6, "drive");
-    for (int k = 0; k < 100; k++) {
+    for (int k = 0; k < 160; k++) {
         drive_tick(fast, &ra, k);
         drive_tick(plain, &rb, k);
         if (k == reset_at) {
