@@ -224,6 +224,11 @@ print_stats(const Etrace__Stats *s)
            (unsigned long long)s->state_resets);
     printf("swaps %llu  last_swap_gap %.1f us  curve_denials %llu\n", (unsigned long long)s->swaps,
            (double)s->last_swap_gap_ns / 1e3, (unsigned long long)s->curve_denials);
+    printf("daemon %s  uptime %.1f s  cpu %.2f s  rss %.1f MiB  ticks_total %llu  output_wakes "
+           "%llu\n",
+           s->version && *s->version ? s->version : "?", (double)s->uptime_ns / 1e9, s->cpu_seconds,
+           (double)s->rss_bytes / 1048576.0, (unsigned long long)s->ticks_total,
+           (unsigned long long)s->output_wakes);
     for (size_t i = 0; i < s->n_sockets; i++) {
         const Etrace__SocketStats *k = s->sockets[i];
         printf("socket %-8s accepted %llu  undecodable %llu  wrong_size %llu  unknown_name %llu"

@@ -1172,6 +1172,14 @@ test_daemon_etracectl_lockstep(void **state)
     assert_true(events >= 3); /* the snapshot and two inputs */
     assert_int_equal((unsigned long long)st.st_size, bytes);
 
+    /* stats as text: the daemon's own line (uptime, resources, output wake-ups). */
+    o = ctl_expect(&r, "stats", 0, "output_wakes");
+    unsigned long long ticks_total = 0;
+    assert_int_equal(
+        sscanf(strstr(text_line(o, "daemon "), "ticks_total "), "ticks_total %llu", &ticks_total),
+        1);
+    assert_true(ticks_total >= 26); /* 24 before the restore, 2 after */
+
     /* --json status and stats: one object per line. */
     assert_int_equal(ctl_capture(&r, "--json stats", 0, out, sizeof(out)), 0);
     static const char *const stats_keys[] = {"\"stats\"", "\"tick\"",  "\"projections\"",
