@@ -4,10 +4,17 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /* Every block carries a header before the aligned pointer: the raw pointer (to free)
  * and the size (for counting). 64 bytes keeps the user pointer 64-byte aligned. */
 enum { HDR = 64 };
+
+/* Blocks of at least HUGE bytes start on a 2 MiB boundary and are advised as huge pages
+ * (MADV_HUGEPAGE; Debian's kernels enable transparent huge pages on advice): the engine
+ * reads weights and pending pairs at random columns, and with 4 KiB pages nearly every
+ * such read of a large model also missed the TLB. */
+enum { HUGE = 2 << 20 };
 
 struct hdr {
     void *raw;
@@ -39,15 +46,18 @@ mem_default(void)
 void *
 mem_alloc(const struct mem *m, size_t size_bytes)
 {
-    if (size_bytes > SIZE_MAX - 2 * HDR)
+    size_t align = size_bytes >= HUGE ? HUGE : HDR;
+    if (size_bytes > SIZE_MAX - HDR - align)
         return NULL;
-    void *raw = m->alloc(m->ctx, size_bytes + 2 * HDR);
+    void *raw = m->alloc(m->ctx, size_bytes + HDR + align);
     if (!raw)
         return NULL;
-    uintptr_t u = ((uintptr_t)raw + HDR + (HDR - 1)) & ~(uintptr_t)(HDR - 1);
+    uintptr_t u = ((uintptr_t)raw + HDR + (align - 1)) & ~(uintptr_t)(align - 1);
     struct hdr *h = (struct hdr *)(u - sizeof(struct hdr));
     h->raw = raw;
     h->size = size_bytes;
+    if (align == HUGE) /* advice only: without it (or huge pages) the block still works */
+        madvise((void *)u, size_bytes, MADV_HUGEPAGE);
     return (void *)u;
 }
 
