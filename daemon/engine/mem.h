@@ -15,7 +15,8 @@ struct mem {
 /* The process allocator (malloc/free). Never NULL; static storage. */
 const struct mem *mem_default(void);
 
-/* Allocates size_bytes (64-byte aligned, so SIMD loads never split lines), or NULL.
+/* Allocates size_bytes (64-byte aligned, so SIMD loads never split lines; 2 MiB aligned
+ * and advised as huge pages from 2 MiB up, see mem.c), or NULL.
  * A size of 0 returns a valid unique pointer. */
 void *mem_alloc(const struct mem *m, size_t size_bytes);
 
