@@ -30,6 +30,7 @@
 #include "mem.h"
 #include "model.h"
 #include "rng.h"
+#include "../support/testmodel.h"
 
 #define TICKS 200
 
@@ -60,26 +61,11 @@
 static struct engine *
 compile(const char *algo, int defer, int64_t part_work, const struct mem *m)
 {
-    char text[4096], dir[] = "/tmp/etraced_pool_XXXXXX", path[256];
+    char text[4096];
     snprintf(text, sizeof text, MODEL_FMT, algo, defer);
-    assert_non_null(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/m.yaml", dir);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-    const struct mem *mm = m ? m : mem_default();
-    struct model_desc *d;
-    struct err e;
-    err_clear(&e);
-    if (model_load_file(path, mm, &d, &e))
-        fail_msg("%s", e.msg);
-    struct engine *eng;
-    struct engine_opts o = {.mem = mm, .part_work = part_work};
-    if (engine_compile(d, &o, &eng, &e))
-        fail_msg("%s", e.msg);
-    unlink(path);
-    rmdir(dir);
+    struct engine_opts o = {.mem = m, .part_work = part_work};
+    struct engine *eng = testmodel_compile_opts(text, &o);
+    assert_non_null(eng);
     return eng;
 }
 

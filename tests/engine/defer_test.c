@@ -23,6 +23,7 @@
 #include "engine.h"
 #include "model.h"
 #include "rng.h"
+#include "../support/testmodel.h"
 
 #if defined(REAL_DOUBLE)
 #define TOL 1e-9
@@ -59,25 +60,11 @@
 static struct engine *
 compile_mem(int defer, const char *lr, const char *extra, int track, const struct mem *m)
 {
-    char text[4096], dir[] = "/tmp/etraced_defer_XXXXXX", path[256];
+    char text[4096];
     snprintf(text, sizeof text, MODEL_FMT, lr, extra, defer);
-    assert_non_null(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/m.yaml", dir);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-    struct model_desc *d;
-    struct err e;
-    err_clear(&e);
-    if (model_load_file(path, m ? m : mem_default(), &d, &e))
-        fail_msg("%s", e.msg);
-    struct engine *eng;
     struct engine_opts o = {.track_grad_sum = track, .mem = m};
-    if (engine_compile(d, &o, &eng, &e))
-        fail_msg("%s", e.msg);
-    unlink(path);
-    rmdir(dir);
+    struct engine *eng = testmodel_compile_opts(text, &o);
+    assert_non_null(eng);
     return eng;
 }
 

@@ -16,6 +16,7 @@
 
 #include "engine.h"
 #include "rng.h"
+#include "../support/testmodel.h"
 
 #define MODEL_FMT                                                                                  \
     "name: fused\n"                                                                                \
@@ -41,25 +42,11 @@
 static struct engine *
 compile(const char *algo, const char *lr, int track)
 {
-    char text[4096], dir[] = "/tmp/etraced_fused_XXXXXX", path[256];
+    char text[4096];
     snprintf(text, sizeof text, MODEL_FMT, algo, lr);
-    assert_non_null(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/m.yaml", dir);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-    struct model_desc *d;
-    struct err e;
-    err_clear(&e);
-    if (model_load_file(path, mem_default(), &d, &e))
-        fail_msg("%s", e.msg);
-    struct engine *eng;
     struct engine_opts o = {.track_grad_sum = track};
-    if (engine_compile(d, &o, &eng, &e))
-        fail_msg("%s", e.msg);
-    unlink(path);
-    rmdir(dir);
+    struct engine *eng = testmodel_compile_opts(text, &o);
+    assert_non_null(eng);
     return eng;
 }
 

@@ -114,6 +114,33 @@ testmodel_compile_file(struct testmodel *tm, const char *path, const struct mem 
 }
 
 struct engine *
+testmodel_compile_opts(const char *text, const struct engine_opts *o)
+{
+    struct testmodel tm;
+    if (testmodel_init(&tm) != 0) {
+        fprintf(stderr, "testmodel: cannot make a temp dir: %s\n", strerror(errno));
+        return NULL;
+    }
+    struct engine_opts opts = *o;
+    if (!opts.mem)
+        opts.mem = mem_default();
+    struct model_desc *d = NULL;
+    struct engine *eng = NULL;
+    struct err e;
+    err_clear(&e);
+    char path[sizeof tm.dir + 16];
+    snprintf(path, sizeof path, "%s/model.yaml", tm.dir);
+    if (testmodel_write(&tm, "model.yaml", text) != 0)
+        snprintf(e.msg, sizeof e.msg, "cannot write %s: %s", path, strerror(errno));
+    else if (model_load_file(path, opts.mem, &d, &e) == 0 && engine_compile(d, &opts, &eng, &e))
+        model_free(&d, opts.mem);
+    testmodel_fini(&tm);
+    if (!eng)
+        fprintf(stderr, "testmodel: %s\n", e.msg);
+    return eng;
+}
+
+struct engine *
 testmodel_compile_text(struct testmodel *tm, const char *name, const char *text,
                        const struct mem *mem, int track)
 {

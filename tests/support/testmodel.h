@@ -41,6 +41,11 @@ int testmodel_write_npy(struct testmodel *tm, const char *name, int ndim, const 
 struct engine *testmodel_compile_file(struct testmodel *tm, const char *path, const struct mem *mem,
                                       int track);
 
+/* Writes `text` to a temp directory, compiles it with opts `o` (o->mem NULL: the default
+ * allocator) and removes the directory. Returns the engine, or NULL with the message on
+ * stderr. */
+struct engine *testmodel_compile_opts(const char *text, const struct engine_opts *o);
+
 /* Writes `text` as DIR/model.yaml (or DIR/name when name is not NULL) and compiles it as
  * testmodel_compile_file does. */
 struct engine *testmodel_compile_text(struct testmodel *tm, const char *name, const char *text,
