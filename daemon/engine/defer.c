@@ -14,20 +14,81 @@ defer_pair_ok(const struct eproj *p, const real *a, const real *q, double lr)
     return bound < DEFER_PAIR_LIMIT; /* false for NaN */
 }
 
+static void push_sparse(struct eproj *p, const real *q, const real *P, int64_t first, int64_t k);
+
 void
-defer_push(struct eproj *p, const real *a, const real *q, real lr)
+defer_close(struct eproj *p)
 {
-    int64_t r = p->n_pend_max, k = p->n_pend;
+    p->pseg[DEFER_SEG_FIRST] = -1.0;
+}
+
+int
+defer_seg_ok(const struct eproj *p)
+{
+    const double *g = p->pseg;
+    double f = g[DEFER_SEG_FIRST];
+    if (f == -1.0)
+        return 1;
+    /* an open segment: its first pair pending, and a bound a push would have accepted */
+    double bound = g[DEFER_SEG_UMAX] * g[DEFER_SEG_BSUM] * (double)p->n_pend_max;
+    return f >= 0.0 && f < (double)p->n_pend && f == floor(f) && g[DEFER_SEG_TICK] >= 0.0 &&
+           g[DEFER_SEG_TICK] < 0x1p53 && isfinite(g[DEFER_SEG_LR]) && g[DEFER_SEG_UMAX] >= 0.0 &&
+           g[DEFER_SEG_BSUM] >= 0.0 && bound < DEFER_PAIR_LIMIT; /* false for NaN */
+}
+
+/* max |c a[i]| over i < n: rounding is monotone, so it is fl(|c| max|a|) unless NaN. */
+static double
+scaled_max(int64_t n, const real *a, real c)
+{
+    return (double)(R(fabs)(c) * (real)learn_max_abs(n, a));
+}
+
+void
+defer_push(struct eproj *p, const real *a, const real *x, const real *q, real lr, real lambda,
+           uint64_t tick)
+{
+    int64_t r = p->n_pend_max, k = p->n_pend, I = p->I, O = p->O;
+    double *g = p->pseg, bmax = learn_max_abs(O, q), umax = 0.0, bsum = 0.0;
     real nlr = -lr;
-    for (int64_t i = 0; i < p->I; i++)
-        p->pa[i * r + k] = nlr * a[i];
-    /* b: dense [r][O] (a row of b is contiguous for the row passes); sparse [O][r] (the
-     * pairs of one stored entry are contiguous, one vector product per entry) */
-    if (p->d->op == MODEL_OP_SPARSE)
-        for (int64_t o = 0; o < p->O; o++)
-            p->pb[o * r + k] = q[o];
-    else
-        memcpy(p->pb + k * p->O, q, (size_t)p->O * sizeof(real));
+    int cont = x && lambda > R(0.0) && g[DEFER_SEG_FIRST] >= 0.0 &&
+               (double)tick == g[DEFER_SEG_TICK] + 1.0 && (double)lr == g[DEFER_SEG_LR];
+    if (cont) { /* the bound of the segment with this pair in it */
+        umax = scaled_max(I, x, nlr);
+        umax = umax > g[DEFER_SEG_UMAX] ? umax : g[DEFER_SEG_UMAX];
+        bsum = g[DEFER_SEG_BSUM] + bmax;
+        cont = umax * bsum * (double)r < DEFER_PAIR_LIMIT; /* false for NaN */
+    }
+    int64_t first = cont ? (int64_t)g[DEFER_SEG_FIRST] : k;
+    const real *row = cont ? x : a;
+    for (int64_t i = 0; i < I; i++)
+        p->pa[i * r + k] = nlr * row[i];
+    /* B_s += lambda^(k - s) q for the segment's earlier pairs (P [r] in pc: the powers); B_k
+     * = q. b: dense [r][O] (a row of B is contiguous for the row passes); sparse [O][r] (the
+     * pairs of one stored entry are contiguous, one vector product per entry). */
+    real *P = p->pc, pw = R(1.0);
+    for (int64_t s = k - 1; s >= first; s--)
+        P[s] = pw *= lambda;
+    for (int64_t s = k; s < (k / DEFER_LANES + 1) * DEFER_LANES; s++)
+        P[s] = R(0.0); /* the lanes push_sparse reads past k */
+    if (p->d->op == MODEL_OP_SPARSE) {
+        push_sparse(p, q, P, first, k);
+    } else {
+        for (int64_t s = first; s < k; s++) {
+            real *b = p->pb + s * O, ps = P[s];
+            for (int64_t o = 0; o < O; o++)
+                b[o] += ps * q[o];
+        }
+        memcpy(p->pb + k * O, q, (size_t)O * sizeof(real));
+    }
+    if (!cont) {
+        umax = scaled_max(I, a, nlr);
+        bsum = bmax;
+    }
+    g[DEFER_SEG_FIRST] = (double)first;
+    g[DEFER_SEG_TICK] = (double)tick;
+    g[DEFER_SEG_LR] = (double)lr;
+    g[DEFER_SEG_UMAX] = umax;
+    g[DEFER_SEG_BSUM] = bsum;
     p->n_pend++;
 }
 
@@ -63,6 +124,43 @@ row_chunks(const struct eproj *p, int64_t i, real *av)
         any |= av[k] != R(0.0);
     }
     return any ? nc : 0;
+}
+
+#if defined(REAL_DOUBLE)
+typedef int64_t lane_int;
+#else
+typedef int32_t lane_int;
+#endif
+typedef lane_int vlane __attribute__((vector_size(LANES * sizeof(lane_int))));
+_Static_assert(LANES == 8, "the lane numbers below are written out");
+
+/* The sparse layout's push ([O][r]: a column's pairs contiguous), a chunk of LANES pairs
+ * at once: B_s += P[s] q[o] for s in [first, k) and B_k = q[o]; the chunks' other lanes
+ * are written back with their bits unchanged (another column's pairs, or unused). Each
+ * B_s gets the same rounding as the scalar b[s] += P[s] * q[o] would give. P: [k rounded
+ * up to LANES], the powers lambda^(k - s) from first on. */
+static void
+push_sparse(struct eproj *p, const real *q, const real *P, int64_t first, int64_t k)
+{
+    int64_t r = p->n_pend_max, c0 = first / LANES, c1 = k / LANES;
+    const vlane lane = {0, 1, 2, 3, 4, 5, 6, 7};
+    for (int64_t o = 0; o < p->O; o++) {
+        real *b = p->pb + o * r;
+        vreal qv;
+        for (int j = 0; j < LANES; j++)
+            qv[j] = q[o];
+        for (int64_t c = c0; c <= c1; c++) {
+            vlane s = lane + (lane_int)(c * LANES);
+            vbits in = (vbits)((s >= (lane_int)first) & (s < (lane_int)k)),
+                  at_k = (vbits)(s == (lane_int)k);
+            vreal v, pw;
+            memcpy(&v, b + c * LANES, sizeof v);
+            memcpy(&pw, P + c * LANES, sizeof pw);
+            vreal nv = v + pw * qv;
+            vbits w = ((vbits)v & ~(in | at_k)) | ((vbits)nv & in) | ((vbits)qv & at_k);
+            memcpy(b + c * LANES, &w, sizeof w);
+        }
+    }
 }
 
 /* *m: the lanes of the last chunk that hold a pair. */
@@ -149,13 +247,14 @@ group_sums(const real *b, int64_t O, const real *a, const int64_t *at, int64_t m
 #ifndef REAL_DOUBLE
 enum { GROUP2 = 2 * GROUP };
 static inline void
-group_sums2(const real *b, int64_t O, const real *a, int64_t m, int64_t o, vreal *s)
+group_sums2(const real *b, int64_t O, const real *a, const int64_t *at, int64_t m, int64_t o,
+            vreal *s)
 {
     vreal s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, s4 = {0}, s5 = {0}, s6 = {0}, s7 = {0}, v;
     for (int64_t j = 0; j < m; j++) {
         if (a[j] == R(0.0))
             continue;
-        const real *bk = b + j * O + o;
+        const real *bk = b + at[j] * O + o;
         real aj = a[j];
         memcpy(&v, bk, sizeof v);
         s0 += aj * v;
@@ -197,20 +296,25 @@ column_sum(const real *b, int64_t O, const real *a, const int64_t *at, int64_t m
 }
 
 /* row [O] += sum_k a_k[i] b_k, each element summed as column_sum does (0 + the terms with
- * a_k[i] != 0, in order). A row whose a_k[i] are all 0 is left untouched. */
+ * a_k[i] != 0, in order). A row whose a_k[i] are all 0 is left untouched. c, at: [r]
+ * scratch for the row's non-zero factors and their pairs, gathered first so that the row
+ * passes run over those only, without a branch per pair that the random pattern of the
+ * factors (mostly 0 under factored pairs) would mispredict. */
 static void
-flush_row_dense(const struct eproj *p, const real *ai, real *row)
+flush_row_dense(const struct eproj *p, const real *ai, real *row, real *c, int64_t *at)
 {
-    int64_t O = p->O, n = p->n_pend, o = 0;
-    int any = 0;
-    for (int64_t k = 0; k < n; k++)
-        any |= ai[k] != R(0.0);
-    if (!any)
+    int64_t O = p->O, n = p->n_pend, o = 0, m = 0;
+    for (int64_t k = 0; k < n; k++) {
+        c[m] = ai[k];
+        at[m] = k;
+        m += ai[k] != R(0.0);
+    }
+    if (!m)
         return;
 #ifndef REAL_DOUBLE
     for (; o + GROUP2 * LANES <= O; o += GROUP2 * LANES) {
         vreal s[GROUP2], w;
-        group_sums2(p->pb, O, ai, n, o, s);
+        group_sums2(p->pb, O, c, at, m, o, s);
         for (int g = 0; g < GROUP2; g++) {
             memcpy(&w, row + o + g * LANES, sizeof w);
             w += s[g];
@@ -220,7 +324,7 @@ flush_row_dense(const struct eproj *p, const real *ai, real *row)
 #endif
     for (; o + GROUP * LANES <= O; o += GROUP * LANES) {
         vreal s[GROUP], w;
-        group_sums(p->pb, O, ai, NULL, n, o, s);
+        group_sums(p->pb, O, c, at, m, o, s);
         for (int g = 0; g < GROUP; g++) {
             memcpy(&w, row + o + g * LANES, sizeof w);
             w += s[g];
@@ -228,17 +332,17 @@ flush_row_dense(const struct eproj *p, const real *ai, real *row)
         }
     }
     for (; o < O; o++)
-        row[o] += column_sum(p->pb, O, ai, NULL, n, o);
+        row[o] += column_sum(p->pb, O, c, at, m, o);
 }
 
-/* Adds the pending pairs to rows [lo, hi) of W; av: [r rounded up to LANES] scratch. */
+/* Adds the pending pairs to rows [lo, hi) of W; av, ak: [r rounded up to LANES] scratch. */
 static void
-flush_rows(struct eproj *p, int64_t lo, int64_t hi, real *av)
+flush_rows(struct eproj *p, int64_t lo, int64_t hi, real *av, int64_t *ak)
 {
     int64_t r = p->n_pend_max;
     if (p->d->op == MODEL_OP_DENSE) {
         for (int64_t i = lo; i < hi; i++)
-            flush_row_dense(p, p->pa + i * r, p->w.values + i * p->O);
+            flush_row_dense(p, p->pa + i * r, p->w.values + i * p->O, av, ak);
     } else {
         vbits last;
         last_lanes(p, &last);
@@ -262,8 +366,9 @@ defer_flush(struct eproj *p)
 {
     if (p->n_pend == 0)
         return;
-    flush_rows(p, 0, p->I, p->pc);
+    flush_rows(p, 0, p->I, p->pc, p->pk);
     p->n_pend = 0;
+    defer_close(p);
 }
 
 struct flush_job {
@@ -277,7 +382,7 @@ flush_part(void *arg, int part)
     struct flush_job *j = arg;
     int64_t lo, hi, rl = (j->p->n_pend_max + LANES - 1) / LANES * LANES;
     engine_part_rows(j->p->I, j->n_parts, part, &lo, &hi);
-    flush_rows(j->p, lo, hi, j->p->pc + part * rl);
+    flush_rows(j->p, lo, hi, j->p->pc + part * rl, j->p->pk + part * rl);
 }
 
 void
@@ -289,6 +394,7 @@ defer_flush_parts(struct engine *e, struct eproj *p)
     struct flush_job j = {p, engine_n_parts(e, work)};
     engine_run_parts(e, j.n_parts, work, flush_part, &j);
     p->n_pend = 0;
+    defer_close(p);
 }
 
 void

@@ -2,17 +2,18 @@
  * gradient sums of `etraced run` kept as rank-one pairs. Engine layer, internal to the
  * engine (engine.c and learn.c call it; every function runs on the engine's thread).
  *
- * A projection whose sgd step is rank one keeps it as a pending pair (a = -lr * row
- * factor, b = column factor) instead of writing W; the pairs are added to W at flushes
- * scheduled by tick number. Every reader of W sees W + sum_k a_k b_k^T: for element (i, o)
- * that is fl(W[i,o] + s) with s = sum over pairs in order of a_k[i] b_k[o] (pairs whose
- * a_k[i] is 0 skipped), the value a flush writes, so export, norms and checkpoints agree
- * with the weights after the flush bit for bit. The dense forward and backward use the
- * low-rank form instead (x W + sum_k (x . a_k) b_k), which is equal to rounding.
+ * A projection whose sgd step is rank one keeps it pending instead of writing W; the
+ * pending steps are added to W at flushes scheduled by tick number. They are stored as
+ * factor pairs (u_s, B_s), s < n_pend (defer_push says how a step becomes one), and every
+ * reader of W sees W + sum_s u_s B_s^T: for element (i, o) that is fl(W[i,o] + s) with
+ * s = sum over pairs in order of u_s[i] B_s[o] (pairs whose u_s[i] is 0 skipped), the value
+ * a flush writes, so export, norms and checkpoints agree with the weights after the flush
+ * bit for bit. The dense forward and backward use the low-rank form instead
+ * (x W + sum_s (x . u_s) B_s), which is equal to rounding.
  *
- * Layout: pa [I][defer] (the pairs' row factors, row-major by input so that one row's
- * factors are contiguous); pb dense [defer][O], sparse [O][defer] (one stored entry's
- * pairs contiguous). For a sparse weight s is summed in DEFER_LANES interleaved lanes
+ * Layout: pa [I][defer] (the row factors u, row-major by input so that one row's factors
+ * are contiguous); pb (the column factors B) dense [defer][O], sparse [O][defer] (one
+ * stored entry's pairs contiguous). For a sparse weight s is summed in DEFER_LANES interleaved lanes
  * (defer.c) rather than strictly in order, so that one entry's pairs are a few vector
  * products; every sparse reader uses that same order. The gradient window of the sums:
  * ga [DEFER_GRAD_PAIRS][I], gb [DEFER_GRAD_PAIRS][O]. */
@@ -36,14 +37,48 @@ enum { DEFER_GRAD_PAIRS = 64 };
 #define DEFER_PAIR_LIMIT 0x1p100
 #endif
 
-/* Keeps the pair (-lr * a, q) pending on p (a: [I], q: [O]). The caller has checked it
- * (defer_pair_ok) and flushed a full list. */
-void defer_push(struct eproj *p, const real *a, const real *q, real lr);
+/* The open segment of the pending pairs (engine state, the section "pairs_segment"): the
+ * pairs DEFER_SEG_FIRST .. n_pend - 1 follow one recurrence (see defer_push). Doubles, so
+ * that the section is one array (a tick is exact below 2^53). */
+enum {
+    DEFER_SEG_FIRST, /* the segment's first pair, -1 when none is open */
+    DEFER_SEG_TICK,  /* the tick of its last pair */
+    DEFER_SEG_LR,    /* the lr of its pairs */
+    DEFER_SEG_UMAX,  /* max |u| over its row factors */
+    DEFER_SEG_BSUM,  /* the sum over its pairs of max |b| */
+    DEFER_SEG_N
+};
+_Static_assert(sizeof((struct eproj *)0)->pseg == DEFER_SEG_N * sizeof(double),
+               "eproj.pseg holds the segment");
+
+/* Keeps the step -lr a q^T pending on p (a: [I], q: [O]) at tick `tick`. The caller has
+ * checked the pair (defer_pair_ok) and flushed a full list.
+ *
+ * The pairs are stored factored: with a_k = -lr (the row factor of pair k), the pending
+ * sum sum_k a_k b_k^T is kept as sum_s u_s B_s^T. Pair k continues the open segment when
+ * its row factor follows the last one's recurrence, a = lambda a_prev + x (x: [I], this
+ * tick's input, given for ES; NULL when the pair has no such recurrence): same lr, the
+ * previous tick, lambda > 0 and no trace reset between (defer_close). Then u_k = -lr x,
+ * which is 0 wherever the input did not fire, and every B_s of the segment gains
+ * lambda^(k - s) q. Otherwise pair k starts a segment with u_k = -lr a, B_k = q. Every
+ * reader sums u_s[i] B_s[o] over s as it summed a_k[i] b_k[o] (pairs whose u_s[i] is 0
+ * skipped), so a flush costs 1 + (the input's events in the window) products per weight
+ * instead of r. The sum equals sum_k a_k b_k^T to rounding. A segment also ends before
+ * r max|u| sum max|b| over its pairs would reach DEFER_PAIR_LIMIT, so that a flush stays
+ * as far from overflow as the pairs themselves. */
+void defer_push(struct eproj *p, const real *a, const real *x, const real *q, real lr, real lambda,
+                uint64_t tick);
+
+/* The next pair starts a segment (the row factors' recurrence was broken: a trace reset). */
+void defer_close(struct eproj *p);
+
+/* The segment's scalars are those a push could have left (a restored checkpoint). */
+int defer_seg_ok(const struct eproj *p);
 
 /* max|a| max|b| r for the pair (-lr a, q) is below DEFER_PAIR_LIMIT (false for NaN). */
 int defer_pair_ok(const struct eproj *p, const real *a, const real *q, double lr);
 
-/* Adds every pending pair to W, in order, and empties the list. */
+/* Adds every pending pair to W and empties the list. */
 void defer_flush(struct eproj *p);
 
 /* The same as tick parts over W's rows (engine_run_parts; each row's sums unchanged), on

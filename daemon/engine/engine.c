@@ -204,8 +204,10 @@ layout(struct engine *e, struct carver *c)
             int64_t r = p->n_pend_max, lanes = DEFER_LANES;
             p->pa = carve(c, I * r);
             p->pb = carve(c, r * O + lanes);
-            p->pc =
-                carve(c, ENGINE_TICK_PARTS_MAX * ((r + lanes - 1) / lanes * lanes)); /* per part */
+            int64_t rl = (r + lanes - 1) / lanes * lanes;
+            p->pc = carve(c, ENGINE_TICK_PARTS_MAX * rl); /* per part */
+            p->pk = (int64_t *)carve_d(c, ENGINE_TICK_PARTS_MAX * rl);
+            defer_close(p);
         }
         if (e->track && e->fused && p->d->op != MODEL_OP_ELEMWISE) {
             p->ga = carve(c, I * DEFER_GRAD_PAIRS);
@@ -481,6 +483,8 @@ reset_proj_traces(struct eproj *p)
 {
     int64_t K = p->K;
     defer_grad_flush(p); /* the window of the sums follows the traces' recurrence */
+    if (p->defers)
+        defer_close(p); /* and so does the segment of the pending pairs */
     if (p->E)
         fill(p->E, K * p->count, R(0.0));
     if (p->Eb)
@@ -1382,6 +1386,13 @@ engine_state_check(const struct engine *e, struct err *err)
                             "projection %s: %lld pending rank-one pairs, outside 0..%lld "
                             "(learning.defer)",
                             p->d->name, (long long)p->n_pend, (long long)p->n_pend_max),
+                   -1;
+        if (p->defers && !defer_seg_ok(p))
+            return err_setf(err, ERR_STATE,
+                            "projection %s: the segment of its pending pairs (first %g, tick %g, "
+                            "lr %g, bounds %g %g) is not one a tick could have left",
+                            p->d->name, p->pseg[0], p->pseg[1], p->pseg[2], p->pseg[3],
+                            p->pseg[4]),
                    -1;
     }
     /* The integers a tick indexes with: a checkpoint passes its checksum whoever wrote it,

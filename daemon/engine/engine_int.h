@@ -73,8 +73,10 @@ struct eproj {
     int defers;         /* this projection's sgd steps of W are kept as pending pairs */
     int64_t n_pend_max; /* r: at most r pairs, flushed after ticks t with (t + 1) % r == 0 */
     int64_t n_pend;     /* pairs pending (engine state) */
-    real *pa, *pb;      /* the pairs: a [I][r] (= -lr * row factor), b [r][O] */
+    real *pa, *pb;      /* the pairs (defer.h): u [I][r], B dense [r][O], sparse [O][r] */
+    double pseg[5];     /* the open segment of the pairs (defer.h DEFER_SEG_*; engine state) */
     real *pc;           /* [ENGINE_TICK_PARTS_MAX][r] scratch: x . a_k, b_k . dy; a flush part's */
+    int64_t *pk;        /* [ENGINE_TICK_PARTS_MAX][r] scratch: a flush part's pair numbers */
     int64_t n_grad;     /* ticks in the window of the float64 sums (track_grad_sum) */
     real *ga, *gb;      /* its a_t0 then x: [DEFER_GRAD_PAIRS][I]; q: [DEFER_GRAD_PAIRS][O] */
     uint64_t grad_tick; /* the window's last tick */

@@ -35,6 +35,7 @@ enum what {
     W_PROJ_PA,
     W_PROJ_PB,
     W_PROJ_PN,
+    W_PROJ_PSEG,
     W_RO_TARGET,
     W_RO_KIND,
     W_RO_CLS,
@@ -61,7 +62,7 @@ struct esection {
 static void *
 resolve(struct engine *e, const struct esection *s)
 {
-    struct eproj *p = s->what >= W_PROJ_W && s->what <= W_PROJ_PN ? &e->projs[s->idx] : NULL;
+    struct eproj *p = s->what >= W_PROJ_W && s->what <= W_PROJ_PSEG ? &e->projs[s->idx] : NULL;
     struct ecell *c = s->what == W_CELL_H || s->what == W_CELL_OUT ? &e->cells[s->idx] : NULL;
     struct ereadout *r =
         s->what >= W_RO_TARGET && s->what <= W_RO_ACTION ? &e->readouts[s->idx] : NULL;
@@ -116,6 +117,8 @@ resolve(struct engine *e, const struct esection *s)
         return p->pb;
     case W_PROJ_PN:
         return p->defers ? &p->n_pend : NULL;
+    case W_PROJ_PSEG:
+        return p->defers ? p->pseg : NULL;
     case W_RO_TARGET:
         return r->target;
     case W_RO_KIND:
@@ -207,6 +210,9 @@ engine_state_optional(struct engine *e, int i)
     case W_EPISODE_TERMINAL:
         e->terminal = 0;
         return 1;
+    case W_PROJ_PSEG: /* a checkpoint before factored pairs: its pairs stand alone */
+        defer_close(&e->projs[e->sections[i].idx]);
+        return 1;
     default:
         return 0;
     }
@@ -273,6 +279,8 @@ fill_table(struct engine *e, struct esection *t, int *n)
             "pairs_b");
         add(e, t, n, ENGINE_PART_DEFERRED, W_PROJ_PN, pi, 1, sizeof(int64_t), "proj", nm,
             "pairs_n");
+        add(e, t, n, ENGINE_PART_DEFERRED, W_PROJ_PSEG, pi, DEFER_SEG_N, sizeof(double), "proj",
+            nm, "pairs_segment");
     }
     for (int r = 0; r < e->n_readouts; r++) {
         const char *nm = d->readouts[r].name;
@@ -429,7 +437,7 @@ engine_state_carry(struct engine *dst, struct engine *src, int keep_state)
             continue;
         const struct esection *ss = &src->sections[j];
         struct eproj *dp =
-            ds->what >= W_PROJ_W && ds->what <= W_PROJ_PN ? &dst->projs[ds->idx] : NULL;
+            ds->what >= W_PROJ_W && ds->what <= W_PROJ_PSEG ? &dst->projs[ds->idx] : NULL;
         struct eproj *sp = dp ? &src->projs[ss->idx] : NULL;
         /* a sparse weight moves only onto the same structure */
         if (ds->what == W_PROJ_W && dp->w.indptr &&

@@ -422,13 +422,21 @@ rank1_part(void *arg, int part)
                                j->lr, R(0.0));
 }
 
+/* The decay of the row factor a of p's rank-one gradient: a = lambda a_prev + x. */
+static real
+grad_lambda(const struct engine *e, const struct eproj *p)
+{
+    return p->rule == ENGINE_RULE_ES ? e->lambda_x : R(0.0);
+}
+
 static void
 rank1_apply(struct engine *e, struct eproj *p, real lr)
 {
     if (p->defers) {
         if (p->n_pend == p->n_pend_max)
             defer_flush_parts(e, p); /* only after a snapshot held a scheduled flush back */
-        defer_push(p, p->pend_a, p->q, lr);
+        defer_push(p, p->pend_a, p->rule == ENGINE_RULE_ES ? p->x : NULL, p->q, lr,
+                   grad_lambda(e, p), e->tick);
     } else if (p->d->op != MODEL_OP_ELEMWISE) {
         struct rows_job j = {.e = e, .p = p, .dst = p->w.values, .a = p->pend_a, .lr = lr};
         run_rows(&j, rank1_part);
@@ -465,13 +473,6 @@ learn_optimizer_step(struct engine *e)
     }
     for (int pi = 0; pi < e->n_projs; pi++)
         e->projs[pi].w_bound = -1.0; /* the weights moved outside the fused path */
-}
-
-/* The decay of the row factor a of p's rank-one gradient: a = lambda a_prev + x. */
-static real
-grad_lambda(const struct engine *e, const struct eproj *p)
-{
-    return p->rule == ENGINE_RULE_ES ? e->lambda_x : R(0.0);
 }
 
 /* One tick of learning on the fused path (sgd, K = 1, no clip or decay, target signal, no

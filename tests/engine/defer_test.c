@@ -412,6 +412,7 @@ test_defer_dense_flush_order(void **state)
     (void)state;
     enum { I = 3, O = 200, R = 5 };
     static real w[I * O], ref[I * O], pa[I * R], pb[R * O + 8], pc[64];
+    static int64_t pk[64];
     struct rng r;
     rng_seed(&r, 9, "flush");
     for (int k = 0; k < I * O; k++)
@@ -438,12 +439,224 @@ test_defer_dense_flush_order(void **state)
                       .n_pend = R,
                       .pa = pa,
                       .pb = pb,
-                      .pc = pc};
+                      .pc = pc,
+                      .pk = pk};
     p.w.count = I * O;
     p.w.values = w;
     defer_flush(&p);
     assert_int_equal(p.n_pend, 0);
     assert_memory_equal(w, ref, sizeof w);
+}
+
+/* Pairs kept factored (defer_push): a target every tick, so that ES pairs follow their
+ * row factors' recurrence and form segments, and inputs that are mostly 0, so that the
+ * segments' row factors are too. The drive breaks the recurrence in every way it can be
+ * broken: ticks without a target, an lr change, a trace reset, learning off. Every reader
+ * stays within TOL of the immediate steps; a checkpoint taken inside a segment continues
+ * bit for bit; a checkpoint without the segment (before factored pairs) continues with its
+ * pairs standing alone. */
+static void
+drive_sparse(struct engine *eng, struct rng *r, int k)
+{
+    real x[6], t[3];
+    for (int i = 0; i < 6; i++)
+        x[i] = rng_uniform(r) < 0.3 ? (real)(1.5 * rng_uniform(r)) : R(0.0);
+    engine_set_input(eng, 0, x);
+    if (k == 70)
+        engine_set_lr(eng, 1.0e-2);
+    if (k == 100)
+        engine_reset(eng, 0, 1);
+    engine_set_learn(eng, k >= 130 && k < 134 ? ENGINE_LEARN_OFF : ENGINE_LEARN_ON);
+    if (k < 40 || k >= 45) {
+        for (int i = 0; i < 3; i++)
+            t[i] = (real)rng_normal(r);
+        engine_set_target(eng, 0, t);
+    }
+    engine_tick(eng);
+}
+
+/* The longest open segment over the projections of e (pairs in it). */
+static int64_t
+longest_segment(struct engine *e)
+{
+    int64_t best = 0, n = 0;
+    for (int i = 0; i < engine_state_count(e); i++) {
+        struct engine_section s;
+        engine_state_section(e, i, &s);
+        if (strstr(s.name, "pairs_n"))
+            n = *(const int64_t *)s.data;
+        if (strstr(s.name, "pairs_segment")) { /* after its pairs_n */
+            double first = ((const double *)s.data)[DEFER_SEG_FIRST];
+            if (first >= 0.0 && n - (int64_t)first > best)
+                best = n - (int64_t)first;
+        }
+    }
+    return best;
+}
+
+static void
+check_segments(int R)
+{
+    struct engine *imm = compile(1, "2.0e-2"), *def = compile(R, "2.0e-2"),
+                  *cp = compile(R, "2.0e-2"), *old = compile(R, "2.0e-2");
+    struct rng ra, rb, rc, ro;
+    rng_seed(&ra, 31, "drive");
+    rng_seed(&rb, 31, "drive");
+    int64_t longest = 0;
+    for (int k = 0; k < 160; k++) {
+        drive_sparse(imm, &ra, k);
+        drive_sparse(def, &rb, k);
+        const real *ya = engine_readout_values(imm, 0), *yb = engine_readout_values(def, 0);
+        for (int i = 0; i < 3; i++)
+            assert_close((double)ya[i], (double)yb[i], "readout (forward)", k);
+        if (k % 5 == 2)
+            assert_weights_close(imm, def, k);
+        int64_t l = longest_segment(def);
+        longest = l > longest ? l : longest;
+        if (k == 100) /* the reset closed the segment: this tick's pair starts one */
+            assert_true(longest_segment(def) <= 1);
+        if (k == 54) { /* inside a segment: a checkpoint, and one without the segment */
+            assert_true(longest_segment(def) >= 2);
+            copy_state(cp, def);
+            copy_state(old, def);
+            rc = rb;
+            ro = rb;
+            int i = engine_state_find(old, "proj.p_rec.pairs_segment");
+            assert_true(i >= 0);
+            assert_int_equal(engine_state_optional(old, i), 1);
+        }
+        if (k > 54) {
+            drive_sparse(cp, &rc, k);
+            drive_sparse(old, &ro, k);
+            assert_memory_equal(engine_readout_values(cp, 0), yb, 3 * sizeof(real));
+            const real *yo = engine_readout_values(old, 0);
+            for (int i = 0; i < 3; i++)
+                assert_close((double)ya[i], (double)yo[i], "readout (old checkpoint)", k);
+        }
+    }
+    assert_true(longest >= (R - 1 < 8 ? R - 1 : 8)); /* the drive did form segments */
+    assert_weights_close(imm, def, 160);
+    assert_weights_close(imm, old, 160);
+    for (int p = 0; p < engine_n_projs(def); p++) {
+        struct engine_param_view va, vb;
+        engine_param(def, p, &va);
+        engine_param(cp, p, &vb);
+        assert_memory_equal(va.weight, vb.weight, (size_t)va.count * sizeof(real));
+    }
+    engine_free(&imm);
+    engine_free(&def);
+    engine_free(&cp);
+    engine_free(&old);
+}
+
+static void
+test_defer_factored_segments(void **state)
+{
+    (void)state;
+    check_segments(4);
+    check_segments(16);
+    check_segments(19);
+}
+
+/* defer_push directly: a_k = lambda a_{k-1} + x_k with x mostly 0 gives one segment whose
+ * later row factors are -lr x (0 where x is); the flush equals the pairs' sum to
+ * rounding. A pair whose products with the segment's other factors could overflow starts a
+ * segment instead, and a corrupt segment in a checkpoint is refused. */
+static void
+test_defer_push_segments(void **state)
+{
+    (void)state;
+    enum { I = 5, O = 11, R = 6 };
+    static real w[I * O], pa[I * R], pb[R * O + 8], pc[64], a[I], x[I], q[O];
+    static int64_t pk[64];
+    static double ref[I * O];
+    struct model_proj d = {.op = MODEL_OP_DENSE};
+    struct eproj p = {.d = &d,
+                      .I = I,
+                      .O = O,
+                      .count = I * O,
+                      .n_pend_max = R,
+                      .pa = pa,
+                      .pb = pb,
+                      .pc = pc,
+                      .pk = pk,
+                      .defers = 1};
+    p.w.count = I * O;
+    p.w.values = w;
+    for (int sparse = 0; sparse < 2; sparse++) {
+        static int64_t indptr[I + 1];
+        static int32_t indices[I * O];
+        d.op = sparse ? MODEL_OP_SPARSE : MODEL_OP_DENSE;
+        if (sparse) { /* every entry stored: the same weights as the dense case */
+            for (int i = 0; i <= I; i++)
+                indptr[i] = (int64_t)i * O;
+            for (int k = 0; k < I * O; k++)
+                indices[k] = k % O;
+            p.w.indptr = indptr;
+            p.w.indices = indices;
+        }
+        struct rng r;
+        rng_seed(&r, 12, "push");
+        memset(w, 0, sizeof w);
+        memset(ref, 0, sizeof ref);
+        defer_close(&p);
+        real lam = R(0.75), lr = R(0.1);
+        for (int k = 0; k < R; k++) {
+            for (int i = 0; i < I; i++) {
+                x[i] = i == k % I ? (real)rng_normal(&r) : R(0.0);
+                a[i] = k == 0 ? (real)rng_normal(&r) : lam * a[i] + x[i];
+            }
+            for (int o = 0; o < O; o++)
+                q[o] = (real)rng_normal(&r);
+            defer_push(&p, a, x, q, lr, lam, (uint64_t)(100 + k));
+            for (int i = 0; i < I; i++)
+                for (int o = 0; o < O; o++)
+                    ref[i * O + o] += -(double)lr * (double)a[i] * (double)q[o];
+        }
+        assert_true(p.pseg[DEFER_SEG_FIRST] == 0.0); /* one segment */
+        for (int k = 1; k < R; k++) /* its later row factors: -lr x, one input each */
+            for (int i = 0; i < I; i++)
+                assert_true((pa[i * R + k] != R(0.0)) == (i == k % I));
+        real eff[I * O];
+        defer_effective(&p, 0, I * O, eff);
+        defer_flush(&p);
+        assert_true(p.pseg[DEFER_SEG_FIRST] == -1.0);
+        assert_memory_equal(eff, w, sizeof w); /* a reader saw what the flush wrote */
+        for (int k = 0; k < I * O; k++)
+            assert_close((double)w[k], ref[k], "flushed weight", k);
+    }
+    /* overflow: a huge row factor, then a huge column factor: one segment would multiply
+     * them (u_0 B_0 holds a_0 lambda b_1), so the second pair starts its own */
+    d.op = MODEL_OP_DENSE;
+    memset(w, 0, sizeof w);
+    real big = (real)sqrt(DEFER_PAIR_LIMIT) * R(4.0); /* big^2 r is past the limit */
+    for (int i = 0; i < I; i++)
+        a[i] = big, x[i] = R(0.0);
+    for (int o = 0; o < O; o++)
+        q[o] = R(1.0) / big;
+    defer_push(&p, a, x, q, R(1.0), R(0.5), 7);
+    for (int i = 0; i < I; i++)
+        a[i] = R(1.0) / big, x[i] = R(0.0);
+    for (int o = 0; o < O; o++)
+        q[o] = big;
+    assert_true(defer_pair_ok(&p, a, q, 1.0));
+    defer_push(&p, a, x, q, R(1.0), R(0.5), 8);
+    assert_true(p.pseg[DEFER_SEG_FIRST] == 1.0);
+    /* a checkpoint's segment must be one a push could have left */
+    assert_true(defer_seg_ok(&p));
+    p.pseg[DEFER_SEG_FIRST] = 2.0; /* beyond the pending pairs */
+    assert_false(defer_seg_ok(&p));
+    p.pseg[DEFER_SEG_FIRST] = 0.5;
+    assert_false(defer_seg_ok(&p));
+    p.pseg[DEFER_SEG_FIRST] = 0.0;
+    p.pseg[DEFER_SEG_UMAX] = NAN;
+    assert_false(defer_seg_ok(&p));
+    p.pseg[DEFER_SEG_UMAX] = (double)big;
+    p.pseg[DEFER_SEG_BSUM] = (double)big;
+    assert_false(defer_seg_ok(&p));
+    defer_flush(&p);
+    for (int k = 0; k < I * O; k++)
+        assert_true(isfinite((double)w[k]));
 }
 
 /* Deferred steps, flushes and the gradient pairs allocate nothing in a tick. */
@@ -478,6 +691,8 @@ main(void)
         cmocka_unit_test(test_defer_huge_pair_is_refused),
         cmocka_unit_test(test_defer_grad_sums_from_pairs),
         cmocka_unit_test(test_defer_dense_flush_order),
+        cmocka_unit_test(test_defer_factored_segments),
+        cmocka_unit_test(test_defer_push_segments),
         cmocka_unit_test(test_defer_no_alloc_in_ticks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
