@@ -14,8 +14,6 @@ defer_pair_ok(const struct eproj *p, const real *a, const real *q, double lr)
     return bound < DEFER_PAIR_LIMIT; /* false for NaN */
 }
 
-static void push_sparse(struct eproj *p, const real *q, const real *P, int64_t first, int64_t k);
-
 void
 defer_close(struct eproj *p)
 {
@@ -62,24 +60,15 @@ defer_push(struct eproj *p, const real *a, const real *x, const real *q, real lr
     const real *row = cont ? x : a;
     for (int64_t i = 0; i < I; i++)
         p->pa[i * r + k] = nlr * row[i];
-    /* B_s += lambda^(k - s) q for the segment's earlier pairs (P [r] in pc: the powers); B_k
-     * = q. b: dense [r][O] (a row of B is contiguous for the row passes); sparse [O][r] (the
-     * pairs of one stored entry are contiguous, one vector product per entry). */
-    real *P = p->pc, pw = R(1.0);
-    for (int64_t s = k - 1; s >= first; s--)
-        P[s] = pw *= lambda;
-    for (int64_t s = k; s < (k / DEFER_LANES + 1) * DEFER_LANES; s++)
-        P[s] = R(0.0); /* the lanes push_sparse reads past k */
-    if (p->d->op == MODEL_OP_SPARSE) {
-        push_sparse(p, q, P, first, k);
-    } else {
-        for (int64_t s = first; s < k; s++) {
-            real *b = p->pb + s * O, ps = P[s];
-            for (int64_t o = 0; o < O; o++)
-                b[o] += ps * q[o];
-        }
-        memcpy(p->pb + k * O, q, (size_t)O * sizeof(real));
+    /* B_s += lambda^(k - s) q for the segment's earlier pairs (streams over O); B_k = q */
+    real pw = R(1.0);
+    for (int64_t s = k - 1; s >= first; s--) {
+        real *b = p->pb + s * O;
+        pw *= lambda;
+        for (int64_t o = 0; o < O; o++)
+            b[o] += pw * q[o];
     }
+    memcpy(p->pb + k * O, q, (size_t)O * sizeof(real));
     if (!cont) {
         umax = scaled_max(I, a, nlr);
         bsum = bmax;
@@ -92,122 +81,27 @@ defer_push(struct eproj *p, const real *a, const real *x, const real *q, real lr
     p->n_pend++;
 }
 
-/* The sparse pair sums. For the stored entry (i, o) the pending pairs' part is
- *   s = lane_sum(v),  v[j] = 0 + sum over chunks c = 0, 1, ... in order of
- *                             a_{8c+j}[i] b_{8c+j}[o]   (pairs k >= n_pend left out),
- * eight lanes so that one entry's pairs (contiguous in pb's [O][r] layout) are a few
- * vector products and one reduction. Every sparse reader uses this order, vectorised
- * (flush, forward) or not (backward, export), so all see the same bits. A row whose
- * factors are all 0 is skipped: its readers see W itself. PREFETCH: the entries ahead
- * whose pairs are fetched while this one is summed (the columns are random, so the
+/* Vectors of LANES reals for the dense row passes. PREFETCH: the sparse entries ahead whose
+ * column factors are fetched while this one is summed (the columns are random, so the
  * hardware prefetcher cannot guess them). */
 enum { LANES = DEFER_LANES, PREFETCH = 16 };
 typedef real vreal __attribute__((vector_size(LANES * sizeof(real))));
-typedef real_bits vbits __attribute__((vector_size(LANES * sizeof(real_bits))));
 
-static inline real
-lane_sum(const real *v)
-{
-    return ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
-}
-
-/* Row i's factors into av (p->pc, [r rounded up to LANES]) as chunks of LANES, zero
- * beyond n_pend; returns the number of chunks, 0 when every factor is 0. */
+/* Row i's non-zero row factors, in pair order: c[m] = u_s[i], at[m] = s; returns m. The
+ * readers that own scratch (c, at: [r]) gather them first so that their passes run over
+ * those only, without a branch per pair that the random pattern of the factors (mostly 0
+ * under factored pairs) would mispredict. */
 static int64_t
-row_chunks(const struct eproj *p, int64_t i, real *av)
+row_factors(const struct eproj *p, int64_t i, real *c, int64_t *at)
 {
-    int64_t n = p->n_pend, nc = (n + LANES - 1) / LANES;
+    int64_t n = p->n_pend, m = 0;
     const real *ai = p->pa + i * p->n_pend_max;
-    int any = 0;
-    for (int64_t k = 0; k < nc * LANES; k++) {
-        av[k] = k < n ? ai[k] : R(0.0);
-        any |= av[k] != R(0.0);
-    }
-    return any ? nc : 0;
-}
-
-#if defined(REAL_DOUBLE)
-typedef int64_t lane_int;
-#else
-typedef int32_t lane_int;
-#endif
-typedef lane_int vlane __attribute__((vector_size(LANES * sizeof(lane_int))));
-_Static_assert(LANES == 8, "the lane numbers below are written out");
-
-/* The sparse layout's push ([O][r]: a column's pairs contiguous), a chunk of LANES pairs
- * at once: B_s += P[s] q[o] for s in [first, k) and B_k = q[o]; the chunks' other lanes
- * are written back with their bits unchanged (another column's pairs, or unused). Each
- * B_s gets the same rounding as the scalar b[s] += P[s] * q[o] would give. P: [k rounded
- * up to LANES], the powers lambda^(k - s) from first on. */
-static void
-push_sparse(struct eproj *p, const real *q, const real *P, int64_t first, int64_t k)
-{
-    int64_t r = p->n_pend_max, c0 = first / LANES, c1 = k / LANES;
-    const vlane lane = {0, 1, 2, 3, 4, 5, 6, 7};
-    for (int64_t o = 0; o < p->O; o++) {
-        real *b = p->pb + o * r;
-        vreal qv;
-        for (int j = 0; j < LANES; j++)
-            qv[j] = q[o];
-        for (int64_t c = c0; c <= c1; c++) {
-            vlane s = lane + (lane_int)(c * LANES);
-            vbits in = (vbits)((s >= (lane_int)first) & (s < (lane_int)k)),
-                  at_k = (vbits)(s == (lane_int)k);
-            vreal v, pw;
-            memcpy(&v, b + c * LANES, sizeof v);
-            memcpy(&pw, P + c * LANES, sizeof pw);
-            vreal nv = v + pw * qv;
-            vbits w = ((vbits)v & ~(in | at_k)) | ((vbits)nv & in) | ((vbits)qv & at_k);
-            memcpy(b + c * LANES, &w, sizeof w);
-        }
-    }
-}
-
-/* *m: the lanes of the last chunk that hold a pair. */
-static void
-last_lanes(const struct eproj *p, vbits *m)
-{
-    int64_t base = (p->n_pend - 1) / LANES * LANES;
-    for (int j = 0; j < LANES; j++)
-        (*m)[j] = base + j < p->n_pend ? ~(real_bits)0 : 0;
-}
-
-/* s for the entry in column o, vectorised: b of lanes beyond n_pend is masked (a slot
- * there may hold anything, even from a restored checkpoint). */
-static inline real
-entry_sum(const struct eproj *p, const real *av, int64_t nc, const vbits *last, int64_t o)
-{
-    const real *b = p->pb + o * p->n_pend_max;
-    vreal v = {0}, a, bv;
-    for (int64_t c = 0; c < nc - 1; c++) {
-        memcpy(&a, av + c * LANES, sizeof a);
-        memcpy(&bv, b + c * LANES, sizeof bv);
-        v += a * bv;
-    }
-    memcpy(&a, av + (nc - 1) * LANES, sizeof a);
-    memcpy(&bv, b + (nc - 1) * LANES, sizeof bv);
-    bv = (vreal)((vbits)bv & *last);
-    v += a * bv;
-    real l[LANES];
-    memcpy(l, &v, sizeof l);
-    return lane_sum(l);
-}
-
-/* The same s without vectors, for readers of single entries; *skip is set when row i's
- * factors are all 0. */
-static real
-entry_sum_scalar(const struct eproj *p, int64_t i, int64_t o, int *skip)
-{
-    int64_t n = p->n_pend, r = p->n_pend_max;
-    const real *ai = p->pa + i * r, *b = p->pb + o * r;
-    real v[LANES] = {0};
-    int any = 0;
     for (int64_t k = 0; k < n; k++) {
-        v[k % LANES] += ai[k] * b[k];
-        any |= ai[k] != R(0.0);
+        c[m] = ai[k];
+        at[m] = k;
+        m += ai[k] != R(0.0);
     }
-    *skip = !any;
-    return lane_sum(v);
+    return m;
 }
 
 enum { GROUP = 4 };
@@ -295,22 +189,12 @@ column_sum(const real *b, int64_t O, const real *a, const int64_t *at, int64_t m
     return s;
 }
 
-/* row [O] += sum_k a_k[i] b_k, each element summed as column_sum does (0 + the terms with
- * a_k[i] != 0, in order). A row whose a_k[i] are all 0 is left untouched. c, at: [r]
- * scratch for the row's non-zero factors and their pairs, gathered first so that the row
- * passes run over those only, without a branch per pair that the random pattern of the
- * factors (mostly 0 under factored pairs) would mispredict. */
+/* row [O] += the row's pairs (c, at: its m non-zero factors, row_factors), each element
+ * summed as column_sum does, in vector registers. */
 static void
-flush_row_dense(const struct eproj *p, const real *ai, real *row, real *c, int64_t *at)
+flush_row_dense(const struct eproj *p, real *row, const real *c, const int64_t *at, int64_t m)
 {
-    int64_t O = p->O, n = p->n_pend, o = 0, m = 0;
-    for (int64_t k = 0; k < n; k++) {
-        c[m] = ai[k];
-        at[m] = k;
-        m += ai[k] != R(0.0);
-    }
-    if (!m)
-        return;
+    int64_t O = p->O, o = 0;
 #ifndef REAL_DOUBLE
     for (; o + GROUP2 * LANES <= O; o += GROUP2 * LANES) {
         vreal s[GROUP2], w;
@@ -335,28 +219,44 @@ flush_row_dense(const struct eproj *p, const real *ai, real *row, real *c, int64
         row[o] += column_sum(p->pb, O, c, at, m, o);
 }
 
-/* Adds the pending pairs to rows [lo, hi) of W; av, ak: [r rounded up to LANES] scratch. */
-static void
-flush_rows(struct eproj *p, int64_t lo, int64_t hi, real *av, int64_t *ak)
+/* The column factors of the entry ahead in column o: the lines of its row's first pairs
+ * (most rows have one or two). Always inlined: GCC finds a function that only prefetches
+ * free of side effects and deletes its calls. */
+static inline __attribute__((always_inline)) void
+prefetch_entry(const struct eproj *p, const int64_t *at, int64_t m, int32_t o)
 {
-    int64_t r = p->n_pend_max;
+    __builtin_prefetch(p->pb + at[0] * p->O + o);
+    if (m > 1)
+        __builtin_prefetch(p->pb + at[1] * p->O + o);
+    if (m > 2)
+        __builtin_prefetch(p->pb + at[2] * p->O + o);
+}
+
+/* Adds the pending pairs to rows [lo, hi) of W; c, at: [r] scratch. A sparse entry (i, o)
+ * gets column_sum over its row's factors at column o: for most rows of a spiking input
+ * that is the one factor of the window's first pair, so the entry reads one value of the
+ * [O] row B_0 rather than a line of the whole table. */
+static void
+flush_rows(struct eproj *p, int64_t lo, int64_t hi, real *c, int64_t *at)
+{
     if (p->d->op == MODEL_OP_DENSE) {
-        for (int64_t i = lo; i < hi; i++)
-            flush_row_dense(p, p->pa + i * r, p->w.values + i * p->O, av, ak);
-    } else {
-        vbits last;
-        last_lanes(p, &last);
-        const int32_t *idx = p->w.indices;
-        int64_t ahead = p->w.indptr[hi] - PREFETCH;
         for (int64_t i = lo; i < hi; i++) {
-            int64_t nc = row_chunks(p, i, av);
-            if (!nc)
-                continue;
-            for (int64_t e = p->w.indptr[i]; e < p->w.indptr[i + 1]; e++) {
-                if (e < ahead) /* the rows run in order: fetch across their ends */
-                    __builtin_prefetch(p->pb + idx[e + PREFETCH] * r);
-                p->w.values[e] += entry_sum(p, av, nc, &last, idx[e]);
-            }
+            int64_t m = row_factors(p, i, c, at);
+            if (m)
+                flush_row_dense(p, p->w.values + i * p->O, c, at, m);
+        }
+        return;
+    }
+    const int32_t *idx = p->w.indices;
+    real *w = p->w.values;
+    for (int64_t i = lo; i < hi; i++) {
+        int64_t m = row_factors(p, i, c, at), end = p->w.indptr[i + 1];
+        if (!m)
+            continue;
+        for (int64_t e = p->w.indptr[i]; e < end; e++) {
+            if (e + PREFETCH < end)
+                prefetch_entry(p, at, m, idx[e + PREFETCH]);
+            w[e] += column_sum(p->pb, p->O, c, at, m, idx[e]);
         }
     }
 }
@@ -398,6 +298,31 @@ defer_flush_parts(struct engine *e, struct eproj *p)
 }
 
 void
+defer_restore_legacy(struct eproj *p)
+{
+    defer_close(p);
+    int64_t r = p->n_pend_max, n = p->n_pend;
+    if (p->d->op != MODEL_OP_SPARSE || n <= 0 || n > r)
+        return; /* a count outside 0..r is refused by engine_state_check */
+    for (int64_t i = 0; i < p->I; i++) {
+        const real *ai = p->pa + i * r;
+        int any = 0;
+        for (int64_t k = 0; k < n; k++)
+            any |= ai[k] != R(0.0);
+        if (!any)
+            continue;
+        for (int64_t e = p->w.indptr[i]; e < p->w.indptr[i + 1]; e++) {
+            const real *b = p->pb + p->w.indices[e] * r; /* [O][r] */
+            real v[8] = {0};
+            for (int64_t k = 0; k < n; k++)
+                v[k % 8] += ai[k] * b[k];
+            p->w.values[e] += ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
+        }
+    }
+    p->n_pend = 0;
+}
+
+void
 defer_forward(struct eproj *p, real *y, const real *x)
 {
     int64_t r = p->n_pend_max, I = p->I, O = p->O;
@@ -407,27 +332,25 @@ defer_forward(struct eproj *p, real *y, const real *x)
             return;
         }
         op_dense_init(O, y, p->w.bias);
-        vbits last;
-        last_lanes(p, &last);
+        const int32_t *idx = p->w.indices;
+        const real *w = p->w.values;
         for (int64_t i = 0; i < I; i++) {
             real xi = x[i];
             if (xi == R(0.0))
                 continue; /* event-driven, as op_sparse_forward */
-            int64_t nc = row_chunks(p, i, p->pc);
-            const int32_t *idx = p->w.indices;
-            const real *w = p->w.values;
-            if (!nc)
-                for (int64_t e = p->w.indptr[i]; e < p->w.indptr[i + 1]; e++)
+            int64_t m = row_factors(p, i, p->pc, p->pk), e = p->w.indptr[i],
+                    end = p->w.indptr[i + 1];
+            if (!m) {
+                for (; e < end; e++)
                     y[idx[e]] += xi * w[e];
-            else {
-                int64_t e = p->w.indptr[i], end = p->w.indptr[i + 1];
-                for (int64_t f = e; f < e + PREFETCH && f < end; f++) /* the row's first */
-                    __builtin_prefetch(p->pb + idx[f] * r);
-                for (; e < end; e++) {
-                    if (e + PREFETCH < end)
-                        __builtin_prefetch(p->pb + idx[e + PREFETCH] * r);
-                    y[idx[e]] += xi * (w[e] + entry_sum(p, p->pc, nc, &last, idx[e]));
-                }
+                continue;
+            }
+            for (int64_t f = e; f < e + PREFETCH && f < end; f++) /* the row's first */
+                prefetch_entry(p, p->pk, m, idx[f]);
+            for (; e < end; e++) {
+                if (e + PREFETCH < end)
+                    prefetch_entry(p, p->pk, m, idx[e + PREFETCH]);
+                y[idx[e]] += xi * (w[e] + column_sum(p->pb, O, p->pc, p->pk, m, idx[e]));
             }
         }
         return;
@@ -453,6 +376,20 @@ defer_forward(struct eproj *p, real *y, const real *x)
     }
 }
 
+/* The pairs' part of entry (i, o) for readers without scratch: column_sum over the row's
+ * factors with the zeros skipped in place (the same terms in the same order); *skip is set
+ * when they are all 0 (the reader sees W itself). */
+static real
+entry_sum(const struct eproj *p, int64_t i, int64_t o, int *skip)
+{
+    const real *ai = p->pa + i * p->n_pend_max;
+    int any = 0;
+    for (int64_t k = 0; k < p->n_pend; k++)
+        any |= ai[k] != R(0.0);
+    *skip = !any;
+    return any ? column_sum(p->pb, p->O, ai, NULL, p->n_pend, o) : R(0.0);
+}
+
 void
 defer_backward(const struct eproj *p, int64_t row0, int64_t n_rows, real *dx, const real *dy)
 {
@@ -463,7 +400,7 @@ defer_backward(const struct eproj *p, int64_t row0, int64_t n_rows, real *dx, co
             for (int64_t e = p->w.indptr[row0 + i]; e < p->w.indptr[row0 + i + 1]; e++) {
                 int32_t o = p->w.indices[e];
                 int skip;
-                real ps = entry_sum_scalar(p, row0 + i, o, &skip);
+                real ps = entry_sum(p, row0 + i, o, &skip);
                 s += (skip ? p->w.values[e] : p->w.values[e] + ps) * dy[o];
             }
             dx[i] += s;
@@ -473,7 +410,7 @@ defer_backward(const struct eproj *p, int64_t row0, int64_t n_rows, real *dx, co
     op_dense_backward(n_rows, O, dx, p->w.values + row0 * O, dy);
     if (p->n_pend == 0)
         return;
-    real *bq = p->pc; /* b_k . dy */
+    real *bq = p->pc; /* B_s . dy */
     for (int64_t k = 0; k < p->n_pend; k++) {
         const real *b = p->pb + k * O;
         real s = R(0.0);
@@ -496,11 +433,12 @@ defer_effective(const struct eproj *p, int64_t lo, int64_t hi, real *out)
     memcpy(out, p->w.values + lo, (size_t)(hi - lo) * sizeof(real));
     if (!p->defers || p->n_pend == 0)
         return;
-    int64_t r = p->n_pend_max;
     if (p->d->op == MODEL_OP_DENSE) {
         for (int64_t e = lo; e < hi; e++) {
-            int64_t i = e / p->O, o = e % p->O;
-            out[e - lo] += column_sum(p->pb, p->O, p->pa + i * r, NULL, p->n_pend, o);
+            int skip;
+            real s = entry_sum(p, e / p->O, e % p->O, &skip);
+            if (!skip)
+                out[e - lo] += s;
         }
         return;
     }
@@ -517,7 +455,7 @@ defer_effective(const struct eproj *p, int64_t lo, int64_t hi, real *out)
         while (p->w.indptr[i + 1] <= e)
             i++;
         int skip;
-        real s = entry_sum_scalar(p, i, p->w.indices[e], &skip);
+        real s = entry_sum(p, i, p->w.indices[e], &skip);
         if (!skip)
             out[e - lo] += s;
     }

@@ -12,18 +12,18 @@
  * (x W + sum_s (x . u_s) B_s), which is equal to rounding.
  *
  * Layout: pa [I][defer] (the row factors u, row-major by input so that one row's factors
- * are contiguous); pb (the column factors B) dense [defer][O], sparse [O][defer] (one
- * stored entry's pairs contiguous). For a sparse weight s is summed in DEFER_LANES interleaved lanes
- * (defer.c) rather than strictly in order, so that one entry's pairs are a few vector
- * products; every sparse reader uses that same order. The gradient window of the sums:
- * ga [DEFER_GRAD_PAIRS][I], gb [DEFER_GRAD_PAIRS][O]. */
+ * are contiguous); pb [defer][O] (the column factors B, one row per pair, dense or sparse).
+ * A sparse entry (i, o) reads B_s[o] for the s whose u_s[i] is not 0: under factored pairs
+ * and a spiking input mostly s = 0 alone, one value of an [O] row rather than a line of
+ * the whole table. The gradient window of the sums: ga [DEFER_GRAD_PAIRS][I],
+ * gb [DEFER_GRAD_PAIRS][O]. */
 #ifndef ETRACE_DEFER_H
 #define ETRACE_DEFER_H
 
 #include "engine_int.h"
 
-/* The sparse pair sums run in LANES-wide chunks: pb has LANES spare values at its end and
- * pc holds r rounded up to LANES values per tick part (engine.c's layout). */
+/* The dense row passes run in LANES-wide vectors; pc and pk hold r rounded up to LANES
+ * values per tick part (engine.c's layout). */
 enum { DEFER_LANES = 8 };
 
 /* Ticks of gradients buffered before they are added to the float64 sums. */
@@ -74,6 +74,14 @@ void defer_close(struct eproj *p);
 
 /* The segment's scalars are those a push could have left (a restored checkpoint). */
 int defer_seg_ok(const struct eproj *p);
+
+/* A checkpoint from before factored pairs (no pairs_segment section) was restored into p:
+ * its pairs are (a_k, b_k), a sparse weight's b laid out [O][r] and summed in eight
+ * interleaved lanes (term k into lane k mod 8, then a fixed tree). A sparse weight's pairs
+ * are added to W now, with the bits every reader of that engine saw (its flush would have
+ * written the same), and the list emptied; a dense weight's keep their meaning as runs of
+ * one pair each. */
+void defer_restore_legacy(struct eproj *p);
 
 /* max|a| max|b| r for the pair (-lr a, q) is below DEFER_PAIR_LIMIT (false for NaN). */
 int defer_pair_ok(const struct eproj *p, const real *a, const real *q, double lr);

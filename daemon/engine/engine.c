@@ -203,7 +203,7 @@ layout(struct engine *e, struct carver *c)
         if (p->defers) {
             int64_t r = p->n_pend_max, lanes = DEFER_LANES;
             p->pa = carve(c, I * r);
-            p->pb = carve(c, r * O + lanes);
+            p->pb = carve(c, r * O);
             int64_t rl = (r + lanes - 1) / lanes * lanes;
             p->pc = carve(c, ENGINE_TICK_PARTS_MAX * rl); /* per part */
             p->pk = (int64_t *)carve_d(c, ENGINE_TICK_PARTS_MAX * rl);

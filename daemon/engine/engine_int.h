@@ -73,7 +73,7 @@ struct eproj {
     int defers;         /* this projection's sgd steps of W are kept as pending pairs */
     int64_t n_pend_max; /* r: at most r pairs, flushed after ticks t with (t + 1) % r == 0 */
     int64_t n_pend;     /* pairs pending (engine state) */
-    real *pa, *pb;      /* the pairs (defer.h): u [I][r], B dense [r][O], sparse [O][r] */
+    real *pa, *pb;      /* the pairs (defer.h): u [I][r], B [r][O] */
     double pseg[5];     /* the open segment of the pairs (defer.h DEFER_SEG_*; engine state) */
     real *pc;           /* [ENGINE_TICK_PARTS_MAX][r] scratch: x . a_k, b_k . dy; a flush part's */
     int64_t *pk;        /* [ENGINE_TICK_PARTS_MAX][r] scratch: a flush part's pair numbers */

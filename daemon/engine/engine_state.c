@@ -210,8 +210,8 @@ engine_state_optional(struct engine *e, int i)
     case W_EPISODE_TERMINAL:
         e->terminal = 0;
         return 1;
-    case W_PROJ_PSEG: /* a checkpoint before factored pairs: its pairs stand alone */
-        defer_close(&e->projs[e->sections[i].idx]);
+    case W_PROJ_PSEG: /* a checkpoint before factored pairs (restored after its pairs) */
+        defer_restore_legacy(&e->projs[e->sections[i].idx]);
         return 1;
     default:
         return 0;

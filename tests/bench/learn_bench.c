@@ -667,11 +667,17 @@ static void
 sparse_pair(FILE *out, const char *dir, int64_t N, double rate, int defer, int drift, int quick,
             struct summary *sum)
 {
-    double one = sparse_bench(out, dir, N, 107, rate, defer, drift, 1, quick, sum);
-    double two = sparse_bench(out, dir, N, 107, rate, defer, drift, 2, quick, sum);
+    /* BENCH_THREADS=1 or 2: that row alone (while tuning) */
+    const char *only = getenv("BENCH_THREADS");
+    double one = only && atoi(only) != 1
+                     ? 0.0
+                     : sparse_bench(out, dir, N, 107, rate, defer, drift, 1, quick, sum);
+    double two = only && atoi(only) != 2
+                     ? 0.0
+                     : sparse_bench(out, dir, N, 107, rate, defer, drift, 2, quick, sum);
     printf("%-24s r=%d: 2 threads / 1 thread = %.2fx\n", "fly_sparse_es threads", defer,
            one > 0.0 ? two / one : 0.0);
-    if (out && one > 0.0)
+    if (out && one > 0.0 && two > 0.0)
         fprintf(out,
                 "{\"bench\": \"fly_sparse_es_threads\", \"defer\": %d, \"speedup_2_1\": %.3f}\n",
                 defer, two / one);
