@@ -81,10 +81,9 @@ defer_push(struct eproj *p, const real *a, const real *x, const real *q, real lr
     p->n_pend++;
 }
 
-/* Vectors of LANES reals for the dense row passes. PREFETCH: the sparse entries ahead whose
- * column factors are fetched while this one is summed (the columns are random, so the
- * hardware prefetcher cannot guess them). */
-enum { LANES = DEFER_LANES, PREFETCH = 16 };
+/* Vectors of LANES reals for the dense row passes; CHUNK: the entries of a sparse row
+ * whose pairs are summed together (chunk_sums). */
+enum { LANES = DEFER_LANES, CHUNK = 64 };
 typedef real vreal __attribute__((vector_size(LANES * sizeof(real))));
 
 /* Row i's non-zero row factors, in pair order: c[m] = u_s[i], at[m] = s; returns m. The
@@ -219,17 +218,26 @@ flush_row_dense(const struct eproj *p, real *row, const real *c, const int64_t *
         row[o] += column_sum(p->pb, O, c, at, m, o);
 }
 
-/* The column factors of the entry ahead in column o: the lines of its row's first pairs
- * (most rows have one or two). Always inlined: GCC finds a function that only prefetches
- * free of side effects and deletes its calls. */
-static inline __attribute__((always_inline)) void
-prefetch_entry(const struct eproj *p, const int64_t *at, int64_t m, int32_t o)
+/* t[k] (k < n) = column_sum over the factors (c, at: m of them, all non-zero, as
+ * row_factors gives) at column idx[k]: the same terms in the same order, but pair by pair
+ * over a chunk of a sparse row's entries, so that the chunk's gathers from one B row are
+ * independent loads in flight together. (Entry after entry, each random column's miss
+ * was waited on before the next was issued.) 0 + the first term, as column_sum, keeps the
+ * sign of a zero. */
+static inline void
+chunk_sums(const real *pb, int64_t O, const real *c, const int64_t *at, int64_t m,
+           const int32_t *idx, int64_t n, real *t)
 {
-    __builtin_prefetch(p->pb + at[0] * p->O + o);
-    if (m > 1)
-        __builtin_prefetch(p->pb + at[1] * p->O + o);
-    if (m > 2)
-        __builtin_prefetch(p->pb + at[2] * p->O + o);
+    const real *b = pb + at[0] * O;
+    real c0 = c[0];
+    for (int64_t k = 0; k < n; k++)
+        t[k] = R(0.0) + c0 * b[idx[k]];
+    for (int64_t j = 1; j < m; j++) {
+        const real *bj = pb + at[j] * O;
+        real cj = c[j];
+        for (int64_t k = 0; k < n; k++)
+            t[k] += cj * bj[idx[k]];
+    }
 }
 
 /* Adds the pending pairs to rows [lo, hi) of W; c, at: [r] scratch. A sparse entry (i, o)
@@ -253,10 +261,12 @@ flush_rows(struct eproj *p, int64_t lo, int64_t hi, real *c, int64_t *at)
         int64_t m = row_factors(p, i, c, at), end = p->w.indptr[i + 1];
         if (!m)
             continue;
-        for (int64_t e = p->w.indptr[i]; e < end; e++) {
-            if (e + PREFETCH < end)
-                prefetch_entry(p, at, m, idx[e + PREFETCH]);
-            w[e] += column_sum(p->pb, p->O, c, at, m, idx[e]);
+        for (int64_t e = p->w.indptr[i]; e < end; e += CHUNK) {
+            int64_t n = end - e < CHUNK ? end - e : CHUNK;
+            real t[CHUNK];
+            chunk_sums(p->pb, p->O, c, at, m, idx + e, n, t);
+            for (int64_t k = 0; k < n; k++)
+                w[e + k] += t[k];
         }
     }
 }
@@ -334,10 +344,14 @@ defer_forward(struct eproj *p, real *y, const real *x)
         op_dense_init(O, y, p->w.bias);
         const int32_t *idx = p->w.indices;
         const real *w = p->w.values;
-        for (int64_t i = 0; i < I; i++) {
+        /* event-driven, as op_sparse_forward: the next event's row fetched ahead */
+        for (int64_t i = op_next_event(x, 0, I), nx; i < I; i = nx) {
+            nx = op_next_event(x, i + 1, I);
+            if (nx < I) {
+                op_sparse_prefetch_row(p->w.indptr, idx, w, nx);
+                __builtin_prefetch(p->pa + nx * r);
+            }
             real xi = x[i];
-            if (xi == R(0.0))
-                continue; /* event-driven, as op_sparse_forward */
             int64_t m = row_factors(p, i, p->pc, p->pk), e = p->w.indptr[i],
                     end = p->w.indptr[i + 1];
             if (!m) {
@@ -345,12 +359,12 @@ defer_forward(struct eproj *p, real *y, const real *x)
                     y[idx[e]] += xi * w[e];
                 continue;
             }
-            for (int64_t f = e; f < e + PREFETCH && f < end; f++) /* the row's first */
-                prefetch_entry(p, p->pk, m, idx[f]);
-            for (; e < end; e++) {
-                if (e + PREFETCH < end)
-                    prefetch_entry(p, p->pk, m, idx[e + PREFETCH]);
-                y[idx[e]] += xi * (w[e] + column_sum(p->pb, O, p->pc, p->pk, m, idx[e]));
+            for (; e < end; e += CHUNK) {
+                int64_t n = end - e < CHUNK ? end - e : CHUNK;
+                real t[CHUNK];
+                chunk_sums(p->pb, O, p->pc, p->pk, m, idx + e, n, t);
+                for (int64_t k = 0; k < n; k++)
+                    y[idx[e + k]] += xi * (w[e + k] + t[k]);
             }
         }
         return;

@@ -36,6 +36,31 @@ void op_dense_backward(int64_t n_rows, int64_t n_out, real *dx, const real *w, c
 void op_sparse_forward(int64_t n_in, int64_t n_out, real *y, const int64_t *indptr,
                        const int32_t *indices, const real *v, const real *x, const real *b);
 
+/* The first row i >= from with x[i] != 0, or n_in. */
+static inline int64_t
+op_next_event(const real *x, int64_t from, int64_t n_in)
+{
+    while (from < n_in && x[from] == R(0.0))
+        from++;
+    return from;
+}
+
+/* Fetches the lines of row i's indices and values (up to 32 of each) ahead of use. The
+ * rows of an event-driven pass are random rows of a weight larger than the caches, so each
+ * began with DRAM misses the hardware prefetcher saw only once they had happened; the
+ * passes fetch the next event's row while they sum this one. Always inlined: GCC deletes
+ * calls to a function that only prefetches. */
+static inline __attribute__((always_inline)) void
+op_sparse_prefetch_row(const int64_t *indptr, const int32_t *indices, const real *v, int64_t i)
+{
+    int64_t e = indptr[i], n = indptr[i + 1] - e;
+    n = n < 32 * 16 ? n : 32 * 16;
+    for (int64_t k = 0; k < n; k += 64 / (int64_t)sizeof(int32_t))
+        __builtin_prefetch(indices + e + k);
+    for (int64_t k = 0; k < n; k += 64 / (int64_t)sizeof(real))
+        __builtin_prefetch(v + e + k);
+}
+
 /* The same over every row. */
 void op_sparse_forward_plain(int64_t n_in, int64_t n_out, real *y, const int64_t *indptr,
                              const int32_t *indices, const real *v, const real *x, const real *b);

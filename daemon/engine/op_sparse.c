@@ -6,10 +6,12 @@ op_sparse_forward(int64_t n_in, int64_t n_out, real *y, const int64_t *indptr,
                   const int32_t *indices, const real *v, const real *x, const real *b)
 {
     op_dense_init(n_out, y, b);
-    for (int64_t i = 0; i < n_in; i++) {
+    /* event-driven: silent rows cost one compare; the next event's row is fetched ahead */
+    for (int64_t i = op_next_event(x, 0, n_in), nx; i < n_in; i = nx) {
+        nx = op_next_event(x, i + 1, n_in);
+        if (nx < n_in)
+            op_sparse_prefetch_row(indptr, indices, v, nx);
         real xi = x[i];
-        if (xi == R(0.0))
-            continue; /* event-driven: silent rows cost one compare */
         for (int64_t k = indptr[i]; k < indptr[i + 1]; k++)
             y[indices[k]] += xi * v[k];
     }

@@ -22,6 +22,7 @@
 #include "defer.h"
 #include "engine.h"
 #include "model.h"
+#include "op.h"
 #include "rng.h"
 #include "../support/testmodel.h"
 
@@ -682,6 +683,77 @@ test_defer_push_segments(void **state)
         assert_true(isfinite((double)w[k]));
 }
 
+/* The sparse flush and forward sum a row's pairs over chunks of its entries: on a weight
+ * with rows of 0 to 200 entries (within and across chunks) over columns far larger than
+ * the caches, the flush writes the very bits a reader computes entry by entry
+ * (defer_effective), close to the pairs' sum in double, and the forward sees them. */
+static void
+test_defer_sparse_flush_chunks(void **state)
+{
+    (void)state;
+    enum { I = 3001, O = 70001, R = 5, PER = 200 };
+    static real w[I * PER], eff[I * PER], pa[I * R], pb[R * O + 8], pc[64], a[I], x[I], q[O];
+    static real y[O], y_ref[O];
+    static int64_t pk[64], indptr[I + 1];
+    static int32_t indices[I * PER];
+    static double ref[I * PER];
+    struct rng r;
+    rng_seed(&r, 21, "chunks");
+    int64_t nnz = 0;
+    for (int i = 0; i < I; i++) { /* n sorted distinct columns, one per span */
+        indptr[i] = nnz;
+        int n = (int)(rng_uniform(&r) * (PER + 1));
+        n = n > PER ? PER : n;
+        int64_t span = n ? O / n : O;
+        for (int k = 0; k < n; k++)
+            indices[nnz++] = (int32_t)(k * span + (int64_t)(rng_uniform(&r) * (double)span));
+    }
+    indptr[I] = nnz;
+    struct model_proj d = {.op = MODEL_OP_SPARSE};
+    struct eproj p = {.d = &d,
+                      .I = I,
+                      .O = O,
+                      .count = nnz,
+                      .n_pend_max = R,
+                      .pa = pa,
+                      .pb = pb,
+                      .pc = pc,
+                      .pk = pk,
+                      .defers = 1};
+    p.w.count = nnz;
+    p.w.values = w;
+    p.w.indptr = indptr;
+    p.w.indices = indices;
+    for (int64_t e = 0; e < nnz; e++)
+        w[e] = (real)rng_normal(&r), ref[e] = (double)w[e];
+    defer_close(&p);
+    real lam = R(0.5), lr = R(0.25);
+    for (int k = 0; k < R; k++) {
+        for (int i = 0; i < I; i++) { /* 5% of the inputs fire; some rows have no factor */
+            x[i] = rng_uniform(&r) < 0.05 ? R(1.0) : R(0.0);
+            a[i] = k == 0 ? (i % 5 ? (real)rng_normal(&r) : R(0.0)) : lam * a[i] + x[i];
+        }
+        for (int o = 0; o < O; o++)
+            q[o] = (real)rng_normal(&r);
+        defer_push(&p, a, x, q, lr, lam, (uint64_t)(40 + k));
+        for (int i = 0; i < I; i++)
+            for (int64_t e = indptr[i]; e < indptr[i + 1]; e++)
+                ref[e] += -(double)lr * (double)a[i] * (double)q[indices[e]];
+    }
+    assert_true(p.pseg[DEFER_SEG_FIRST] == 0.0);
+    defer_effective(&p, 0, nnz, eff);
+    for (int i = 0; i < I; i++) /* the forward: W + pairs, as the plain op on eff */
+        x[i] = rng_uniform(&r) < 0.3 ? (real)rng_normal(&r) : R(0.0);
+    defer_forward(&p, y, x);
+    op_sparse_forward(I, O, y_ref, indptr, indices, eff, x, NULL);
+    assert_memory_equal(y, y_ref, sizeof y);
+    defer_flush(&p);
+    assert_int_equal(p.n_pend, 0);
+    assert_memory_equal(eff, w, (size_t)nnz * sizeof(real));
+    for (int64_t e = 0; e < nnz; e++)
+        assert_close((double)w[e], ref[e], "flushed entry", (int)e);
+}
+
 /* Deferred steps, flushes and the gradient pairs allocate nothing in a tick. */
 static void
 test_defer_no_alloc_in_ticks(void **state)
@@ -716,6 +788,7 @@ main(void)
         cmocka_unit_test(test_defer_dense_flush_order),
         cmocka_unit_test(test_defer_factored_segments),
         cmocka_unit_test(test_defer_push_segments),
+        cmocka_unit_test(test_defer_sparse_flush_chunks),
         cmocka_unit_test(test_defer_no_alloc_in_ticks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
