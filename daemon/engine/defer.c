@@ -41,9 +41,40 @@ scaled_max(int64_t n, const real *a, real c)
     return (double)(R(fabs)(c) * (real)learn_max_abs(n, a));
 }
 
+/* The array work of a push (pair k, segment from `first`): the part's rows of u_k and
+ * columns of B; pw runs through the same powers in every part. */
+struct push_job {
+    struct eproj *p;
+    const real *row, *q;
+    real nlr, lambda;
+    int64_t first, k;
+    int n_parts;
+};
+
+static void
+push_part(void *arg, int part)
+{
+    const struct push_job *j = arg;
+    struct eproj *p = j->p;
+    int64_t r = p->n_pend_max, O = p->O, i0, i1, o0, o1;
+    engine_part_rows(p->I, j->n_parts, part, &i0, &i1);
+    engine_part_rows(O, j->n_parts, part, &o0, &o1);
+    for (int64_t i = i0; i < i1; i++)
+        p->pa[i * r + j->k] = j->nlr * j->row[i];
+    /* B_s += lambda^(k - s) q for the segment's earlier pairs (streams over O); B_k = q */
+    real pw = R(1.0);
+    for (int64_t s = j->k - 1; s >= j->first; s--) {
+        real *b = p->pb + s * O;
+        pw *= j->lambda;
+        for (int64_t o = o0; o < o1; o++)
+            b[o] += pw * j->q[o];
+    }
+    memcpy(p->pb + j->k * O + o0, j->q + o0, (size_t)(o1 - o0) * sizeof(real));
+}
+
 void
-defer_push(struct eproj *p, const real *a, const real *x, const real *q, real lr, real lambda,
-           uint64_t tick)
+defer_push_parts(struct engine *e, struct eproj *p, const real *a, const real *x, const real *q,
+                 real lr, real lambda, uint64_t tick)
 {
     int64_t r = p->n_pend_max, k = p->n_pend, I = p->I, O = p->O;
     double *g = p->pseg, bmax = learn_max_abs(O, q), umax = 0.0, bsum = 0.0;
@@ -57,18 +88,14 @@ defer_push(struct eproj *p, const real *a, const real *x, const real *q, real lr
         cont = umax * bsum * (double)r < DEFER_PAIR_LIMIT; /* false for NaN */
     }
     int64_t first = cont ? (int64_t)g[DEFER_SEG_FIRST] : k;
-    const real *row = cont ? x : a;
-    for (int64_t i = 0; i < I; i++)
-        p->pa[i * r + k] = nlr * row[i];
-    /* B_s += lambda^(k - s) q for the segment's earlier pairs (streams over O); B_k = q */
-    real pw = R(1.0);
-    for (int64_t s = k - 1; s >= first; s--) {
-        real *b = p->pb + s * O;
-        pw *= lambda;
-        for (int64_t o = 0; o < O; o++)
-            b[o] += pw * q[o];
+    struct push_job j = {p, cont ? x : a, q, nlr, lambda, first, k, 1};
+    if (e) {
+        int64_t work = (k - first + 1) * O + I; /* B rows written, then u_k */
+        j.n_parts = engine_n_parts(e, work);
+        engine_run_parts(e, j.n_parts, work, push_part, &j);
+    } else {
+        push_part(&j, 0);
     }
-    memcpy(p->pb + k * O, q, (size_t)O * sizeof(real));
     if (!cont) {
         umax = scaled_max(I, a, nlr);
         bsum = bmax;
@@ -79,6 +106,13 @@ defer_push(struct eproj *p, const real *a, const real *x, const real *q, real lr
     g[DEFER_SEG_UMAX] = umax;
     g[DEFER_SEG_BSUM] = bsum;
     p->n_pend++;
+}
+
+void
+defer_push(struct eproj *p, const real *a, const real *x, const real *q, real lr, real lambda,
+           uint64_t tick)
+{
+    defer_push_parts(NULL, p, a, x, q, lr, lambda, tick);
 }
 
 /* Vectors of LANES reals for the dense row passes; CHUNK: the entries of a sparse row
@@ -290,7 +324,7 @@ static void
 flush_part(void *arg, int part)
 {
     struct flush_job *j = arg;
-    int64_t lo, hi, rl = (j->p->n_pend_max + LANES - 1) / LANES * LANES;
+    int64_t lo, hi, rl = defer_scratch_len(j->p);
     engine_part_rows(j->p->I, j->n_parts, part, &lo, &hi);
     flush_rows(j->p, lo, hi, j->p->pc + part * rl, j->p->pk + part * rl);
 }
@@ -333,40 +367,51 @@ defer_restore_legacy(struct eproj *p)
 }
 
 void
+defer_forward_cols(struct eproj *p, real *y, const real *x, int64_t o0, int64_t o1, real *c,
+                   int64_t *at)
+{
+    int64_t r = p->n_pend_max, I = p->I, O = p->O;
+    const int64_t *ptr = p->w.indptr;
+    const int32_t *idx = p->w.indices;
+    const real *w = p->w.values;
+    if (p->n_pend == 0) {
+        op_sparse_forward_cols(I, O, o0, o1, y, ptr, idx, w, x, p->w.bias);
+        return;
+    }
+    op_dense_init(o1 - o0, y + o0, p->w.bias ? p->w.bias + o0 : NULL);
+    /* event-driven, as op_sparse_forward: the next events' rows fetched ahead */
+    int64_t i = op_next_event(x, 0, I), nx = op_next_event(x, i + 1, I);
+    for (int64_t nx2; i < I; i = nx, nx = nx2) {
+        nx2 = op_sparse_ahead(ptr, idx, w, x, I, nx);
+        __builtin_prefetch(p->pa + nx * r); /* nx <= I: inside pa's carved block */
+        real xi = x[i];
+        int64_t e = ptr[i], end = ptr[i + 1];
+        if (o0 > 0)
+            e = op_sparse_lower(idx, e, end, o0);
+        if (o1 < O)
+            end = op_sparse_lower(idx, e, end, o1);
+        int64_t m = row_factors(p, i, c, at);
+        if (!m) {
+            for (; e < end; e++)
+                y[idx[e]] += xi * w[e];
+            continue;
+        }
+        for (; e < end; e += CHUNK) {
+            int64_t n = end - e < CHUNK ? end - e : CHUNK;
+            real t[CHUNK];
+            chunk_sums(p->pb, O, c, at, m, idx + e, n, t);
+            for (int64_t k = 0; k < n; k++)
+                y[idx[e + k]] += xi * (w[e + k] + t[k]);
+        }
+    }
+}
+
+void
 defer_forward(struct eproj *p, real *y, const real *x)
 {
     int64_t r = p->n_pend_max, I = p->I, O = p->O;
     if (p->d->op == MODEL_OP_SPARSE) {
-        if (p->n_pend == 0) {
-            op_sparse_forward(I, O, y, p->w.indptr, p->w.indices, p->w.values, x, p->w.bias);
-            return;
-        }
-        op_dense_init(O, y, p->w.bias);
-        const int32_t *idx = p->w.indices;
-        const real *w = p->w.values;
-        /* event-driven, as op_sparse_forward: the next event's row fetched ahead */
-        for (int64_t i = op_next_event(x, 0, I), nx; i < I; i = nx) {
-            nx = op_next_event(x, i + 1, I);
-            if (nx < I) {
-                op_sparse_prefetch_row(p->w.indptr, idx, w, nx);
-                __builtin_prefetch(p->pa + nx * r);
-            }
-            real xi = x[i];
-            int64_t m = row_factors(p, i, p->pc, p->pk), e = p->w.indptr[i],
-                    end = p->w.indptr[i + 1];
-            if (!m) {
-                for (; e < end; e++)
-                    y[idx[e]] += xi * w[e];
-                continue;
-            }
-            for (; e < end; e += CHUNK) {
-                int64_t n = end - e < CHUNK ? end - e : CHUNK;
-                real t[CHUNK];
-                chunk_sums(p->pb, O, p->pc, p->pk, m, idx + e, n, t);
-                for (int64_t k = 0; k < n; k++)
-                    y[idx[e + k]] += xi * (w[e + k] + t[k]);
-            }
-        }
+        defer_forward_cols(p, y, x, 0, O, p->pc, p->pk);
         return;
     }
     if (p->n_pend == 0)

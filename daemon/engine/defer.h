@@ -26,6 +26,13 @@
  * values per tick part (engine.c's layout). */
 enum { DEFER_LANES = 8 };
 
+/* The length of one tick part's scratch in pc and pk: r rounded up to DEFER_LANES. */
+static inline int64_t
+defer_scratch_len(const struct eproj *p)
+{
+    return (p->n_pend_max + DEFER_LANES - 1) / DEFER_LANES * DEFER_LANES;
+}
+
 /* Ticks of gradients buffered before they are added to the float64 sums. */
 enum { DEFER_GRAD_PAIRS = 64 };
 
@@ -69,6 +76,11 @@ _Static_assert(sizeof((struct eproj *)0)->pseg == DEFER_SEG_N * sizeof(double),
 void defer_push(struct eproj *p, const real *a, const real *x, const real *q, real lr, real lambda,
                 uint64_t tick);
 
+/* The same as tick parts over u_k's rows and B's columns (engine_run_parts; the same bits),
+ * on the tick thread; e NULL: inline, as defer_push. */
+void defer_push_parts(struct engine *e, struct eproj *p, const real *a, const real *x,
+                      const real *q, real lr, real lambda, uint64_t tick);
+
 /* The next pair starts a segment (the row factors' recurrence was broken: a trace reset). */
 void defer_close(struct eproj *p);
 
@@ -97,6 +109,12 @@ void defer_flush_parts(struct engine *e, struct eproj *p);
  * projection the whole forward is done here (op_sparse_forward over W + pairs, masked to
  * the stored entries): y is initialised from the bias. */
 void defer_forward(struct eproj *p, real *y, const real *x);
+
+/* The sparse forward over W + the pairs for the outputs [o0, o1) alone (tick parts: each
+ * output's sum unchanged); c, at: [r] scratch of the part. With no pairs pending it is
+ * op_sparse_forward_cols. */
+void defer_forward_cols(struct eproj *p, real *y, const real *x, int64_t o0, int64_t o1, real *c,
+                        int64_t *at);
 
 /* dx [n_rows] += (W + pairs)[row0 .. row0 + n_rows) dy (the within-tick backward). */
 void defer_backward(const struct eproj *p, int64_t row0, int64_t n_rows, real *dx, const real *dy);

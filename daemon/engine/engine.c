@@ -201,10 +201,9 @@ layout(struct engine *e, struct carver *c)
         if (!learns)
             continue;
         if (p->defers) {
-            int64_t r = p->n_pend_max, lanes = DEFER_LANES;
+            int64_t r = p->n_pend_max, rl = defer_scratch_len(p);
             p->pa = carve(c, I * r);
             p->pb = carve(c, r * O);
-            int64_t rl = (r + lanes - 1) / lanes * lanes;
             p->pc = carve(c, ENGINE_TICK_PARTS_MAX * rl); /* per part */
             p->pk = (int64_t *)carve_d(c, ENGINE_TICK_PARTS_MAX * rl);
             defer_close(p);
@@ -827,6 +826,23 @@ forward_cols_part(void *arg, int part)
     op_dense_forward_cols(p->I, p->O, o0, o1, p->y, p->w.values, p->x, p->w.bias);
 }
 
+/* The sparse forward over the part's output columns (over W + the pairs when pending). */
+static void
+sparse_cols_part(void *arg, int part)
+{
+    struct cols_job *j = arg;
+    struct eproj *p = j->p;
+    int64_t o0, o1;
+    engine_part_rows(p->O, j->n_parts, part, &o0, &o1);
+    if (p->n_pend) {
+        int64_t rl = defer_scratch_len(p);
+        defer_forward_cols(p, p->y, p->x, o0, o1, p->pc + part * rl, p->pk + part * rl);
+    } else {
+        op_sparse_forward_cols(p->I, p->O, o0, o1, p->y, p->w.indptr, p->w.indices,
+                               p->w.values, p->x, p->w.bias);
+    }
+}
+
 static void
 proj_forward(struct engine *e, struct eproj *p)
 {
@@ -845,13 +861,17 @@ proj_forward(struct engine *e, struct eproj *p)
             defer_forward(p, p->y, p->x); /* + sum_k (x . a_k) b_k */
         break;
     }
-    case MODEL_OP_SPARSE:
-        if (p->n_pend)
+    case MODEL_OP_SPARSE: {
+        struct cols_job j = {p, engine_n_parts(e, p->count)};
+        if (j.n_parts > 1) /* output columns apart: each output's sum unchanged */
+            engine_run_parts(e, j.n_parts, p->count, sparse_cols_part, &j);
+        else if (p->n_pend)
             defer_forward(p, p->y, p->x); /* over W + the pairs, masked */
         else
             op_sparse_forward(p->I, p->O, p->y, p->w.indptr, p->w.indices, p->w.values, p->x,
                               p->w.bias);
         break;
+    }
     case MODEL_OP_ELEMWISE:
         op_elem_forward(p->O, p->y, p->w.values, p->x, p->w.bias);
         break;

@@ -98,12 +98,13 @@ void engine_set_fp_env(void);
 
 /* ---- tick parts (DESIGN §5.2 "Tick workers") ------------------------------------------
  * The big per-element phases of a tick (rank-one sgd steps, deferred flushes, D-RTRL
- * traces, outer products: rows of W; the dense forward: columns of y) are cut into parts
- * over a fixed partition: the number of parts depends on the phase's work and part_work
- * only, never on who runs them, and each part writes its own rows (columns), each element
- * summed as in one pass. So a tick gives the same bits whether its parts run inline, in
- * any order, or on several threads. The sparse forward (a scatter over pre-synaptic rows)
- * and the cells stay whole. */
+ * traces, outer products: rows of W; the dense and sparse forward: columns of y; a
+ * deferred pair's push: rows of u and columns of B) are cut into parts over a fixed
+ * partition: the number of parts depends on the phase's work and part_work only, never on
+ * who runs them, and each part writes its own rows (columns), each element summed as in
+ * one pass. So a tick gives the same bits whether its parts run inline, in any order, or
+ * on several threads. (A sparse forward part walks every event row for the entries in its
+ * columns, found by binary search: the rows' indices increase.) The cells stay whole. */
 
 /* Runs part `part` of a phase (any thread; parts of one phase may run concurrently). */
 typedef void engine_part_fn(void *arg, int part);

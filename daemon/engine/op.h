@@ -36,30 +36,59 @@ void op_dense_backward(int64_t n_rows, int64_t n_out, real *dx, const real *w, c
 void op_sparse_forward(int64_t n_in, int64_t n_out, real *y, const int64_t *indptr,
                        const int32_t *indices, const real *v, const real *x, const real *b);
 
-/* The first row i >= from with x[i] != 0, or n_in. */
+/* The first row i >= from with x[i] != 0, or n_in (also when from > n_in). */
 static inline int64_t
 op_next_event(const real *x, int64_t from, int64_t n_in)
 {
     while (from < n_in && x[from] == R(0.0))
         from++;
-    return from;
+    return from < n_in ? from : n_in;
 }
 
-/* Fetches the lines of row i's indices and values (up to 32 of each) ahead of use. The
- * rows of an event-driven pass are random rows of a weight larger than the caches, so each
- * began with DRAM misses the hardware prefetcher saw only once they had happened; the
- * passes fetch the next event's row while they sum this one. Always inlined: GCC deletes
- * calls to a function that only prefetches. */
-static inline __attribute__((always_inline)) void
-op_sparse_prefetch_row(const int64_t *indptr, const int32_t *indices, const real *v, int64_t i)
+/* For an event-driven pass over a CSR weight about to sum row i, whose next events are nx
+ * then the one this returns: fetches ahead the lines of row nx's indices and values (up to
+ * 32 of each) and the indptr entry of the event after. The rows of such a pass are random
+ * rows of a weight larger than the caches: each began with DRAM misses (its indptr, then
+ * its lines) that the hardware prefetcher saw only once they had happened. Always inlined:
+ * GCC deletes calls to a function that only prefetches. */
+static inline __attribute__((always_inline)) int64_t
+op_sparse_ahead(const int64_t *indptr, const int32_t *indices, const real *v, const real *x,
+                int64_t n_in, int64_t nx)
 {
-    int64_t e = indptr[i], n = indptr[i + 1] - e;
-    n = n < 32 * 16 ? n : 32 * 16;
-    for (int64_t k = 0; k < n; k += 64 / (int64_t)sizeof(int32_t))
-        __builtin_prefetch(indices + e + k);
-    for (int64_t k = 0; k < n; k += 64 / (int64_t)sizeof(real))
-        __builtin_prefetch(v + e + k);
+    int64_t nx2 = op_next_event(x, nx + 1, n_in);
+    if (nx2 < n_in)
+        __builtin_prefetch(indptr + nx2 + 1);
+    if (nx < n_in) {
+        int64_t e = indptr[nx], n = indptr[nx + 1] - e;
+        n = n < 32 * 16 ? n : 32 * 16;
+        for (int64_t k = 0; k < n; k += 64 / (int64_t)sizeof(int32_t))
+            __builtin_prefetch(indices + e + k);
+        for (int64_t k = 0; k < n; k += 64 / (int64_t)sizeof(real))
+            __builtin_prefetch(v + e + k);
+    }
+    return nx2;
 }
+
+/* The first entry e in [lo, hi) of a row (indices strictly increasing) with
+ * indices[e] >= o, or hi. */
+static inline int64_t
+op_sparse_lower(const int32_t *indices, int64_t lo, int64_t hi, int64_t o)
+{
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (indices[mid] < o)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* op_sparse_forward for the outputs [o0, o1) alone (the tick parts of a large weight):
+ * each output's sum has the same terms in the same order. */
+void op_sparse_forward_cols(int64_t n_in, int64_t n_out, int64_t o0, int64_t o1, real *y,
+                            const int64_t *indptr, const int32_t *indices, const real *v,
+                            const real *x, const real *b);
 
 /* The same over every row. */
 void op_sparse_forward_plain(int64_t n_in, int64_t n_out, real *y, const int64_t *indptr,

@@ -5,14 +5,26 @@ void
 op_sparse_forward(int64_t n_in, int64_t n_out, real *y, const int64_t *indptr,
                   const int32_t *indices, const real *v, const real *x, const real *b)
 {
-    op_dense_init(n_out, y, b);
-    /* event-driven: silent rows cost one compare; the next event's row is fetched ahead */
-    for (int64_t i = op_next_event(x, 0, n_in), nx; i < n_in; i = nx) {
-        nx = op_next_event(x, i + 1, n_in);
-        if (nx < n_in)
-            op_sparse_prefetch_row(indptr, indices, v, nx);
+    op_sparse_forward_cols(n_in, n_out, 0, n_out, y, indptr, indices, v, x, b);
+}
+
+void
+op_sparse_forward_cols(int64_t n_in, int64_t n_out, int64_t o0, int64_t o1, real *y,
+                       const int64_t *indptr, const int32_t *indices, const real *v,
+                       const real *x, const real *b)
+{
+    op_dense_init(o1 - o0, y + o0, b ? b + o0 : NULL);
+    /* event-driven: silent rows cost one compare; the next events' rows fetched ahead */
+    int64_t i = op_next_event(x, 0, n_in), nx = op_next_event(x, i + 1, n_in);
+    for (int64_t nx2; i < n_in; i = nx, nx = nx2) {
+        nx2 = op_sparse_ahead(indptr, indices, v, x, n_in, nx);
         real xi = x[i];
-        for (int64_t k = indptr[i]; k < indptr[i + 1]; k++)
+        int64_t k = indptr[i], end = indptr[i + 1];
+        if (o0 > 0)
+            k = op_sparse_lower(indices, k, end, o0);
+        if (o1 < n_out)
+            end = op_sparse_lower(indices, k, end, o1);
+        for (; k < end; k++)
             y[indices[k]] += xi * v[k];
     }
 }
