@@ -68,7 +68,7 @@ DAEMON_SRC := daemon/main.c daemon/daemon.c daemon/config.c daemon/spsc.c daemon
 PROTO      := proto/etrace.proto
 CLIENT_SRC := clients/etrace_client.c proto/etrace_recording.c
 CTL_SRC    := clients/etracectl.c clients/ctl_json.c clients/ctl_top.c
-DAEMON_TEST_NAMES := spsc hist config decode conns pool
+DAEMON_TEST_NAMES := spsc hist config decode conns pool snapshot
 INTEG_TEST_NAMES  := daemon learning ops limits iface publish workers
 # The integration tests' harness: the real etraced in a temp dir, through the client library.
 INTEG_SUPPORT_SRC := tests/support/daemon_run.c

@@ -379,11 +379,51 @@ ck_params(void *ctx, const char *proj, struct engine_tensors *t, struct err *e)
     return 0;
 }
 
+/* The checkpoint holds pending pairs for a projection that eng keeps none for: one whose
+ * weight is smaller than its pairs, deferred by engines before that rule. */
+static int
+ck_defers_small(const Etrace__Checkpoint *ck, struct engine *eng)
+{
+    static const char suffix[] = ".pairs_n";
+    size_t ls = sizeof suffix - 1;
+    for (size_t i = 0; i < ck->n_sections; i++) {
+        const char *nm = ck->sections[i]->name;
+        size_t l = nm ? strlen(nm) : 0;
+        if (l > ls && !strcmp(nm + l - ls, suffix) && engine_state_find(eng, nm) < 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Compiles the checkpoint's model (text: terminated) with its parameters into *eng. */
+static int
+ck_compile(const Etrace__Checkpoint *ck, const char *text, const char *name, int defer_small,
+           struct engine **eng, char *err, size_t err_len)
+{
+    struct model_desc *d = NULL;
+    struct err e;
+    err_clear(&e);
+    char path[512];
+    snprintf(path, sizeof path, "%s:model", name);
+    if (model_parse(text, ck->model_text.len, path, mem_default(), &d, &e)) {
+        snprintf(err, err_len, "%s", e.msg[0] ? e.msg : err_name(e.code));
+        return -1;
+    }
+    struct ck_source source = {ck, d};
+    struct engine_opts o = {
+        .param_source = ck_params, .param_source_ctx = &source, .defer_small = defer_small};
+    if (engine_compile(d, &o, eng, &e)) {
+        model_free(&d, mem_default());
+        snprintf(err, err_len, "%s: %s", name, e.msg[0] ? e.msg : err_name(e.code));
+        return -1;
+    }
+    return 0;
+}
+
 int
 snap_restore(const Etrace__Checkpoint *ck, const char *name, struct engine **out, char *err,
              size_t err_len)
 {
-    struct model_desc *d = NULL;
     struct engine *eng = NULL;
     struct err e;
     err_clear(&e);
@@ -397,21 +437,16 @@ snap_restore(const Etrace__Checkpoint *ck, const char *name, struct engine **out
     if (ck->model_text.len) /* empty bytes fields have NULL data */
         memcpy(text, ck->model_text.data, ck->model_text.len);
     text[ck->model_text.len] = '\0';
-    char path[512];
-    snprintf(path, sizeof path, "%s:model", name);
-    int rc = model_parse(text, ck->model_text.len, path, mem_default(), &d, &e);
+    int rc = ck_compile(ck, text, name, 0, &eng, err, err_len);
+    if (!rc && ck_defers_small(ck, eng)) {
+        /* written by an engine that deferred weights smaller than their pairs: restore
+         * those pairs as they were (this engine defers them too, until a swap) */
+        engine_free(&eng);
+        rc = ck_compile(ck, text, name, 1, &eng, err, err_len);
+    }
     free(text);
-    if (rc) {
-        snprintf(err, err_len, "%s", e.msg[0] ? e.msg : err_name(e.code));
+    if (rc)
         return -1;
-    }
-    struct ck_source source = {ck, d};
-    struct engine_opts o = {.param_source = ck_params, .param_source_ctx = &source};
-    if (engine_compile(d, &o, &eng, &e)) {
-        model_free(&d, mem_default());
-        snprintf(err, err_len, "%s: %s", name, e.msg[0] ? e.msg : err_name(e.code));
-        return -1;
-    }
     for (int i = 0; i < engine_state_count(eng); i++) {
         struct engine_section sec;
         engine_state_section(eng, i, &sec);

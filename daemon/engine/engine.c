@@ -617,13 +617,17 @@ engine_compile(struct model_desc *d, const struct engine_opts *opts, struct engi
         if (e->projs[i].rule == ENGINE_RULE_D_RTRL)
             e->fused = 0;
     /* Deferred rank-one steps (DESIGN §4.4): the fused path's ES and instant steps of a
-     * dense or sparse weight. */
+     * dense or sparse weight whose r pairs (r (I + O) values) are smaller than the weight
+     * itself. A readout of a few outputs (I x 2) would keep 8x its weight in pairs and
+     * write one value per line of u every tick: its immediate step moves fewer bytes. */
     e->defer_r = l->present ? l->defer : 1;
     for (int i = 0; i < d->n_projs; i++) {
         struct eproj *p = &e->projs[i];
         p->defers = e->fused && e->defer_r > 1 &&
                     (p->rule == ENGINE_RULE_ES || p->rule == ENGINE_RULE_INSTANT) &&
-                    (p->d->op == MODEL_OP_DENSE || p->d->op == MODEL_OP_SPARSE);
+                    (p->d->op == MODEL_OP_DENSE || p->d->op == MODEL_OP_SPARSE) &&
+                    ((double)e->defer_r * (double)(p->I + p->O) < (double)p->count ||
+                     (opts && opts->defer_small));
         p->n_pend_max = p->defers ? e->defer_r : 0;
     }
     struct carver c = {.mem = m};
@@ -1379,6 +1383,7 @@ engine_param(const struct engine *e, int pi, struct engine_param_view *v)
         .grad_sum_b = p->sum_b,
         .trace_bytes = p->trace_bytes,
         .reaches_loss = p->reaches_loss,
+        .defers = p->defers,
     };
 }
 

@@ -39,6 +39,7 @@ struct engine_opts {
     const struct model_fs *fs; /* NULL: files relative to the model path on disk */
     int track_grad_sum;        /* keep the float64 sum of every tick's gradient (etraced run) */
     int64_t part_work;         /* elements per tick part (0: ENGINE_TICK_PART_WORK; tests: small) */
+    int defer_small;           /* tests: defer the steps of weights smaller than their pairs */
     /* When set, every projection's parameters come from here instead of the model's files
      * and initialisers (restoring a checkpoint): fill *t (the arrays stay the caller's and
      * are copied) and return 0, or return -1 with e set. */
@@ -172,6 +173,7 @@ struct engine_param_view {
     const double *grad_sum_b;  /* [O] or NULL */
     int64_t trace_bytes;       /* memory of this projection's traces */
     int reaches_loss;          /* a within-tick path from its target cell to a loss exists */
+    int defers;                /* its sgd steps are kept as pending pairs (DESIGN §4.4) */
 };
 
 /* A read-only view of projection p's parameters (valid until the next tick or free). */

@@ -111,7 +111,8 @@ engine_report(const struct engine *eng, FILE *f, int json, int expand)
             if (l->present && l->algorithm == MODEL_ALGO_HYBRID)
                 fprintf(f, ", \"hybrid_cost\": {\"d_rtrl\": %lld, \"budget_es\": %lld}", cost_d,
                         cost_es);
-            fprintf(f, ", \"bias\": %s}", v.bias ? "true" : "false");
+            fprintf(f, ", \"bias\": %s, \"defers\": %s}", v.bias ? "true" : "false",
+                    v.defers ? "true" : "false");
         } else {
             fprintf(f, "  %-12s %-8s [%lld, %lld] nnz %-10lld rule %-9s trace %lld bytes%s\n",
                     mp->name, op_names[mp->op], (long long)v.in_size, (long long)v.out_size,
@@ -123,6 +124,12 @@ engine_report(const struct engine *eng, FILE *f, int json, int expand)
             if (v.rule != ENGINE_RULE_FROZEN)
                 fprintf(f, "               within-tick path to a loss: %s\n",
                         reaches ? "yes" : "NO (warning: this projection gets no gradient)");
+            if (l->present && l->defer > 1 && v.rule != ENGINE_RULE_FROZEN)
+                fprintf(f, "               deferred steps: %s\n",
+                        v.defers ? "yes"
+                        : (double)l->defer * (double)(v.in_size + v.out_size) >= (double)v.count
+                            ? "no (r (I + O) pair values would not be fewer than its weights)"
+                            : "no (not a rank-one sgd step)");
         }
     }
     size_t bytes = engine_resident_bytes(eng);

@@ -63,7 +63,7 @@ compile(const char *algo, int defer, int64_t part_work, const struct mem *m)
 {
     char text[4096];
     snprintf(text, sizeof text, MODEL_FMT, algo, defer);
-    struct engine_opts o = {.mem = m, .part_work = part_work};
+    struct engine_opts o = {.mem = m, .part_work = part_work, .defer_small = 1};
     struct engine *eng = testmodel_compile_opts(text, &o);
     assert_non_null(eng);
     return eng;

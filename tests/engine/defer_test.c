@@ -63,7 +63,7 @@ compile_mem(int defer, const char *lr, const char *extra, int track, const struc
 {
     char text[4096];
     snprintf(text, sizeof text, MODEL_FMT, lr, extra, defer);
-    struct engine_opts o = {.track_grad_sum = track, .mem = m};
+    struct engine_opts o = {.track_grad_sum = track, .mem = m, .defer_small = 1};
     struct engine *eng = testmodel_compile_opts(text, &o);
     assert_non_null(eng);
     return eng;
