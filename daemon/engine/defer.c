@@ -42,13 +42,16 @@ scaled_max(int64_t n, const real *a, real c)
 }
 
 /* The array work of a push (pair k, segment from `first`): the part's rows of u_k and
- * columns of B; pw runs through the same powers in every part. */
+ * columns of B; pw runs through the same powers in every part. sparse: slot k of u is all
+ * 0 and the row factor is an input (mostly 0), so only its non-zeros are written. A zero
+ * factor is stored as +0 either way, so that the state has the same bytes whichever path
+ * wrote it. */
 struct push_job {
     struct eproj *p;
     const real *row, *q;
     real nlr, lambda;
     int64_t first, k;
-    int n_parts;
+    int n_parts, sparse;
 };
 
 static void
@@ -59,8 +62,18 @@ push_part(void *arg, int part)
     int64_t r = p->n_pend_max, O = p->O, i0, i1, o0, o1;
     engine_part_rows(p->I, j->n_parts, part, &i0, &i1);
     engine_part_rows(O, j->n_parts, part, &o0, &o1);
-    for (int64_t i = i0; i < i1; i++)
-        p->pa[i * r + j->k] = j->nlr * j->row[i];
+    if (j->sparse) {
+        for (int64_t i = i0; i < i1; i++)
+            if (j->row[i] != R(0.0)) {
+                real u = j->nlr * j->row[i];
+                p->pa[i * r + j->k] = u != R(0.0) ? u : R(0.0);
+            }
+    } else {
+        for (int64_t i = i0; i < i1; i++) {
+            real u = j->nlr * j->row[i];
+            p->pa[i * r + j->k] = u != R(0.0) ? u : R(0.0);
+        }
+    }
     /* B_s += lambda^(k - s) q for the segment's earlier pairs (streams over O); B_k = q */
     real pw = R(1.0);
     for (int64_t s = j->k - 1; s >= j->first; s--) {
@@ -88,7 +101,10 @@ defer_push_parts(struct engine *e, struct eproj *p, const real *a, const real *x
         cont = umax * bsum * (double)r < DEFER_PAIR_LIMIT; /* false for NaN */
     }
     int64_t first = cont ? (int64_t)g[DEFER_SEG_FIRST] : k;
-    struct push_job j = {p, cont ? x : a, q, nlr, lambda, first, k, 1};
+    int clean = k < 64 && (p->pa_zero >> k & 1);
+    struct push_job j = {p, cont ? x : a, q, nlr, lambda, first, k, 1, cont && clean};
+    if (k < 64)
+        p->pa_zero &= ~((uint64_t)1 << k); /* slot k holds this pair now */
     if (e) {
         int64_t work = (k - first + 1) * O + I; /* B rows written, then u_k */
         j.n_parts = engine_n_parts(e, work);
@@ -135,6 +151,23 @@ row_factors(const struct eproj *p, int64_t i, real *c, int64_t *at)
         m += ai[k] != R(0.0);
     }
     return m;
+}
+
+/* Zeroes row i's factors of the pairs just flushed (a row without a non-zero one is all
+ * 0 already), so that a push into a zeroed slot writes only its non-zeros (push_part). */
+static inline void
+clear_row(struct eproj *p, int64_t i)
+{
+    memset(p->pa + i * p->n_pend_max, 0, (size_t)p->n_pend * sizeof(real));
+}
+
+/* After a flush of every row: the flushed pairs' slots of u are all 0; no pair pends. */
+static void
+mark_flushed(struct eproj *p)
+{
+    p->pa_zero |= p->n_pend >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << p->n_pend) - 1;
+    p->n_pend = 0;
+    defer_close(p);
 }
 
 enum { GROUP = 4 };
@@ -284,8 +317,10 @@ flush_rows(struct eproj *p, int64_t lo, int64_t hi, real *c, int64_t *at)
     if (p->d->op == MODEL_OP_DENSE) {
         for (int64_t i = lo; i < hi; i++) {
             int64_t m = row_factors(p, i, c, at);
-            if (m)
+            if (m) {
                 flush_row_dense(p, p->w.values + i * p->O, c, at, m);
+                clear_row(p, i);
+            }
         }
         return;
     }
@@ -302,6 +337,7 @@ flush_rows(struct eproj *p, int64_t lo, int64_t hi, real *c, int64_t *at)
             for (int64_t k = 0; k < n; k++)
                 w[e + k] += t[k];
         }
+        clear_row(p, i);
     }
 }
 
@@ -311,8 +347,7 @@ defer_flush(struct eproj *p)
     if (p->n_pend == 0)
         return;
     flush_rows(p, 0, p->I, p->pc, p->pk);
-    p->n_pend = 0;
-    defer_close(p);
+    mark_flushed(p);
 }
 
 struct flush_job {
@@ -337,8 +372,7 @@ defer_flush_parts(struct engine *e, struct eproj *p)
     int64_t work = p->count * p->n_pend;
     struct flush_job j = {p, engine_n_parts(e, work)};
     engine_run_parts(e, j.n_parts, work, flush_part, &j);
-    p->n_pend = 0;
-    defer_close(p);
+    mark_flushed(p);
 }
 
 void

@@ -75,6 +75,7 @@ struct eproj {
     int64_t n_pend;     /* pairs pending (engine state) */
     real *pa, *pb;      /* the pairs (defer.h): u [I][r], B [r][O] */
     double pseg[5];     /* the open segment of the pairs (defer.h DEFER_SEG_*; engine state) */
+    uint64_t pa_zero;   /* bit k (k < 64): slot k of pa is all 0 (set by flushes, not state) */
     real *pc;           /* [ENGINE_TICK_PARTS_MAX][r] scratch: x . a_k, b_k . dy; a flush part's */
     int64_t *pk;        /* [ENGINE_TICK_PARTS_MAX][r] scratch: a flush part's pair numbers */
     int64_t n_grad;     /* ticks in the window of the float64 sums (track_grad_sum) */

@@ -8,6 +8,8 @@
 
 #include <stdint.h>
 
+#include <string.h>
+
 #include "real.h"
 
 /* y[o] = b[o] + 0 (0 without b): where every forward sum starts; adding +0 turns a -0
@@ -36,13 +38,35 @@ void op_dense_backward(int64_t n_rows, int64_t n_out, real *dx, const real *w, c
 void op_sparse_forward(int64_t n_in, int64_t n_out, real *y, const int64_t *indptr,
                        const int32_t *indices, const real *v, const real *x, const real *b);
 
-/* The first row i >= from with x[i] != 0, or n_in (also when from > n_in). */
+/* The first row i >= from with x[i] != 0, or n_in (also when from > n_in). Blocks of 8
+ * values whose magnitude bits are all 0 are skipped at once (a spiking input is mostly 0,
+ * and a compare per value mispredicted at every event); a block with any other bits set
+ * (an event, a subnormal that DAZ reads as 0, a NaN) is looked at value by value. */
 static inline int64_t
 op_next_event(const real *x, int64_t from, int64_t n_in)
 {
-    while (from < n_in && x[from] == R(0.0))
-        from++;
-    return from < n_in ? from : n_in;
+#if defined(REAL_DOUBLE)
+    typedef uint64_t op_bits;
+    const op_bits mag = ~((op_bits)1 << 63);
+#else
+    typedef uint32_t op_bits;
+    const op_bits mag = ~((op_bits)1 << 31);
+#endif
+    while (from < n_in) {
+        for (; from + 8 <= n_in; from += 8) {
+            op_bits b[8], any = 0;
+            memcpy(b, x + from, sizeof b);
+            for (int k = 0; k < 8; k++)
+                any |= b[k];
+            if (any & mag)
+                break;
+        }
+        int64_t end = from + 8 < n_in ? from + 8 : n_in;
+        for (; from < end; from++)
+            if (x[from] != R(0.0))
+                return from;
+    }
+    return n_in;
 }
 
 /* For an event-driven pass over a CSR weight about to sum row i, whose next events are nx

@@ -6,6 +6,7 @@
  *    (memcmp) on spike inputs and on analog inputs with zeros;
  *  - backward kernels against naive loops in double (relative error <= 64 n eps).
  * Randomized: every case prints its seed; ETRACE_SEED=N replays a run. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -365,6 +366,43 @@ test_op_elem_matches_naive(void **state)
         assert_true(dx[o] == dx0[o] + w[o] * dy[o]);
 }
 
+/* op_next_event skips blocks of zeros at once: from every start, it finds the row the
+ * value-by-value scan finds, with events at block edges, -0, subnormals (0 under the
+ * DAZ the engine runs with), NaN and a tail shorter than a block. */
+static void
+test_op_next_event_matches_scan(void **state)
+{
+    (void)state;
+    enum { N = 203 };
+    static real x[N];
+    struct testmodel_rng r;
+    testmodel_rng_seed(&r, g_seed + 5000);
+    for (int pass = 0; pass < 40; pass++) {
+        for (int i = 0; i < N; i++) {
+            double u = testmodel_rng_uniform(&r);
+            x[i] = u < 0.9 ? R(0.0) : u < 0.93 ? -R(0.0) : u < 0.96 ? (real)(u - 0.5) : R(1.0);
+        }
+        if (pass % 4 == 1)
+            x[7] = x[8] = x[15] = x[16] = R(1.0); /* block edges */
+        if (pass % 4 == 2)
+            x[N - 1] = R(1.0), x[N - 2] = R(0.0); /* the tail */
+        if (pass % 4 == 3) {
+            x[20] = (real)1e-45; /* subnormal in float (0 under DAZ); a value in double */
+            x[40] = (real)NAN;
+        }
+        if (pass == 0)
+            memset(x, 0, sizeof x);
+        for (int from = 0; from <= N + 1; from++) {
+            int64_t want = from;
+            while (want < N && x[want] == R(0.0))
+                want++;
+            if (want > N)
+                want = N;
+            assert_int_equal(op_next_event(x, from, N), want);
+        }
+    }
+}
+
 int
 main(void)
 {
@@ -376,6 +414,7 @@ main(void)
         cmocka_unit_test(test_op_dense_backward_matches_naive),
         cmocka_unit_test(test_op_sparse_backward_matches_dense),
         cmocka_unit_test(test_op_elem_matches_naive),
+        cmocka_unit_test(test_op_next_event_matches_scan),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
