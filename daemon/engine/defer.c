@@ -565,7 +565,7 @@ defer_grad_push(struct eproj *p, const real *a, const real *x, const real *q, re
     } else {
         /* a window holds consecutive ticks of one lambda only */
         if (p->n_grad > 0 &&
-            (p->n_grad == DEFER_GRAD_PAIRS || tick != p->grad_tick + 1 || lambda != p->grad_lambda))
+            (p->n_grad == p->n_grad_max || tick != p->grad_tick + 1 || lambda != p->grad_lambda))
             defer_grad_flush(p);
         if (p->n_grad == 0 && !q)
             return; /* no window open and nothing to add */
@@ -595,8 +595,8 @@ defer_grad_flush(struct eproj *p)
      * place of q (backwards), then per row its column c of the window (a_t0[i], then the
      * x_s[i], mostly 0: only the inputs that fired) against Q, summed in real in
      * registers and added once to the float64 row. */
-    real lam = p->grad_lambda, c[DEFER_GRAD_PAIRS];
-    int64_t at[DEFER_GRAD_PAIRS];
+    real lam = p->grad_lambda, c[DEFER_GRAD_PAIRS_MAX];
+    int64_t at[DEFER_GRAD_PAIRS_MAX];
     for (int64_t s = n - 2; s >= 0; s--) {
         real *qs = p->gb + s * O;
         for (int64_t o = 0; o < O; o++)

@@ -15,8 +15,8 @@
  * are contiguous); pb [defer][O] (the column factors B, one row per pair, dense or sparse).
  * A sparse entry (i, o) reads B_s[o] for the s whose u_s[i] is not 0: under factored pairs
  * and a spiking input mostly s = 0 alone, one value of an [O] row rather than a line of
- * the whole table. The gradient window of the sums: ga [DEFER_GRAD_PAIRS][I],
- * gb [DEFER_GRAD_PAIRS][O]. */
+ * the whole table. The gradient window of the sums: ga [n_grad_max][I],
+ * gb [n_grad_max][O] (defer_grad_window). */
 #ifndef ETRACE_DEFER_H
 #define ETRACE_DEFER_H
 
@@ -34,7 +34,18 @@ defer_scratch_len(const struct eproj *p)
 }
 
 /* Ticks of gradients buffered before they are added to the float64 sums. */
-enum { DEFER_GRAD_PAIRS = 64 };
+enum { DEFER_GRAD_PAIRS = 64, DEFER_GRAD_PAIRS_MAX = 256 };
+
+/* The ticks of one gradient window of p: each window streams the float64 sums (8 bytes a
+ * weight) once, so a weight much larger than its window's factors (I + O values a tick)
+ * takes longer windows, up to DEFER_GRAD_PAIRS_MAX, with the window's buffers kept at
+ * most a quarter of the sums' bytes. */
+static inline int64_t
+defer_grad_window(const struct eproj *p)
+{
+    int64_t n = p->count / (2 * (p->I + p->O));
+    return n < DEFER_GRAD_PAIRS ? DEFER_GRAD_PAIRS : n > DEFER_GRAD_PAIRS_MAX ? DEFER_GRAD_PAIRS_MAX : n;
+}
 
 /* A pair is refused when max|a| max|b| r reaches this bound, so that a flush of r pairs
  * stays far from overflow (2^100 float, 2^900 double). */
@@ -125,7 +136,7 @@ void defer_effective(const struct eproj *p, int64_t lo, int64_t hi, real *out);
 /* Keeps this tick's gradient a (x) q (the rank-one gradient of an ES or instant
  * projection, a = lambda a_prev + x: e_x for ES, x itself for instant with lambda 0) for
  * the float64 sums, q NULL for a tick without gradient (the window still follows a); adds
- * the bias gradient q at once. A window holds up to DEFER_GRAD_PAIRS consecutive ticks:
+ * the bias gradient q at once. A window holds up to n_grad_max consecutive ticks:
  * its first tick's a, then only x (the sums of the later ticks run over the rows whose x
  * is not 0). Flushes first when the buffer is full or the ticks are not consecutive. */
 void defer_grad_push(struct eproj *p, const real *a, const real *x, const real *q, real lambda,
@@ -134,7 +145,7 @@ void defer_grad_push(struct eproj *p, const real *a, const real *x, const real *
 /* Adds the window's gradients to the float64 sums and empties it; call it before
  * anything changes a outside its recurrence (a trace reset or restore). The sums equal
  * the per-tick float64 sums to the rounding of the window's sums in real (a recurrence
- * and a sum of up to DEFER_GRAD_PAIRS terms per weight), far below the references'
+ * and a sum of up to n_grad_max terms per weight), far below the references'
  * tolerance. */
 void defer_grad_flush(struct eproj *p);
 

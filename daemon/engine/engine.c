@@ -209,8 +209,9 @@ layout(struct engine *e, struct carver *c)
             defer_close(p);
         }
         if (e->track && e->fused && p->d->op != MODEL_OP_ELEMWISE) {
-            p->ga = carve(c, I * DEFER_GRAD_PAIRS);
-            p->gb = carve(c, DEFER_GRAD_PAIRS * O);
+            p->n_grad_max = defer_grad_window(p);
+            p->ga = carve(c, I * p->n_grad_max);
+            p->gb = carve(c, p->n_grad_max * O);
         }
         p->acc_w = carve_big(c, p->count, sizeof(real));
         p->acc_b = has_b ? carve(c, O) : NULL;

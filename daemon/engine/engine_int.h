@@ -79,7 +79,8 @@ struct eproj {
     real *pc;           /* [ENGINE_TICK_PARTS_MAX][r] scratch: x . a_k, b_k . dy; a flush part's */
     int64_t *pk;        /* [ENGINE_TICK_PARTS_MAX][r] scratch: a flush part's pair numbers */
     int64_t n_grad;     /* ticks in the window of the float64 sums (track_grad_sum) */
-    real *ga, *gb;      /* its a_t0 then x: [DEFER_GRAD_PAIRS][I]; q: [DEFER_GRAD_PAIRS][O] */
+    int64_t n_grad_max; /* ticks a window holds (defer_grad_window) */
+    real *ga, *gb;      /* its a_t0 then x: [n_grad_max][I]; q: [n_grad_max][O] */
     uint64_t grad_tick; /* the window's last tick */
     real grad_lambda;   /* its a's decay */
 };

@@ -441,8 +441,8 @@ run_path_bench(FILE *out, const char *dir, int N, int defer, int quick, struct s
         return;
     }
     /* a window holds whole flushes of the pairs (every r ticks) and of the sums (every
-     * DEFER_GRAD_PAIRS = 64 ticks, daemon/engine/defer.h) */
-    int window = defer > 1 ? 32 * defer : 64;
+     * 64 to DEFER_GRAD_PAIRS_MAX = 256 ticks, daemon/engine/defer.h) */
+    int window = defer > 1 ? 32 * defer : 256;
     int n_ticks = quick ? 4 * window : 20 * window;
     struct rng ra, rb;
     rng_seed(&ra, 21, "run");
