@@ -170,11 +170,11 @@ pool_tick(pool_t *p, struct engine *eng)
         return;
     }
     int wake = engine_tick_work(eng) >= p->min_work;
-    engine_set_runner(eng, pool_run, p);
+    engine_set_runner(eng, pool_run, p, p->n_threads);
     if (wake)
         pool_begin(p);
     engine_tick(eng);
     if (wake)
         pool_end(p);
-    engine_set_runner(eng, NULL, NULL); /* the engine keeps no pointer to the pool */
+    engine_set_runner(eng, NULL, NULL, 1); /* the engine keeps no pointer to the pool */
 }

@@ -815,6 +815,16 @@ source_values(const struct engine *e, const struct model_source *s, int target_c
     return s->index < target_cell ? cl->out[e->cur] : cl->out[!e->cur];
 }
 
+/* The parts of a forward phase cut by output columns. Its bits do not depend on the cut
+ * (each output's sum is computed whole, in row order), while every part walks every input
+ * that fired: so it takes no more parts than there are threads to run them. */
+static int
+forward_parts(const struct engine *e, int64_t work)
+{
+    int n = engine_n_parts(e, work), t = e->runner_threads > 1 ? e->runner_threads : 1;
+    return n < t ? n : t;
+}
+
 struct cols_job {
     struct eproj *p;
     int n_parts;
@@ -857,7 +867,7 @@ proj_forward(struct engine *e, struct eproj *p)
                (size_t)d->from[s].size * sizeof(real));
     switch (d->op) {
     case MODEL_OP_DENSE: {
-        struct cols_job j = {p, engine_n_parts(e, p->count)};
+        struct cols_job j = {p, forward_parts(e, p->count)};
         if (j.n_parts > 1) /* output columns apart: each output's sum unchanged */
             engine_run_parts(e, j.n_parts, p->count, forward_cols_part, &j);
         else
@@ -867,7 +877,7 @@ proj_forward(struct engine *e, struct eproj *p)
         break;
     }
     case MODEL_OP_SPARSE: {
-        struct cols_job j = {p, engine_n_parts(e, p->count)};
+        struct cols_job j = {p, forward_parts(e, p->count)};
         if (j.n_parts > 1) /* output columns apart: each output's sum unchanged */
             engine_run_parts(e, j.n_parts, p->count, sparse_cols_part, &j);
         else if (p->n_pend)
@@ -1207,11 +1217,13 @@ engine_tick(struct engine *e)
 /* ---- tick parts ---------------------------------------------------------------------- */
 
 void
-engine_set_runner(struct engine *e, engine_runner_fn *run, void *ctx)
+engine_set_runner(struct engine *e, engine_runner_fn *run, void *ctx, int n_threads)
 {
     e->runner = run;
     e->runner_ctx = ctx;
+    e->runner_threads = run && n_threads > 1 ? n_threads : 1;
 }
+
 
 int64_t
 engine_tick_work(const struct engine *e)

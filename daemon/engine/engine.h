@@ -105,7 +105,9 @@ void engine_set_fp_env(void);
  * who runs them, and each part writes its own rows (columns), each element summed as in
  * one pass. So a tick gives the same bits whether its parts run inline, in any order, or
  * on several threads. (A sparse forward part walks every event row for the entries in its
- * columns, found by binary search: the rows' indices increase.) The cells stay whole. */
+ * columns, found by binary search: the rows' indices increase. As a forward's bits do not
+ * depend on its cut at all, it takes no more parts than the runner has threads.) The
+ * cells stay whole. */
 
 /* Runs part `part` of a phase (any thread; parts of one phase may run concurrently). */
 typedef void engine_part_fn(void *arg, int part);
@@ -119,9 +121,11 @@ enum {
     ENGINE_TICK_PART_WORK = 1 << 18 /* default elements per part (a phase of less is one part) */
 };
 
-/* Sets the runner of the tick's parts (NULL: parts run inline on the tick thread). Call
- * between ticks from the tick thread; the runner's threads must have FTZ/DAZ set. */
-void engine_set_runner(struct engine *eng, engine_runner_fn *run, void *ctx);
+/* Sets the runner of the tick's parts (NULL: parts run inline on the tick thread) and the
+ * threads behind it (the phases whose bits do not depend on their cut, the forward passes,
+ * take no more parts than that). Call between ticks from the tick thread; the runner's
+ * threads must have FTZ/DAZ set. */
+void engine_set_runner(struct engine *eng, engine_runner_fn *run, void *ctx, int n_threads);
 
 /* The elements of the tick's largest parallel phase (the weights of the largest learning
  * or dense projection): what a runner compares with its threshold to decide whether to

@@ -162,6 +162,7 @@ struct engine {
     int n_sections;
     engine_runner_fn *runner; /* runs a phase's parts; NULL: inline */
     void *runner_ctx;
+    int runner_threads; /* the threads behind the runner (1 without one) */
     int64_t part_work; /* elements per part */
 };
 

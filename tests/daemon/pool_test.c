@@ -178,7 +178,7 @@ check_same_bits(const char *algo, int defer)
         drive(two, &r2, k);
         engine_tick(ref);
         engine_tick(one);
-        engine_set_runner(two, counting_run, &c);
+        engine_set_runner(two, counting_run, &c, 2);
         pool_begin(pool);
         engine_tick(two);
         pool_end(pool);
@@ -272,7 +272,7 @@ test_pool_no_alloc_in_ticks(void **state)
         long calls = mc.n_calls;
         for (int k = 0; k < TICKS; k++) {
             drive(eng, &r, k);
-            engine_set_runner(eng, counting_run, &c);
+            engine_set_runner(eng, counting_run, &c, 2);
             pool_begin(pool);
             engine_tick(eng);
             pool_end(pool);
@@ -316,7 +316,7 @@ test_pool_tick_makes_no_system_call(void **state)
             struct rng r;
             rng_seed(&r, 10, "pool");
             engine_set_fp_env();
-            engine_set_runner(eng, counting_run, &c);
+            engine_set_runner(eng, counting_run, &c, 2);
             pool_begin(pool);
             if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_STRICT) != 0)
                 _exit(4);
