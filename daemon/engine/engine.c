@@ -1224,7 +1224,6 @@ engine_set_runner(struct engine *e, engine_runner_fn *run, void *ctx, int n_thre
     e->runner_threads = run && n_threads > 1 ? n_threads : 1;
 }
 
-
 int64_t
 engine_tick_work(const struct engine *e)
 {

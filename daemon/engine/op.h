@@ -7,7 +7,6 @@
 #define ETRACE_OP_H
 
 #include <stdint.h>
-
 #include <string.h>
 
 #include "real.h"
