@@ -62,18 +62,11 @@ push_part(void *arg, int part)
     int64_t r = p->n_pend_max, O = p->O, i0, i1, o0, o1;
     engine_part_rows(p->I, j->n_parts, part, &i0, &i1);
     engine_part_rows(O, j->n_parts, part, &o0, &o1);
-    if (j->sparse) {
-        for (int64_t i = i0; i < i1; i++)
-            if (j->row[i] != R(0.0)) {
-                real u = j->nlr * j->row[i];
-                p->pa[i * r + j->k] = u != R(0.0) ? u : R(0.0);
-            }
-    } else {
-        for (int64_t i = i0; i < i1; i++) {
+    for (int64_t i = i0; i < i1; i++)
+        if (!j->sparse || j->row[i] != R(0.0)) {
             real u = j->nlr * j->row[i];
             p->pa[i * r + j->k] = u != R(0.0) ? u : R(0.0);
         }
-    }
     /* B_s += lambda^(k - s) q for the segment's earlier pairs (streams over O); B_k = q */
     real pw = R(1.0);
     for (int64_t s = j->k - 1; s >= j->first; s--) {
@@ -86,8 +79,8 @@ push_part(void *arg, int part)
 }
 
 void
-defer_push_parts(struct engine *e, struct eproj *p, const real *a, const real *x, const real *q,
-                 real lr, real lambda, uint64_t tick)
+defer_push(struct engine *e, struct eproj *p, const real *a, const real *x, const real *q, real lr,
+           real lambda, uint64_t tick)
 {
     int64_t r = p->n_pend_max, k = p->n_pend, I = p->I, O = p->O;
     double *g = p->pseg, bmax = learn_max_abs(O, q), umax = 0.0, bsum = 0.0;
@@ -122,13 +115,6 @@ defer_push_parts(struct engine *e, struct eproj *p, const real *a, const real *x
     g[DEFER_SEG_UMAX] = umax;
     g[DEFER_SEG_BSUM] = bsum;
     p->n_pend++;
-}
-
-void
-defer_push(struct eproj *p, const real *a, const real *x, const real *q, real lr, real lambda,
-           uint64_t tick)
-{
-    defer_push_parts(NULL, p, a, x, q, lr, lambda, tick);
 }
 
 /* Vectors of LANES reals for the dense row passes; CHUNK: the entries of a sparse row
@@ -419,12 +405,8 @@ defer_forward_cols(struct eproj *p, real *y, const real *x, int64_t o0, int64_t 
         nx2 = op_sparse_ahead(ptr, idx, w, x, I, nx);
         __builtin_prefetch(p->pa + nx * r); /* nx <= I: inside pa's carved block */
         real xi = x[i];
-        int64_t e = ptr[i], end = ptr[i + 1];
-        if (o0 > 0)
-            e = op_sparse_lower(idx, e, end, o0);
-        if (o1 < O)
-            end = op_sparse_lower(idx, e, end, o1);
-        int64_t m = row_factors(p, i, c, at);
+        int64_t e, end, m = row_factors(p, i, c, at);
+        op_sparse_row_cols(ptr, idx, i, o0, o1, O, &e, &end);
         if (!m) {
             for (; e < end; e++)
                 y[idx[e]] += xi * w[e];

@@ -83,14 +83,12 @@ _Static_assert(sizeof((struct eproj *)0)->pseg == DEFER_SEG_N * sizeof(double),
  * skipped), so a flush costs 1 + (the input's events in the window) products per weight
  * instead of r. The sum equals sum_k a_k b_k^T to rounding. A segment also ends before
  * r max|u| sum max|b| over its pairs would reach DEFER_PAIR_LIMIT, so that a flush stays
- * as far from overflow as the pairs themselves. */
-void defer_push(struct eproj *p, const real *a, const real *x, const real *q, real lr, real lambda,
-                uint64_t tick);
-
-/* The same as tick parts over u_k's rows and B's columns (engine_run_parts; the same bits),
- * on the tick thread; e NULL: inline, as defer_push. */
-void defer_push_parts(struct engine *e, struct eproj *p, const real *a, const real *x,
-                      const real *q, real lr, real lambda, uint64_t tick);
+ * as far from overflow as the pairs themselves.
+ *
+ * The work runs as tick parts over u_k's rows and B's columns (engine_run_parts; the same
+ * bits), on the tick thread; e NULL: inline. */
+void defer_push(struct engine *e, struct eproj *p, const real *a, const real *x, const real *q,
+                real lr, real lambda, uint64_t tick);
 
 /* The next pair starts a segment (the row factors' recurrence was broken: a trace reset). */
 void defer_close(struct eproj *p);

@@ -435,8 +435,8 @@ rank1_apply(struct engine *e, struct eproj *p, real lr)
     if (p->defers) {
         if (p->n_pend == p->n_pend_max)
             defer_flush_parts(e, p); /* only after a snapshot held a scheduled flush back */
-        defer_push_parts(e, p, p->pend_a, p->rule == ENGINE_RULE_ES ? p->x : NULL, p->q, lr,
-                         grad_lambda(e, p), e->tick);
+        defer_push(e, p, p->pend_a, p->rule == ENGINE_RULE_ES ? p->x : NULL, p->q, lr,
+                   grad_lambda(e, p), e->tick);
     } else if (p->d->op != MODEL_OP_ELEMWISE) {
         struct rows_job j = {.e = e, .p = p, .dst = p->w.values, .a = p->pend_a, .lr = lr};
         run_rows(&j, rank1_part);

@@ -107,6 +107,20 @@ op_sparse_lower(const int32_t *indices, int64_t lo, int64_t hi, int64_t o)
     return lo;
 }
 
+/* Row i's entries whose index is in [o0, o1) (of n_out outputs): [*lo, *hi). */
+static inline void
+op_sparse_row_cols(const int64_t *indptr, const int32_t *indices, int64_t i, int64_t o0,
+                   int64_t o1, int64_t n_out, int64_t *lo, int64_t *hi)
+{
+    int64_t e = indptr[i], end = indptr[i + 1];
+    if (o0 > 0)
+        e = op_sparse_lower(indices, e, end, o0);
+    if (o1 < n_out)
+        end = op_sparse_lower(indices, e, end, o1);
+    *lo = e;
+    *hi = end;
+}
+
 /* op_sparse_forward for the outputs [o0, o1) alone (the tick parts of a large weight):
  * each output's sum has the same terms in the same order. */
 void op_sparse_forward_cols(int64_t n_in, int64_t n_out, int64_t o0, int64_t o1, real *y,

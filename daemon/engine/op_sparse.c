@@ -19,11 +19,8 @@ op_sparse_forward_cols(int64_t n_in, int64_t n_out, int64_t o0, int64_t o1, real
     for (int64_t nx2; i < n_in; i = nx, nx = nx2) {
         nx2 = op_sparse_ahead(indptr, indices, v, x, n_in, nx);
         real xi = x[i];
-        int64_t k = indptr[i], end = indptr[i + 1];
-        if (o0 > 0)
-            k = op_sparse_lower(indices, k, end, o0);
-        if (o1 < n_out)
-            end = op_sparse_lower(indices, k, end, o1);
+        int64_t k, end;
+        op_sparse_row_cols(indptr, indices, i, o0, o1, n_out, &k, &end);
         for (; k < end; k++)
             y[indices[k]] += xi * v[k];
     }

@@ -632,7 +632,7 @@ test_defer_push_segments(void **state)
             }
             for (int o = 0; o < O; o++)
                 q[o] = (real)rng_normal(&r);
-            defer_push(&p, a, x, q, lr, lam, (uint64_t)(100 + k));
+            defer_push(NULL, &p, a, x, q, lr, lam, (uint64_t)(100 + k));
             for (int i = 0; i < I; i++)
                 for (int o = 0; o < O; o++)
                     ref[i * O + o] += -(double)lr * (double)a[i] * (double)q[o];
@@ -658,13 +658,13 @@ test_defer_push_segments(void **state)
         a[i] = big, x[i] = R(0.0);
     for (int o = 0; o < O; o++)
         q[o] = R(1.0) / big;
-    defer_push(&p, a, x, q, R(1.0), R(0.5), 7);
+    defer_push(NULL, &p, a, x, q, R(1.0), R(0.5), 7);
     for (int i = 0; i < I; i++)
         a[i] = R(1.0) / big, x[i] = R(0.0);
     for (int o = 0; o < O; o++)
         q[o] = big;
     assert_true(defer_pair_ok(&p, a, q, 1.0));
-    defer_push(&p, a, x, q, R(1.0), R(0.5), 8);
+    defer_push(NULL, &p, a, x, q, R(1.0), R(0.5), 8);
     assert_true(p.pseg[DEFER_SEG_FIRST] == 1.0);
     /* a checkpoint's segment must be one a push could have left */
     assert_true(defer_seg_ok(&p));
@@ -735,7 +735,7 @@ test_defer_sparse_flush_chunks(void **state)
         }
         for (int o = 0; o < O; o++)
             q[o] = (real)rng_normal(&r);
-        defer_push(&p, a, x, q, lr, lam, (uint64_t)(40 + k));
+        defer_push(NULL, &p, a, x, q, lr, lam, (uint64_t)(40 + k));
         for (int i = 0; i < I; i++)
             for (int64_t e = indptr[i]; e < indptr[i + 1]; e++)
                 ref[e] += -(double)lr * (double)a[i] * (double)q[indices[e]];
