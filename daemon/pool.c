@@ -145,7 +145,8 @@ void
 pool_run(void *ctx, int n_parts, int64_t work, engine_part_fn *fn, void *arg)
 {
     struct pool *p = ctx;
-    if (!p->is_awake || n_parts < 2 || work < p->min_work) {
+    (void)work; /* awake, the workers spin: the engine asked for parts worth sharing */
+    if (!p->is_awake || n_parts < 2) {
         for (int k = 0; k < n_parts; k++)
             fn(arg, k);
         return;

@@ -858,6 +858,31 @@ sparse_cols_part(void *arg, int part)
     }
 }
 
+struct back_job {
+    const struct eproj *p;
+    int64_t row0, n_rows;
+    real *dx;
+    int n_parts;
+};
+
+static void
+back_part(void *arg, int part)
+{
+    struct back_job *j = arg;
+    int64_t lo, hi, O = j->p->O;
+    engine_part_rows(j->n_rows, j->n_parts, part, &lo, &hi);
+    op_dense_backward(hi - lo, O, j->dx + lo, j->p->w.values + (j->row0 + lo) * O, j->p->q);
+}
+
+/* dx += W[row0 .. row0 + n_rows) q, in parts of rows (each dx[i] summed whole). */
+static void
+dense_backward(const struct engine *e, const struct eproj *p, int64_t row0, int64_t n_rows,
+               real *dx)
+{
+    struct back_job j = {p, row0, n_rows, dx, engine_free_parts(e, n_rows * p->O)};
+    engine_run_parts(e, j.n_parts, n_rows * p->O, back_part, &j);
+}
+
 static void
 proj_forward(struct engine *e, struct eproj *p)
 {
@@ -1061,8 +1086,7 @@ backward(struct engine *e)
                 }
                 switch (p->d->op) {
                 case MODEL_OP_DENSE:
-                    op_dense_backward(src->size, p->O, sc->dl,
-                                      p->w.values + (int64_t)src->offset * p->O, p->q);
+                    dense_backward(e, p, src->offset, src->size, sc->dl);
                     break;
                 case MODEL_OP_SPARSE:
                     op_sparse_backward(src->offset, src->size, sc->dl, p->w.indptr, p->w.indices,
@@ -1240,6 +1264,14 @@ engine_n_parts(const struct engine *e, int64_t work)
 {
     int64_t n = work / e->part_work;
     return n < 1 ? 1 : n > ENGINE_TICK_PARTS_MAX ? ENGINE_TICK_PARTS_MAX : (int)n;
+}
+
+int
+engine_free_parts(const struct engine *e, int64_t work)
+{
+    int64_t n = work / (e->part_work / 8 > 0 ? e->part_work / 8 : 1);
+    int t = e->runner_threads < ENGINE_TICK_PARTS_MAX ? e->runner_threads : ENGINE_TICK_PARTS_MAX;
+    return n <= 1 || t <= 1 ? 1 : n > t ? t : (int)n;
 }
 
 void

@@ -169,6 +169,11 @@ struct engine {
 /* The number of parts of a phase of `work` elements: fixed by work and e->part_work. */
 int engine_n_parts(const struct engine *e, int64_t work);
 
+/* The number of parts of a phase whose bits do not depend on its cut at all (each element
+ * written whole by one part): one per runner thread, while each gets at least
+ * part_work / 8 elements. */
+int engine_free_parts(const struct engine *e, int64_t work);
+
 /* Runs parts 0 .. n_parts - 1 of fn through the runner (inline without one) and returns
  * when all are done. */
 void engine_run_parts(const struct engine *e, int n_parts, int64_t work, engine_part_fn *fn,

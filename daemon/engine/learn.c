@@ -32,11 +32,12 @@ struct rows_job {
     double max[ENGINE_TICK_PARTS_MAX]; /* D-RTRL: each part's max |E| */
 };
 
-/* Runs fn over p's rows in tick parts (one part for a small weight). */
+/* Runs fn over p's rows in tick parts (one part for a small weight): each row is written
+ * whole by one part, so the cut does not change the bits. */
 static void
 run_rows(struct rows_job *j, engine_part_fn *fn)
 {
-    j->n_parts = engine_n_parts(j->e, j->p->count);
+    j->n_parts = engine_free_parts(j->e, j->p->count);
     engine_run_parts(j->e, j->n_parts, j->p->count, fn, j);
 }
 
@@ -429,6 +430,31 @@ grad_lambda(const struct engine *e, const struct eproj *p)
     return p->rule == ENGINE_RULE_ES ? e->lambda_x : R(0.0);
 }
 
+struct elem_job {
+    int64_t n;
+    real *w;
+    const real *a, *q;
+    real lr;
+    int n_parts;
+};
+
+static void
+elem_part(void *arg, int part)
+{
+    struct elem_job *j = arg;
+    int64_t lo, hi;
+    engine_part_rows(j->n, j->n_parts, part, &lo, &hi);
+    optim_sgd_rank1_elem(hi - lo, j->w + lo, j->a ? j->a + lo : NULL, j->q + lo, j->lr, R(0.0));
+}
+
+/* w -= lr a q (a NULL: 1) element-wise, in parts (each element is its own). */
+static void
+rank1_elem(const struct engine *e, int64_t n, real *w, const real *a, const real *q, real lr)
+{
+    struct elem_job j = {n, w, a, q, lr, engine_free_parts(e, n)};
+    engine_run_parts(e, j.n_parts, n, elem_part, &j);
+}
+
 static void
 rank1_apply(struct engine *e, struct eproj *p, real lr)
 {
@@ -441,9 +467,9 @@ rank1_apply(struct engine *e, struct eproj *p, real lr)
         struct rows_job j = {.e = e, .p = p, .dst = p->w.values, .a = p->pend_a, .lr = lr};
         run_rows(&j, rank1_part);
     } else /* the instant rule on an elemwise weight */
-        optim_sgd_rank1_elem(p->O, p->w.values, p->pend_a, p->q, lr, R(0.0));
+        rank1_elem(e, p->O, p->w.values, p->pend_a, p->q, lr);
     if (p->w.bias)
-        optim_sgd_rank1_elem(p->O, p->w.bias, NULL, p->q, lr, R(0.0));
+        rank1_elem(e, p->O, p->w.bias, NULL, p->q, lr);
     /* ||a (x) q||^2 = ||a||^2 ||q||^2; the bias adds ||q||^2 */
     double a2 = 0.0, q2 = 0.0;
     for (int64_t i = 0; i < p->I; i++)

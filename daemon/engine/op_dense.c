@@ -17,10 +17,9 @@ void
 op_dense_forward(int64_t n_in, int64_t n_out, real *y, const real *w, const real *x, const real *b)
 {
     op_dense_init(n_out, y, b);
-    for (int64_t i = 0; i < n_in; i++) {
+    /* spiking inputs: only the rows of neurons that fired are read */
+    for (int64_t i = op_next_event(x, 0, n_in); i < n_in; i = op_next_event(x, i + 1, n_in)) {
         real xi = x[i];
-        if (xi == R(0.0))
-            continue; /* spiking inputs: only the rows of neurons that fired are read */
         const real *row = w + i * n_out;
         for (int64_t o = 0; o < n_out; o++)
             y[o] += xi * row[o];
@@ -33,10 +32,8 @@ op_dense_forward_cols(int64_t n_in, int64_t n_out, int64_t o0, int64_t o1, real 
 {
     for (int64_t o = o0; o < o1; o++)
         y[o] = b ? b[o] + R(0.0) : R(0.0); /* as op_dense_init */
-    for (int64_t i = 0; i < n_in; i++) {
+    for (int64_t i = op_next_event(x, 0, n_in); i < n_in; i = op_next_event(x, i + 1, n_in)) {
         real xi = x[i];
-        if (xi == R(0.0))
-            continue;
         const real *row = w + i * n_out;
         for (int64_t o = o0; o < o1; o++)
             y[o] += xi * row[o];
@@ -59,6 +56,16 @@ op_dense_forward_plain(int64_t n_in, int64_t n_out, real *y, const real *w, cons
 void
 op_dense_backward(int64_t n_rows, int64_t n_out, real *dx, const real *w, const real *dy)
 {
+    if (n_out == 2) { /* a small readout: the same sums, vectorised over rows */
+        real dy0 = dy[0], dy1 = dy[1];
+        for (int64_t i = 0; i < n_rows; i++) {
+            real s = R(0.0);
+            s += w[2 * i] * dy0;
+            s += w[2 * i + 1] * dy1;
+            dx[i] += s;
+        }
+        return;
+    }
     for (int64_t i = 0; i < n_rows; i++) {
         const real *row = w + i * n_out;
         real s = R(0.0);

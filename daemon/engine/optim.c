@@ -172,10 +172,39 @@ optim_step(const struct optim_cfg *c, double lr, uint64_t step, int n_params,
 /* The fused rank-one sgd steps below compute exactly what the accumulator path computes
  * for one tick (acc = a[i] q[o], rows with a[i] == 0 left at 0), without the accumulator. */
 
+#if defined(REAL_DOUBLE)
+typedef uint64_t real_bits;
+#else
+typedef uint32_t real_bits;
+#endif
+
+/* keep (all ones or zero) ? a : b, bit for bit, as a select the vectoriser takes (a ternary
+ * on floats is control flow to gcc 12 at -O2). */
+static inline real
+pick(real_bits keep, real a, real b)
+{
+    real_bits ba, bb;
+    memcpy(&ba, &a, sizeof ba);
+    memcpy(&bb, &b, sizeof bb);
+    ba = (ba & keep) | (bb & ~keep);
+    memcpy(&a, &ba, sizeof a);
+    return a;
+}
+
 void
 optim_sgd_rank1_dense(int64_t n_in, int64_t n_out, real *restrict w, const real *restrict a,
                       const real *restrict q, real lr, real wd)
 {
+    if (n_out == 2 && wd == R(0.0)) { /* a small readout: vectorised over rows */
+        real q0 = q[0], q1 = q[1];
+        for (int64_t i = 0; i < n_in; i++) {
+            real ai = a[i];
+            real_bits keep = (real_bits)0 - (real_bits)(ai == R(0.0)); /* the row as it was */
+            w[2 * i] = pick(keep, w[2 * i], w[2 * i] - lr * (ai * q0));
+            w[2 * i + 1] = pick(keep, w[2 * i + 1], w[2 * i + 1] - lr * (ai * q1));
+        }
+        return;
+    }
     for (int64_t i = 0; i < n_in; i++) {
         real ai = a[i];
         real *restrict row = w + i * n_out;
@@ -220,9 +249,16 @@ void
 optim_sgd_rank1_elem(int64_t n, real *restrict w, const real *restrict a, const real *restrict q,
                      real lr, real wd)
 {
-    /* the accumulator path adds a[o] q[o] (q[o] alone for a bias) to a zero accumulator */
-    for (int64_t o = 0; o < n; o++) {
-        real g = a ? a[o] * q[o] : q[o];
-        w[o] -= lr * (wd == R(0.0) ? g : g + wd * w[o]);
+    /* the accumulator path adds a[o] q[o] (q[o] alone for a bias) to a zero accumulator;
+     * one loop per case so that each vectorises */
+    if (wd != R(0.0)) {
+        for (int64_t o = 0; o < n; o++)
+            w[o] -= lr * ((a ? a[o] * q[o] : q[o]) + wd * w[o]);
+    } else if (a) {
+        for (int64_t o = 0; o < n; o++)
+            w[o] -= lr * (a[o] * q[o]);
+    } else {
+        for (int64_t o = 0; o < n; o++)
+            w[o] -= lr * q[o];
     }
 }

@@ -403,6 +403,34 @@ test_op_next_event_matches_scan(void **state)
     }
 }
 
+/* The two-column backward (a small readout's, vectorised over rows) gives the bits of the
+ * per-row sum in column order: every length from 0 to 40, -0 and large values. */
+static void
+test_op_dense_backward_two_columns_bitwise(void **state)
+{
+    (void)state;
+    struct testmodel_rng r;
+    testmodel_rng_seed(&r, g_seed + 3000);
+    for (int trial = 0; trial < 200; trial++) {
+        int64_t n = trial % 41;
+        real w[2 * 40], dy[2], dx[40], ref[40];
+        for (int64_t k = 0; k < 2 * n; k++)
+            w[k] = k % 9 == 4 ? -R(0.0) : (real)(testmodel_rng_normal(&r) * (k % 5 ? 1.0 : 1e30));
+        for (int o = 0; o < 2; o++)
+            dy[o] = trial % 5 == 1 ? -R(0.0) : (real)testmodel_rng_normal(&r);
+        for (int64_t i = 0; i < n; i++) {
+            dx[i] = i % 6 == 2 ? -R(0.0) : (real)testmodel_rng_normal(&r);
+            real s = R(0.0);
+            for (int o = 0; o < 2; o++)
+                s += w[2 * i + o] * dy[o];
+            ref[i] = dx[i] + s;
+        }
+        op_dense_backward(n, 2, dx, w, dy);
+        if (memcmp(dx, ref, (size_t)n * sizeof(real)) != 0)
+            fail_msg("two-column backward differs from the per-row sum (trial %d)", trial);
+    }
+}
+
 int
 main(void)
 {
@@ -415,6 +443,7 @@ main(void)
         cmocka_unit_test(test_op_sparse_backward_matches_dense),
         cmocka_unit_test(test_op_elem_matches_naive),
         cmocka_unit_test(test_op_next_event_matches_scan),
+        cmocka_unit_test(test_op_dense_backward_two_columns_bitwise),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -384,6 +384,42 @@ test_optim_refuses_non_finite(void **state)
         }
 }
 
+/* The two-column rank-one step (a small readout's, vectorised over rows) gives the bits of
+ * the row-by-row loop it replaces: rows with a[i] == 0 (either sign) untouched, -0
+ * weights, an infinite q, NaN, subnormals; every length from 0 to 40 (vector tails). */
+static void
+test_optim_rank1_two_columns_bitwise(void **state)
+{
+    (void)state;
+    struct testmodel_rng r;
+    testmodel_rng_seed(&r, g_seed + 77);
+    const real special[] = {R(0.0), -R(0.0), R(1.0) / R(0.0), R(0.0) / R(0.0), R(1e-40),
+                            R(-3.5)};
+    for (int trial = 0; trial < 200; trial++) {
+        int64_t n = trial % 41;
+        real w[2 * 40], ref[2 * 40], a[40], q[2];
+        for (int64_t k = 0; k < 2 * n; k++) {
+            double u = testmodel_rng_uniform(&r);
+            w[k] = u < 0.2 ? special[(int)(u * 30) % 6] : (real)testmodel_rng_normal(&r);
+        }
+        for (int64_t i = 0; i < n; i++) {
+            double u = testmodel_rng_uniform(&r);
+            a[i] = u < 0.4 ? special[(int)(u * 15) % 6] : (real)testmodel_rng_normal(&r);
+        }
+        for (int o = 0; o < 2; o++)
+            q[o] = trial % 7 == 3 ? special[(trial + o) % 6] : (real)testmodel_rng_normal(&r);
+        real lr = (real)(0.01 + testmodel_rng_uniform(&r));
+        memcpy(ref, w, sizeof w);
+        for (int64_t i = 0; i < n; i++) /* the general path, row by row */
+            if (a[i] != R(0.0))
+                for (int o = 0; o < 2; o++)
+                    ref[2 * i + o] -= lr * (a[i] * q[o]);
+        optim_sgd_rank1_dense(n, 2, w, a, q, lr, R(0.0));
+        if (memcmp(w, ref, (size_t)(2 * n) * sizeof(real)) != 0)
+            fail_msg("two-column rank-one step differs from row by row (trial %d)", trial);
+    }
+}
+
 int
 main(void)
 {
@@ -395,6 +431,7 @@ main(void)
         cmocka_unit_test(test_optim_clip_norm_global),
         cmocka_unit_test(test_optim_clip_norm_scales_all_tensors_together),
         cmocka_unit_test(test_optim_refuses_non_finite),
+        cmocka_unit_test(test_optim_rank1_two_columns_bitwise),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
