@@ -366,12 +366,20 @@ learn_accumulate_tick(struct engine *e, double reward)
 double
 learn_max_abs(int64_t n, const real *a)
 {
-    real_bits m = 0;
-    for (int64_t i = 0; i < n; i++) {
+    real_bits m[8] = {0}; /* 8 chains of compares in flight; a max is the same in any order */
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) {
+            real_bits b = real_abs_bits(a[i + k]);
+            m[k] = b > m[k] ? b : m[k];
+        }
+    for (; i < n; i++) {
         real_bits b = real_abs_bits(a[i]);
-        m = b > m ? b : m;
+        m[0] = b > m[0] ? b : m[0];
     }
-    return real_from_abs_bits(m);
+    for (int k = 1; k < 8; k++)
+        m[0] = m[k] > m[0] ? m[k] : m[0];
+    return real_from_abs_bits(m[0]);
 }
 
 static double
@@ -471,11 +479,7 @@ rank1_apply(struct engine *e, struct eproj *p, real lr)
     if (p->w.bias)
         rank1_elem(e, p->O, p->w.bias, NULL, p->q, lr);
     /* ||a (x) q||^2 = ||a||^2 ||q||^2; the bias adds ||q||^2 */
-    double a2 = 0.0, q2 = 0.0;
-    for (int64_t i = 0; i < p->I; i++)
-        a2 += (double)p->pend_a[i] * (double)p->pend_a[i];
-    for (int64_t o = 0; o < p->O; o++)
-        q2 += (double)p->q[o] * (double)p->q[o];
+    double a2 = optim_sum_sq(p->I, p->pend_a), q2 = optim_sum_sq(p->O, p->q);
     struct optim_param *ow = &e->oparams[p->opw];
     ow->grad_sq = a2 * q2;
     if (p->opb >= 0)

@@ -44,19 +44,17 @@ void op_sparse_forward(int64_t n_in, int64_t n_out, real *y, const int64_t *indp
 static inline int64_t
 op_next_event(const real *x, int64_t from, int64_t n_in)
 {
-#if defined(REAL_DOUBLE)
-    typedef uint64_t op_bits;
-    const op_bits mag = ~((op_bits)1 << 63);
-#else
-    typedef uint32_t op_bits;
-    const op_bits mag = ~((op_bits)1 << 31);
-#endif
+    /* a block of 8 values as 64-bit words (4 floats or 8 doubles), every sign bit masked */
+    enum { OP_WORDS = 8 * sizeof(real) / sizeof(uint64_t) };
+    const uint64_t mag = sizeof(real) == 4 ? UINT64_C(0x7fffffff7fffffff) : ~(UINT64_C(1) << 63);
     while (from < n_in) {
         for (; from + 8 <= n_in; from += 8) {
-            op_bits b[8], any = 0;
-            memcpy(b, x + from, sizeof b);
-            for (int k = 0; k < 8; k++)
-                any |= b[k];
+            uint64_t any = 0;
+            for (int k = 0; k < OP_WORDS; k++) {
+                uint64_t w;
+                memcpy(&w, (const char *)(x + from) + k * sizeof w, sizeof w);
+                any |= w;
+            }
             if (any & mag)
                 break;
         }

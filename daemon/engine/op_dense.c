@@ -3,6 +3,15 @@
 
 #include <string.h>
 
+/* Asks for the first 1 KiB of a row of n values ahead of its use. */
+static inline __attribute__((always_inline)) void
+fetch_row(const real *row, int64_t n)
+{
+    int64_t bytes = n * (int64_t)sizeof(real);
+    for (int64_t k = 0; k < bytes && k < 1024; k += 64)
+        __builtin_prefetch((const char *)row + k);
+}
+
 void
 op_dense_init(int64_t n_out, real *y, const real *b)
 {
@@ -17,8 +26,12 @@ void
 op_dense_forward(int64_t n_in, int64_t n_out, real *y, const real *w, const real *x, const real *b)
 {
     op_dense_init(n_out, y, b);
-    /* spiking inputs: only the rows of neurons that fired are read */
-    for (int64_t i = op_next_event(x, 0, n_in); i < n_in; i = op_next_event(x, i + 1, n_in)) {
+    /* spiking inputs: only the rows of neurons that fired are read, the next one fetched
+     * while this one is added */
+    for (int64_t i = op_next_event(x, 0, n_in), nx; i < n_in; i = nx) {
+        nx = op_next_event(x, i + 1, n_in);
+        if (nx < n_in)
+            fetch_row(w + nx * n_out, n_out);
         real xi = x[i];
         const real *row = w + i * n_out;
         for (int64_t o = 0; o < n_out; o++)
@@ -32,7 +45,10 @@ op_dense_forward_cols(int64_t n_in, int64_t n_out, int64_t o0, int64_t o1, real 
 {
     for (int64_t o = o0; o < o1; o++)
         y[o] = b ? b[o] + R(0.0) : R(0.0); /* as op_dense_init */
-    for (int64_t i = op_next_event(x, 0, n_in); i < n_in; i = op_next_event(x, i + 1, n_in)) {
+    for (int64_t i = op_next_event(x, 0, n_in), nx; i < n_in; i = nx) {
+        nx = op_next_event(x, i + 1, n_in);
+        if (nx < n_in)
+            fetch_row(w + nx * n_out + o0, o1 - o0);
         real xi = x[i];
         const real *row = w + i * n_out;
         for (int64_t o = o0; o < o1; o++)

@@ -11,10 +11,8 @@
 /* Non-zero when x is Inf or NaN: x - x is 0 for every finite x. */
 #define NONFINITE(x) ((x) - (x) != R(0.0))
 
-/* The sum of squares of a[0..n) in double, in 8 interleaved partial sums (fixed order, so
- * the result is reproducible) that the compiler can keep in one vector register. */
-static double
-sum_sq(int64_t n, const real *a)
+double
+optim_sum_sq(int64_t n, const real *a)
 {
     double s[8] = {0};
     int64_t i = 0;
@@ -113,7 +111,7 @@ optim_check(const struct optim_cfg *c, double lr, uint64_t step, int n_params,
 {
     double norm_sq = 0.0;
     for (int i = 0; i < n_params; i++) {
-        ps[i].grad_sq = sum_sq(ps[i].n, ps[i].acc);
+        ps[i].grad_sq = optim_sum_sq(ps[i].n, ps[i].acc);
         norm_sq += ps[i].grad_sq;
     }
     *plan = (struct optim_plan){
@@ -171,12 +169,6 @@ optim_step(const struct optim_cfg *c, double lr, uint64_t step, int n_params,
 
 /* The fused rank-one sgd steps below compute exactly what the accumulator path computes
  * for one tick (acc = a[i] q[o], rows with a[i] == 0 left at 0), without the accumulator. */
-
-#if defined(REAL_DOUBLE)
-typedef uint64_t real_bits;
-#else
-typedef uint32_t real_bits;
-#endif
 
 /* keep (all ones or zero) ? a : b, bit for bit, as a select the vectoriser takes (a ternary
  * on floats is control flow to gcc 12 at -O2). */

@@ -60,6 +60,10 @@ void optim_sgd_rank1_sparse(int64_t n_in, real *w, const int64_t *indptr, const 
                             const real *a, const real *q, real lr, real wd);
 void optim_sgd_rank1_elem(int64_t n, real *w, const real *a, const real *q, real lr, real wd);
 
+/* The sum of squares of a[0..n) in double, in 8 interleaved partial sums (a fixed order,
+ * so the result is reproducible, and 8 chains of additions in flight instead of one). */
+double optim_sum_sq(int64_t n, const real *a);
+
 /* Applies one step with learning rate lr; `step` is the 1-based index of this step.
  * Returns 1 when applied, 0 when refused (every w, m, v unchanged); acc is zeroed
  * either way (a refused gradient is discarded). */
