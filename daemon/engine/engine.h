@@ -106,8 +106,11 @@ void engine_set_fp_env(void);
  * one pass. So a tick gives the same bits whether its parts run inline, in any order, or
  * on several threads. (A sparse forward part walks every event row for the entries in its
  * columns, found by binary search: the rows' indices increase. As a forward's bits do not
- * depend on its cut at all, it takes no more parts than the runner has threads.) The
- * cells stay whole. */
+ * depend on its cut at all, it takes no more parts than the runner has threads. The other
+ * phases whose bits do not depend on their cut, each element computed whole by one part —
+ * the rows of a rank-one step, a D-RTRL trace pass or an outer product, the dense
+ * backward, a bias's step — take one part per runner thread from part_work / 8 elements a
+ * part.) The cells stay whole. */
 
 /* Runs part `part` of a phase (any thread; parts of one phase may run concurrently). */
 typedef void engine_part_fn(void *arg, int part);
