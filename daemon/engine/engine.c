@@ -624,11 +624,14 @@ engine_compile(struct model_desc *d, const struct engine_opts *opts, struct engi
     e->defer_r = l->present ? l->defer : 1;
     for (int i = 0; i < d->n_projs; i++) {
         struct eproj *p = &e->projs[i];
-        p->defers = e->fused && e->defer_r > 1 &&
-                    (p->rule == ENGINE_RULE_ES || p->rule == ENGINE_RULE_INSTANT) &&
-                    (p->d->op == MODEL_OP_DENSE || p->d->op == MODEL_OP_SPARSE) &&
-                    ((double)e->defer_r * (double)(p->I + p->O) < (double)p->count ||
-                     (opts && opts->defer_small));
+        int rank1 = e->fused && (p->rule == ENGINE_RULE_ES || p->rule == ENGINE_RULE_INSTANT) &&
+                    (p->d->op == MODEL_OP_DENSE || p->d->op == MODEL_OP_SPARSE);
+        int small = (double)e->defer_r * (double)(p->I + p->O) >= (double)p->count;
+        p->defer_why = e->defer_r <= 1 || p->rule == ENGINE_RULE_FROZEN ? ENGINE_DEFER_NOT_ASKED
+                       : !rank1                                         ? ENGINE_DEFER_NOT_RANK1
+                       : small && !(opts && opts->defer_small)          ? ENGINE_DEFER_TOO_SMALL
+                                                                        : ENGINE_DEFER_YES;
+        p->defers = p->defer_why == ENGINE_DEFER_YES;
         p->n_pend_max = p->defers ? e->defer_r : 0;
     }
     struct carver c = {.mem = m};
@@ -853,8 +856,8 @@ sparse_cols_part(void *arg, int part)
         int64_t rl = defer_scratch_len(p);
         defer_forward_cols(p, p->y, p->x, o0, o1, p->pc + part * rl, p->pk + part * rl);
     } else {
-        op_sparse_forward_cols(p->I, p->O, o0, o1, p->y, p->w.indptr, p->w.indices,
-                               p->w.values, p->x, p->w.bias);
+        op_sparse_forward_cols(p->I, p->O, o0, o1, p->y, p->w.indptr, p->w.indices, p->w.values,
+                               p->x, p->w.bias);
     }
 }
 
@@ -1428,6 +1431,7 @@ engine_param(const struct engine *e, int pi, struct engine_param_view *v)
         .trace_bytes = p->trace_bytes,
         .reaches_loss = p->reaches_loss,
         .defers = p->defers,
+        .defer_why = (enum engine_defer_why)p->defer_why,
     };
 }
 
@@ -1460,8 +1464,7 @@ engine_state_check(const struct engine *e, struct err *err)
             return err_setf(err, ERR_STATE,
                             "projection %s: the segment of its pending pairs (first %g, tick %g, "
                             "lr %g, bounds %g %g) is not one a tick could have left",
-                            p->d->name, p->pseg[0], p->pseg[1], p->pseg[2], p->pseg[3],
-                            p->pseg[4]),
+                            p->d->name, p->pseg[0], p->pseg[1], p->pseg[2], p->pseg[3], p->pseg[4]),
                    -1;
     }
     /* The integers a tick indexes with: a checkpoint passes its checksum whoever wrote it,

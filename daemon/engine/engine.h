@@ -165,6 +165,15 @@ int engine_n_cells(const struct engine *eng);
 int engine_readout_size(const struct engine *eng, int readout);
 int engine_input_size(const struct engine *eng, int input);
 
+/* Whether a projection's sgd steps are deferred (learning.defer > 1), and why not. */
+enum engine_defer_why {
+    ENGINE_DEFER_NOT_ASKED, /* defer <= 1, or the projection does not learn */
+    ENGINE_DEFER_YES,       /* deferred */
+    ENGINE_DEFER_NOT_RANK1, /* not a rank-one sgd step (D-RTRL, an elemwise weight, another
+                             * optimizer or signal) */
+    ENGINE_DEFER_TOO_SMALL  /* its r (I + O) pair values would not be fewer than its weights */
+};
+
 struct engine_param_view {
     const char *name; /* projection name */
     enum model_op op;
@@ -181,6 +190,7 @@ struct engine_param_view {
     int64_t trace_bytes;       /* memory of this projection's traces */
     int reaches_loss;          /* a within-tick path from its target cell to a loss exists */
     int defers;                /* its sgd steps are kept as pending pairs (DESIGN §4.4) */
+    enum engine_defer_why defer_why; /* why they are, or are not */
 };
 
 /* A read-only view of projection p's parameters (valid until the next tick or free). */

@@ -71,6 +71,7 @@ struct eproj {
     double e_max;       /* D-RTRL: max|E| over the traces after the last tick */
     /* deferred rank-one steps (defer.c, DESIGN §4.4) */
     int defers;         /* this projection's sgd steps of W are kept as pending pairs */
+    int defer_why;      /* enum engine_defer_why: why (not), for the compile report */
     int64_t n_pend_max; /* r: at most r pairs, flushed after ticks t with (t + 1) % r == 0 */
     int64_t n_pend;     /* pairs pending (engine state) */
     real *pa, *pb;      /* the pairs (defer.h): u [I][r], B [r][O] */
@@ -163,7 +164,7 @@ struct engine {
     engine_runner_fn *runner; /* runs a phase's parts; NULL: inline */
     void *runner_ctx;
     int runner_threads; /* the threads behind the runner (1 without one) */
-    int64_t part_work; /* elements per part */
+    int64_t part_work;  /* elements per part */
 };
 
 /* The number of parts of a phase of `work` elements: fixed by work and e->part_work. */

@@ -107,8 +107,8 @@ op_sparse_lower(const int32_t *indices, int64_t lo, int64_t hi, int64_t o)
 
 /* Row i's entries whose index is in [o0, o1) (of n_out outputs): [*lo, *hi). */
 static inline void
-op_sparse_row_cols(const int64_t *indptr, const int32_t *indices, int64_t i, int64_t o0,
-                   int64_t o1, int64_t n_out, int64_t *lo, int64_t *hi)
+op_sparse_row_cols(const int64_t *indptr, const int32_t *indices, int64_t i, int64_t o0, int64_t o1,
+                   int64_t n_out, int64_t *lo, int64_t *hi)
 {
     int64_t e = indptr[i], end = indptr[i + 1];
     if (o0 > 0)

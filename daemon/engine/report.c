@@ -124,10 +124,10 @@ engine_report(const struct engine *eng, FILE *f, int json, int expand)
             if (v.rule != ENGINE_RULE_FROZEN)
                 fprintf(f, "               within-tick path to a loss: %s\n",
                         reaches ? "yes" : "NO (warning: this projection gets no gradient)");
-            if (l->present && l->defer > 1 && v.rule != ENGINE_RULE_FROZEN)
+            if (v.defer_why != ENGINE_DEFER_NOT_ASKED)
                 fprintf(f, "               deferred steps: %s\n",
-                        v.defers ? "yes"
-                        : (double)l->defer * (double)(v.in_size + v.out_size) >= (double)v.count
+                        v.defer_why == ENGINE_DEFER_YES ? "yes"
+                        : v.defer_why == ENGINE_DEFER_TOO_SMALL
                             ? "no (r (I + O) pair values would not be fewer than its weights)"
                             : "no (not a rank-one sgd step)");
         }
@@ -136,10 +136,12 @@ engine_report(const struct engine *eng, FILE *f, int json, int expand)
     /* bytes per synapse: everything resident over the stored weights (nnz) of every
      * projection, the figure of a model's memory cost per connection */
     long long nnz = 0;
+    int n_defer = 0;
     for (int p = 0; p < engine_n_projs(eng); p++) {
         struct engine_param_view v;
         engine_param(eng, p, &v);
         nnz += (long long)v.count;
+        n_defer += v.defers;
     }
     double per_syn = nnz > 0 ? (double)bytes / (double)nnz : 0.0;
     if (json) {
@@ -150,9 +152,12 @@ engine_report(const struct engine *eng, FILE *f, int json, int expand)
     fprintf(f, "resident: %zu bytes (%.2f MiB: weights, %straces, accumulators, optimizer)\n",
             bytes, (double)bytes / 1048576.0, d->stats_drift ? "W0 and drift mark, " : "");
     fprintf(f, "bytes per synapse: %.2f (resident / %lld stored weights)\n", per_syn, nnz);
-    if (l->present && l->defer > 1)
+    if (l->present && l->defer > 1 && n_defer)
         fprintf(f, "deferred rank-one steps: up to %d pending pairs, written every %d ticks\n",
                 l->defer, l->defer);
+    else if (l->present && l->defer > 1)
+        fprintf(f, "deferred rank-one steps: none (defer: %d, but no projection qualifies)\n",
+                l->defer);
     if (l->present && l->critic_readout >= 0)
         fprintf(f, "learning: actor-critic, policy %s, critic %s (weight %g)%s\n",
                 d->readouts[l->policy_readout].name, d->readouts[l->critic_readout].name,

@@ -403,6 +403,28 @@ test_defer_grad_sums_from_pairs(void **state)
     check_grad_sums(1, 45);
 }
 
+/* A deferring projection of count weights w over caller-owned pairs and scratch, as the
+ * engine lays one out, for the tests that drive defer.c directly. */
+static struct eproj
+bare_proj(struct model_proj *d, int64_t I, int64_t O, int64_t count, int64_t r, real *w, real *pa,
+          real *pb, real *pc, int64_t *pk)
+{
+    struct eproj p = {.d = d,
+                      .I = I,
+                      .O = O,
+                      .count = count,
+                      .n_pend_max = r,
+                      .pa = pa,
+                      .pb = pb,
+                      .pc = pc,
+                      .pk = pk,
+                      .defers = 1,
+                      .defer_why = ENGINE_DEFER_YES};
+    p.w.count = count;
+    p.w.values = w;
+    return p;
+}
+
 /* A dense flush adds to each weight 0 + the terms a_k[i] b_k[o] with a_k[i] != 0, in pair
  * order (DESIGN §4.4), whatever the width of the row pass: O = 200 runs the widest group
  * (64 floats, float build), the 32-wide one and the per-column tail; one factor is 0. The
@@ -432,18 +454,8 @@ test_defer_dense_flush_order(void **state)
             ref[i * O + o] = w[i * O + o] + s;
         }
     struct model_proj d = {.op = MODEL_OP_DENSE};
-    struct eproj p = {.d = &d,
-                      .I = I,
-                      .O = O,
-                      .count = I * O,
-                      .n_pend_max = R,
-                      .n_pend = R,
-                      .pa = pa,
-                      .pb = pb,
-                      .pc = pc,
-                      .pk = pk};
-    p.w.count = I * O;
-    p.w.values = w;
+    struct eproj p = bare_proj(&d, I, O, I * O, R, w, pa, pb, pc, pk);
+    p.n_pend = R;
     defer_flush(&p);
     assert_int_equal(p.n_pend, 0);
     assert_memory_equal(w, ref, sizeof w);
@@ -595,18 +607,7 @@ test_defer_push_segments(void **state)
     static int64_t pk[64];
     static double ref[I * O];
     struct model_proj d = {.op = MODEL_OP_DENSE};
-    struct eproj p = {.d = &d,
-                      .I = I,
-                      .O = O,
-                      .count = I * O,
-                      .n_pend_max = R,
-                      .pa = pa,
-                      .pb = pb,
-                      .pc = pc,
-                      .pk = pk,
-                      .defers = 1};
-    p.w.count = I * O;
-    p.w.values = w;
+    struct eproj p = bare_proj(&d, I, O, I * O, R, w, pa, pb, pc, pk);
     for (int sparse = 0; sparse < 2; sparse++) {
         static int64_t indptr[I + 1];
         static int32_t indices[I * O];
@@ -710,18 +711,7 @@ test_defer_sparse_flush_chunks(void **state)
     }
     indptr[I] = nnz;
     struct model_proj d = {.op = MODEL_OP_SPARSE};
-    struct eproj p = {.d = &d,
-                      .I = I,
-                      .O = O,
-                      .count = nnz,
-                      .n_pend_max = R,
-                      .pa = pa,
-                      .pb = pb,
-                      .pc = pc,
-                      .pk = pk,
-                      .defers = 1};
-    p.w.count = nnz;
-    p.w.values = w;
+    struct eproj p = bare_proj(&d, I, O, nnz, R, w, pa, pb, pc, pk);
     p.w.indptr = indptr;
     p.w.indices = indices;
     for (int64_t e = 0; e < nnz; e++)

@@ -393,8 +393,7 @@ test_optim_rank1_two_columns_bitwise(void **state)
     (void)state;
     struct testmodel_rng r;
     testmodel_rng_seed(&r, g_seed + 77);
-    const real special[] = {R(0.0), -R(0.0), R(1.0) / R(0.0), R(0.0) / R(0.0), R(1e-40),
-                            R(-3.5)};
+    const real special[] = {R(0.0), -R(0.0), R(1.0) / R(0.0), R(0.0) / R(0.0), R(1e-40), R(-3.5)};
     for (int trial = 0; trial < 200; trial++) {
         int64_t n = trial % 41;
         real w[2 * 40], ref[2 * 40], a[40], q[2];
