@@ -44,7 +44,9 @@ static inline int64_t
 defer_grad_window(const struct eproj *p)
 {
     int64_t n = p->count / (2 * (p->I + p->O));
-    return n < DEFER_GRAD_PAIRS ? DEFER_GRAD_PAIRS : n > DEFER_GRAD_PAIRS_MAX ? DEFER_GRAD_PAIRS_MAX : n;
+    return n < DEFER_GRAD_PAIRS       ? DEFER_GRAD_PAIRS
+           : n > DEFER_GRAD_PAIRS_MAX ? DEFER_GRAD_PAIRS_MAX
+                                      : n;
 }
 
 /* A pair is refused when max|a| max|b| r reaches this bound, so that a flush of r pairs

@@ -279,8 +279,8 @@ fill_table(struct engine *e, struct esection *t, int *n)
             "pairs_b");
         add(e, t, n, ENGINE_PART_DEFERRED, W_PROJ_PN, pi, 1, sizeof(int64_t), "proj", nm,
             "pairs_n");
-        add(e, t, n, ENGINE_PART_DEFERRED, W_PROJ_PSEG, pi, DEFER_SEG_N, sizeof(double), "proj",
-            nm, "pairs_segment");
+        add(e, t, n, ENGINE_PART_DEFERRED, W_PROJ_PSEG, pi, DEFER_SEG_N, sizeof(double), "proj", nm,
+            "pairs_segment");
     }
     for (int r = 0; r < e->n_readouts; r++) {
         const char *nm = d->readouts[r].name;

@@ -10,8 +10,8 @@ op_sparse_forward(int64_t n_in, int64_t n_out, real *y, const int64_t *indptr,
 
 void
 op_sparse_forward_cols(int64_t n_in, int64_t n_out, int64_t o0, int64_t o1, real *y,
-                       const int64_t *indptr, const int32_t *indices, const real *v,
-                       const real *x, const real *b)
+                       const int64_t *indptr, const int32_t *indices, const real *v, const real *x,
+                       const real *b)
 {
     op_dense_init(o1 - o0, y + o0, b ? b + o0 : NULL);
     /* event-driven: silent rows cost one compare; the next events' rows fetched ahead */
