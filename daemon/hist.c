@@ -1,7 +1,14 @@
 /* Log-linear histogram (see hist.h). */
 #include "hist.h"
 
+#include <stdint.h>
 #include <string.h>
+
+int64_t
+hist_add_sat(int64_t a, int64_t b)
+{
+    return b > INT64_MAX - a ? INT64_MAX : a + b;
+}
 
 static int
 bin_of(uint64_t v)
@@ -38,7 +45,7 @@ hist_add(struct hist *h, int64_t v)
         v = 0;
     h->bins[bin_of((uint64_t)v)]++;
     h->count++;
-    h->sum += v;
+    h->sum = hist_add_sat(h->sum, v);
     if (v > h->max)
         h->max = v;
 }
@@ -72,7 +79,7 @@ hist_merge(struct hist *dst, const struct hist *src)
     for (int b = 0; b < HIST_N_BINS; b++)
         dst->bins[b] += src->bins[b];
     dst->count += src->count;
-    dst->sum += src->sum;
+    dst->sum = hist_add_sat(dst->sum, src->sum);
     if (src->max > dst->max)
         dst->max = src->max;
 }

@@ -18,6 +18,9 @@ struct hist {
 };
 
 /* Empties h. */
+/* a + b for a, b >= 0, held at INT64_MAX: a clock that jumped must not overflow a sum. */
+int64_t hist_add_sat(int64_t a, int64_t b);
+
 void hist_reset(struct hist *h);
 
 /* Adds v (negative values count as 0). */

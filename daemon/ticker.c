@@ -417,9 +417,9 @@ take_stats(struct ticker *t, struct tick_stats *s)
     s->tick_time = t->tick_time;
     s->lateness = t->lateness;
     t->tick_time_count_total += t->tick_time.count;
-    t->tick_time_sum_ns_total += t->tick_time.sum;
+    t->tick_time_sum_ns_total = hist_add_sat(t->tick_time_sum_ns_total, t->tick_time.sum);
     t->lateness_count_total += t->lateness.count;
-    t->lateness_sum_ns_total += t->lateness.sum;
+    t->lateness_sum_ns_total = hist_add_sat(t->lateness_sum_ns_total, t->lateness.sum);
     s->tick_time_count_total = t->tick_time_count_total;
     s->tick_time_sum_ns_total = t->tick_time_sum_ns_total;
     s->lateness_count_total = t->lateness_count_total;

@@ -53,6 +53,7 @@ test_hist_quantiles_within_bin_width(void **state)
     assert_int_equal(h.max, 100000 * 1000);
     hist_add(&h, INT64_MAX);
     assert_int_equal(h.max, INT64_MAX);
+    assert_int_equal(h.sum, INT64_MAX); /* held there, not wrapped */
     assert_int_equal(hist_quantile(&h, 1.0), INT64_MAX);
 }
 
