@@ -52,6 +52,21 @@ fill(real *p, int64_t n, real v)
         p[i] = v;
 }
 
+/* The sum of p[0..n) in double, in 8 interleaved partial sums: a fixed order, with 8
+ * chains of additions in flight (one chain cost a 140k-neuron cell ~0.2 ms a tick). */
+static double
+sum_d(const real *p, int64_t n)
+{
+    double s[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++)
+            s[k] += (double)p[i + k];
+    for (; i < n; i++)
+        s[0] += (double)p[i];
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
 static int
 has_bad(const real *p, int64_t n)
 {
@@ -959,10 +974,7 @@ cell_forward(struct engine *e, int ci)
                    cl->dout, cl->h[!e->cur], cl->slot, e->need_derivs, e->scratch);
     cl->bad = has_bad(cl->h[e->cur], (int64_t)cl->K * cl->n) | has_bad(cl->out[e->cur], cl->n);
     if (cl->is_spiking) {
-        double s = 0.0;
-        for (int64_t o = 0; o < cl->n; o++)
-            s += (double)cl->out[e->cur][o];
-        cl->spikes += s;
+        cl->spikes += sum_d(cl->out[e->cur], cl->n);
         cl->rate_ticks++;
     }
     if (e->need_derivs) {
