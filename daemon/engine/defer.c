@@ -54,6 +54,14 @@ struct push_job {
     int n_parts, sparse;
 };
 
+/* The next row of u_k to write from i on: every row, or (sparse) the next input that fired,
+ * found a block of zeros at a time. */
+static inline int64_t
+push_next(const struct push_job *j, int64_t i, int64_t i1)
+{
+    return j->sparse ? op_next_event(j->row, i, i1) : i;
+}
+
 static void
 push_part(void *arg, int part)
 {
@@ -62,11 +70,10 @@ push_part(void *arg, int part)
     int64_t r = p->n_pend_max, O = p->O, i0, i1, o0, o1;
     engine_part_rows(p->I, j->n_parts, part, &i0, &i1);
     engine_part_rows(O, j->n_parts, part, &o0, &o1);
-    for (int64_t i = i0; i < i1; i++)
-        if (!j->sparse || j->row[i] != R(0.0)) {
-            real u = j->nlr * j->row[i];
-            p->pa[i * r + j->k] = u != R(0.0) ? u : R(0.0);
-        }
+    for (int64_t i = push_next(j, i0, i1); i < i1; i = push_next(j, i + 1, i1)) {
+        real u = j->nlr * j->row[i];
+        p->pa[i * r + j->k] = u != R(0.0) ? u : R(0.0);
+    }
     /* B_s += lambda^(k - s) q for the segment's earlier pairs (streams over O); B_k = q */
     real pw = R(1.0);
     for (int64_t s = j->k - 1; s >= j->first; s--) {
@@ -432,14 +439,13 @@ defer_forward(struct eproj *p, real *y, const real *x)
     }
     if (p->n_pend == 0)
         return;
-    real *c = p->pc;
+    real *restrict c = p->pc; /* scratch apart from the pairs: c stays out of pa's way */
+    const real *restrict pa = p->pa;
     for (int64_t k = 0; k < p->n_pend; k++)
         c[k] = R(0.0);
-    for (int64_t i = 0; i < I; i++) {
+    for (int64_t i = op_next_event(x, 0, I); i < I; i = op_next_event(x, i + 1, I)) {
         real xi = x[i];
-        if (xi == R(0.0))
-            continue;
-        const real *ai = p->pa + i * r;
+        const real *ai = pa + i * r;
         for (int64_t k = 0; k < p->n_pend; k++)
             c[k] += xi * ai[k];
     }
