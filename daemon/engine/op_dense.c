@@ -25,26 +25,16 @@ op_dense_init(int64_t n_out, real *y, const real *b)
 void
 op_dense_forward(int64_t n_in, int64_t n_out, real *y, const real *w, const real *x, const real *b)
 {
-    op_dense_init(n_out, y, b);
-    /* spiking inputs: only the rows of neurons that fired are read, the next one fetched
-     * while this one is added */
-    for (int64_t i = op_next_event(x, 0, n_in), nx; i < n_in; i = nx) {
-        nx = op_next_event(x, i + 1, n_in);
-        if (nx < n_in)
-            fetch_row(w + nx * n_out, n_out);
-        real xi = x[i];
-        const real *row = w + i * n_out;
-        for (int64_t o = 0; o < n_out; o++)
-            y[o] += xi * row[o];
-    }
+    op_dense_forward_cols(n_in, n_out, 0, n_out, y, w, x, b);
 }
 
 void
 op_dense_forward_cols(int64_t n_in, int64_t n_out, int64_t o0, int64_t o1, real *y, const real *w,
                       const real *x, const real *b)
 {
-    for (int64_t o = o0; o < o1; o++)
-        y[o] = b ? b[o] + R(0.0) : R(0.0); /* as op_dense_init */
+    op_dense_init(o1 - o0, y + o0, b ? b + o0 : NULL);
+    /* spiking inputs: only the rows of neurons that fired are read, the next one fetched
+     * while this one is added */
     for (int64_t i = op_next_event(x, 0, n_in), nx; i < n_in; i = nx) {
         nx = op_next_event(x, i + 1, n_in);
         if (nx < n_in)
