@@ -228,6 +228,20 @@ class StatsCollector:
             yield m
 
 
+def glue_key_args(argv):
+    """`--curve-server KEY` as `--curve-server=KEY`: a Z85 key may begin with '-' (one key
+    in 85), which argparse would take for an option and refuse."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] == "--curve-server" and i + 1 < len(argv):
+            out.append("--curve-server=" + argv[i + 1])
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--addr", default="127.0.0.1", help="address to serve on (127.0.0.1)")
@@ -240,7 +254,7 @@ def main(argv=None):
                                            "stats endpoint with CURVE")
     ap.add_argument("--curve-keys", help="this exporter's key file (`etracectl keygen`), "
                                          "its public key in the daemon's curve.allow")
-    a = ap.parse_args(argv)
+    a = ap.parse_args(glue_key_args(sys.argv[1:] if argv is None else argv))
     if a.build:
         os.environ["ETRACE_PB2_DIR"] = os.path.join(a.build, "python")
     import etrace

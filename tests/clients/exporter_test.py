@@ -174,6 +174,35 @@ class ExporterUnitTest(unittest.TestCase):
         self.assertEqual(p.stdout + p.stderr, "")
 
 
+class ExporterArgsTest(unittest.TestCase):
+    """A daemon public key that begins with '-' (Z85 has it: one key in 85) is taken as the
+    value of --curve-server, not as an option; this made the CURVE test fail now and then."""
+
+    def test_key_beginning_with_dash(self):
+        key = "-" + "a" * 39
+        with tempfile.TemporaryDirectory() as tmp:
+            keys = os.path.join(tmp, "client.key")
+            with open(keys, "w") as f:
+                f.write("public: %s\nsecret: %s\n" % ("b" * 40, "c" * 40))
+            proc = subprocess.Popen([sys.executable, EXPORTER, "--curve-server", key,
+                                     "--curve-keys", keys, "--port", "0", "--stats",
+                                     "tcp://127.0.0.1:1"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            try:
+                line = proc.stdout.readline()  # serving: the arguments were taken
+            finally:
+                proc.terminate()
+                _, err = proc.communicate(timeout=10)
+            self.assertIn("/metrics", line, err)
+        import importlib.util
+        spec = importlib.util.spec_from_file_location("etrace_exporter", EXPORTER)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        self.assertEqual(mod.glue_key_args(["--curve-server", key, "--port", "0"]),
+                         ["--curve-server=" + key, "--port", "0"])
+        self.assertEqual(mod.glue_key_args(["--curve-server"]), ["--curve-server"])
+
+
 class ExporterCurveTest(ExporterTest):
     """The exporter on a daemon whose tcp endpoints use CURVE: with its key file on the
     allow-list it serves the metrics; without CURVE it never sees the daemon up."""
